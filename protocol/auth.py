@@ -1,0 +1,54 @@
+"""HMAC-SHA256 built on hashlib.sha256 (MicroPython has no hmac module and no other hash).
+
+A Key precomputes the padded inner and outer blocks once, so signing a message on the
+device costs two short sha256 runs and no per-call key work.
+"""
+
+import binascii
+import hashlib
+
+from protocol.errors import MalformedMessage
+
+_BLOCK = 64
+SECRET_BYTES = 32
+
+
+class Key:
+    def __init__(self, secret):
+        if type(secret) is str:
+            secret = parse_secret(secret)
+        if len(secret) > _BLOCK:
+            secret = hashlib.sha256(secret).digest()
+        secret = secret + b"\x00" * (_BLOCK - len(secret))
+        self._ipad = bytes([b ^ 0x36 for b in secret])
+        self._opad = bytes([b ^ 0x5C for b in secret])
+
+    def digest(self, msg):
+        inner = hashlib.sha256(self._ipad)
+        inner.update(msg)
+        outer = hashlib.sha256(self._opad)
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def hexdigest(self, msg):
+        return binascii.hexlify(self.digest(msg)).decode()
+
+    def verify(self, msg, mac_hex):
+        """Constant-time comparison of mac_hex against the HMAC of msg."""
+        want = self.hexdigest(msg)
+        if type(mac_hex) is not str or len(mac_hex) != len(want):
+            return False
+        diff = 0
+        for i in range(len(want)):
+            diff |= ord(want[i]) ^ ord(mac_hex[i])
+        return diff == 0
+
+
+def parse_secret(text):
+    """A device secret is 32 bytes written as 64 lower-case hex characters."""
+    if type(text) is not str or len(text) != 2 * SECRET_BYTES:
+        raise MalformedMessage("bad_field", "secret must be 64 hex characters")
+    try:
+        return binascii.unhexlify(text)
+    except ValueError:
+        raise MalformedMessage("bad_field", "secret must be 64 hex characters")

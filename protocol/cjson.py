@@ -1,0 +1,79 @@
+"""Canonical JSON: the one byte form that is signed and sent.
+
+Neither runtime's json.dumps can be trusted for byte-identical output (MicroPython's dict
+order is not insertion order, and escaping rules differ), so this small encoder is the
+definition: keys sorted, no white space, strings as raw UTF-8 with only '"', '\\' and
+control characters escaped, integers only (no floats on the wire), true/false/null.
+"""
+
+from protocol.errors import MalformedMessage
+
+_ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+
+
+def _needs_escape(s):
+    for ch in s:
+        if ch == '"' or ch == "\\" or ord(ch) < 0x20:
+            return True
+    return False
+
+
+def _string(s, out):
+    out.append('"')
+    if not _needs_escape(s):
+        out.append(s)
+    else:
+        for ch in s:
+            e = _ESC.get(ch)
+            if e is not None:
+                out.append(e)
+            elif ord(ch) < 0x20:
+                out.append("\\u%04x" % ord(ch))
+            else:
+                out.append(ch)
+    out.append('"')
+
+
+def _value(v, out):
+    t = type(v)
+    if v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif t is int:
+        out.append(str(v))
+    elif t is str:
+        _string(v, out)
+    elif t is list or t is tuple:
+        out.append("[")
+        first = True
+        for item in v:
+            if not first:
+                out.append(",")
+            first = False
+            _value(item, out)
+        out.append("]")
+    elif t is dict:
+        out.append("{")
+        first = True
+        for k in sorted(v):
+            if type(k) is not str:
+                raise MalformedMessage("bad_field", "object key is not a string")
+            if not first:
+                out.append(",")
+            first = False
+            _string(k, out)
+            out.append(":")
+            _value(v[k], out)
+        out.append("}")
+    else:
+        raise MalformedMessage("bad_field", "value of type %s cannot be encoded" % t.__name__)
+
+
+def encode(obj):
+    """Canonical UTF-8 bytes of obj."""
+    out = []
+    _value(obj, out)
+    return "".join(out).encode("utf-8")

@@ -1,0 +1,22 @@
+"""Record ids: "<device>:<boot>:<seq>", unique for the device's whole life.
+
+The boot counter is persisted and incremented before a boot creates any record, and seq
+restarts at 1 in every boot, so (device, boot, seq) never repeats. It is the idempotency
+key of every layer: journal, gateway store, ack, and platform upload.
+"""
+
+
+def record_id(device, rb, rs):
+    return "%s:%d:%d" % (device, rb, rs)
+
+
+def parse_record_id(text):
+    """Inverse of record_id; raises ValueError on anything else."""
+    parts = text.split(":")
+    if len(parts) != 3 or not parts[0]:
+        raise ValueError("bad record id")
+    rb = int(parts[1])
+    rs = int(parts[2])
+    if rb < 1 or rs < 1:
+        raise ValueError("bad record id")
+    return parts[0], rb, rs
