@@ -1,0 +1,1 @@
+"""SQLite store: connection (db.py), migrations (migrate.py), records and devices."""
