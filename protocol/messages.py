@@ -10,8 +10,9 @@ MicroPython report the same error code for the same bytes (see tests/vectors/).
 """
 
 import json
+import sys
 
-from protocol import VERSION, cjson, topics
+from protocol import VERSION, cjson, strict, topics
 from protocol.errors import BadSignature, MalformedMessage, TopicMismatch, UnsupportedVersion
 from protocol.grades import GRADES
 
@@ -245,16 +246,32 @@ def sign(m, key):
     return data
 
 
+# MicroPython's decoders are lenient; protocol/strict.py makes them reject what CPython does.
+_LENIENT = sys.implementation.name == "micropython"
+
+
+def _no_constants(name):
+    raise ValueError("JSON has no " + name)
+
+
 def parse(payload):
     """Wire bytes -> validated dict. Does not check the mac (the key depends on "d")."""
     if len(payload) > MAX_PAYLOAD:
         raise MalformedMessage("too_large", "%d bytes" % len(payload))
-    try:
-        text = bytes(payload).decode("utf-8")
-    except UnicodeError:
+    raw = bytes(payload)
+    if _LENIENT and not strict.utf8(raw):
         raise MalformedMessage("not_utf8", "payload is not UTF-8")
     try:
-        m = json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeError:
+        raise MalformedMessage("not_utf8", "payload is not UTF-8")
+    if (_LENIENT or "\\u" in text) and not strict.json_text(text):
+        raise MalformedMessage("not_json", "payload is not JSON")
+    try:
+        if _LENIENT:
+            m = json.loads(text)
+        else:
+            m = json.loads(text, parse_constant=_no_constants)
     except ValueError:
         raise MalformedMessage("not_json", "payload is not JSON")
     return validate(m)
