@@ -14,29 +14,28 @@ SECRET_BYTES = 32
 
 
 class Key:
-    def __init__(self, secret):
-        if type(secret) is str:
-            secret = parse_secret(secret)
-        if len(secret) > _BLOCK:
-            secret = hashlib.sha256(secret).digest()
-        secret = secret + b"\x00" * (_BLOCK - len(secret))
-        self._ipad = bytes([b ^ 0x36 for b in secret])
-        self._opad = bytes([b ^ 0x5C for b in secret])
+    def __init__(self, secret: bytes | str) -> None:
+        raw = parse_secret(secret) if isinstance(secret, str) else secret
+        if len(raw) > _BLOCK:
+            raw = hashlib.sha256(raw).digest()
+        raw = raw + b"\x00" * (_BLOCK - len(raw))
+        self._ipad = bytes([b ^ 0x36 for b in raw])
+        self._opad = bytes([b ^ 0x5C for b in raw])
 
-    def digest(self, msg):
+    def digest(self, msg: bytes) -> bytes:
         inner = hashlib.sha256(self._ipad)
         inner.update(msg)
         outer = hashlib.sha256(self._opad)
         outer.update(inner.digest())
         return outer.digest()
 
-    def hexdigest(self, msg):
+    def hexdigest(self, msg: bytes) -> str:
         return binascii.hexlify(self.digest(msg)).decode()
 
-    def verify(self, msg, mac_hex):
+    def verify(self, msg: bytes, mac_hex: object) -> bool:
         """Constant-time comparison of mac_hex against the HMAC of msg."""
         want = self.hexdigest(msg)
-        if type(mac_hex) is not str or len(mac_hex) != len(want):
+        if not isinstance(mac_hex, str) or len(mac_hex) != len(want):
             return False
         diff = 0
         for i in range(len(want)):
@@ -44,11 +43,11 @@ class Key:
         return diff == 0
 
 
-def parse_secret(text):
+def parse_secret(text: object) -> bytes:
     """A device secret is 32 bytes written as 64 lower-case hex characters."""
-    if type(text) is not str or len(text) != 2 * SECRET_BYTES:
+    if not isinstance(text, str) or len(text) != 2 * SECRET_BYTES:
         raise MalformedMessage("bad_field", "secret must be 64 hex characters")
     try:
         return binascii.unhexlify(text)
     except ValueError:
-        raise MalformedMessage("bad_field", "secret must be 64 hex characters")
+        raise MalformedMessage("bad_field", "secret must be 64 hex characters") from None

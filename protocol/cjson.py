@@ -8,17 +8,22 @@ control characters escaped, integers only (no floats on the wire), true/false/nu
 
 from protocol.errors import MalformedMessage
 
+# Typing-only import: mypy treats _TYPING as true (pyproject always_true); MicroPython skips it.
+_TYPING = False
+if _TYPING:
+    from typing import Any
+
 _ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
 
 
-def _needs_escape(s):
+def _needs_escape(s: str) -> bool:
     for ch in s:
         if ch == '"' or ch == "\\" or ord(ch) < 0x20:
             return True
     return False
 
 
-def _string(s, out):
+def _string(s: str, out: list[str]) -> None:
     out.append('"')
     if not _needs_escape(s):
         out.append(s)
@@ -34,7 +39,7 @@ def _string(s, out):
     out.append('"')
 
 
-def _value(v, out):
+def _value(v: "Any", out: list[str]) -> None:
     t = type(v)
     if v is None:
         out.append("null")
@@ -72,8 +77,8 @@ def _value(v, out):
         raise MalformedMessage("bad_field", "value of type %s cannot be encoded" % t.__name__)
 
 
-def encode(obj):
+def encode(obj: "Any") -> bytes:
     """Canonical UTF-8 bytes of obj."""
-    out = []
+    out: list[str] = []
     _value(obj, out)
     return "".join(out).encode("utf-8")

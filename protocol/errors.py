@@ -12,21 +12,21 @@ class ProtocolError(Exception):
 
     CODE = "protocol"
 
-    def __init__(self, detail="", code=None):
+    def __init__(self, detail: str = "", code: str | None = None) -> None:
         super().__init__(code or self.CODE, detail)
 
     @property
-    def code(self):
-        return self.args[0]
+    def code(self) -> str:
+        return str(self.args[0])
 
     @property
-    def detail(self):
-        return self.args[1]
+    def detail(self) -> str:
+        return str(self.args[1])
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.args[1]:
             return "%s: %s" % (self.args[0], self.args[1])
-        return self.args[0]
+        return str(self.args[0])
 
 
 class MalformedMessage(ProtocolError):
@@ -34,7 +34,7 @@ class MalformedMessage(ProtocolError):
 
     CODE = "malformed"
 
-    def __init__(self, code, detail=""):
+    def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(detail, code)
 
 

@@ -36,15 +36,15 @@ GBT39046_CODE = {VERY_SATISFIED: 1, SATISFIED: 2, BASIC: 3, DISSATISFIED: 4, VER
 DEFAULT_BUTTONS = (VERY_SATISFIED, SATISFIED, BASIC, DISSATISFIED, VERY_DISSATISFIED)
 
 
-def is_grade(code):
+def is_grade(code: str) -> bool:
     return code in GRADES
 
 
-def is_bad(code):
+def is_bad(code: str) -> bool:
     return code in BAD
 
 
-def from_code(table, value):
+def from_code(table: dict[str, int], value: int) -> str | None:
     """Inverse lookup in one of the integer tables; None when the value is not in it."""
     for g in GRADES:
         if table[g] == value:
@@ -52,12 +52,12 @@ def from_code(table, value):
     return None
 
 
-def button_map(order):
+def button_map(order: "list[str] | tuple[str, ...]") -> tuple[str, ...]:
     """Validate a button order (a permutation of GRADES) and return it as a tuple."""
-    order = tuple(order)
-    if len(order) != len(GRADES):
+    result = tuple(order)
+    if len(result) != len(GRADES):
         raise ValueError("button order needs exactly 5 grades")
     for g in GRADES:
-        if g not in order:
+        if g not in result:
             raise ValueError("button order misses grade %s" % g)
-    return order
+    return result

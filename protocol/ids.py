@@ -6,11 +6,11 @@ key of every layer: journal, gateway store, ack, and platform upload.
 """
 
 
-def record_id(device, rb, rs):
+def record_id(device: str, rb: int, rs: int) -> str:
     return "%s:%d:%d" % (device, rb, rs)
 
 
-def parse_record_id(text):
+def parse_record_id(text: str) -> tuple[str, int, int]:
     """Inverse of record_id; raises ValueError on anything else."""
     parts = text.split(":")
     if len(parts) != 3 or not parts[0]:

@@ -16,6 +16,15 @@ from protocol import VERSION, cjson, strict, topics
 from protocol.errors import BadSignature, MalformedMessage, TopicMismatch, UnsupportedVersion
 from protocol.grades import GRADES
 
+# Typing-only import: mypy treats _TYPING as true (pyproject always_true); MicroPython skips it.
+_TYPING = False
+if _TYPING:
+    from typing import Any
+
+    from protocol.auth import Key
+
+    Fields = tuple[tuple[str, str, Any, int], ...]
+
 MAX_PAYLOAD = 1024          # bytes on the wire, mac included
 MAX_ACKS = 32               # record ids per ack message
 MAX_CONFIG_KEYS = 16
@@ -42,7 +51,7 @@ REC_UNRATED = "unrated"    # invitation countdown ran out without a press
 REC_UNPAIRED = "unpaired"  # press while the device is not bound to a window
 REC_KINDS = (REC_RATED, REC_WALKUP, REC_EXTRA, REC_UNRATED, REC_UNPAIRED)
 
-UP_TYPES = {
+UP_TYPES: "dict[str, Fields]" = {
     "hello": (
         ("fw", "s", 1, 16), ("up", "i", 0, _I48), ("rst", "s", 0, 16),
         ("cfg", "i", 0, _I31), ("jd", "i", 0, _I31), ("safe", "B", 0, 0),
@@ -60,7 +69,7 @@ UP_TYPES = {
     "treq": (("u", "i", 0, _I48),),
 }
 
-DOWN_TYPES = {
+DOWN_TYPES: "dict[str, Fields]" = {
     "ack": (("a", "acks", 1, MAX_ACKS),),
     "invite": (("i", "inv", 1, 32), ("case", "s", 0, 64), ("item", "s", 0, 96), ("cd", "i", 5, 600)),
     "cancel": (("i", "inv", 1, 32),),
@@ -72,14 +81,14 @@ DOWN_TYPES = {
 }
 
 
-def schema(t):
+def schema(t: str) -> "Fields | None":
     f = UP_TYPES.get(t)
     if f is None:
         f = DOWN_TYPES.get(t)
     return f
 
 
-def direction(t):
+def direction(t: str) -> str | None:
     if t in UP_TYPES:
         return "up"
     if t in DOWN_TYPES:
@@ -87,32 +96,32 @@ def direction(t):
     return None
 
 
-def _bad(name, why):
+def _bad(name: str, why: str) -> None:
     raise MalformedMessage("bad_field", "%s: %s" % (name, why))
 
 
-def _text_ok(s):
+def _text_ok(s: str) -> bool:
     for ch in s:
         if ord(ch) < 0x20 or ch == "\x7f":
             return False
     return True
 
 
-def _ident_ok(s, extra):
+def _ident_ok(s: str, extra: str) -> bool:
     for ch in s:
         if not ("a" <= ch <= "z" or "0" <= ch <= "9" or ch == "-" or ch in extra):
             return False
     return True
 
 
-def _check_int(name, v, lo, hi):
+def _check_int(name: str, v: "Any", lo: int, hi: int) -> None:
     if type(v) is not int:
         _bad(name, "not an integer")
     if v < lo or v > hi:
         _bad(name, "out of range")
 
 
-def _check_field(name, kind, a, b, v):
+def _check_field(name: str, kind: str, a: "Any", b: int, v: "Any") -> None:
     if kind == "i":
         _check_int(name, v, a, b)
     elif kind == "s":
@@ -167,7 +176,7 @@ def _check_field(name, kind, a, b, v):
                         _bad(name, "bad value for " + k)
 
 
-def _check_rec(m):
+def _check_rec(m: "dict[str, Any]") -> None:
     k = m["k"]
     if k == REC_UNRATED:
         if m["g"] != "":
@@ -183,7 +192,7 @@ def _check_rec(m):
             _bad("i", "a %s record has no invitation" % k)
 
 
-def validate(m):
+def validate(m: "Any") -> "dict[str, Any]":
     """Check a decoded object (mac included or not) against the v1 schema; raise on error."""
     if type(m) is not dict:
         raise MalformedMessage("not_object", "message is not a JSON object")
@@ -216,7 +225,7 @@ def validate(m):
     return m
 
 
-def _defines(fields, k):
+def _defines(fields: "Fields", k: str) -> bool:
     for group in (ENVELOPE, fields):
         for f in group:
             if f[0] == k:
@@ -224,7 +233,7 @@ def _defines(fields, k):
     return False
 
 
-def signing_bytes(m):
+def signing_bytes(m: "dict[str, Any]") -> bytes:
     """The canonical bytes the mac covers: every field but mac."""
     body = {}
     for k in m:
@@ -233,7 +242,7 @@ def signing_bytes(m):
     return cjson.encode(body)
 
 
-def sign(m, key):
+def sign(m: "dict[str, Any]", key: "Key") -> bytes:
     """Validate m (without mac), add its mac, return the wire bytes."""
     if "mac" in m:
         del m["mac"]
@@ -250,11 +259,11 @@ def sign(m, key):
 _LENIENT = sys.implementation.name == "micropython"
 
 
-def _no_constants(name):
+def _no_constants(name: str) -> None:
     raise ValueError("JSON has no " + name)
 
 
-def parse(payload):
+def parse(payload: bytes) -> "dict[str, Any]":
     """Wire bytes -> validated dict. Does not check the mac (the key depends on "d")."""
     if len(payload) > MAX_PAYLOAD:
         raise MalformedMessage("too_large", "%d bytes" % len(payload))
@@ -277,14 +286,14 @@ def parse(payload):
     return validate(m)
 
 
-def verify(m, key):
+def verify(m: "dict[str, Any]", key: "Key") -> "dict[str, Any]":
     """Raise BadSignature unless m's mac is the HMAC of its canonical bytes under key."""
     if "mac" not in m or not key.verify(signing_bytes(m), m["mac"]):
         raise BadSignature("mac does not match")
     return m
 
 
-def check_topic(m, topic):
+def check_topic(m: "dict[str, Any]", topic: str) -> "dict[str, Any]":
     """The topic's direction, device and type must be the payload's."""
     p = topics.parse(topic)
     if p is None:
@@ -294,7 +303,7 @@ def check_topic(m, topic):
     return m
 
 
-def decode(payload, key, topic=None):
+def decode(payload: bytes, key: "Key", topic: str | None = None) -> "dict[str, Any]":
     """parse + topic check + mac check: what a receiver with a known key does."""
     m = parse(payload)
     if topic is not None:
@@ -302,7 +311,7 @@ def decode(payload, key, topic=None):
     return verify(m, key)
 
 
-def topic_for(m):
+def topic_for(m: "dict[str, Any]") -> str:
     if direction(m["t"]) == "up":
         return topics.up(m["d"], m["t"])
     return topics.down(m["d"], m["t"])

@@ -9,11 +9,11 @@ SIZE = 30  # keeps the bitmap a small int on 32-bit MicroPython ports (no heap a
 
 
 class ReplayWindow:
-    def __init__(self):
+    def __init__(self) -> None:
         self.top = -1
         self.bits = 0  # bit i set: top - i has been seen
 
-    def check(self, n):
+    def check(self, n: int) -> bool:
         """True if n is fresh (and records it), False if it is a replay or too old."""
         if n > self.top:
             shift = n - self.top

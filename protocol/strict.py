@@ -9,7 +9,7 @@ Both are iterative with no recursion, so deep nesting cannot exhaust a small sta
 """
 
 
-def utf8(b):
+def utf8(b: bytes) -> bool:
     """True if b is well-formed UTF-8 (RFC 3629, Unicode table 3-7)."""
     i = 0
     n = len(b)
@@ -54,13 +54,13 @@ _DIGITS = "0123456789"
 _HEX = "0123456789abcdefABCDEF"
 
 
-def _ws(s, i, n):
+def _ws(s: str, i: int, n: int) -> int:
     while i < n and s[i] in _WS:
         i += 1
     return i
 
 
-def _string(s, i, n):
+def _string(s: str, i: int, n: int) -> int:
     # s[i] == '"'
     i += 1
     while i < n:
@@ -92,7 +92,7 @@ def _string(s, i, n):
     return -1
 
 
-def _number(s, i, n):
+def _number(s: str, i: int, n: int) -> int:
     if s[i] == "-":
         i += 1
     if i >= n:
@@ -128,11 +128,11 @@ _KEY = 1
 _AFTER = 2
 
 
-def json_text(s):
+def json_text(s: str) -> bool:
     """True if s is exactly one JSON text by RFC 8259 (no NaN/Infinity, no surrogate escapes)."""
     n = len(s)
     i = 0
-    stack = []
+    stack: list[str] = []
     state = _VALUE
     while True:
         i = _ws(s, i, n)

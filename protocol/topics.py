@@ -15,19 +15,19 @@ DOWN = ROOT + "/down/"
 GATEWAY_SUB = UP + "+/+"
 
 
-def up(device, kind):
+def up(device: str, kind: str) -> str:
     return UP + device + "/" + kind
 
 
-def down(device, kind):
+def down(device: str, kind: str) -> str:
     return DOWN + device + "/" + kind
 
 
-def device_sub(device):
+def device_sub(device: str) -> str:
     return DOWN + device + "/+"
 
 
-def parse(topic):
+def parse(topic: str) -> tuple[str, str, str] | None:
     """Split a topic into (direction, device, kind); None when it is not ours."""
     if topic.startswith(UP):
         direction = "up"

@@ -1,7 +1,7 @@
 # Runs INSIDE MicroPython: applies every shared vector and prints one result line each.
 # Kept as a plain file so the exact same checker text could run on a real board too.
-import json
 import binascii
+import json
 
 from protocol import auth, messages, replay
 
