@@ -1,0 +1,172 @@
+"""One push run: select what is due, map it, send it in paced batches, record the answers.
+
+Crash safety: items are marked 'sent' (with their batch) before the request and become
+'acked'/'rejected' only from the platform's per-record answer. Anything left 'sent' by a
+crash, a lost ack or an outage is simply re-sent by a later run; the platform dedupes by
+record id, so a re-send never creates a second rating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.store.db import Database
+from gateway.uplink import state
+from gateway.uplink.adapters import Adapter, MappingError, make_adapter
+from gateway.uplink.client import PlatformClient, PlatformRefused, PlatformUnavailable
+from gateway.uplink.pacing import Backoff, RateLimiter, sleep_or_stop
+from gateway.uplink.settings import UplinkSettings
+from gateway.uplink.wire import RecordResult, checksum, encode_batch
+
+log = logging.getLogger("gateway.uplink.push")
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class PushReport:
+    outcome: str = "done"          # done | unavailable | refused | stopped
+    batches: int = 0
+    requests: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0              # by the platform
+    local_rejected: int = 0        # by the adapter (could not be mapped)
+    unanswered: int = 0
+    error: str | None = None
+    retry_delays: list[float] = field(default_factory=list)
+
+    @property
+    def acked(self) -> int:
+        return self.accepted + self.duplicates
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "done"
+
+
+class Pusher:
+    """Sends pending records; one instance may serve many runs (keeps the rate limiter)."""
+
+    def __init__(self, db: Database, settings: UplinkSettings, client: PlatformClient | None = None,
+                 now_ms: Callable[[], int] = wall_ms, backoff: Backoff | None = None) -> None:
+        self.db = db
+        self.s = settings
+        self.adapter: Adapter = make_adapter(settings)
+        self.client = client or PlatformClient(settings)
+        self.now_ms = now_ms
+        self.limiter = RateLimiter(settings.max_batches_per_second)
+        self.backoff = backoff or Backoff(settings.backoff_base_s, settings.backoff_max_s)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def run(self, date: str | None = None, trigger: str = "manual",
+                  stop: asyncio.Event | None = None) -> PushReport:
+        run_id = await state.start_run(self.db, trigger, date, self.now_ms())
+        report = PushReport()
+        try:
+            await self._run(report, date, stop)
+        finally:
+            await state.finish_run(self.db, run_id, report.outcome, report.batches, report.acked,
+                                   report.rejected + report.local_rejected, report.error, self.now_ms())
+        log.info("uplink push (%s%s): %s, %d batches, %d accepted, %d duplicates, %d rejected,"
+                 " %d not mappable%s", trigger, " " + date if date else "", report.outcome, report.batches,
+                 report.accepted, report.duplicates, report.rejected, report.local_rejected,
+                 (": " + report.error) if report.error else "")
+        return report
+
+    async def _run(self, report: PushReport, date: str | None, stop: asyncio.Event | None) -> None:
+        bounds = state.day_bounds(date, self.s.tz) if date else None
+        kinds = self.s.uploadable_kinds()
+        after = ""
+        while True:
+            if stop is not None and stop.is_set():
+                report.outcome = "stopped"
+                return
+            rows = await state.select_eligible(self.db, kinds, after, self.s.batch_size, bounds)
+            if not rows:
+                return
+            after = rows[-1].record_id
+            records, items, unmappable = [], [], []
+            for r in rows:
+                try:
+                    records.append(self.adapter.map(r))
+                    items.append((r.record_id, 1 if r.kind == "unrated" else 0))
+                except MappingError as e:
+                    unmappable.append((r.record_id, e.code, e.reason))
+            if unmappable:
+                # Kept with the reason for admins; not retried until one re-queues them.
+                await state.reject(self.db, unmappable, "gateway", self.now_ms())
+                report.local_rejected += len(unmappable)
+            if not records:
+                continue
+            if not await self._send(report, records, items, stop):
+                return
+
+    async def _send(self, report: PushReport, records: list[dict[str, object]],
+                    items: list[tuple[str, int]], stop: asyncio.Event | None) -> bool:
+        """Send one batch until answered; False when the run must end (outage, refusal, stop)."""
+        batch_id = uuid.uuid4().hex
+        digest = checksum(records)
+        body = encode_batch(batch_id, records, self.adapter.envelope)
+        ids = [rid for rid, _ in items]
+        await state.mark_sent(self.db, batch_id, digest, items, self.now_ms())
+        report.batches += 1
+        attempt = 0
+        while True:
+            attempt += 1
+            if await self.limiter.wait(stop):
+                report.outcome = "stopped"
+                return False
+            report.requests += 1
+            try:
+                results: list[RecordResult] = await self.client.send_batch(batch_id, body)
+            except PlatformUnavailable as e:
+                await state.note_attempt(self.db, batch_id, e.reason)
+                if attempt >= self.s.max_attempts:
+                    await state.finish_batch(self.db, batch_id, "failed", e.reason, self.now_ms())
+                    report.outcome, report.error = "unavailable", e.reason
+                    return False
+                delay = self.backoff.delay(attempt, e.retry_after_s)
+                report.retry_delays.append(delay)
+                log.warning("uplink batch %s: %s; retry %d in %.2f s", batch_id, e.reason, attempt, delay)
+                if await sleep_or_stop(delay, stop):
+                    report.outcome = "stopped"
+                    return False
+                continue
+            except PlatformRefused as e:
+                await state.note_attempt(self.db, batch_id, str(e))
+                await state.finish_batch(self.db, batch_id, "refused", str(e), self.now_ms())
+                report.error = str(e)
+                if e.code == "auth":   # our credentials: nothing is wrong with the records
+                    report.outcome = "refused"
+                    return False
+                # The whole batch refused on purpose: keep every record with the reason.
+                await state.reject(self.db, [(rid, e.code, e.reason) for rid in ids], "platform",
+                                   self.now_ms())
+                report.rejected += len(ids)
+                return True
+            await state.note_attempt(self.db, batch_id, None)
+            applied = await state.apply_results(self.db, batch_id, ids, results, self.now_ms())
+            report.accepted += applied.accepted
+            report.duplicates += applied.duplicates
+            report.rejected += applied.rejected
+            report.unanswered += applied.unanswered
+            return True
+
+
+async def push_once(db: Database, settings: UplinkSettings, date: str | None = None,
+                    trigger: str = "manual", stop: asyncio.Event | None = None) -> PushReport:
+    pusher = Pusher(db, settings)
+    try:
+        return await pusher.run(date, trigger, stop)
+    finally:
+        await pusher.close()

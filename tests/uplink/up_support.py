@@ -1,0 +1,88 @@
+"""Helpers for the uplink tests: seeding the real gateway store, fast settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from gateway.store.db import Database
+from gateway.uplink.settings import UplinkSettings
+
+TZ = ZoneInfo("Asia/Shanghai")
+DEPT = "11540102MB0000001X"
+GRADES = ("vs", "s", "bs", "d", "vd")
+
+
+def local_ms(date: str, hh: int = 10, mm: int = 0, ss: int = 0) -> int:
+    d = dt.date.fromisoformat(date)
+    return int(dt.datetime(d.year, d.month, d.day, hh, mm, ss, tzinfo=TZ).timestamp() * 1000)
+
+
+class Seeder:
+    """Writes devices, windows, clerks, bindings, invitations and records the way the core does."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.seq: dict[tuple[str, int], int] = {}
+        self.n = 0
+
+    async def device(self, device_id: str, window: str, clerk: str) -> None:
+        async with self.db.transaction() as c:
+            await c.execute("INSERT INTO devices (device_id, secret_hex, created_at) VALUES (?, ?, 0)",
+                            (device_id, "00" * 32))
+            await c.execute("INSERT INTO windows (window_id, dept_code, name, created_ms)"
+                            " VALUES (?, ?, ?, 0)",
+                            (window, DEPT, "window " + window))
+            await c.execute("INSERT INTO staff (account, display_name, created_ms) VALUES (?, ?, 0)",
+                            (clerk, clerk))
+            await c.execute("INSERT INTO bindings (device_id, window_id, staff_account, valid_from_ms,"
+                            " created_by) VALUES (?, ?, ?, 0, 'test')", (device_id, window, clerk))
+
+    async def records(self, device_id: str, date: str, count: int, kind: str = "rated", boot: int = 1,
+                      with_invitation: bool = True, applicant_type: int | None = 1,
+                      case_no: str | None = None) -> list[str]:
+        """count records on a local date, 10:00 + i seconds; returns their record ids."""
+        ids = []
+        recs: list[tuple[Any, ...]] = []
+        invs: list[tuple[Any, ...]] = []
+        row = await self.db.fetchone("SELECT id, window_id, staff_account FROM bindings WHERE device_id = ?",
+                                     (device_id,))
+        assert row is not None
+        binding, window, clerk = row["id"], row["window_id"], row["staff_account"]
+        for i in range(count):
+            self.n += 1
+            seq = self.seq.get((device_id, boot), 0) + 1
+            self.seq[(device_id, boot)] = seq
+            rid = "%s:%d:%d" % (device_id, boot, seq)
+            ids.append(rid)
+            t = local_ms(date) + i * 1000
+            grade = None if kind == "unrated" else GRADES[self.n % 5]
+            inv = None
+            if with_invitation and kind in ("rated", "unrated", "extra"):
+                inv = "inv-%d" % self.n
+                status = "rated" if kind == "rated" else "unrated"
+                invs.append((inv, device_id, window, clerk, binding, case_no or "CASE-%06d" % self.n,
+                             "T0001", "居民身份证换领", "", applicant_type, 60, status, t - 60000,
+                             t + 60000, rid, grade, "test"))
+            recs.append((rid, device_id, boot, seq, kind, grade, inv, t // 1000, 1000 + i, t, "device",
+                         t + 50, boot, binding, window, clerk, ""))
+        async with self.db.transaction() as c:
+            await c.executemany(
+                "INSERT INTO invitations (id, device_id, window_id, staff_account, binding_id, case_no,"
+                " task_code, task_name, dept_code, applicant_type, countdown_s, status, created_ms,"
+                " expires_ms, record_id, grade, created_by) VALUES (%s)" % ",".join("?" * 17), invs)
+            await c.executemany(
+                "INSERT INTO records (record_id, device_id, rb, rs, kind, grade, invitation_id,"
+                " device_wall_s, uptime_ms, pressed_at_ms, time_source, received_at_ms, msg_boot,"
+                " binding_id, window_id, staff_account, flags) VALUES (%s)" % ",".join("?" * 17), recs)
+        return ids
+
+
+def fast_settings(url: str, **kw: Any) -> UplinkSettings:
+    base: dict[str, Any] = dict(url=url, backoff_base_s=0.01, backoff_max_s=0.05, request_timeout_s=2.0,
+                                max_batches_per_second=1000.0, batch_size=50, area_code="540102")
+    base.update(kw)
+    return UplinkSettings(**base)
+
+
