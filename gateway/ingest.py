@@ -1,0 +1,338 @@
+"""Ingest: verify every device message, group-commit records, ack only after the commit.
+
+Per message (in the MQTT receive loop, no SQLite wait on the hot path):
+  parse -> check_topic -> device key -> verify mac -> by type:
+    rec           validated, queued for the group committer
+    hello/hb/treq replay window per (device, boot); health; time anchor; treq -> `time`
+    status        online/offline by (b, c) order (gateway.health)
+Every refusal is counted by reason (memory + table `rejections`) and logged at most once
+per reason per interval, without payloads or secrets.
+
+Group commit: the committer takes up to batch_max queued records, waits at most batch_ms
+after the first one, and stores the batch in ONE transaction (INSERT OR IGNORE by record
+id), so one fsync covers many records. Only after COMMIT returns does it publish an ack
+for every record of the batch, duplicates included: a duplicate is acked again, never
+stored twice. If the gateway dies before COMMIT, nothing was acked, the device still has
+the records in its journal and re-sends them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import health, timesync
+from gateway.config import Config
+from gateway.mqtt import Downlink
+from gateway.store import records as records_store
+from gateway.store import rejections as rejections_store
+from gateway.store.db import Database
+from gateway.store.devices import DeviceRegistry, DeviceState, now_ms
+from protocol import messages
+from protocol.errors import BadSignature, MalformedMessage, TopicMismatch, UnsupportedVersion
+from protocol.ids import record_id
+
+log = logging.getLogger("gateway.ingest")
+
+Attribute = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+HelloHook = Callable[[str], Awaitable[None]]
+
+# Flags ingest itself may set on a record (attribution adds its own).
+FLAG_ATTRIBUTION_ERROR = "attribution_error"
+FLAG_UNPAIRED = "unpaired"
+_ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
+
+
+def load_attribution() -> Attribute | None:
+    """gateway.attribution.attribute if that module exists (the bindings engineer's hook)."""
+    if importlib.util.find_spec("gateway.attribution") is None:
+        return None
+    mod = importlib.import_module("gateway.attribution")
+    fn = getattr(mod, "attribute", None)
+    if fn is None or not callable(fn):
+        raise RuntimeError("gateway.attribution exists but defines no attribute(conn, rec)")
+    return fn  # type: ignore[no-any-return]
+
+
+class Rejections:
+    """Counts refusals by reason; logs each reason at most once per interval."""
+
+    def __init__(self, log_interval_s: float) -> None:
+        self.totals: dict[str, int] = {}
+        self._unsaved: dict[str, int] = {}
+        self._log_interval = log_interval_s
+        self._last_log: dict[str, float] = {}
+        self._since_log: dict[str, int] = {}
+
+    def add(self, reason: str, who: str, detail: str = "") -> None:
+        self.totals[reason] = self.totals.get(reason, 0) + 1
+        self._unsaved[reason] = self._unsaved.get(reason, 0) + 1
+        self._since_log[reason] = self._since_log.get(reason, 0) + 1
+        t = time.monotonic()
+        if t - self._last_log.get(reason, -1e9) >= self._log_interval:
+            n = self._since_log.pop(reason)
+            self._last_log[reason] = t
+            log.warning("rejected %s from %s%s%s", reason, who, f" ({detail})" if detail else "",
+                        f" [{n} since last report]" if n > 1 else "")
+
+    async def save(self, db: Database) -> None:
+        if not self._unsaved:
+            return
+        counts, self._unsaved = self._unsaved, {}
+        try:
+            async with db.transaction() as conn:
+                await rejections_store.add_counts(conn, counts, now_ms())
+        except BaseException:
+            for k, v in counts.items():
+                self._unsaved[k] = self._unsaved.get(k, 0) + v
+            raise
+
+
+@dataclass
+class PendingRecord:
+    m: dict[str, Any]
+    st: DeviceState
+    arrival_ms: int
+    rid: str
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    records_received: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    acked: int = 0
+    batches: int = 0
+    commit_failures: int = 0
+
+
+def _who(topic: str) -> str:
+    # Topic text is attacker-chosen: quote and cut it before it reaches a log line.
+    return repr(topic[:80])
+
+
+class Ingest:
+    def __init__(self, cfg: Config, db: Database, registry: DeviceRegistry, anchors: timesync.Anchors,
+                 downlink: Downlink, clock_ms: Callable[[], int] = now_ms,
+                 attribute: Attribute | None = None) -> None:
+        self.cfg = cfg
+        self.db = db
+        self.registry = registry
+        self.anchors = anchors
+        self.downlink = downlink
+        self.clock_ms = clock_ms
+        self.attribute = attribute
+        self.rejections = Rejections(cfg.ingest.rejection_log_s)
+        self.stats = IngestStats()
+        self.hello_hooks: list[HelloHook] = []
+        self._pending: list[PendingRecord] = []
+        self._have_work = asyncio.Event()
+        self._full = asyncio.Event()
+        self._batch_s = cfg.ingest.batch_ms / 1000
+        self._batch_max = cfg.ingest.batch_max
+        self.accepting = True  # False while shutting down: nothing new is queued
+
+    # -- receive path --------------------------------------------------------------
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """One MQTT message from hcp/1/up/+/+. Never raises for bad input: it counts it."""
+        if not self.accepting:
+            return  # shutting down: not acked, so the device re-sends it to the next run
+        arrival = self.clock_ms()
+        self.stats.received += 1
+        try:
+            m = messages.parse(payload)
+            messages.check_topic(m, topic)
+        except MalformedMessage as e:
+            self.rejections.add(e.code, _who(topic), e.detail)
+            return
+        except UnsupportedVersion:
+            self.rejections.add("bad_version", _who(topic))
+            return
+        except TopicMismatch:
+            self.rejections.add("topic_mismatch", _who(topic))
+            return
+        d = m["d"]
+        st = self.registry.get(d) or await self.registry.lookup(d)
+        if st is None:
+            self.rejections.add("unknown_device", d)
+            return
+        try:
+            messages.verify(m, st.key)
+        except BadSignature:
+            if not await self.registry.refresh_key(st):
+                self.rejections.add("bad_mac", d)
+                return
+            try:
+                messages.verify(m, st.key)
+            except BadSignature:
+                self.rejections.add("bad_mac", d)
+                return
+        t = m["t"]
+        if t == "rec":
+            self._on_rec(st, m, arrival)
+            return
+        if t == "status":
+            st.observe_boot(m["b"])
+            if health.on_status(st, m, arrival):
+                log.info("device %s %s (boot %d, connection %d)", d, m["s"], m["b"], m["c"])
+            return
+        # hello, hb, treq: counters must be fresh in (device, boot)'s replay window.
+        if not st.fresh(m["b"], m["n"]):
+            self.rejections.add("replay", d, f"{t} b={m['b']} n={m['n']}")
+            return
+        st.observe_boot(m["b"])
+        if t == "hb":
+            health.on_hb(st, m, arrival)
+            self.anchors.observe(d, m["b"], m["up"], arrival)
+        elif t == "hello":
+            health.on_hello(st, m, arrival)
+            self.anchors.observe(d, m["b"], m["up"], arrival)
+            for hook in self.hello_hooks:
+                try:
+                    await hook(d)
+                except Exception:
+                    log.exception("hello hook failed for %s", d)
+        elif t == "treq":
+            health.touch(st, arrival)
+            self.anchors.observe(d, m["b"], m["u"], arrival)
+            # w: gateway epoch seconds, rounded up so the device never starts behind.
+            await self.downlink.send_nowait(st, "time", {"w": (self.clock_ms() + 999) // 1000, "u": m["u"]})
+
+    def _on_rec(self, st: DeviceState, m: dict[str, Any], arrival: int) -> None:
+        if m["rb"] > m["b"]:
+            self.rejections.add("bad_field", st.device_id, "rb: record from a later boot than its sender")
+            return
+        st.observe_boot(m["b"])
+        health.touch(st, arrival)
+        self.stats.records_received += 1
+        self._pending.append(PendingRecord(m, st, arrival, record_id(st.device_id, m["rb"], m["rs"])))
+        self._have_work.set()
+        if len(self._pending) >= self._batch_max:
+            self._full.set()
+
+    # -- group committer -----------------------------------------------------------
+
+    async def run_committer(self) -> None:
+        while True:
+            await self._have_work.wait()
+            if len(self._pending) < self._batch_max and self._batch_s > 0:
+                try:
+                    await asyncio.wait_for(self._full.wait(), self._batch_s)
+                except TimeoutError:
+                    pass
+            await self.commit_pending()
+
+    async def commit_pending(self) -> None:
+        """Commit (up to batch_max of) the queued records, then ack them."""
+        batch = self._pending[:self._batch_max]
+        del self._pending[:self._batch_max]
+        if len(self._pending) < self._batch_max:
+            self._full.clear()
+        if not self._pending:
+            self._have_work.clear()
+        if not batch:
+            return
+        try:
+            stored = await self._store(batch)
+        except Exception:
+            # Nothing is acked: the devices keep the records and re-send them.
+            self.stats.commit_failures += 1
+            log.exception("commit of %d records failed; not acked, devices will re-send", len(batch))
+            await asyncio.sleep(0.1)
+            return
+        self.stats.batches += 1
+        self.stats.stored += stored
+        self.stats.duplicates += len(batch) - stored
+        await self._ack(batch)
+
+    async def _store(self, batch: list[PendingRecord]) -> int:
+        first: dict[str, PendingRecord] = {}
+        for p in batch:
+            first.setdefault(p.rid, p)
+        at = self.clock_ms()
+        async with self.db.transaction() as conn:
+            existing = await records_store.existing_ids(conn, list(first))
+            rows = []
+            for rid, p in first.items():
+                if rid in existing:
+                    continue
+                rows.append(await self._row(conn, p))
+            await records_store.insert_records(conn, rows)
+            await self.anchors.save(conn, at)
+        return len(rows)
+
+    async def _row(self, conn: Any, p: PendingRecord) -> dict[str, Any]:
+        m = p.m
+        hit, anchor = self.anchors.cached(p.st.device_id, m["rb"])
+        if not hit and m["w"] == 0:
+            anchor = await self.anchors.get(conn, p.st.device_id, m["rb"])
+        pt = timesync.press_time(m["w"], m["u"], anchor, p.arrival_ms)
+        row: dict[str, Any] = {
+            "record_id": p.rid, "device_id": p.st.device_id, "rb": m["rb"], "rs": m["rs"],
+            "kind": m["k"], "grade": m["g"] or None, "invitation_id": m["i"] or None,
+            "device_wall_s": m["w"], "uptime_ms": m["u"],
+            "pressed_at_ms": pt.pressed_at_ms, "time_source": pt.source,
+            "received_at_ms": p.arrival_ms, "msg_boot": m["b"],
+            "binding_id": None, "window_id": None, "staff_account": None,
+            "flags": FLAG_UNPAIRED if m["k"] == messages.REC_UNPAIRED else "",
+        }
+        if self.attribute is not None:
+            row = await self._attribute(conn, row)
+        if FLAG_UNPAIRED in row["flags"].split(","):
+            # Stored (never dropped) but not credited to anyone: counted like a refusal.
+            self.rejections.add("unpaired", p.st.device_id, "stored flagged")
+        return row
+
+    async def _attribute(self, conn: Any, row: dict[str, Any]) -> dict[str, Any]:
+        """Run the attribution hook inside a savepoint: a failing hook leaves no partial
+        writes and the record is still stored, flagged, instead of blocking the batch."""
+        assert self.attribute is not None
+        await conn.execute("SAVEPOINT attribution")
+        try:
+            out = await self.attribute(conn, dict(row))
+        except Exception:
+            await conn.execute("ROLLBACK TO attribution")
+            await conn.execute("RELEASE attribution")
+            log.exception("attribution failed for %s; stored flagged", row["record_id"])
+            return {**row, "flags": _add_flag(row["flags"], FLAG_ATTRIBUTION_ERROR)}
+        await conn.execute("RELEASE attribution")
+        merged = dict(row)
+        for k in _ATTRIBUTED:
+            if k in out:
+                merged[k] = out[k]
+        merged["flags"] = merged["flags"] or ""
+        return merged
+
+    async def _ack(self, batch: list[PendingRecord]) -> None:
+        by_device: dict[str, tuple[DeviceState, dict[str, list[int]]]] = {}
+        for p in batch:
+            entry = by_device.get(p.st.device_id)
+            if entry is None:
+                entry = by_device[p.st.device_id] = (p.st, {})
+            entry[1].setdefault(p.rid, [p.m["rb"], p.m["rs"]])
+        for st, pair_map in by_device.values():
+            pairs = list(pair_map.values())
+            for i in range(0, len(pairs), messages.MAX_ACKS):
+                chunk = pairs[i:i + messages.MAX_ACKS]
+                if await self.downlink.send_nowait(st, "ack", {"a": chunk}):
+                    self.stats.acked += len(chunk)
+
+    async def drain(self) -> None:
+        """Commit and ack everything queued (at shutdown)."""
+        while self._pending:
+            await self.commit_pending()
+
+
+def _add_flag(flags: str, flag: str) -> str:
+    parts = [f for f in flags.split(",") if f]
+    if flag not in parts:
+        parts.append(flag)
+    return ",".join(parts)

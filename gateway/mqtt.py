@@ -1,0 +1,110 @@
+"""The gateway's MQTT side: the client it connects with, and signed commands to devices.
+
+Client: fixed client id and clean_session=False, so the broker keeps the QoS 1
+subscription while the gateway is down and delivers what was queued when it returns.
+
+Downlink: every command to a device (ack, time, invite, paired, ...) is signed with that
+device's key and carries the device's current boot b and a fresh counter n
+(DeviceRegistry.next_command); the device drops anything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import aiomqtt
+
+from gateway.config import MqttConfig
+from gateway.store.devices import DeviceRegistry, DeviceState
+from protocol import messages, topics
+
+log = logging.getLogger("gateway.mqtt")
+
+# paho's default of 20 in-flight QoS 1 publishes would throttle acks under load.
+MAX_INFLIGHT = 1000
+
+
+class UnknownDevice(Exception):
+    """A command for a device id the gateway has no key for."""
+
+
+class NotConnected(Exception):
+    """The gateway is not connected to the broker right now."""
+
+
+def make_client(cfg: MqttConfig) -> aiomqtt.Client:
+    return aiomqtt.Client(
+        cfg.host, cfg.port,
+        username=cfg.username or None, password=cfg.password or None,
+        identifier=cfg.client_id, clean_session=False, keepalive=cfg.keepalive_s,
+        max_inflight_messages=MAX_INFLIGHT,
+    )
+
+
+class Downlink:
+    def __init__(self, registry: DeviceRegistry) -> None:
+        self.registry = registry
+        self.client: aiomqtt.Client | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent = 0
+        self.failed = 0
+
+    async def _sign(self, st: DeviceState, t: str, fields: dict[str, Any]) -> bytes:
+        b, n = await self.registry.next_command(st)
+        m = dict(fields)
+        m.update(t=t, d=st.device_id, b=b, n=n)
+        return bytes(messages.sign(m, st.key))
+
+    async def send_command(self, device_id: str, t: str, fields: dict[str, Any]) -> None:
+        """Sign and publish one command (QoS 1), waiting for the broker's PUBACK.
+
+        Raises UnknownDevice, NotConnected, protocol MalformedMessage for bad fields, or
+        aiomqtt.MqttError; a caller (API, CLI) reports these instead of losing a command.
+        """
+        st = await self.registry.lookup(device_id)
+        if st is None:
+            raise UnknownDevice(f"unknown device {device_id}")
+        client = self.client
+        if client is None:
+            raise NotConnected("gateway is not connected to the broker")
+        payload = await self._sign(st, t, fields)
+        await client.publish(topics.down(device_id, t), payload, qos=1)
+        self.sent += 1
+
+    async def send_nowait(self, st: DeviceState, t: str, fields: dict[str, Any]) -> bool:
+        """Sign and hand a command to the MQTT client without waiting for PUBACK.
+
+        For acks and time replies: losing one is harmless (the device asks again), and
+        waiting would stall the ingest. False when not connected.
+        """
+        client = self.client
+        if client is None:
+            return False
+        payload = await self._sign(st, t, fields)
+        self._spawn(client.publish(topics.down(st.device_id, t), payload, qos=1))
+        return True
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            self.sent += 1
+        else:
+            self.failed += 1
+            if self.failed == 1 or self.failed % 1000 == 0:
+                log.warning("publish to device failed (%d so far): %s", self.failed, exc)
+
+    async def drain(self, wait_s: float = 2.0) -> None:
+        """Wait briefly for commands handed to the client (at shutdown)."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=wait_s)

@@ -1,0 +1,211 @@
+"""The gateway service: MQTT ingest, group committer, health, and the other subsystems.
+
+`serve(config)` runs until cancelled (SIGTERM/SIGINT in `python -m gateway serve`). It
+prints one readiness line once the MQTT subscription is in place and every subsystem has
+started, e.g. "gateway ready mqtt=127.0.0.1:1883 http=127.0.0.1:8080 pid=1234"; the test
+runner (simulator/gateway_proc.py) waits for it.
+
+Other subsystems plug in without this file knowing them: a module in SUBSYSTEMS that
+defines `async def start(ctx: GatewayContext) -> Running` is started after the store is
+open and stopped (`await running.stop()`) before it closes; `running.label` (e.g.
+"http=127.0.0.1:8080") goes into the readiness line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiomqtt
+
+from gateway import health, timesync
+from gateway.config import Config
+from gateway.ingest import Ingest, load_attribution
+from gateway.mqtt import Downlink, make_client
+from gateway.store.db import Database, open_db
+from gateway.store.devices import DeviceRegistry, now_ms
+from protocol import topics
+
+log = logging.getLogger("gateway.service")
+
+SUBSYSTEMS = ("gateway.api", "gateway.uplink")
+FLUSH_EVERY_S = 1.0
+
+
+class Running(Protocol):
+    label: str
+
+    async def stop(self) -> None: ...
+
+
+@dataclass
+class GatewayContext:
+    """What a subsystem gets: config, the core's store and its command sender."""
+
+    config: Config
+    db: Database                      # the ingest's connection: prefer open_store() for writers
+    registry: DeviceRegistry
+    downlink: Downlink
+    ingest: Ingest
+    send_command: Callable[[str, str, dict[str, Any]], Awaitable[None]]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    async def open_store(self) -> Database:
+        """A separate connection to the same database (own transactions; WAL makes this cheap)."""
+        return await open_db(self.config.store.path, run_migrations=False)
+
+
+async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected: asyncio.Event) -> None:
+    backoff = 0.2
+    while True:
+        try:
+            async with make_client(cfg.mqtt) as client:
+                await client.subscribe(topics.GATEWAY_SUB, qos=1)
+                downlink.client = client
+                backoff = 0.2
+                if not connected.is_set():
+                    connected.set()
+                else:
+                    log.info("reconnected to mqtt %s:%d", cfg.mqtt.host, cfg.mqtt.port)
+                async for message in client.messages:
+                    payload = message.payload
+                    if not isinstance(payload, bytes | bytearray):
+                        payload = str(payload).encode()
+                    await ingest.handle(message.topic.value, bytes(payload))
+        except aiomqtt.MqttError as e:
+            downlink.client = None
+            log.warning("mqtt %s:%d: %s; retrying in %.1fs", cfg.mqtt.host, cfg.mqtt.port, e, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+async def _flush_loop(db: Database, registry: DeviceRegistry, anchors: timesync.Anchors,
+                      ingest: Ingest) -> None:
+    while True:
+        await asyncio.sleep(FLUSH_EVERY_S)
+        try:
+            await _flush(db, registry, anchors, ingest)
+        except Exception:
+            log.exception("periodic flush of device health failed; will retry")
+
+
+async def _flush(db: Database, registry: DeviceRegistry, anchors: timesync.Anchors, ingest: Ingest) -> None:
+    await registry.flush()
+    async with db.transaction() as conn:
+        await anchors.save(conn, now_ms())
+    await ingest.rejections.save(db)
+
+
+async def _start_subsystems(ctx: GatewayContext) -> list[Running]:
+    started: list[Running] = []
+    for name in SUBSYSTEMS:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            continue
+        mod = importlib.import_module(name)
+        start = getattr(mod, "start", None)
+        if start is None:
+            continue
+        started.append(await start(ctx))
+    return started
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
+    db = await open_db(config.store.path)
+    tasks: list[asyncio.Task[None]] = []
+    running: list[Running] = []
+    ingest: Ingest | None = None
+    downlink: Downlink | None = None
+    registry = DeviceRegistry(db)
+    anchors = timesync.Anchors()
+    try:
+        n = await registry.load()
+        downlink = Downlink(registry)
+        ingest = Ingest(config, db, registry, anchors, downlink, attribute=load_attribution())
+        ctx = GatewayContext(config, db, registry, downlink, ingest, downlink.send_command)
+        connected = asyncio.Event()
+        tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
+        tasks.append(asyncio.create_task(_flush_loop(db, registry, anchors, ingest), name="flush"))
+        dev_cfg = config.devices
+        tasks.append(asyncio.create_task(
+            health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),
+            name="health"))
+        tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected), name="mqtt"))
+        running = await _start_subsystems(ctx)
+        await _wait_first(connected, tasks)
+        labels = " ".join(r.label for r in running) or "http=off"
+        print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} "
+              f"devices={n} pid={os.getpid()}", flush=True)
+        log.info("attribution hook: %s", "gateway.attribution" if ingest.attribute else "none")
+        if ready is not None:
+            ready.set()
+        # asyncio.wait (unlike gather) leaves the tasks running when serve() is cancelled,
+        # so the shutdown below can still commit and ack over the live connection.
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for t in done:
+            t.result()
+    finally:
+        await _shutdown(db, tasks, running, ingest, downlink, registry, anchors)
+
+
+async def _wait_first(connected: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for the MQTT subscription, surfacing a task that died first (e.g. a DB error)."""
+    waiter = asyncio.create_task(connected.wait())
+    try:
+        done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    for t in done:
+        if t is not waiter:
+            t.result()  # raises its exception
+            raise RuntimeError(f"task {t.get_name()} ended before the gateway was ready")
+
+
+async def _shutdown(db: Database, tasks: list[asyncio.Task[None]], running: list[Running],
+                    ingest: Ingest | None, downlink: Downlink | None, registry: DeviceRegistry,
+                    anchors: timesync.Anchors) -> None:
+    # Stop receiving first, then commit+ack what was received, then close the store.
+    mqtt_tasks = [t for t in tasks if t.get_name() == "mqtt"]
+    other = [t for t in tasks if t.get_name() != "mqtt"]
+    for r in reversed(running):
+        with contextlib.suppress(Exception):
+            await r.stop()
+    committer_done = False
+    if ingest is not None:
+        ingest.accepting = False
+    for t in other:
+        t.cancel()
+    for t in other:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    if ingest is not None and downlink is not None and downlink.client is not None:
+        with contextlib.suppress(Exception):
+            await ingest.drain()
+            await downlink.drain()
+            committer_done = True
+    for t in mqtt_tasks:
+        t.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+    if ingest is not None:
+        with contextlib.suppress(Exception):
+            await _flush(db, registry, anchors, ingest)
+    await db.close()
+    if ingest is not None:
+        log.info("stopped: %s%s", ingest.stats, "" if committer_done else " (queued records not committed)")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(stream=sys.stderr, level=level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
