@@ -1,0 +1,267 @@
+"""The evaluator's state machine: synchronous, driven by presses, ticks, commands, link events.
+
+States (state_name()):  unpaired -> idle -> invited -> thanks -> idle ...,  safe (no rating).
+Being offline is orthogonal: presses are journaled and answered the same way.
+
+    press in       becomes record                    then
+    invited        rated  (grade, invitation)        thanks (cooldown_s)
+    thanks         extra  (grade, that invitation)   thanks (cooldown unchanged)
+    idle           walkup (grade) if walkup=accept   thanks
+                   nothing, counted, if ignore       idle
+    unpaired       unpaired (grade)                  unpaired
+    safe           nothing, counted                  safe
+    countdown runs out: unrated (invitation), then idle/unpaired.
+
+Every method takes the uptime `now` (ms) so tests drive it with virtual time; side effects go
+through the HAL (feedback) and the journal only. Feedback comes before the flash write.
+"""
+
+import json
+
+from firmware import fsutil
+from firmware.journal import JournalFull
+
+PAIR_FILE = "data/pair.json"
+_DONE = 8                  # finished invitation ids remembered, so a re-sent invite cannot rate twice
+_REBOOT_DELAY_MS = 500     # let the link ack the reboot command before going down
+
+
+class App:
+    def __init__(self, hal, cfg, journal, clock, boot, feedback, safe=False, now=0):
+        self.hal = hal
+        self.cfg = cfg
+        self.journal = journal
+        self.clock = clock
+        self.boot = boot
+        self.feedback = feedback
+        self.safe = safe
+        self.state = "booting"
+        self.online = False
+        self.inv = ""              # the open invitation while invited
+        self.deadline = 0
+        self.thanks_until = 0
+        self.last_inv = ""         # invitation the current cooldown follows ("" after a walk-up)
+        self._done = [""] * _DONE
+        self._done_i = 0
+        self.win = ""
+        self.clerk = ""
+        self.counts = {"rated": 0, "walkup": 0, "extra": 0, "unrated": 0, "unpaired": 0}
+        self.ignored = 0           # presses that made no record (walkup=ignore, safe mode)
+        self.lost = 0              # presses the journal could not store (full / flash error)
+        self.dropped_cmds = 0      # commands that did not apply (duplicate invite, stale cancel, ...)
+        self.reboot_at = 0
+        self.on_record = None      # set by main: the link's kick()
+        self._load_pairing()
+        self.feedback.set_label(self._label(), now)
+        self._rest(now)
+
+    # -- pairing persistence ----------------------------------------------------------------
+    def _load_pairing(self):
+        data = fsutil.read_atomic(self.hal.path(PAIR_FILE))
+        if data is None:
+            return
+        try:
+            p = json.loads(data)
+            self.win = p.get("win", "")
+            self.clerk = p.get("clerk", "")
+        except (ValueError, AttributeError):
+            self.hal.log("app: pairing file unreadable, starting unpaired")
+
+    def _save_pairing(self):
+        body = json.dumps({"win": self.win, "clerk": self.clerk}).encode()
+        fsutil.write_atomic(self.hal, self.hal.path(PAIR_FILE), body)
+
+    def _label(self):
+        if self.clerk:
+            return self.win + "\n" + self.clerk
+        return self.win
+
+    def paired(self):
+        return self.win != ""
+
+    # -- state helpers ----------------------------------------------------------------------
+    def state_name(self):
+        return self.state
+
+    def _set(self, state, now, deadline=0):
+        self.state = state
+        self.feedback.set_mode(state, now, deadline)
+
+    def _rest(self, now):
+        """The state to be in when nothing is going on."""
+        if self.safe:
+            self._set("safe", now)
+        elif self.paired():
+            self._set("idle", now)
+        else:
+            self._set("unpaired", now)
+
+    def _finish_invitation(self):
+        self._done[self._done_i] = self.inv
+        self._done_i = (self._done_i + 1) % _DONE
+        self.inv = ""
+
+    def _record(self, kind, grade, inv, now):
+        try:
+            rid = self.journal.append(kind, grade, inv, self.clock.wall(now), now)
+        except (JournalFull, OSError) as e:
+            self.lost += 1
+            self.feedback.press("error", now)
+            self.hal.log("app: press not stored (%s): %s %s" % (e, kind, grade))
+            return None
+        self.counts[kind] += 1
+        if self.on_record is not None:
+            self.on_record()
+        return rid
+
+    # -- inputs -----------------------------------------------------------------------------
+    def on_button(self, index, now):
+        """A debounced press of button index (0 = leftmost). Returns the record's (rb, rs) or None."""
+        buttons = self.cfg.buttons
+        if index < 0 or index >= len(buttons):
+            self.ignored += 1
+            return None
+        grade = buttons[index]
+        st = self.state
+        if st == "invited":
+            self.feedback.press("ok", now)
+            inv = self.inv
+            self._finish_invitation()
+            self.last_inv = inv
+            self.thanks_until = now + self.cfg.cooldown_s * 1000
+            self._set("thanks", now)
+            return self._record("rated", grade, inv, now)
+        if st == "thanks":
+            self.feedback.press("extra", now)
+            return self._record("extra", grade, self.last_inv, now)
+        if st == "idle":
+            if self.cfg.walkup == "accept":
+                self.feedback.press("ok", now)
+                self.last_inv = ""
+                self.thanks_until = now + self.cfg.cooldown_s * 1000
+                self._set("thanks", now)
+                return self._record("walkup", grade, "", now)
+            self.feedback.press("refused", now)
+            self.ignored += 1
+            self.hal.log("app: walk-up press ignored (walkup=ignore): %s" % grade)
+            return None
+        if st == "unpaired":
+            self.feedback.press("refused", now)
+            return self._record("unpaired", grade, "", now)
+        self.feedback.press("refused", now)      # safe mode (or still booting)
+        self.ignored += 1
+        self.hal.log("app: press ignored in state %s" % st)
+        return None
+
+    def tick(self, now):
+        st = self.state
+        if st == "invited" and now >= self.deadline:
+            inv = self.inv
+            self._finish_invitation()
+            self._record("unrated", "", inv, now)
+            self._rest(now)
+        elif st == "thanks" and now >= self.thanks_until:
+            self._rest(now)
+        self.feedback.tick(now)
+
+    def on_link(self, connected, now=None):
+        if now is None:
+            now = self.clock.uptime()
+        self.online = connected
+        self.feedback.set_offline(not connected, now)
+
+    def reboot_due(self, now):
+        return self.reboot_at != 0 and now >= self.reboot_at
+
+    # -- commands (already verified by the link; msg is the decoded dict) --------------------
+    def on_command(self, msg, now=None):
+        """Apply one gateway command. Returns True if it changed something, False if dropped."""
+        if now is None:
+            now = self.clock.uptime()
+        t = msg.get("t")
+        handler = _COMMANDS.get(t)
+        if handler is None or (self.safe and t not in _SAFE_COMMANDS):
+            return self._drop("command %s not applied in state %s" % (t, self.state))
+        return handler(self, msg, now)
+
+    def _drop(self, why):
+        self.dropped_cmds += 1
+        self.hal.log("app: " + why)
+        return False
+
+    def _cmd_invite(self, msg, now):
+        inv = msg["i"]
+        if inv == self.inv or inv in self._done:
+            return self._drop("invite %s already open or finished" % inv)
+        if self.state == "invited":       # the window moved on: the open case stays unrated
+            old = self.inv
+            self._finish_invitation()
+            self._record("unrated", "", old, now)
+        self.inv = inv
+        self.deadline = now + msg.get("cd", self.cfg.countdown_s) * 1000
+        self._set("invited", now, self.deadline)
+        self.feedback.press("prompt", now)
+        return True
+
+    def _cmd_cancel(self, msg, now):
+        if self.state != "invited" or msg["i"] != self.inv:
+            return self._drop("cancel %s: no such open invitation" % msg["i"])
+        self._finish_invitation()
+        self._rest(now)
+        return True
+
+    def _cmd_paired(self, msg, now):
+        win = msg["win"]
+        clerk = msg.get("clerk", "")
+        if win != self.win or clerk != self.clerk:
+            self.win = win
+            self.clerk = clerk
+            self._save_pairing()
+            self.feedback.set_label(self._label(), now)
+        if self.state == "unpaired":
+            self._rest(now)
+        return True
+
+    def _cmd_unpaired(self, msg, now):
+        if self.state == "invited":
+            inv = self.inv
+            self._finish_invitation()
+            self._record("unrated", "", inv, now)
+        if self.win or self.clerk:
+            self.win = ""
+            self.clerk = ""
+            self._save_pairing()
+            self.feedback.set_label("", now)
+        if self.state != "thanks":
+            self._rest(now)
+        return True
+
+    def _cmd_time(self, msg, now):
+        self.clock.set_wall(msg["w"], msg["u"], now)
+        return True
+
+    def _cmd_config(self, msg, now):
+        applied, rejected = self.cfg.apply(msg["cfg"])
+        for k in rejected:
+            self.hal.log("app: config %s rejected: %s" % (k, rejected[k]))
+        if applied:
+            self.cfg.save(self.hal)
+        return bool(applied)
+
+    def _cmd_reboot(self, msg, now):
+        self.boot.clear()                 # an authenticated reboot also leaves safe mode
+        self.reboot_at = now + _REBOOT_DELAY_MS
+        self.hal.log("app: reboot requested: %s" % msg.get("why", ""))
+        return True
+
+
+_COMMANDS = {
+    "invite": App._cmd_invite,
+    "cancel": App._cmd_cancel,
+    "paired": App._cmd_paired,
+    "unpaired": App._cmd_unpaired,
+    "time": App._cmd_time,
+    "config": App._cmd_config,
+    "reboot": App._cmd_reboot,
+}
+_SAFE_COMMANDS = ("paired", "unpaired", "time", "config", "reboot")

@@ -1,0 +1,336 @@
+"""Link manager: keeps the device connected to the hall broker and moves the journal out.
+
+    loop: wait for Wi-Fi -> TCP -> CONNECT (will: status offline, retained) -> SUBSCRIBE
+          commands -> status online (retained) -> hello -> treq if the clock is unsynced
+          -> { backlog within the window, heartbeat, keepalive } until the connection breaks
+          -> app.on_link(False) -> jittered exponential backoff -> loop
+
+Delivery rule: a journal record leaves the journal only on the gateway's signed `ack`, which
+the gateway sends after its commit is durable. Until then it is re-sent after every
+reconnect (and after ack_timeout_ms without any ack), so delivery is at-least-once and the
+gateway dedupes by record id "<device>:<rb>:<rs>". A PUBACK only frees a window slot.
+
+Commands are trusted only after protocol.messages.decode (schema, topic, HMAC), our boot,
+and the replay window on n. Everything else is counted in `rejected` by error code and
+dropped; nothing a peer sends can raise out of run().
+
+All time comes from the HAL (ticks_ms/ticks_diff/sleep_ms): the simulator accelerates it.
+"""
+
+import random
+
+import firmware
+from firmware.mqtt import MQTTClient
+from protocol import messages, topics
+from protocol.errors import ProtocolError
+from protocol.replay import ReplayWindow
+
+
+def _get(cfg, name, default=None):
+    # cfg is firmware.config.Config on the device; a plain dict is accepted too (tests, tools)
+    if type(cfg) is dict:
+        return cfg.get(name, default)
+    return getattr(cfg, name, default)
+
+
+class Link:
+    def __init__(self, hal, cfg, key, boot, journal, app):
+        self.hal = hal
+        self.cfg = cfg
+        self.key = key
+        self.boot = boot
+        self.journal = journal
+        self.app = app
+        dev = _get(cfg, "device_id")
+        self.device = dev
+        broker = _get(cfg, "broker") or {}
+        self.host = broker.get("host", "127.0.0.1")
+        self.port = broker.get("port", 1883)
+        self.fw = firmware.VERSION
+        # Tunables (attributes so the simulator and tests can shorten them).
+        self.keepalive_s = _get(cfg, "keepalive_s", 60)
+        self.window = 8                  # unacked QoS 1 PUBLISHes on the wire
+        self.max_unacked = 64            # records sent but not yet acked by the gateway
+        self.ack_timeout_ms = 60000      # no ack for this long: send the unacked ones again
+        self.connect_timeout_ms = 10000  # CONNACK / SUBACK
+        self.backoff_min_ms = 1000
+        self.backoff_max_ms = 60000
+        self.wifi_min_ms = 4000          # a Wi-Fi association takes seconds: do not restart it sooner
+        self.treq_every_ms = 60000       # repeat treq while the clock is unsynced
+        # State visible to the app, the heartbeat and the tests.
+        self.connected = False
+        self.reconnects = 0
+        self.conn_no = 0                 # connections attempted in this boot ("c" of status)
+        self.rejected = {}               # dropped commands by error code
+        self.errors = {}                 # broken connections by error code
+        self.last_error = ""
+        self.records_sent = 0
+        self.records_acked = 0
+        self.ack_timeouts = 0
+        self._n = 0                      # per-boot message counter ("n" of every message)
+        self._replay = ReplayWindow()
+        self._sent = {}                  # (rb, rs) -> True: published on this connection, no ack yet
+        self._bad = {}                   # (rb, rs) the protocol refuses to sign: kept, counted, skipped
+        self._more = True                # the journal may hold records not yet sent
+        self._attempt = 0                # failed attempts since the last good connection
+        self._ack_at = 0
+        self._hb_at = 0
+        self._treq_at = 0
+        self._t_status = topics.up(dev, "status")
+        self._t_rec = topics.up(dev, "rec")
+        self._client = MQTTClient(hal, dev, user=dev, password=broker.get("password"),
+                                  keepalive_s=self.keepalive_s, window=self.window,
+                                  on_message=self._on_message)
+
+    # -- the app's side -------------------------------------------------------------------
+
+    def kick(self):
+        """The app appended a record: send it now if the window allows."""
+        self._more = True
+        self._client.wake()
+
+    def inflight(self):
+        return self._client.inflight_count()
+
+    def close(self):
+        self._client.close()
+
+    # -- main loop ------------------------------------------------------------------------
+
+    async def run(self):
+        while True:
+            await self._wait_net()
+            try:
+                await self._session()
+            except Exception as e:  # any failure ends this connection, never the link
+                self._note_error(e)
+            finally:
+                self._client.close()
+                if self.connected:
+                    self.connected = False
+                    self._tell_app(False)
+            self.reconnects += 1
+            await self.hal.sleep_ms(self._backoff_ms())
+
+    async def _wait_net(self):
+        net = self.hal.net
+        while not net.is_up():
+            connect = getattr(net, "connect", None)
+            if connect is not None:
+                try:
+                    connect()
+                except Exception as e:
+                    self._note_error(e)
+            wait = max(self._backoff_ms(), self.wifi_min_ms)
+            while wait > 0 and not net.is_up():
+                await self.hal.sleep_ms(250)
+                wait -= 250
+
+    def _backoff_ms(self):
+        """Full jitter (AWS architecture blog): uniform in [min, min(max, min * 2^attempt)], so a
+        hall of devices that lost the broker together does not come back in lockstep."""
+        lo = self.backoff_min_ms
+        hi = min(self.backoff_max_ms, lo << min(self._attempt, 16))
+        self._attempt += 1
+        return lo + (((hi - lo) * random.getrandbits(10)) >> 10)
+
+    async def _session(self):
+        hal = self.hal
+        c = self._client
+        c.keepalive_s = self.keepalive_s
+        c.window = self.window
+        reader, writer = await hal.net.open(self.host, self.port)
+        self.conn_no += 1
+        c.will = (self._t_status, self._sign("status", {"s": "offline", "c": self.conn_no}), 1, True)
+        await c.connect(reader, writer, False, self.connect_timeout_ms)
+        # Records still in the window are being re-sent (DUP) by the client; every other
+        # unacked record goes again, oldest first.
+        self._sent = {}
+        for tag in c.inflight_tags():
+            if tag is not None:
+                self._sent[tag] = True
+        self._more = True
+        await c.subscribe(topics.device_sub(self.device), 1, self.connect_timeout_ms)
+        await c.publish(self._t_status, self._sign("status", {"s": "online", "c": self.conn_no}), 1, True)
+        await c.publish(topics.up(self.device, "hello"), self._hello(), 1)
+        self.connected = True
+        self._attempt = 0
+        self._tell_app(True)
+        now = hal.ticks_ms()
+        self._hb_at = now
+        self._ack_at = now
+        if not self._synced():
+            await self._treq(now)
+        while True:
+            await c.service()
+            await self._fill()
+            now = hal.ticks_ms()
+            if hal.ticks_diff(now, self._hb_at) >= _get(self.cfg, "hb_s", 180) * 1000:
+                self._hb_at = now
+                await c.publish(topics.up(self.device, "hb"), self._hb(), 0)
+            if not self._synced() and hal.ticks_diff(now, self._treq_at) >= self.treq_every_ms:
+                await self._treq(now)
+            if self._sent and hal.ticks_diff(now, self._ack_at) >= self.ack_timeout_ms:
+                self._ack_timeout(now)
+            await c.wait()
+
+    async def _fill(self):
+        """Publish unsent journal records, oldest first, while the window has room."""
+        c = self._client
+        while self._more and c.window_free() > 0 and len(self._sent) < self.max_unacked:
+            want = len(self._sent) + len(self._bad) + c.window_free()
+            recs = self.journal.pending(want)
+            progress = False
+            for r in recs:
+                if c.window_free() <= 0 or len(self._sent) >= self.max_unacked:
+                    break
+                key = (r.rb, r.rs)
+                if key in self._sent or key in self._bad:
+                    continue
+                try:
+                    payload = self._sign("rec", {"k": r.kind, "rb": r.rb, "rs": r.rs, "g": r.grade,
+                                                 "i": r.inv, "w": r.w, "u": r.u})
+                except ProtocolError as e:
+                    self._bad[key] = True
+                    self._reject("bad_record")
+                    self.hal.log("link: record %d:%d cannot be sent: %s" % (r.rb, r.rs, e))
+                    continue
+                if not self._sent:
+                    self._ack_at = self.hal.ticks_ms()
+                self._sent[key] = True
+                await c.publish(self._t_rec, payload, 1, False, key)
+                self.records_sent += 1
+                progress = True
+            if len(recs) < want:
+                self._more = False       # all of the journal is out; kick() or an ack re-arms
+            if not progress:
+                break
+
+    def _ack_timeout(self, now):
+        # The gateway may have lost what the broker accepted: forget what is no longer on the
+        # wire so _fill() sends it again.
+        self._sent = {}
+        for tag in self._client.inflight_tags():
+            if tag is not None:
+                self._sent[tag] = True
+        self._more = True
+        self._ack_at = now
+        self.ack_timeouts += 1
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _sign(self, t, fields):
+        self._n += 1
+        fields["t"] = t
+        fields["d"] = self.device
+        fields["b"] = self.boot
+        fields["n"] = self._n
+        return messages.sign(fields, self.key)
+
+    def _uptime(self):
+        clock = getattr(self.app, "clock", None)
+        if clock is not None and hasattr(clock, "uptime"):
+            return clock.uptime()
+        return self.hal.ticks_ms()
+
+    def _synced(self):
+        clock = getattr(self.app, "clock", None)
+        return bool(clock is not None and getattr(clock, "synced", False))
+
+    def _rst(self):
+        try:
+            return str(self.hal.reset_cause())[:16]
+        except Exception:
+            return ""
+
+    def _hello(self):
+        return self._sign("hello", {
+            "fw": self.fw, "up": self._uptime(), "rst": self._rst(), "cfg": _get(self.cfg, "cfg", 0),
+            "jd": self.journal.depth(), "safe": bool(getattr(self.app, "safe", False)),
+        })
+
+    def _hb(self):
+        try:
+            rssi = self.hal.net.rssi()
+        except Exception:
+            rssi = -127
+        rssi = max(-127, min(0, rssi))
+        st = "?"
+        try:
+            st = (self.app.state_name() or "?")[:12]
+        except Exception:
+            pass
+        return self._sign("hb", {
+            "up": self._uptime(), "heap": max(0, self.hal.mem_free()), "rssi": rssi,
+            "jd": self.journal.depth(), "fw": self.fw, "rc": self.reconnects, "rst": self._rst(),
+            "sync": self._synced(), "st": st,
+        })
+
+    async def _treq(self, now):
+        self._treq_at = now
+        payload = self._sign("treq", {"u": self._uptime()})
+        await self._client.publish(topics.up(self.device, "treq"), payload, 1)
+
+    # -- commands -------------------------------------------------------------------------
+
+    def _on_message(self, topic, payload, retain, dup):
+        try:
+            m = messages.decode(payload, self.key, topic)
+        except ProtocolError as e:
+            self._reject(e.code)
+            return
+        except Exception:  # e.g. MemoryError in json on the device: still never fatal
+            self._reject("malformed")
+            return
+        if m["d"] != self.device:
+            self._reject("wrong_device")
+            return
+        if m["b"] != self.boot:
+            self._reject("wrong_boot")
+            return
+        if not self._replay.check(m["n"]):
+            self._reject("replay")
+            return
+        if m["t"] == "ack":
+            self._apply_ack(m["a"])
+            return
+        try:
+            self.app.on_command(m)
+        except Exception as e:
+            self._reject("app_error")
+            self.hal.log("link: app.on_command(%s) failed: %r" % (m["t"], e))
+
+    def _apply_ack(self, pairs):
+        for pair in pairs:
+            rb = pair[0]
+            rs = pair[1]
+            try:
+                if self.journal.ack(rb, rs):
+                    self.records_acked += 1
+            except Exception as e:  # a flash error: the record stays pending and is re-sent
+                self._reject("journal_error")
+                self.hal.log("link: journal.ack(%d, %d) failed: %r" % (rb, rs, e))
+                continue
+            self._sent.pop((rb, rs), None)
+        self._ack_at = self.hal.ticks_ms()
+        self._more = True
+        self._client.wake()
+
+    # -- bookkeeping ----------------------------------------------------------------------
+
+    def _reject(self, code):
+        self.rejected[code] = self.rejected.get(code, 0) + 1
+
+    def _note_error(self, e):
+        code = getattr(e, "code", None)
+        if type(code) is not str:
+            code = "oserror" if isinstance(e, OSError) else "error"
+        self.errors[code] = self.errors.get(code, 0) + 1
+        self.last_error = "%s: %s" % (code, e)
+        self.hal.log("link: connection %d ended: %s" % (self.conn_no, self.last_error))
+
+    def _tell_app(self, up):
+        try:
+            self.app.on_link(up)
+        except Exception as e:
+            self.hal.log("link: app.on_link(%s) failed: %r" % (up, e))

@@ -1,0 +1,121 @@
+"""Boot sequence and the asyncio wiring of the evaluator.
+
+Boot order matters: config, journal scan, then the new boot number is made durable before
+anything can create a record; the app starts only after that. Firmware.step() is one
+synchronous scan + tick (tests and the simulator's virtual time call it directly); run_async()
+adds the watchdog, NTP, the link task and the 10 ms loop. /main.py calls run().
+"""
+
+from firmware import VERSION
+from firmware.app import App
+from firmware.bootstate import HEALTHY_MS, BootState
+from firmware.buttons import Buttons
+from firmware.clock import Clock
+from firmware.config import load as load_config
+from firmware.feedback import Feedback
+from firmware.journal import Journal
+
+try:
+    from micropython import const
+except ImportError:          # CPython
+    def const(x):
+        return x
+
+SCAN_MS = const(10)          # button scan + tick period: feedback within ~10 ms of a press
+WDT_MS = const(8000)
+NTP_RETRY_MS = const(3600000)
+
+
+class Firmware:
+    def __init__(self, hal):
+        self.hal = hal
+        self.cfg = load_config(hal)               # ConfigError: nothing to run without it
+        for w in self.cfg.warnings:
+            hal.log(w)
+        hal.setup(self.cfg)
+        self.feedback = Feedback(hal)             # "booting" light from here on
+        self.clock = Clock(hal)
+        self.journal = Journal(hal).open()
+        self.boot = BootState(hal)
+        self.boot_no = self.boot.begin(hal.reset_cause(), floor=self.journal.max_rb)
+        self.journal.begin(self.boot_no)
+        if self.boot.safe:
+            hal.log("boot %d: safe mode after %d failed boots" % (self.boot_no, self.boot.fails))
+        self.app = App(hal, self.cfg, self.journal, self.clock, self.boot, self.feedback,
+                       safe=self.boot.safe, now=self.clock.uptime())
+        self.buttons = Buttons(hal, self.cfg)
+        self._on_press = self.app.on_button       # bound once: no allocation per scan
+        self.healthy = False
+        self.link = None
+        self._ntp_at = 0
+        hal.log("firmware %s boot %d (%s) journal %d pending" % (
+            VERSION, self.boot_no, hal.reset_cause(), self.journal.depth()))
+
+    def step(self):
+        """One scan: buttons, app tick, health. Returns the uptime it ran at."""
+        now = self.clock.uptime()
+        self.buttons.scan(now, self._on_press)
+        self.app.tick(now)
+        if not self.healthy and now >= HEALTHY_MS:
+            self.healthy = True
+            self.boot.mark_healthy()
+        return now
+
+    def _maybe_ntp(self, now):
+        if self.clock.synced or now < self._ntp_at:
+            return
+        self._ntp_at = now + NTP_RETRY_MS
+        w = self.hal.ntp()
+        if w:
+            self.clock.set_ntp(w, now)
+
+    def start_link(self):
+        """Create the link task's object; None when firmware/link.py is not installed."""
+        try:
+            from firmware.link import Link
+        except ImportError as e:
+            self.hal.log("no link (%s): journaling offline only" % e)
+            return None
+        from protocol.auth import Key
+        self.link = Link(self.hal, self.cfg, Key(self.cfg.secret), self.boot_no, self.journal, self.app)
+        self.app.on_record = self.link.kick
+        return self.link
+
+    async def run_async(self):
+        import asyncio
+        hal = self.hal
+        hal.wdt_start(WDT_MS)
+        link = self.start_link()
+        if link is not None:
+            asyncio.create_task(link.run())
+        while True:
+            now = self.step()
+            if self.app.reboot_due(now):
+                hal.log("rebooting on the gateway's command")
+                self.journal.close()
+                hal.reboot("command")
+            hal.wdt_feed()                     # only a loop that got here is healthy
+            if hal.net is not None and hal.net.is_up():
+                self._maybe_ntp(now)
+            await hal.sleep_ms(SCAN_MS)
+
+
+def run():
+    """Device entry point (/main.py). A crash reboots; a bad config stops at the REPL."""
+    import asyncio
+
+    from firmware.config import ConfigError
+    from firmware.hal import Reboot, load
+    hal = load()
+    try:
+        fw = Firmware(hal)
+    except ConfigError as e:
+        hal.log("cannot start: %s" % e)
+        return
+    try:
+        asyncio.run(fw.run_async())
+    except Reboot:
+        raise
+    except Exception as e:                     # a bug: reboot, the boot counts as failed
+        hal.log("crash: %r" % (e,))
+        hal.reboot("crash")
