@@ -183,7 +183,8 @@ async def finish_run(db: Database, run_id: int, outcome: str, batches: int, acke
             " error = ? WHERE id = ?", (now_ms, outcome, batches, acked, rejected, error, run_id))
 
 
-async def last_run(db: Database, trigger: str, outcome: str = "done") -> dict[str, Any] | None:
-    row = await db.fetchone("SELECT * FROM uplink_runs WHERE trigger = ? AND outcome = ?"
-                            " ORDER BY started_ms DESC LIMIT 1", (trigger, outcome))
+async def last_full_success(db: Database) -> dict[str, Any] | None:
+    """The latest run that pushed everything pending (no date filter) and finished 'done'."""
+    row = await db.fetchone("SELECT * FROM uplink_runs WHERE outcome = 'done' AND for_date IS NULL"
+                            " ORDER BY started_ms DESC, id DESC LIMIT 1")
     return None if row is None else {k: row[k] for k in row.keys()}

@@ -41,7 +41,7 @@ class Seeder:
 
     async def records(self, device_id: str, date: str, count: int, kind: str = "rated", boot: int = 1,
                       with_invitation: bool = True, applicant_type: int | None = 1,
-                      case_no: str | None = None) -> list[str]:
+                      case_no: str | None = None, dept_code: str = "") -> list[str]:
         """count records on a local date, 10:00 + i seconds; returns their record ids."""
         ids = []
         recs: list[tuple[Any, ...]] = []
@@ -63,7 +63,7 @@ class Seeder:
                 inv = "inv-%d" % self.n
                 status = "rated" if kind == "rated" else "unrated"
                 invs.append((inv, device_id, window, clerk, binding, case_no or "CASE-%06d" % self.n,
-                             "T0001", "居民身份证换领", "", applicant_type, 60, status, t - 60000,
+                             "T0001", "居民身份证换领", dept_code, applicant_type, 60, status, t - 60000,
                              t + 60000, rid, grade, "test"))
             recs.append((rid, device_id, boot, seq, kind, grade, inv, t // 1000, 1000 + i, t, "device",
                          t + 50, boot, binding, window, clerk, ""))
