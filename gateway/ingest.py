@@ -213,6 +213,8 @@ class Ingest:
         st.observe_boot(m["b"])
         health.touch(st, arrival)
         self.stats.records_received += 1
+        if not self._pending and log.isEnabledFor(logging.DEBUG):
+            log.debug("batch opened by %s", record_id(st.device_id, m["rb"], m["rs"]))
         self._pending.append(PendingRecord(m, st, arrival, record_id(st.device_id, m["rb"], m["rs"])))
         self._have_work.set()
         if len(self._pending) >= self._batch_max:
@@ -251,6 +253,8 @@ class Ingest:
         self.stats.batches += 1
         self.stats.stored += stored
         self.stats.duplicates += len(batch) - stored
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("committed %d records (%d new), acking", len(batch), stored)
         await self._ack(batch)
 
     async def _store(self, batch: list[PendingRecord]) -> int:
