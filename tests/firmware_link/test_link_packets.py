@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+# The repo root first: tests/protocol/ (no __init__) would otherwise shadow the protocol package.
+sys.path[:0] = [str(HERE.parents[1]), str(HERE)]
 import link_packet_vectors as vectors  # noqa: E402
 
 NAMES = sorted(vectors.EXPECTED)
