@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.config import ConfigError
 from protocol import grades
 
 ADAPTERS = ("default", "gbt39046")
@@ -21,7 +22,7 @@ ENVELOPES = ("json", "base64")
 GRADE_TABLES = {"provincial": grades.PROVINCIAL_CODE, "gbt39046": grades.GBT39046_CODE}
 
 
-class UplinkConfigError(ValueError):
+class UplinkConfigError(ConfigError, ValueError):
     """A bad [uplink] setting; the message names the key and what is allowed."""
 
 

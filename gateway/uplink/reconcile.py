@@ -1,0 +1,158 @@
+"""Reconciliation for one local date: devices vs gateway store vs platform acknowledgements.
+
+Three views side by side, and every disagreement as a Mismatch:
+- devices: records per kind as the (device, boot, seq) numbering proves them — a hole in a
+  boot's sequence is a record the store never got — plus the journal depth the device last
+  reported (records it still holds unacknowledged);
+- store: records per device and window, per kind;
+- platform: per uploadable record, its uplink state (acked / rejected / sent / never sent),
+  and, when the platform offers a query, the ids it actually holds for that date.
+The result is plain data (to_dict) so the simulator's end-to-end checker can reuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.store.db import Database
+from gateway.uplink.client import PlatformClient
+from gateway.uplink.settings import UplinkSettings
+from gateway.uplink.state import day_bounds
+from protocol.ids import record_id
+
+MAX_LISTED = 1000   # mismatches listed per kind; the counts are always complete
+
+
+@dataclass
+class Mismatch:
+    # seq_gap | device_backlog | not_delivered | rejected | platform_missing | platform_extra
+    kind: str
+    device_id: str
+    record_id: str
+    detail: str
+
+
+@dataclass
+class DeviceView:
+    device_id: str
+    by_kind: dict[str, int]
+    boots: dict[int, int]           # boot -> highest seq seen that day
+    missing_seq: int                # holes in the numbering (records never stored)
+    journal_depth: int | None       # from the device's last heartbeat
+
+
+@dataclass
+class ReconcileResult:
+    date: str
+    devices: list[DeviceView] = field(default_factory=list)
+    store: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # device -> window -> kind -> n
+    uplink: dict[str, int] = field(default_factory=dict)   # uploadable, acked, rejected, sent, unsent, held
+    platform_checked: bool = False
+    platform_held: int = 0
+    mismatch_counts: dict[str, int] = field(default_factory=dict)
+    mismatches: list[Mismatch] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatch_counts
+
+    def add(self, m: Mismatch) -> None:
+        n = self.mismatch_counts.get(m.kind, 0)
+        self.mismatch_counts[m.kind] = n + 1
+        if n < MAX_LISTED:
+            self.mismatches.append(m)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+async def reconcile(db: Database, settings: UplinkSettings, date: str,
+                    platform_ids: list[str] | None = None) -> ReconcileResult:
+    """Compare for local date D; platform_ids = what the platform holds for D, if known."""
+    start, end = day_bounds(date, settings.tz)
+    res = ReconcileResult(date=date)
+    rows = await db.fetchall(
+        "SELECT r.record_id, r.device_id, r.rb, r.rs, r.kind, COALESCE(r.window_id, '') AS window_id,"
+        " u.status, u.reject_origin, u.reject_code, u.reject_reason"
+        " FROM records r LEFT JOIN uplink_items u ON u.record_id = r.record_id"
+        " WHERE r.pressed_at_ms >= ? AND r.pressed_at_ms < ? ORDER BY r.device_id, r.rb, r.rs",
+        (start, end))
+    uploadable = set(settings.uploadable_kinds())
+    counts = {"records": len(rows), "uploadable": 0, "acked": 0, "rejected": 0, "sent": 0, "unsent": 0,
+              "held": 0}
+    devices: dict[str, DeviceView] = {}
+    ours: set[str] = set()
+    acked: list[tuple[str, str]] = []
+    for r in rows:
+        dev, kind = r["device_id"], r["kind"]
+        view = devices.setdefault(dev, DeviceView(dev, {}, {}, 0, None))
+        view.by_kind[kind] = view.by_kind.get(kind, 0) + 1
+        view.boots[r["rb"]] = max(view.boots.get(r["rb"], 0), r["rs"])
+        per_window = res.store.setdefault(dev, {}).setdefault(r["window_id"], {})
+        per_window[kind] = per_window.get(kind, 0) + 1
+        ours.add(r["record_id"])
+        if kind not in uploadable:
+            counts["held"] += 1   # by policy (extras never): not for the platform
+            continue
+        counts["uploadable"] += 1
+        status = r["status"]
+        if status == "acked":
+            counts["acked"] += 1
+            acked.append((dev, r["record_id"]))
+        elif status == "rejected":
+            counts["rejected"] += 1
+            res.add(Mismatch("rejected", dev, r["record_id"], "%s %s: %s" % (
+                r["reject_origin"], r["reject_code"], r["reject_reason"])))
+        else:
+            counts["sent" if status == "sent" else "unsent"] += 1
+            res.add(Mismatch("not_delivered", dev, r["record_id"],
+                             "uplink state %s" % (status or "never sent")))
+    res.uplink = counts
+
+    # Device numbering: within a boot, seqs 1..max must all be stored (on any date).
+    for dev, view in devices.items():
+        for rb, top in sorted(view.boots.items()):
+            got = await db.fetchall("SELECT rs FROM records WHERE device_id = ? AND rb = ? AND rs <= ?",
+                                    (dev, rb, top))
+            present = {int(g["rs"]) for g in got}
+            for rs in range(1, top + 1):
+                if rs not in present:
+                    view.missing_seq += 1
+                    res.add(Mismatch("seq_gap", dev, record_id(dev, rb, rs),
+                                     "boot %d seq %d never reached the gateway" % (rb, rs)))
+        row = await db.fetchone("SELECT journal_depth FROM devices WHERE device_id = ?", (dev,))
+        if row is not None and row["journal_depth"] is not None:
+            view.journal_depth = int(row["journal_depth"])
+            if view.journal_depth > 0:
+                res.add(Mismatch("device_backlog", dev, "",
+                                 "device reports %d records not yet acknowledged" % view.journal_depth))
+    res.devices = [devices[d] for d in sorted(devices)]
+
+    if platform_ids is not None:
+        res.platform_checked = True
+        held = set(platform_ids)
+        res.platform_held = len(held)
+        for dev, rid in acked:
+            if rid not in held:
+                res.add(Mismatch("platform_missing", dev, rid,
+                                 "acknowledged, but the platform does not list it"))
+        for rid in sorted(held - ours):
+            res.add(Mismatch("platform_extra", rid.split(":")[0], rid,
+                             "the platform holds a record of this date the gateway does not"))
+    return res
+
+
+async def reconcile_with_platform(db: Database, settings: UplinkSettings, date: str,
+                                  client: PlatformClient | None = None) -> ReconcileResult:
+    """reconcile() with the platform's own list for D when it offers a query endpoint."""
+    own = client is None
+    c = client or PlatformClient(settings)
+    try:
+        ids = await c.query_ids(date)
+    finally:
+        if own:
+            await c.close()
+    return await reconcile(db, settings, date, ids)
