@@ -98,7 +98,8 @@ class GatewayProcess:
                     f"--- log tail ---\n{self.log_tail()}")
             if time.monotonic() >= deadline:
                 self.kill()
-                raise GatewayProcessError(f"gateway not ready within {timeout}s\n--- log tail ---\n{self.log_tail()}")
+                raise GatewayProcessError(
+                    f"gateway not ready within {timeout}s\n--- log tail ---\n{self.log_tail()}")
             time.sleep(0.02)
 
     def _find_ready(self) -> str | None:

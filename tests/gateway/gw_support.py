@@ -8,6 +8,7 @@ gateway's ack (verified with the same key and the current boot) and can re-send 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import secrets
 import sqlite3
@@ -158,11 +159,11 @@ class TestDevice:
         return [r.m for r in self.received if r.m["t"] == t]
 
 
-async def wait_for(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(pred: Callable[[], bool], limit_s: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + limit_s
     while not pred():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {limit_s}s waiting for {what}")
         await asyncio.sleep(0.02)
 
 
@@ -206,7 +207,9 @@ def make_env(tmp: Path, device_ids: list[str], batch_ms: int = 5, batch_max: int
     broker.start()
     db_path = tmp / "gw" / "gateway.db"
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    asyncio.run(_register_all(db_path, devices))
+    # Its own thread and loop: make_env may be called from inside an async test.
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        ex.submit(asyncio.run, _register_all(db_path, devices)).result()
     cfg = write_config(tmp / "gw" / "gateway.toml", mqtt_port=broker.port, mqtt_password=GW_PASSWORD,
                        db_path=db_path, batch_ms=batch_ms, batch_max=batch_max, extra=extra_config)
     return GatewayEnv(tmp, broker, db_path, cfg, GatewayProcess(cfg, log_level="DEBUG"), devices)

@@ -69,7 +69,8 @@ async def test_acks_carry_the_current_boot(gw_env: GatewayEnv) -> None:
         await dev.disconnect()
     assert dev.commands("ack")[-1]["b"] == 2
     assert dev.bad_commands == 0
-    row = db_query(gw_env.db_path, "SELECT rb, msg_boot, time_source FROM records WHERE record_id = ?", (rid,))
+    row = db_query(gw_env.db_path, "SELECT rb, msg_boot, time_source FROM records WHERE record_id = ?",
+                   (rid,))
     assert row == [(1, 2, "arrival")]  # no anchor for boot 1 was ever learned
 
 

@@ -1,0 +1,72 @@
+"""Device registration: key in the store, password entry for the broker, broker reload."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+from gw_support import GW_PASSWORD, TestDevice, db_query, wait_for
+
+from gateway.config import parse_config
+from gateway.store.db import open_db
+from gateway.store.devices import RegistrationError, register_device
+from simulator.broker import Mosquitto, standard_acl
+from simulator.gateway_proc import GatewayProcess, write_config
+
+
+async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mq", users={"gateway": GW_PASSWORD}, acl=standard_acl())
+    broker.start()
+    pid_file = tmp_path / "mq" / "mosquitto.pid"
+    pid_file.write_text(str(broker.pid))
+    db_path = tmp_path / "gw" / "gateway.db"
+    db_path.parent.mkdir()
+    cfg_path = write_config(tmp_path / "gw" / "gateway.toml", mqtt_port=broker.port,
+                            mqtt_password=GW_PASSWORD, db_path=db_path,
+                            password_file=broker.passwd_path, pid_file=pid_file)
+    gw = GatewayProcess(cfg_path)
+    try:
+        gw.start()
+        from gateway.config import load_config
+
+        cfg = load_config(cfg_path)
+        secret = secrets.token_hex(32)
+        db = await open_db(cfg.store.path)
+        try:
+            await register_device(db, cfg, "dev-new", secret, "s3cret-pw", fw="1.0")
+        finally:
+            await db.close()
+        assert "dev-new:" in broker.passwd_path.read_text()
+        assert "s3cret-pw" not in broker.passwd_path.read_text()  # hashed
+        await wait_for(lambda: b"Reloading config" in broker.log_path.read_bytes(), what="broker reload")
+        # The running gateway has never seen this device: it finds the key in the store.
+        dev = TestDevice("dev-new", secret, "s3cret-pw", broker.host, broker.port)
+        await dev.connect()
+        try:
+            rid = await dev.press()
+            await wait_for(lambda: rid in dev.acks, what="ack for the new device")
+        finally:
+            await dev.disconnect()
+        audit = db_query(db_path, "SELECT action, detail_json FROM audit_log")
+        assert audit[0][0] == "device.add" and secret not in audit[0][1]
+    finally:
+        gw.terminate()
+        broker.stop()
+
+
+@pytest.mark.parametrize(("device_id", "secret", "pw", "why"), [
+    ("Bad_ID", "ab" * 32, "pw", "device id"),
+    ("dev-a", "xyz", "pw", "secret"),
+    ("dev-a", "ab" * 32, "", "broker password"),
+])
+async def test_bad_registration_is_refused_clearly(tmp_path: Path, device_id: str, secret: str, pw: str,
+                                                   why: str) -> None:
+    cfg = parse_config({"store": {"path": "g.db"}}, tmp_path)
+    db = await open_db(cfg.store.path)
+    try:
+        with pytest.raises(RegistrationError, match=why):
+            await register_device(db, cfg, device_id, secret, pw)
+        assert await db.fetchall("SELECT * FROM devices") == []
+    finally:
+        await db.close()
