@@ -74,13 +74,17 @@ class GatewayStub:
     """Subscribes to every uplink topic; optionally acks each `rec` it sees (auto_ack)."""
 
     def __init__(self, port: int, key: Key | None = None, boot: int = 1, auto_ack: bool = False,
-                 client_id: str = "gw-test") -> None:
+                 client_id: str = "gw-test", persistent: bool = False, ack_delay_s: float = 0.0) -> None:
         self.port = port
         self.key = key or Key(SECRET)
         self.boot = boot
         self.auto_ack = auto_ack
+        self.ack_delay_s = ack_delay_s
         self.client_id = client_id
+        self.persistent = persistent      # clean_session=0: the broker queues for us while away
         self.received: list[tuple[str, dict[str, Any], bool]] = []   # (topic, message, retain)
+        self.undecodable: list[tuple[str, str]] = []
+        self.connections = 0
         self.n = 0
         self._task: asyncio.Task[None] | None = None
         self._client: aiomqtt.Client | None = None
@@ -98,17 +102,32 @@ class GatewayStub:
         return self
 
     async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, username=GATEWAY[0], password=GATEWAY[1],
-                                  identifier=self.client_id, clean_session=True) as c:
-            self._client = c
-            await c.subscribe(topics.GATEWAY_SUB, qos=1)
-            self._ready.set()
-            async for msg in c.messages:
-                payload = bytes(msg.payload) if isinstance(msg.payload, (bytes, bytearray)) else b""
-                m = messages.decode(payload, self.key, str(msg.topic))
-                self.received.append((str(msg.topic), m, bool(msg.retain)))
-                if self.auto_ack and m["t"] == "rec":
-                    await self.ack([[m["rb"], m["rs"]]])
+        while True:   # reconnect like a real gateway when the broker restarts
+            try:
+                async with aiomqtt.Client("127.0.0.1", self.port, username=GATEWAY[0], password=GATEWAY[1],
+                                          identifier=self.client_id, clean_session=not self.persistent) as c:
+                    self._client = c
+                    self.connections += 1
+                    await c.subscribe(topics.GATEWAY_SUB, qos=1)
+                    self._ready.set()
+                    async for msg in c.messages:
+                        await self._on(msg)
+            except aiomqtt.MqttError:
+                self._client = None
+                await asyncio.sleep(0.05)
+
+    async def _on(self, msg: aiomqtt.Message) -> None:
+        payload = bytes(msg.payload) if isinstance(msg.payload, (bytes, bytearray)) else b""
+        try:
+            m = messages.decode(payload, self.key, str(msg.topic))
+        except Exception as e:
+            self.undecodable.append((str(msg.topic), repr(e)))
+            return
+        self.received.append((str(msg.topic), m, bool(msg.retain)))
+        if self.auto_ack and m["t"] == "rec":
+            if self.ack_delay_s:
+                await asyncio.sleep(self.ack_delay_s)
+            await self.ack([[m["rb"], m["rs"]]])
 
     def signed_ack(self, pairs: list[list[int]], boot: int | None = None, n: int | None = None,
                    key: Key | None = None) -> bytes:
