@@ -1,0 +1,575 @@
+"""One simulated hall run: broker, platform stand-in, gateway, N virtual devices, citizens,
+faults, the daily push and the end-to-end check.
+
+    setup      mosquitto (every device a user), platform stand-in (in this process), the
+               gateway's config and store (devices, windows, clerks, bindings), gateway process
+    devices    N VirtualDevice (real firmware, own directory) boot and connect
+    day        per window: cases -> invitations (gateway HTTP API) -> citizens press;
+               faults play at their times
+    drain      open invitations run out, every journal empties (all acked)
+    push       the gateway's uplink sends the day to the platform stand-in
+    check      the citizens' ledger against the store and the platform
+
+Everything the run starts is stopped in `close()`, which `run()` calls in a finally block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import random
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from protocol import grades
+from protocol.grades import DEFAULT_BUTTONS
+from simulator import checker
+from simulator.broker import Mosquitto, standard_acl
+from simulator.checker import Ledger, Press, Reconciliation, UnratedCase
+from simulator.citizens import CitizenProfile, Decisions, InvitationError, SimClock, Window, WindowSystem
+from simulator.faults import Fault, FaultPlayer
+from simulator.gateway_proc import GatewayProcess
+from simulator.netutil import free_port
+from simulator.report import Console, sim_clock_text
+from simulator.vdevice import VirtualDevice
+
+REPO = Path(__file__).resolve().parent.parent
+
+DEPARTMENTS = (
+    ("113703030045678901", "公安分局"),
+    ("11370303MB2851234X", "市场监督管理局"),
+    ("113703030045679012", "人力资源和社会保障局"),
+    ("113703030045680123", "自然资源局"),
+)
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
+
+
+class HallError(RuntimeError):
+    """The run could not be set up or driven; the message says which part failed."""
+
+
+@dataclass
+class HallOptions:
+    devices: int = 12
+    departments: int = 3
+    minutes: float = 5.0            # simulated minutes of opening time
+    speed: float = 10.0             # simulated seconds per real second (citizens and device clocks)
+    seed: int = 1
+    profile: CitizenProfile = field(default_factory=CitizenProfile)
+    faults: list[Fault] = field(default_factory=list)
+    workdir: Path | None = None
+    keep: bool = False              # keep the work directory after the run
+    countdown_s: int = 60           # device countdown, simulated seconds
+    cooldown_s: int = 8
+    tick_ms: int = 200              # device loop period when nothing happens (real ms)
+    keepalive_s: int = 20
+    drain_timeout_s: float = 60.0
+    push: bool = True
+    durable: bool = False           # fsync every journal write (slow with many devices)
+    boot_spread_s: float = 2.0      # devices power on spread over this many real seconds
+    gateway_log_level: str = "INFO"
+
+
+@dataclass
+class RunResult:
+    reconciliation: Reconciliation
+    ledger: Ledger
+    latencies: list[float]
+    counters: dict[str, int]
+    report_rows: list[dict[str, Any]]
+    workdir: Path
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.reconciliation.ok
+
+    def p99_ms(self) -> float | None:
+        return percentile(self.latencies, 0.99)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return 1000.0 * s[min(len(s) - 1, int(q * len(s)))]
+
+
+def clerk_name(i: int) -> str:
+    return SURNAMES[i % len(SURNAMES)] + GIVEN[(i // len(SURNAMES) + i) % len(GIVEN)]
+
+
+class Hall:
+    def __init__(self, opts: HallOptions, console: Console | None = None) -> None:
+        self.o = opts
+        self.c = console or Console()
+        self.rng = random.Random(opts.seed)
+        self.workdir = Path(opts.workdir) if opts.workdir else Path(tempfile.mkdtemp(prefix="hcp-sim-"))
+        self._own_workdir = opts.workdir is None
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ledger = Ledger()
+        self.latencies: list[float] = []
+        self.counters: dict[str, int] = {
+            "cases": 0, "invitations": 0, "invite_refused": 0, "invite_not_shown": 0,
+            "presses": 0, "presses_no_feedback": 0, "walkups": 0, "doubles": 0, "walked_away": 0}
+        self.devices: list[VirtualDevice] = []
+        self.windows: list[Window] = []
+        self.broker: Mosquitto | None = None
+        self.gateway: GatewayProcess | None = None
+        self.platform: Any = None
+        self.http_port = 0
+        self.admin_token = secrets.token_hex(16)
+        self.window_token = secrets.token_hex(16)
+        self.gw_password = secrets.token_hex(12)
+        self.config_path = self.workdir / "gateway.toml"
+        self.store_path = self.workdir / "gateway.db"
+        self.day = dt.date.today().strftime("%Y%m%d")
+        self._session: aiohttp.ClientSession | None = None
+        self._stopping = False
+        self.sim = SimClock(opts.speed)
+
+    # -- FaultTarget ------------------------------------------------------------------------
+    def device_ids(self) -> list[str]:
+        return [d.device_id for d in self.devices]
+
+    def _dev(self, device_id: str) -> VirtualDevice:
+        for d in self.devices:
+            if d.device_id == device_id:
+                return d
+        raise HallError("no device %s" % device_id)
+
+    def note(self, text: str) -> None:
+        self.c.phase(text)
+
+    async def restart_broker(self) -> None:
+        assert self.broker is not None
+        await asyncio.to_thread(self.broker.restart)
+
+    async def kill_gateway(self) -> None:
+        assert self.gateway is not None
+        await asyncio.to_thread(self.gateway.kill)
+
+    async def start_gateway(self) -> None:
+        assert self.gateway is not None
+        await asyncio.to_thread(self.gateway.start, 60.0)
+
+    async def power_off(self, device: str) -> None:
+        await self._dev(device).power_off(tear=True)
+
+    async def power_on(self, device: str) -> None:
+        await self._dev(device).power_on()
+
+    async def wifi(self, devices: list[str], up: bool) -> None:
+        for d in devices:
+            self._dev(d).set_wifi(up)
+
+    async def unsync_clock(self, device: str) -> None:
+        self._dev(device).unsync_clock()
+
+    async def platform_outage(self, down: bool) -> None:
+        self.platform.faults.outage = down
+        if down:
+            # Make the outage bite: a push attempt while the platform is down.
+            asyncio.get_running_loop().create_task(self._push_attempt_during_outage())
+
+    async def _push_attempt_during_outage(self) -> None:
+        await asyncio.sleep(0.5)
+        ok, text = await self.push_day(quiet=True)
+        self.c.note("push during the outage: %s" % text)
+
+    # -- setup ------------------------------------------------------------------------------
+    def _make_hall(self) -> None:
+        o = self.o
+        depts = DEPARTMENTS[:max(1, min(o.departments, len(DEPARTMENTS)))]
+        for i in range(o.devices):
+            code, name = depts[i % len(depts)]
+            self.windows.append(Window(
+                window_id="W%03d" % (i + 1), staff_account="clerk%03d" % (i + 1), staff_name=clerk_name(i),
+                dept_code=code, dept_name=name, device_id="hcp-sim-%04d" % (i + 1)))
+
+    def _gateway_toml(self, mqtt_port: int) -> str:
+        o = self.o
+        return "\n".join([
+            "[mqtt]", 'host = "127.0.0.1"', "port = %d" % mqtt_port, 'username = "gateway"',
+            'password = "%s"' % self.gw_password, 'client_id = "hcp-gateway-sim"', "keepalive_s = 10",
+            "", "[store]", 'path = "gateway.db"',
+            "", "[hall]", 'id = "hall-1"', 'area_code = "370303"', 'timezone = "Asia/Shanghai"',
+            'opening_hours = ["00:00-24:00"]', "opening_days = [1, 2, 3, 4, 5, 6, 7]",
+            "countdown_s = %d" % o.countdown_s,
+            "", "[devices]", "silent_after_s = 600", "health_check_s = 30",
+            "", "[ingest]", "batch_ms = 5", "batch_max = 500",
+            "", "[http]", 'host = "127.0.0.1"', "port = %d" % self.http_port,
+            'admin_token = "%s"' % self.admin_token, 'window_token = "%s"' % self.window_token,
+            "countdown_s = %d" % o.countdown_s,
+            "", "[uplink]", "enabled = true", 'url = "%s"' % self.platform.url,
+            'app_key = "hall-1"', 'app_secret = "sim-secret"', 'adapter = "default"',
+            "request_timeout_s = 5.0", "backoff_base_s = 0.2", "backoff_max_s = 1.0", "max_attempts = 3",
+            'daily_at = "03:30"', "realtime_minutes = 0", "retry_minutes = 1",
+            "",
+        ])
+
+    async def _provision_store(self) -> None:
+        """Devices, windows, clerks and bindings, through the gateway's own store functions.
+
+        The same rows `POST /api/v1/devices` and `hcp-gateway windows add / staff add / pair`
+        write; done in-process before the gateway starts because 1,000 HTTP registrations
+        (each a mosquitto reload) would take minutes."""
+        from gateway import bindings
+        from gateway.store.db import open_db
+        from gateway.store.devices import add_device_row
+
+        db = await open_db(self.store_path)
+        try:
+            async with db.transaction() as conn:
+                for d in self.devices:
+                    await add_device_row(conn, d.device_id, d.secret_hex, "sim", actor="hcp-sim")
+            depts_done: set[str] = set()
+            for w in self.windows:
+                if w.dept_code not in depts_done:
+                    depts_done.add(w.dept_code)
+                await bindings.add_window(db, w.window_id, w.dept_code, w.dept_name + " " + w.window_id,
+                                          "hcp-sim")
+                await bindings.add_staff(db, w.staff_account, w.staff_name, "hcp-sim")
+                await bindings.pair(db, w.device_id, w.window_id, w.staff_account, "hcp-sim")
+        finally:
+            await db.close()
+
+    async def setup(self) -> None:
+        o = self.o
+        self._make_hall()
+        self.c.phase("Work directory %s" % self.workdir)
+        passwords = {w.device_id: secrets.token_hex(8) for w in self.windows}
+        for w in self.windows:
+            self.devices.append(VirtualDevice(
+                w.device_id, self.workdir / "devices" / w.device_id, secrets.token_hex(32),
+                "127.0.0.1", 0, passwords[w.device_id], clock_speed=o.speed, tick_ms=o.tick_ms,
+                keepalive_s=o.keepalive_s, durable=o.durable, countdown_s=o.countdown_s,
+                cooldown_s=o.cooldown_s, on_ack=self._on_ack))
+
+        users = {"gateway": self.gw_password, **passwords}
+        self.broker = Mosquitto(self.workdir / "broker", users=users, acl=standard_acl())
+        self.c.phase("Starting mosquitto (MQTT broker) with %d accounts and the project's ACL" % len(users))
+        await asyncio.to_thread(self.broker.start)
+        self.c.note("mosquitto listening on 127.0.0.1:%d" % self.broker.port)
+
+        from simulator.platform import PlatformStandIn, schema_for
+        self.platform = PlatformStandIn(schema_for("default"), self.workdir / "platform.sqlite",
+                                        app_key="hall-1", app_secret="sim-secret")
+        await self.platform.start()
+        self.c.phase("Provincial platform stand-in listening on %s" % self.platform.url)
+
+        self.http_port = free_port()
+        self.config_path.write_text(self._gateway_toml(self.broker.port))
+        self.c.phase("Registering %d devices, %d windows and clerks (一码一账号 bindings) in the store"
+                     % (len(self.devices), len(self.windows)))
+        await self._provision_store()
+
+        self.gateway = GatewayProcess(self.config_path, self.workdir, log_level=o.gateway_log_level)
+        self.c.phase("Starting the gateway (python -m gateway serve)")
+        line = await asyncio.to_thread(self.gateway.start, 60.0)
+        self.c.note(line.strip())
+        self._session = aiohttp.ClientSession()
+
+    async def boot_devices(self, timeout_s: float = 120.0, ready_state: str = "idle") -> None:
+        o = self.o
+        self.c.phase("Powering on %d virtual evaluators (real firmware on the host HAL)" % len(self.devices))
+        assert self.broker is not None
+        for d in self.devices:
+            d.broker = ("127.0.0.1", self.broker.port, d.broker[2])
+            d.provision()
+        gap = o.boot_spread_s / max(1, len(self.devices))
+        for d in self.devices:
+            await d.power_on()
+            if gap:
+                await asyncio.sleep(gap)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            online = sum(1 for d in self.devices if d.online)
+            ready = sum(1 for d in self.devices if d.state == ready_state)
+            if ready == len(self.devices):
+                break
+            if time.monotonic() > deadline:
+                raise HallError("only %d/%d devices online and %d paired after %.0f s (see %s)"
+                                % (online, len(self.devices), ready, timeout_s, self.gateway_log()))
+            if self.gateway is not None and not self.gateway.running:
+                raise HallError("the gateway died while devices were booting:\n" + self.gateway.log_tail())
+            self.c.progress("devices online %d/%d, paired and idle %d" % (online, len(self.devices), ready))
+            await asyncio.sleep(0.25)
+        self.c.phase("All %d devices online, paired to their window and idle" % len(self.devices))
+
+    def gateway_log(self) -> str:
+        return str(self.gateway.log_path) if self.gateway else "?"
+
+    # -- the citizens' day ------------------------------------------------------------------
+    def _on_ack(self, rid: str, latency_s: float) -> None:
+        self.latencies.append(latency_s)
+
+    async def _press(self, dev: VirtualDevice, w: Window, grade: str, case_no: str) -> str:
+        r = await dev.press(DEFAULT_BUTTONS.index(grade))
+        self.counters["presses"] += 1
+        if not r.accepted:
+            self.counters["presses_no_feedback"] += 1
+            self.ledger.rejected_presses += 1
+        if not r.record_id:
+            return ""
+        self.ledger.press(Press(record_id=r.record_id, device_id=dev.device_id, kind=r.kind, grade=r.grade,
+                                invitation_id=r.invitation_id, case_no=case_no if r.invitation_id else "",
+                                window_id=w.window_id, staff_account=w.staff_account))
+        return r.kind
+
+    async def _window_day(self, w: Window, dev: VirtualDevice, dec: Decisions, ws: WindowSystem,
+                          end_sim: float) -> None:
+        p = self.o.profile
+        await self.sim.sleep(dec.rng.uniform(0, p.service_s))     # windows do not start in lockstep
+        while self.sim.now() < end_sim and not self._stopping:
+            await self.sim.sleep(dec.service_time())
+            if self.sim.now() >= end_sim or self._stopping:
+                break
+            if dec.walkup() and dev.state == "idle":
+                self.counters["walkups"] += 1
+                await self._press(dev, w, dec.grade(), "")
+                await self.sim.sleep(self.o.cooldown_s + 1)
+            case = ws.new_case(w, dec, self.day)
+            self.counters["cases"] += 1
+            try:
+                inv = await ws.invite(case, timeout_s=30.0)
+            except InvitationError as e:
+                self.counters["invite_refused"] += 1
+                if self.counters["invite_refused"] <= 5:
+                    self.c.note("window %s: %s" % (w.window_id, e))
+                continue
+            self.counters["invitations"] += 1
+            # The device shows it within milliseconds normally; a device without Wi-Fi or power
+            # never does, and the citizen leaves (the gateway then expires the invitation).
+            if not await dev.wait_invited(inv, timeout_s=max(2.0, 15.0 / self.o.speed)):
+                self.counters["invite_not_shown"] += 1
+                continue
+            n = dec.presses()
+            if n == 0:
+                self.counters["walked_away"] += 1
+                self.ledger.walked_away(UnratedCase(dev.device_id, inv, case.case_no))
+                continue
+            await self.sim.sleep(dec.think_time())
+            first = dec.grade()
+            kind = await self._press(dev, w, first, case.case_no)
+            if n == 2 and kind == "rated":
+                self.counters["doubles"] += 1
+                await self.sim.sleep(p.double_gap_s)
+                await self._press(dev, w, dec.grade(), case.case_no)
+
+    async def _progress(self) -> None:
+        every = 1.0 if self.c.live else 5.0
+        while True:
+            await asyncio.sleep(every)
+            n = len(self.devices)
+            online = sum(1 for d in self.devices if d.online)
+            backlog = sum(d.journal_depth() for d in self.devices)
+            self.c.progress("sim %s  online %d/%d  invitations %d  presses accepted %d  unacked %d" % (
+                sim_clock_text(self.sim.now()), online, n, self.counters["invitations"],
+                len(self.ledger.presses), backlog))
+
+    async def run_day(self) -> None:
+        o = self.o
+        end_sim = o.minutes * 60.0
+        self.c.phase("Opening the hall: %d windows, %.0f simulated minutes at %gx speed (%.0f s real); "
+                     "the window system invites, citizens rate" % (len(self.windows), o.minutes, o.speed,
+                                                                   end_sim / o.speed))
+        assert self._session is not None
+        ws = WindowSystem("http://127.0.0.1:%d" % self.http_port, self.window_token, self._session)
+        self.sim = SimClock(o.speed)
+        player = FaultPlayer(o.faults, self, random.Random(o.seed + 1))
+        player.check()
+        for f in o.faults:
+            self.c.note("scheduled fault: " + f.describe())
+        tasks = [asyncio.create_task(
+            self._window_day(w, d, Decisions(o.profile, o.seed * 7919 + i), ws, end_sim))
+            for i, (w, d) in enumerate(zip(self.windows, self.devices, strict=True))]
+        prog = asyncio.create_task(self._progress())
+        faults = asyncio.create_task(player.run())
+        try:
+            await asyncio.gather(*tasks)
+            await faults           # faults scheduled past the citizens' end still play out
+        finally:
+            prog.cancel()
+            for t in tasks:
+                t.cancel()
+        self.fault_events = player.events
+        self.c.phase("Hall closed: %d cases, %d invitations, %d presses (%d accepted), %d walked away, "
+                     "%d double presses, %d walk-ups" % (
+                         self.counters["cases"], self.counters["invitations"], self.counters["presses"],
+                         len(self.ledger.presses), self.counters["walked_away"], self.counters["doubles"],
+                         self.counters["walkups"]))
+
+    async def drain(self) -> bool:
+        """Wait until no invitation is open on a device and every journal is acked."""
+        o = self.o
+        self.c.phase("Waiting for open countdowns to end and every journal to be acknowledged by the gateway")
+        for d in self.devices:     # a device still off (power-cut fault at the very end) comes back
+            if not d.powered:
+                await d.power_on()
+            d.set_wifi(True)
+        deadline = time.monotonic() + o.drain_timeout_s + o.countdown_s / o.speed
+        while time.monotonic() < deadline:
+            invited = sum(1 for d in self.devices if d.state in ("invited", "thanks"))
+            backlog = sum(d.journal_depth() for d in self.devices)
+            if invited == 0 and backlog == 0:
+                self.c.note("all journals empty: every record is acknowledged")
+                return True
+            self.c.progress("open invitations %d, unacked records %d" % (invited, backlog))
+            await asyncio.sleep(0.25)
+        backlog = sum(d.journal_depth() for d in self.devices)
+        self.c.note("drain timed out: %d records still unacknowledged" % backlog)
+        return False
+
+    async def stop_devices(self) -> None:
+        for d in self.devices:
+            await d.stop()
+
+    # -- push, report, check -------------------------------------------------------------------
+    def store_dates(self) -> list[str]:
+        import sqlite3
+        from zoneinfo import ZoneInfo
+        tz = ZoneInfo("Asia/Shanghai")
+        with sqlite3.connect("file:%s?mode=ro" % self.store_path, uri=True) as conn:
+            rows = conn.execute("SELECT min(pressed_at_ms), max(pressed_at_ms) FROM records").fetchone()
+        if rows[0] is None:
+            return [dt.datetime.now(tz).date().isoformat()]
+        d0 = dt.datetime.fromtimestamp(rows[0] / 1000, tz).date()
+        d1 = dt.datetime.fromtimestamp(rows[1] / 1000, tz).date()
+        out = []
+        while d0 <= d1:
+            out.append(d0.isoformat())
+            d0 += dt.timedelta(days=1)
+        return out
+
+    async def push_day(self, quiet: bool = False) -> tuple[bool, str]:
+        """The daily push for every local date the store has records on."""
+        texts = []
+        ok = True
+        for date in self.store_dates():
+            done, text = await self._push_one(date)
+            ok = ok and done
+            texts.append("%s: %s" % (date, text))
+        return ok, "; ".join(texts)
+
+    async def _push_one(self, date: str) -> tuple[bool, str]:
+        cli = REPO / "gateway" / "cli.py"
+        if cli.exists():
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gateway.cli", "--config", str(self.config_path),
+                "push", "--date", date,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=str(self.workdir),
+                env={**os.environ, "PYTHONPATH": str(REPO)})
+            out, _ = await proc.communicate()
+            text = out.decode(errors="replace").strip().splitlines()
+            return proc.returncode == 0, (text[-1] if text else "exit %d" % proc.returncode)
+        # No admin CLI yet: the uplink's own Pusher, in this process, on the same store.
+        from gateway.config import load_config
+        from gateway.store.db import open_db
+        from gateway.uplink.push import Pusher
+        from gateway.uplink.settings import load_settings
+        cfg = load_config(self.config_path)
+        db = await open_db(self.store_path, run_migrations=False)
+        pusher = Pusher(db, load_settings(cfg))
+        try:
+            rep = await pusher.run(date=date, trigger="hcp-sim")
+        finally:
+            await pusher.close()
+            await db.close()
+        return rep.ok, "%s, %d batches, %d accepted, %d duplicates, %d rejected%s" % (
+            rep.outcome, rep.batches, rep.accepted, rep.duplicates, rep.rejected + rep.local_rejected,
+            (" (" + rep.error + ")") if rep.error else "")
+
+    def report_rows(self) -> list[dict[str, Any]]:
+        """Per window and clerk: cases, counts per grade, unrated (from the gateway's store)."""
+        import sqlite3
+        devs = set(self.device_ids())
+        rows: dict[str, dict[str, Any]] = {}
+        for w in self.windows:
+            rows[w.staff_account] = {
+                "window": w.window_id, "staff": "%s %s" % (w.staff_account, w.staff_name),
+                "cases": 0, "unrated": 0, **{g: 0 for g in grades.GRADES}}
+        with sqlite3.connect("file:%s?mode=ro" % self.store_path, uri=True) as conn:
+            for dev, staff, kind, grade in conn.execute(
+                    "SELECT r.device_id, COALESCE(r.staff_account, i.staff_account), r.kind, r.grade"
+                    " FROM records r LEFT JOIN invitations i ON i.id = r.invitation_id"):
+                if dev not in devs or staff not in rows:
+                    continue
+                if kind == "rated" and grade in grades.GRADES:
+                    rows[staff][grade] += 1
+                elif kind == "unrated":
+                    rows[staff]["unrated"] += 1
+            try:
+                for staff, n in conn.execute("SELECT staff_account, count(*) FROM invitations GROUP BY 1"):
+                    if staff in rows:
+                        rows[staff]["cases"] = n
+            except sqlite3.OperationalError:
+                pass
+        return list(rows.values())
+
+    async def platform_counts(self) -> dict[str, int]:
+        rows = self.platform.db.execute("SELECT record_id, times_received FROM accepted")
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def check(self) -> Reconciliation:
+        from gateway.config import load_config
+        from gateway.uplink.settings import load_settings
+        rec = Reconciliation()
+        await asyncio.to_thread(checker.check_store, self.ledger, self.store_path, self.device_ids(), rec)
+        if self.o.push:
+            kinds = load_settings(load_config(self.config_path)).uploadable_kinds()
+            expected = await asyncio.to_thread(checker.uploadable, self.store_path, self.device_ids(), kinds)
+            checker.check_platform(expected, await self.platform_counts(), rec)
+        return rec
+
+    # -- whole run ------------------------------------------------------------------------------
+    async def run(self) -> RunResult:
+        t0 = time.monotonic()
+        try:
+            await self.setup()
+            await self.boot_devices()
+            await self.run_day()
+            await self.drain()
+            await self.stop_devices()
+            if self.o.push:
+                self.c.phase("Daily push: the gateway's uplink sends the day's ratings to the platform")
+                ok, text = await self.push_day()
+                self.c.note(text)
+            rows = await asyncio.to_thread(self.report_rows)
+            self.c.phase("Checking end to end: citizens' truth vs the gateway's store vs the platform")
+            rec = await self.check()
+            return RunResult(rec, self.ledger, self.latencies, dict(self.counters), rows, self.workdir,
+                             time.monotonic() - t0)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        self._stopping = True
+        for d in self.devices:
+            try:
+                await d.stop()
+            except Exception:  # noqa: BLE001 - shutting down: keep stopping the rest
+                pass
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self.gateway is not None:
+            await asyncio.to_thread(self.gateway.terminate)
+        if self.platform is not None:
+            await self.platform.stop()
+            self.platform = None
+        if self.broker is not None:
+            await asyncio.to_thread(self.broker.stop)
+        if self._own_workdir and not self.o.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
