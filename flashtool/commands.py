@@ -7,6 +7,7 @@ call these functions directly.
 from __future__ import annotations
 
 import contextlib
+import pathlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,12 +56,14 @@ class ProvisionOptions:
     rotate_secrets: bool = False
     timeout: float = 3.0
     baud: int = 115200
+    source_root: pathlib.Path = bundle_mod.REPO  # where firmware/ and protocol/ are read from
 
 
-def _choose_bundle(info: provision.DeviceInfo, source: bool, con: Console) -> bundle_mod.Bundle:
+def _choose_bundle(info: provision.DeviceInfo, source: bool, con: Console,
+                   root: pathlib.Path = bundle_mod.REPO) -> bundle_mod.Bundle:
     if source:
         con.warn("uploading .py sources (--source): slower imports and more RAM on the board")
-        return bundle_mod.build(compiled=False)
+        return bundle_mod.build(compiled=False, root=root)
     want = bundle_mod.mpy_cross_abi()
     have = bundle_mod.device_abi(info.mpy)
     if have != want:
@@ -70,7 +73,7 @@ def _choose_bundle(info: provision.DeviceInfo, source: bool, con: Console) -> bu
             f"v{want[0]}.{want[1]} (MicroPython 1.27): flash MicroPython 1.27 first (flash.py firmware), "
             f"or pass --source to upload .py files"
         )
-    return bundle_mod.build(compiled=True)
+    return bundle_mod.build(compiled=True, root=root)
 
 
 def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
@@ -86,7 +89,7 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
         if finished:
             con.warn(f"finished an interrupted provision ({finished} steps)")
         dev_id = device_config.device_id_for(o.device_id, info.uid)
-        bundle = _choose_bundle(info, o.source, con)
+        bundle = _choose_bundle(info, o.source, con, o.source_root)
         state = provision.read_state(link)
         ident = device_config.Identity(dev_id, o.hall, o.wifi, o.wifi_password, broker_host, broker_port)
         cfg = device_config.build(ident, state.config, o.rotate_secrets)

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# flashtool may not be in the installed package list yet (pyproject include): use the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from flash_support import RegistryServer  # noqa: E402
 
