@@ -67,3 +67,44 @@ def test_scenario_micropython(mpy: Any) -> None:
 def test_modules_import_under_micropython(mpy: Any, module: str) -> None:
     res = mpy("import firmware.%s as m\nprint('OK', m.__name__)\n" % module, timeout=60)
     assert "OK firmware.%s" % module in res.stdout
+
+
+LINK_EXPECTED: dict[str, Any] = {
+    "first_types": ["status", "hello", "treq"],
+    "status": ["online"],
+    "rec_order": list(range(1, 21)),
+    "depth": 0,
+    "acked": 20,
+    "peak_ok": True,
+    "links": [True, False],
+    "rejected": {},
+    "n_unique": True,
+}
+
+
+def test_link_backlog_and_signed_acks_cpython(tmp_path: Path) -> None:
+    import link_mp_link_scenario as link_scenario
+
+    got = json.loads(json.dumps(asyncio.run(link_scenario.main(str(tmp_path / "dev")))))
+    got.pop("link_heap")
+    assert got == LINK_EXPECTED
+
+
+def test_link_backlog_and_signed_acks_micropython(mpy: Any) -> None:
+    code = (
+        "import json, sys\n"
+        "sys.path.insert(0, '/t')\n"
+        "import link_mp_link_scenario as s\n"
+        "async def main():\n"
+        "    print('RESULT ' + json.dumps(await s.main('/dev1')))\n"
+        "await main()\n"
+    )
+    files = {"/t/" + n: (HERE / n).read_bytes() for n in ("link_mp_scenario.py", "link_mp_link_scenario.py")}
+    res = mpy(code, files=files, is_async=True, timeout=60)
+    line = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert line, res.stdout[-2000:] + res.stderr[-2000:]
+    got = json.loads(line[0][7:])
+    heap = got.pop("link_heap")
+    print("MicroPython heap of one Link + MQTTClient after construction: %d bytes" % heap)
+    assert 0 < heap < 8192
+    assert got == LINK_EXPECTED
