@@ -527,10 +527,43 @@ class Hall:
         rec = Reconciliation()
         await asyncio.to_thread(checker.check_store, self.ledger, self.store_path, self.device_ids(), rec)
         if self.o.push:
-            kinds = load_settings(load_config(self.config_path)).uploadable_kinds()
+            settings = load_settings(load_config(self.config_path))
+            kinds = settings.uploadable_kinds()
             expected = await asyncio.to_thread(checker.uploadable, self.store_path, self.device_ids(), kinds)
             checker.check_platform(expected, await self.platform_counts(), rec)
+            await self._uplink_reconcile(settings, rec)
         return rec
+
+    async def _uplink_reconcile(self, settings: Any, rec: Reconciliation) -> None:
+        """The uplink's own per-date reconciliation (gateway/uplink/reconcile.py), one row per date.
+
+        Its `device_backlog` (journal depth from the last heartbeat) is only a note here: that
+        heartbeat may predate the final acks, and the drain phase checked the journals directly."""
+        from gateway.store.db import open_db
+        from gateway.uplink.reconcile import reconcile
+        db = await open_db(self.store_path, run_migrations=False)
+        try:
+            for date in self.store_dates():
+                ids = [r[0] for r in self.platform.db.execute(
+                    "SELECT record_id FROM accepted WHERE assess_date = ?", (date,))]
+                res = await reconcile(db, settings, date, ids)
+                counts = dict(res.mismatch_counts)
+                stale = counts.pop("device_backlog", 0)
+                if stale:
+                    rec.notes.append("uplink reconcile %s: %d devices' last heartbeat showed a backlog"
+                                     % (date, stale))
+                row = checker.Row("uplink reconcile " + date, expected=res.uplink.get("uploadable", 0),
+                                  found=res.uplink.get("acked", 0),
+                                  lost=counts.get("not_delivered", 0) + counts.get("platform_missing", 0)
+                                  + counts.get("seq_gap", 0),
+                                  doubled=counts.get("platform_extra", 0), wrong=counts.get("rejected", 0))
+                rec.rows.append(row)
+                for m in res.mismatches:
+                    if m.kind != "device_backlog":
+                        rec.problem("uplink reconcile: %s %s %s"
+                                    % (m.kind, m.record_id or m.device_id, m.detail))
+        finally:
+            await db.close()
 
     # -- whole run ------------------------------------------------------------------------------
     async def run(self) -> RunResult:
