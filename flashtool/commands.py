@@ -80,6 +80,9 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
     broker_host, broker_port = device_config.parse_broker(o.broker)
     if not o.hall:
         raise FlashError("--hall must not be empty")
+    registry.check_url(o.gateway_url)
+    if o.device_id != "auto":
+        device_config.device_id_for(o.device_id, None)  # bad ids fail before the board is touched
     started = time.monotonic()
     with Link(o.port, o.baud, o.timeout) as link:
         link.enter_raw(soft_reset=True)

@@ -13,11 +13,15 @@ import urllib.request
 from flashtool.errors import FlashError
 
 
+def check_url(gateway_url: str) -> None:
+    if not gateway_url.startswith(("http://", "https://")):
+        raise FlashError(f"--gateway-url {gateway_url!r}: expected http://HOST[:PORT]")
+
+
 def register(gateway_url: str, token: str, device_id: str, secret: str, broker_password: str, fw: str,
              timeout: float = 10.0) -> int:
+    check_url(gateway_url)
     url = gateway_url.rstrip("/") + "/api/v1/devices"
-    if not url.startswith(("http://", "https://")):
-        raise FlashError(f"--gateway-url {gateway_url!r}: expected http://HOST[:PORT]")
     body = json.dumps({"id": device_id, "secret": secret, "broker_password": broker_password, "fw": fw}).encode()
     req = urllib.request.Request(url, data=body, method="POST", headers={
         "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
