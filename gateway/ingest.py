@@ -220,6 +220,10 @@ class Ingest:
         if len(self._pending) >= self._batch_max:
             self._full.set()
 
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
     # -- group committer -----------------------------------------------------------
 
     async def run_committer(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
@@ -25,6 +26,9 @@ log = logging.getLogger("gateway.mqtt")
 
 # paho's default of 20 in-flight QoS 1 publishes would throttle acks under load.
 MAX_INFLIGHT = 1000
+# paho leaves Nagle on: a small ack written while the previous one is unacknowledged by TCP
+# then waits for the peer's delayed ACK (up to 40 ms). Acks are latency, so send at once.
+NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class UnknownDevice(Exception):
@@ -40,7 +44,7 @@ def make_client(cfg: MqttConfig) -> aiomqtt.Client:
         cfg.host, cfg.port,
         username=cfg.username or None, password=cfg.password or None,
         identifier=cfg.client_id, clean_session=False, keepalive=cfg.keepalive_s,
-        max_inflight_messages=MAX_INFLIGHT,
+        max_inflight_messages=MAX_INFLIGHT, socket_options=[NODELAY],
     )
 
 

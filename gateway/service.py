@@ -87,6 +87,23 @@ async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected:
             backoff = min(backoff * 2, 5.0)
 
 
+STATS_EVERY_S = 10.0
+
+
+async def _stats_loop(ingest: Ingest, downlink: Downlink) -> None:
+    """One INFO line per interval while traffic flows: operators see rates without tooling."""
+    last = (0, 0)
+    while True:
+        await asyncio.sleep(STATS_EVERY_S)
+        s = ingest.stats
+        if (s.received, s.acked) != last:
+            log.info("ingest: received %d, records %d, stored %d, duplicates %d, acked %d, batches %d, "
+                     "pending %d, rejected %s, commands sent %d failed %d",
+                     s.received, s.records_received, s.stored, s.duplicates, s.acked, s.batches,
+                     ingest.pending, dict(ingest.rejections.totals), downlink.sent, downlink.failed)
+            last = (s.received, s.acked)
+
+
 async def _flush_loop(db: Database, registry: DeviceRegistry, anchors: timesync.Anchors,
                       ingest: Ingest) -> None:
     while True:
@@ -137,6 +154,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
         tasks.append(asyncio.create_task(_flush_loop(db, registry, anchors, ingest), name="flush"))
+        tasks.append(asyncio.create_task(_stats_loop(ingest, downlink), name="stats"))
         dev_cfg = config.devices
         tasks.append(asyncio.create_task(
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),

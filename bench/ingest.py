@@ -1,0 +1,289 @@
+"""Ingest benchmark: many devices -> mosquitto -> gateway -> durable ack back to the device.
+
+    .venv/bin/python bench/ingest.py [--devices 50] [--window 8] [--seconds 8] [--rate 1000]
+
+Three phases against one real mosquitto and the real gateway process (same publishers,
+same pre-signed `rec` payloads, all on this machine's cores):
+
+  raw        publish QoS 1 and wait for the broker's PUBACK; no gateway. The gateway has
+             never connected yet, so the broker holds no session for it and queues nothing.
+  durable    publish QoS 1 and wait for the gateway's signed `ack`, sent after the SQLite
+             commit (WAL, synchronous=FULL). Closed loop, `window` records in flight per device.
+  latency    durable, open loop at a fixed offered load (--rate records/s over all devices):
+             press-to-ack latency p50/p99.
+
+Targets: durable/raw >= 0.5; p99 <= 50 ms at 1,000/s. The store is checked afterwards:
+every acked record is present exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import secrets
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiomqtt
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from protocol import messages, topics  # noqa: E402
+from protocol.auth import Key  # noqa: E402
+from protocol.ids import record_id  # noqa: E402
+from simulator.broker import Mosquitto, standard_acl  # noqa: E402
+from simulator.gateway_proc import GatewayProcess, write_config  # noqa: E402
+
+GW_PASSWORD = "gw-bench"
+
+
+class BenchDevice:
+    def __init__(self, device_id: str, secret_hex: str, password: str, host: str, port: int) -> None:
+        self.device_id = device_id
+        self.key = Key(secret_hex)
+        self.password = password
+        self.host, self.port = host, port
+        self.boot = 1
+        self.n = 0
+        self.seq = 0
+        self.pending: dict[tuple[int, int], asyncio.Future[float]] = {}
+        self.acked: set[str] = set()
+        self.client: aiomqtt.Client | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._reader: asyncio.Task[None] | None = None
+
+    def make_rec(self) -> tuple[tuple[int, int], bytes]:
+        self.seq += 1
+        self.n += 1
+        m = {"t": "rec", "d": self.device_id, "b": self.boot, "n": self.n, "k": "walkup",
+             "rb": self.boot, "rs": self.seq, "g": "s", "i": "", "w": 0, "u": self.seq * 10}
+        return (self.boot, self.seq), bytes(messages.sign(m, self.key))
+
+    async def connect(self, subscribe: bool) -> None:
+        self.client = await self._stack.enter_async_context(aiomqtt.Client(
+            self.host, self.port, username=self.device_id, password=self.password,
+            identifier=self.device_id, clean_session=True, max_inflight_messages=100,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]))
+        if subscribe:
+            await self.client.subscribe(topics.device_sub(self.device_id), qos=1)
+            self._reader = asyncio.create_task(self._read())
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self._stack.aclose()
+
+    async def _read(self) -> None:
+        assert self.client is not None
+        async for msg in self.client.messages:
+            now = time.perf_counter()
+            assert isinstance(msg.payload, bytes)
+            m = messages.decode(msg.payload, self.key, msg.topic.value)  # verify like a device
+            if m["t"] != "ack" or m["b"] != self.boot:
+                continue
+            for rb, rs in m["a"]:
+                self.acked.add(record_id(self.device_id, rb, rs))
+                fut = self.pending.pop((rb, rs), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(now)
+
+    async def publish(self, payload: bytes) -> None:
+        assert self.client is not None
+        await self.client.publish(topics.up(self.device_id, "rec"), payload, qos=1)
+
+    async def send_and_wait_ack(self, rid: tuple[int, int], payload: bytes, timeout_s: float = 10.0) -> float:
+        """Publish, wait for the gateway's ack; return seconds from publish call to ack."""
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self.pending[rid] = fut
+        t0 = time.perf_counter()
+        await self.publish(payload)
+        t1 = await asyncio.wait_for(fut, timeout_s)
+        return t1 - t0
+
+
+async def closed_loop(devs: list[BenchDevice], window: int, seconds: float, durable: bool) -> tuple[int, float]:
+    """Every device keeps `window` records in flight; return (completed, elapsed)."""
+    stop_at = time.perf_counter() + seconds
+    done = 0
+
+    async def lane(dev: BenchDevice) -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            rid, payload = dev.make_rec()
+            if durable:
+                await dev.send_and_wait_ack(rid, payload)
+            else:
+                await dev.publish(payload)
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(lane(d) for d in devs for _ in range(window)))
+    return done, time.perf_counter() - t0
+
+
+async def open_loop(devs: list[BenchDevice], rate: float, seconds: float) -> list[float]:
+    """Offer `rate` records/s spread evenly over the devices; return latencies (s)."""
+    per_dev = rate / len(devs)
+    latencies: list[float] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(dev: BenchDevice) -> None:
+        rid, payload = dev.make_rec()
+        latencies.append(await dev.send_and_wait_ack(rid, payload))
+
+    async def device_clock(i: int, dev: BenchDevice) -> None:
+        start = time.perf_counter() + i / rate  # stagger devices across the first interval
+        k = 0
+        while True:
+            at = start + k / per_dev
+            if at - start > seconds:
+                return
+            delay = at - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(dev)))
+            k += 1
+
+    await asyncio.gather(*(device_clock(i, d) for i, d in enumerate(devs)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+def cpu_s(pid: int | None) -> float:
+    """User+system CPU seconds of a process so far (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    import os
+
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_line(label: str, before: dict[str, float], after: dict[str, float], secs: float) -> str:
+    parts = [f"{k} {(after[k] - before[k]) / secs * 100:.0f}%" for k in before]
+    return f"  cpu during {label}: " + ", ".join(parts)
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
+def cpus(broker: Mosquitto, gw: GatewayProcess) -> dict[str, float]:
+    import os
+
+    return {"bench": cpu_s(os.getpid()), "mosquitto": cpu_s(broker.pid), "gateway": cpu_s(gw.pid)}
+
+
+async def run(args: argparse.Namespace, work: Path) -> int:
+    ids = [f"bench-{i:03d}" for i in range(args.devices)]
+    creds = {d: (secrets.token_hex(32), "pw-" + d) for d in ids}
+    broker = Mosquitto(work / "mq", users={"gateway": GW_PASSWORD, **{d: p for d, (_, p) in creds.items()}},
+                       acl=standard_acl())
+    broker.start()
+    db_path = work / "gw" / "gateway.db"
+    db_path.parent.mkdir(parents=True)
+    await _register(db_path, creds)
+    cfg = write_config(work / "gw" / "gateway.toml", mqtt_port=broker.port, mqtt_password=GW_PASSWORD,
+                       db_path=db_path, batch_ms=args.batch_ms, batch_max=args.batch_max,
+                       client_id="hcp-gateway-bench")
+    gw = GatewayProcess(cfg, log_level="WARNING")
+    devs = [BenchDevice(d, s, p, broker.host, broker.port) for d, (s, p) in creds.items()]
+    try:
+        # Phase 1: raw mosquitto QoS 1, no gateway (and no gateway session on the broker).
+        for d in devs:
+            await d.connect(subscribe=False)
+        c0 = cpus(broker, gw)
+        raw_n, raw_t = await closed_loop(devs, args.window, args.seconds, durable=False)
+        print(cpu_line("raw", c0, cpus(broker, gw), raw_t))
+        for d in devs:
+            await d.close()
+        raw_rate = raw_n / raw_t
+        print(f"raw mosquitto QoS1  : {raw_n} msgs in {raw_t:.2f}s = {raw_rate:,.0f} msg/s", flush=True)
+
+        # The raw records were never seen by a gateway; start numbering afresh in boot 2.
+        devs = [BenchDevice(d, s, p, broker.host, broker.port) for d, (s, p) in creds.items()]
+        for d in devs:
+            d.boot = 2
+        await asyncio.to_thread(gw.start)
+        for d in devs:
+            await d.connect(subscribe=True)
+        await closed_loop(devs, args.window, 1.0, durable=True)  # warm-up
+        c0 = cpus(broker, gw)
+        dur_n, dur_t = await closed_loop(devs, args.window, args.seconds, durable=True)
+        print(cpu_line("durable", c0, cpus(broker, gw), dur_t))
+        dur_rate = dur_n / dur_t
+        print(f"durable via gateway : {dur_n} ratings in {dur_t:.2f}s = {dur_rate:,.0f} ratings/s", flush=True)
+        ratio = dur_rate / raw_rate
+        print(f"ratio durable/raw   : {ratio:.2f}  (target >= 0.5)", flush=True)
+
+        c0 = cpus(broker, gw)
+        t0 = time.perf_counter()
+        lat = await open_loop(devs, args.rate, args.seconds)
+        print(cpu_line("latency", c0, cpus(broker, gw), time.perf_counter() - t0))
+        p50, p99 = pct(lat, 50) * 1000, pct(lat, 99) * 1000
+        print(f"latency @ {args.rate:,.0f}/s   : n={len(lat)} p50={p50:.1f} ms p99={p99:.1f} ms "
+              f"max={max(lat) * 1000:.1f} ms mean={statistics.mean(lat) * 1000:.1f} ms  (target p99 <= 50 ms)",
+              flush=True)
+        for d in devs:
+            await d.close()
+        acked = set().union(*(d.acked for d in devs))
+    finally:
+        gw.terminate()
+        broker.stop()
+    con = sqlite3.connect(db_path)
+    stored = {r[0] for r in con.execute("SELECT record_id FROM records")}
+    dupes = con.execute("SELECT count(*) - count(DISTINCT record_id) FROM records").fetchone()[0]
+    con.close()
+    missing = acked - stored
+    print(f"store check         : {len(stored)} stored, {len(acked)} acked, "
+          f"{len(missing)} acked-but-missing, {dupes} duplicates", flush=True)
+    ok = not missing and dupes == 0 and ratio >= 0.5 and p99 <= 50
+    print("RESULT", "PASS" if ok else "FAIL (see targets above)")
+    return 0 if ok else 1
+
+
+async def _register(db_path: Path, creds: dict[str, tuple[str, str]]) -> None:
+    from gateway.config import parse_config
+    from gateway.store.db import open_db
+    from gateway.store.devices import register_device
+
+    cfg = parse_config({"store": {"path": str(db_path)}}, db_path.parent)
+    db = await open_db(db_path)
+    try:
+        for d, (secret, pw) in creds.items():
+            await register_device(db, cfg, d, secret, pw)
+    finally:
+        await db.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--devices", type=int, default=50)
+    ap.add_argument("--window", type=int, default=8, help="records in flight per device (closed loop)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each phase")
+    ap.add_argument("--rate", type=float, default=1000.0, help="offered load of the latency phase")
+    ap.add_argument("--batch-ms", type=int, default=5)
+    ap.add_argument("--batch-max", type=int, default=500)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+        return asyncio.run(run(args, args.workdir))
+    with tempfile.TemporaryDirectory(prefix="hcp-bench-") as tmp:
+        return asyncio.run(run(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
