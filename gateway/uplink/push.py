@@ -21,7 +21,7 @@ from gateway.uplink.adapters import Adapter, MappingError, make_adapter
 from gateway.uplink.client import PlatformClient, PlatformRefused, PlatformUnavailable
 from gateway.uplink.pacing import Backoff, RateLimiter, sleep_or_stop
 from gateway.uplink.settings import UplinkSettings
-from gateway.uplink.wire import RecordResult, checksum, encode_batch
+from gateway.uplink.wire import RecordResult, encode_batch
 
 log = logging.getLogger("gateway.uplink.push")
 
@@ -115,8 +115,7 @@ class Pusher:
                     items: list[tuple[str, int]], stop: asyncio.Event | None) -> bool:
         """Send one batch until answered; False when the run must end (outage, refusal, stop)."""
         batch_id = uuid.uuid4().hex
-        digest = checksum(records)
-        body = encode_batch(batch_id, records, self.adapter.envelope)
+        body, digest = encode_batch(batch_id, records, self.adapter.envelope)
         ids = [rid for rid, _ in items]
         await state.mark_sent(self.db, batch_id, digest, items, self.now_ms())
         report.batches += 1
@@ -154,7 +153,6 @@ class Pusher:
                                    self.now_ms())
                 report.rejected += len(ids)
                 return True
-            await state.note_attempt(self.db, batch_id, None)
             applied = await state.apply_results(self.db, batch_id, ids, results, self.now_ms())
             report.accepted += applied.accepted
             report.duplicates += applied.duplicates

@@ -120,8 +120,8 @@ async def apply_results(db: Database, batch_id: str, sent_ids: list[str], result
             "UPDATE uplink_items SET status = 'rejected', reject_origin = 'platform', reject_code = ?,"
             " reject_reason = ?, rejected_ms = ? WHERE record_id = ?", rejected)
         await conn.execute(
-            "UPDATE uplink_batches SET status = 'answered', accepted = ?, duplicates = ?, rejected = ?,"
-            " finished_ms = ?, last_error = ? WHERE batch_id = ?",
+            "UPDATE uplink_batches SET status = 'answered', attempts = attempts + 1, accepted = ?,"
+            " duplicates = ?, rejected = ?, finished_ms = ?, last_error = ? WHERE batch_id = ?",
             (out.accepted, out.duplicates, out.rejected, now_ms,
              ("%d records unanswered" % out.unanswered) if out.unanswered else None, batch_id))
     return out

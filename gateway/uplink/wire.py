@@ -2,8 +2,10 @@
 
 Request:  {"batchId", "count", "checksum", "records": [...]}  (envelope "json")
           {"batchId", "count", "checksum", "data": base64(records JSON)}  (envelope "base64")
-          checksum = sha256 hex of the canonical JSON bytes of the records list, so both
-          ends compute it from the records themselves, independent of the envelope.
+          checksum = sha256 hex of the canonical JSON bytes of the records list (keys sorted,
+          no white space, raw UTF-8: the same bytes as protocol.cjson for strings and
+          integers, but C-speed, so a 500-record batch costs milliseconds on the event
+          loop), computed from the records themselves, independent of the envelope.
 Response: {"batchId", "results": [{"id", "status": accepted|duplicate|rejected, "code", "reason"}]}
 """
 
@@ -16,8 +18,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import cjson
-
 ACKED = ("accepted", "duplicate")   # both mean: the platform holds this record id
 
 
@@ -28,19 +28,25 @@ class WireError(ValueError):
         self.reason = reason
 
 
+def canonical(records: list[Any]) -> bytes:
+    return json.dumps(records, ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+                      allow_nan=False).encode("utf-8")
+
+
 def checksum(records: list[dict[str, Any]]) -> str:
-    return hashlib.sha256(cjson.encode(records)).hexdigest()
+    return hashlib.sha256(canonical(records)).hexdigest()
 
 
-def encode_batch(batch_id: str, records: list[dict[str, Any]], envelope: str) -> bytes:
-    canon = cjson.encode(records)
-    body: dict[str, Any] = {"batchId": batch_id, "count": len(records),
-                            "checksum": hashlib.sha256(canon).hexdigest()}
+def encode_batch(batch_id: str, records: list[dict[str, Any]], envelope: str) -> tuple[bytes, str]:
+    """The request body and the batch checksum."""
+    canon = canonical(records)
+    digest = hashlib.sha256(canon).hexdigest()
+    body: dict[str, Any] = {"batchId": batch_id, "count": len(records), "checksum": digest}
     if envelope == "base64":
         body["data"] = base64.b64encode(canon).decode("ascii")
     else:
         body["records"] = records
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), digest
 
 
 def decode_batch(raw: bytes, envelope: str) -> tuple[str, list[Any]]:
@@ -69,8 +75,8 @@ def decode_batch(raw: bytes, envelope: str) -> tuple[str, list[Any]]:
     if len(records) != count:
         raise WireError("bad_count", "count %d but %d records" % (count, len(records)))
     try:
-        actual = hashlib.sha256(cjson.encode(records)).hexdigest()
-    except Exception as e:  # cjson refuses floats and other non-canonical values
+        actual = hashlib.sha256(canonical(records)).hexdigest()
+    except ValueError as e:  # NaN / infinity have no canonical form
         raise WireError("bad_checksum", "records cannot be canonicalised: %s" % e) from e
     if actual != digest:
         raise WireError("bad_checksum", "checksum does not match the records")

@@ -104,19 +104,25 @@ def test_walkups_uploadable_when_province_accepts_no_case() -> None:
 
 def test_envelope_roundtrip_and_checks() -> None:
     records = [{"recordId": "a:1:1", "n": 1}, {"recordId": "a:1:2", "t": "满意"}]
-    body = encode_batch("b1", records, "base64")
+    body, digest = encode_batch("b1", records, "base64")
     parsed = json.loads(body)
-    assert "records" not in parsed and json.loads(base64.b64decode(parsed["data"])) == records
+    assert parsed["checksum"] == digest and "records" not in parsed
+    assert json.loads(base64.b64decode(parsed["data"])) == records
     assert decode_batch(body, "base64") == ("b1", records)
     parsed["count"] = 3
     with pytest.raises(WireError) as e:
         decode_batch(json.dumps(parsed).encode(), "base64")
     assert e.value.code == "bad_count"
-    plain = json.loads(encode_batch("b2", records, "json"))
+    plain = json.loads(encode_batch("b2", records, "json")[0])
     plain["records"][0]["n"] = 2
     with pytest.raises(WireError) as e:
         decode_batch(json.dumps(plain).encode(), "json")
     assert e.value.code == "bad_checksum"
+    # The canonical form is protocol.cjson's for strings and integers (one definition).
+    from gateway.uplink.wire import canonical
+    from protocol import cjson
+    tricky = [{"b": "引号\"\\\n\u0001", "a": -5, "c": True, "d": None}]
+    assert canonical(tricky) == cjson.encode(tricky)
 
 
 @pytest.mark.parametrize("adapter, envelope", [("default", "json"), ("gbt39046", "json"),
