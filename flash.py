@@ -36,7 +36,7 @@ class ClickConsole:
             yield bar.update
 
 
-def _fail(e: BaseException) -> None:
+def _fail(e: BaseException | str) -> None:
     click.echo(f"error: {e}", err=True)
     sys.exit(1)
 
@@ -56,9 +56,12 @@ def _guard(fn: Callable[[], None]) -> None:
         _fail(f"unexpected {type(e).__name__}: {e} (set HCP_FLASH_DEBUG=1 for details)")
 
 
-port_option = click.option("--port", "-p", required=True, help="Serial port, e.g. /dev/ttyUSB0 (any path works).")
-timeout_option = click.option("--timeout", default=3.0, show_default=True,
-                              help="Seconds to wait for the board to answer.")
+port_option = click.option(
+    "--port", "-p", required=True, help="Serial port, e.g. /dev/ttyUSB0 (any path works)."
+)
+timeout_option = click.option(
+    "--timeout", default=3.0, show_default=True, help="Seconds to wait for the board to answer."
+)
 baud_option = click.option("--baud", default=115200, show_default=True, help="REPL baud rate.")
 
 
@@ -70,6 +73,7 @@ def cli() -> None:
 @cli.command()
 def ports() -> None:
     """List serial ports (pseudo-terminals are not listed; pass their path directly)."""
+
     def body() -> None:
         from serial.tools import list_ports
 
@@ -78,6 +82,7 @@ def ports() -> None:
             click.echo("no serial ports found (is the board plugged in? pass a path with --port)")
         for p in found:
             click.echo(f"{p.device}\t{p.description}\t{p.hwid}")
+
     _guard(body)
 
 
@@ -90,6 +95,7 @@ def ports() -> None:
 @click.option("--no-erase", is_flag=True, help="Do not erase the whole flash first.")
 def firmware(port: str, image: str, chip: str, baud: int, offset: str, no_erase: bool) -> None:
     """Check a MicroPython image, then erase the flash and write it."""
+
     def body() -> None:
         from flashtool import esp
 
@@ -97,40 +103,74 @@ def firmware(port: str, image: str, chip: str, baud: int, offset: str, no_erase:
         click.echo(f"image ok: {summary}")
         esp.write_image(port, image, chip, baud, offset, erase=not no_erase)
         click.echo(f"{port}: MicroPython written; next: flash.py provision --port {port} ...")
+
     _guard(body)
 
 
 @cli.command()
 @port_option
 @click.option("--hall", required=True, help="Hall id, e.g. hall-1.")
-@click.option("--device-id", default="auto", show_default=True,
-              help="Device id, or auto = hcp-<board unique id>.")
+@click.option(
+    "--device-id", default="auto", show_default=True, help="Device id, or auto = hcp-<board unique id>."
+)
 @click.option("--wifi", required=True, help="Wi-Fi SSID.")
 @click.option("--wifi-password", default="", help="Wi-Fi password.")
 @click.option("--broker", required=True, help="MQTT broker HOST[:PORT] (port 1883 by default).")
 @click.option("--gateway-url", required=True, help="Hall gateway base URL, e.g. http://192.168.1.2:8080.")
-@click.option("--gateway-token", required=True, envvar="HCP_GATEWAY_TOKEN",
-              help="Gateway admin token (or env HCP_GATEWAY_TOKEN).")
+@click.option(
+    "--gateway-token",
+    required=True,
+    envvar="HCP_GATEWAY_TOKEN",
+    help="Gateway admin token (or env HCP_GATEWAY_TOKEN).",
+)
 @click.option("--source", is_flag=True, help="Upload .py sources instead of precompiled .mpy.")
 @click.option("--rotate-secrets", is_flag=True, help="New device secret and broker password even if present.")
-@click.option("--label-file", type=click.Path(dir_okay=False), help="Also append the label line to this file.")
+@click.option(
+    "--label-file", type=click.Path(dir_okay=False), help="Also append the label line to this file."
+)
 @timeout_option
 @baud_option
-def provision(port: str, hall: str, device_id: str, wifi: str, wifi_password: str, broker: str,
-              gateway_url: str, gateway_token: str, source: bool, rotate_secrets: bool,
-              label_file: str | None, timeout: float, baud: int) -> None:
+def provision(
+    port: str,
+    hall: str,
+    device_id: str,
+    wifi: str,
+    wifi_password: str,
+    broker: str,
+    gateway_url: str,
+    gateway_token: str,
+    source: bool,
+    rotate_secrets: bool,
+    label_file: str | None,
+    timeout: float,
+    baud: int,
+) -> None:
     """Upload firmware and config, register with the gateway, print the label line."""
+
     def body() -> None:
         from flashtool.commands import ProvisionOptions, run_provision
 
-        opts = ProvisionOptions(port, hall, device_id, wifi, wifi_password, broker, gateway_url,
-                                gateway_token, source, rotate_secrets, timeout, baud)
+        opts = ProvisionOptions(
+            port,
+            hall,
+            device_id,
+            wifi,
+            wifi_password,
+            broker,
+            gateway_url,
+            gateway_token,
+            source,
+            rotate_secrets,
+            timeout,
+            baud,
+        )
         res = run_provision(opts, ClickConsole())
         label = f"LABEL {res.device_id}  hall={hall}  fw={res.fw}"
         click.echo(label)
         if label_file:
             with open(label_file, "a", encoding="utf-8") as f:
                 f.write(label + "\n")
+
     _guard(body)
 
 
@@ -140,6 +180,7 @@ def provision(port: str, hall: str, device_id: str, wifi: str, wifi_password: st
 @baud_option
 def verify(port: str, timeout: float, baud: int) -> None:
     """Read back hashes and config; exit 1 on any drift from what was provisioned."""
+
     def body() -> None:
         from flashtool.commands import run_verify
 
@@ -149,6 +190,7 @@ def verify(port: str, timeout: float, baud: int) -> None:
         if rep.drift:
             raise FlashError(f"{rep.device_id or port}: {len(rep.drift)} differences (DRIFT)")
         click.echo(f"OK {rep.device_id} fw={rep.fw}: {rep.files} files and config as provisioned")
+
     _guard(body)
 
 
@@ -157,6 +199,7 @@ def verify(port: str, timeout: float, baud: int) -> None:
 @baud_option
 def monitor(port: str, baud: int) -> None:
     """Serial console to the board (mpremote's REPL; Ctrl-] or Ctrl-X to leave)."""
+
     def body() -> None:
         if "://" not in port and not os.path.exists(port):
             raise FlashError(f"{port}: no such serial port (see `flash.py ports`)")
@@ -166,6 +209,7 @@ def monitor(port: str, baud: int) -> None:
         code = mpremote_main()
         if code:
             raise FlashError(f"{port}: console ended with code {code}")
+
     _guard(body)
 
 

@@ -39,8 +39,9 @@ def main() -> int:
                 t0 = time.monotonic()
                 with VirtualSerialDevice(uid=f"{i:012x}", state_dir=tmp) as dev:
                     boot.append(time.monotonic() - t0)
-                    opts = ProvisionOptions(dev.path, "hall-1", "auto", "hall-net", "pw", "127.0.0.1:1883",
-                                            registry.url, TOKEN)
+                    opts = ProvisionOptions(
+                        dev.path, "hall-1", "auto", "hall-net", "pw", "127.0.0.1:1883", registry.url, TOKEN
+                    )
                     t1 = time.monotonic()
                     res = run_provision(opts, QuietConsole())
                     fresh.append(time.monotonic() - t1)
@@ -50,8 +51,10 @@ def main() -> int:
                     assert not res2.uploaded
         print(f"files uploaded to a fresh board: {len(res.uploaded)}")
         print(f"virtual board start:   median {statistics.median(boot):.2f} s")
-        print(f"fresh provision:       median {statistics.median(fresh):.2f} s  max {max(fresh):.2f} s "
-              f"(target <= {TARGET_S:.0f} s)")
+        print(
+            f"fresh provision:       median {statistics.median(fresh):.2f} s  max {max(fresh):.2f} s "
+            f"(target <= {TARGET_S:.0f} s)"
+        )
         print(f"unchanged re-provision: median {statistics.median(again):.2f} s")
     finally:
         registry.stop()

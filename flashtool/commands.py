@@ -22,7 +22,9 @@ from flashtool.link import Link
 class Console(Protocol):
     def info(self, text: str) -> None: ...
     def warn(self, text: str) -> None: ...
-    def progress(self, total: int, label: str) -> contextlib.AbstractContextManager[Callable[[int], None]]: ...
+    def progress(
+        self, total: int, label: str
+    ) -> contextlib.AbstractContextManager[Callable[[int], None]]: ...
 
 
 class QuietConsole:
@@ -52,15 +54,16 @@ class ProvisionOptions:
     broker: str
     gateway_url: str
     gateway_token: str
-    source: bool = False        # upload .py instead of .mpy
+    source: bool = False  # upload .py instead of .mpy
     rotate_secrets: bool = False
     timeout: float = 3.0
     baud: int = 115200
     source_root: pathlib.Path = bundle_mod.REPO  # where firmware/ and protocol/ are read from
 
 
-def _choose_bundle(info: provision.DeviceInfo, source: bool, con: Console,
-                   root: pathlib.Path = bundle_mod.REPO) -> bundle_mod.Bundle:
+def _choose_bundle(
+    info: provision.DeviceInfo, source: bool, con: Console, root: pathlib.Path = bundle_mod.REPO
+) -> bundle_mod.Bundle:
     if source:
         con.warn("uploading .py sources (--source): slower imports and more RAM on the board")
         return bundle_mod.build(compiled=False, root=root)
@@ -100,13 +103,16 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
         if plan.nothing_to_do:
             con.info(f"{dev_id}: firmware {plan.fw} and config already in place; nothing to upload")
         else:
-            con.info(f"{dev_id}: {len(plan.upload)} files to upload ({plan.upload_bytes} bytes), "
-                     f"{len(plan.delete)} to remove")
+            con.info(
+                f"{dev_id}: {len(plan.upload)} files to upload ({plan.upload_bytes} bytes), "
+                f"{len(plan.delete)} to remove"
+            )
             with con.progress(plan.upload_bytes, "uploading") as step:
                 provision.stage(link, plan, step)
         # Registered before the commit: the board never runs with a secret the gateway lacks.
-        registry.register(o.gateway_url, o.gateway_token, dev_id, cfg["secret"], cfg["broker"]["password"],
-                          plan.fw)
+        registry.register(
+            o.gateway_url, o.gateway_token, dev_id, cfg["secret"], cfg["broker"]["password"], plan.fw
+        )
         if not plan.nothing_to_do:
             provision.commit_and_apply(link, plan)
         after = provision.read_state(link)
@@ -143,7 +149,9 @@ def run_verify(port: str, timeout: float = 3.0, baud: int = 115200) -> VerifyRep
         drift.append("missing  /config.json (or not valid JSON)")
     else:
         if cfg.get("device_id") != man.get("device_id"):
-            drift.append(f"config   device_id {cfg.get('device_id')!r} != provisioned {man.get('device_id')!r}")
+            drift.append(
+                f"config   device_id {cfg.get('device_id')!r} != provisioned {man.get('device_id')!r}"
+            )
         if not isinstance(cfg.get("secret"), str) or not device_config.HEX64.match(cfg["secret"]):
             drift.append("config   secret is not 64 hex characters")
         try:
@@ -152,5 +160,7 @@ def run_verify(port: str, timeout: float = 3.0, baud: int = 115200) -> VerifyRep
             drift.append(f"config   key {e.args[0]!r} missing")
         else:
             if bundle_mod.sha256(device_config.encode(identity)) != man.get("identity"):
-                drift.append("config   identity keys (hall, secret, wifi, broker) differ from what was provisioned")
+                drift.append(
+                    "config   identity keys (hall, secret, wifi, broker) differ from what was provisioned"
+                )
     return VerifyReport(man.get("device_id"), man.get("fw"), len(man["files"]), drift)

@@ -21,8 +21,20 @@ DEVICE_ID = re.compile(r"^[a-z0-9-]{1,32}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 DEFAULTS: dict[str, Any] = {
     "buttons": ["vs", "s", "bs", "d", "vd"],
-    "pins": {"buttons": [32, 33, 25, 26, 27], "led_r": 2, "led_g": 4, "buzzer": 15, "i2c_sda": 21, "i2c_scl": 22},
-    "debounce_ms": 50, "countdown_s": 60, "cooldown_s": 8, "walkup": "accept", "hb_s": 180, "cfg": 1,
+    "pins": {
+        "buttons": [32, 33, 25, 26, 27],
+        "led_r": 2,
+        "led_g": 4,
+        "buzzer": 15,
+        "i2c_sda": 21,
+        "i2c_scl": 22,
+    },
+    "debounce_ms": 50,
+    "countdown_s": 60,
+    "cooldown_s": 8,
+    "walkup": "accept",
+    "hb_s": 180,
+    "cfg": 1,
 }
 IDENTITY_KEYS = ("device_id", "hall", "secret", "wifi", "broker")
 
@@ -91,13 +103,15 @@ def build(ident: Identity, existing: dict[str, Any] | None, rotate: bool) -> dic
     else:
         secret = secrets.token_hex(32)
         broker_password = secrets.token_urlsafe(24)
-    cfg.update({
-        "device_id": ident.device_id,
-        "hall": ident.hall,
-        "secret": secret,
-        "wifi": {"ssid": ident.wifi_ssid, "password": ident.wifi_password},
-        "broker": {"host": ident.broker_host, "port": ident.broker_port, "password": broker_password},
-    })
+    cfg.update(
+        {
+            "device_id": ident.device_id,
+            "hall": ident.hall,
+            "secret": secret,
+            "wifi": {"ssid": ident.wifi_ssid, "password": ident.wifi_password},
+            "broker": {"host": ident.broker_host, "port": ident.broker_port, "password": broker_password},
+        }
+    )
     return cfg
 
 

@@ -74,8 +74,7 @@ def write_image(port: str, image: str, chip: str, baud: int, offset: str, erase:
 
     if "://" not in port and not os.path.exists(port):
         raise FlashError(f"{port}: no such serial port (see `flash.py ports`)")
-    args = ["--chip", chip, "--port", port, "--baud", str(baud), "--connect-attempts", "2",
-            "write-flash"]
+    args = ["--chip", chip, "--port", port, "--baud", str(baud), "--connect-attempts", "2", "write-flash"]
     if erase:
         args.append("--erase-all")
     args += [offset, image]
@@ -91,6 +90,8 @@ def write_image(port: str, image: str, chip: str, baud: int, offset: str, erase:
             ) from None
         raise FlashError(f"{port}: esptool failed: {text}") from None
     except SystemExit as e:
-        raise FlashError(f"{port}: esptool stopped (exit {e.code}): {log.getvalue().strip()[-200:]}") from None
+        raise FlashError(
+            f"{port}: esptool stopped (exit {e.code}): {log.getvalue().strip()[-200:]}"
+        ) from None
     except OSError as e:
         raise FlashError(f"{port}: {e.strerror or e}") from None

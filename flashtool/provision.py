@@ -59,10 +59,10 @@ class DeviceState:
 
 @dataclass
 class Plan:
-    files: dict[str, bytes]          # the wanted set (without config)
-    upload: list[str]                # paths to stage (config included when it changed)
-    delete: list[str]                # stale managed files
-    manifest: str                    # new manifest text
+    files: dict[str, bytes]  # the wanted set (without config)
+    upload: list[str]  # paths to stage (config included when it changed)
+    delete: list[str]  # stale managed files
+    manifest: str  # new manifest text
     manifest_changed: bool
     config: dict[str, Any]
     fw: str
@@ -91,7 +91,9 @@ def read_info(link: Link) -> DeviceInfo:
     raw = link.eval("_hcp_info()")
     if not isinstance(raw, dict) or raw.get("name") != "micropython":
         raise FlashError(f"{link.port}: the board does not run MicroPython ({raw!r:.60})")
-    return DeviceInfo(raw["name"], tuple(raw["version"]), raw.get("mpy"), raw.get("machine", ""), raw.get("uid"))
+    return DeviceInfo(
+        raw["name"], tuple(raw["version"]), raw.get("mpy"), raw.get("machine", ""), raw.get("uid")
+    )
 
 
 def read_state(link: Link) -> DeviceState:
@@ -145,12 +147,14 @@ def plan(bundle: bundle_mod.Bundle, state: DeviceState, config: dict[str, Any]) 
         files["/config.json"] = device_config.encode(config)
         upload.append("/config.json")
     delete = sorted(
-        p for p in state.hashes
+        p
+        for p in state.hashes
         if p.startswith(MANAGED_DIRS) and p not in wanted and not p.endswith(STAGED_SUFFIX)
     )
     # Even a manifest-only change goes through the switch, so the manifest stays truthful.
     manifest_changed = state.manifest is None or (
-        json.dumps(state.manifest, sort_keys=True, separators=(",", ":")) + "\n" != manifest)
+        json.dumps(state.manifest, sort_keys=True, separators=(",", ":")) + "\n" != manifest
+    )
     return Plan(files, upload, delete, manifest, manifest_changed, config, fw)
 
 
@@ -166,7 +170,7 @@ def stage(link: Link, p: Plan, progress: Progress) -> None:
         tmp = path + STAGED_SUFFIX
         link.exec(f"_hcp_mkdirs({tmp!r})\n_hcp_f = open({tmp!r}, 'wb')")
         for i in range(0, max(len(data), 1), CHUNK):
-            chunk = data[i:i + CHUNK]
+            chunk = data[i : i + CHUNK]
             b64 = base64.b64encode(chunk).decode()
             link.exec(f"_hcp_f.write(binascii.a2b_base64(b{b64!r}))")
             progress(len(chunk))

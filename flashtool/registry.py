@@ -18,13 +18,26 @@ def check_url(gateway_url: str) -> None:
         raise FlashError(f"--gateway-url {gateway_url!r}: expected http://HOST[:PORT]")
 
 
-def register(gateway_url: str, token: str, device_id: str, secret: str, broker_password: str, fw: str,
-             timeout: float = 10.0) -> int:
+def register(
+    gateway_url: str,
+    token: str,
+    device_id: str,
+    secret: str,
+    broker_password: str,
+    fw: str,
+    timeout: float = 10.0,
+) -> int:
     check_url(gateway_url)
     url = gateway_url.rstrip("/") + "/api/v1/devices"
-    body = json.dumps({"id": device_id, "secret": secret, "broker_password": broker_password, "fw": fw}).encode()
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    body = json.dumps(
+        {"id": device_id, "secret": secret, "broker_password": broker_password, "fw": fw}
+    ).encode()
+    req = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             status: int = resp.status

@@ -82,8 +82,12 @@ class VirtualSerialDevice:
         self.path = os.ttyname(self._slave)
         try:
             self._proc = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=REPO, start_new_session=True,
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=REPO,
+                start_new_session=True,
             )
         except OSError as e:
             self._close_fds()
@@ -220,7 +224,9 @@ class VirtualSerialDevice:
 
 
 @click.command("serial-device")
-@click.option("--uid", help="Unique id (hex) the device reports as /.uid; default: random, or kept in --state-dir.")
+@click.option(
+    "--uid", help="Unique id (hex) the device reports as /.uid; default: random, or kept in --state-dir."
+)
 @click.option("--link", type=click.Path(dir_okay=False), help="Also expose the pty under this symlink path.")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Persist the device filesystem here.")
 @click.option("--exec-timeout", default=10.0, show_default=True, help="Watchdog: seconds one exec may run.")

@@ -9,8 +9,8 @@
 # flash.py runs the same code over the REPL (with _HCP_HOST set) to apply a switch step by step.
 import os
 
-SWITCH = '/.hcp/switch.json'
-MANIFEST = '/.hcp/manifest.json'
+SWITCH = "/.hcp/switch.json"
+MANIFEST = "/.hcp/manifest.json"
 
 
 def _exists(p):
@@ -33,22 +33,23 @@ def _replace(src, dst):
 def switch_step():
     # Do one step of the pending switch. Returns 0 when no switch is pending.
     import json
+
     try:
         with open(SWITCH) as f:
             plan = json.load(f)
     except OSError:
         return 0
-    for pair in plan['put']:
+    for pair in plan["put"]:
         if _exists(pair[0]):
             _replace(pair[0], pair[1])
             return 1
-    for p in plan['del']:
+    for p in plan["del"]:
         if _exists(p):
             os.remove(p)
             return 1
-    tmp = MANIFEST + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(plan['manifest'])
+    tmp = MANIFEST + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(plan["manifest"])
     _replace(tmp, MANIFEST)
     os.remove(SWITCH)
     return 1
@@ -61,5 +62,5 @@ def finish_switch():
     return n
 
 
-if '_HCP_HOST' not in globals():
+if "_HCP_HOST" not in globals():
     finish_switch()

@@ -1,9 +1,9 @@
 # Helpers flash.py defines in the device's REPL session (MicroPython and CPython subset).
 # Output is printed as Python literals that the host reads with ast.literal_eval.
+import binascii
+import hashlib
 import os
 import sys
-import hashlib
-import binascii
 
 _hcp_buf = bytearray(512)  # one read buffer for all hashing: no allocation per block
 
@@ -11,7 +11,7 @@ _hcp_buf = bytearray(512)  # one read buffer for all hashing: no allocation per 
 def _hcp_hash(p):
     h = hashlib.sha256()
     mv = memoryview(_hcp_buf)
-    with open(p, 'rb') as f:
+    with open(p, "rb") as f:
         while True:
             n = f.readinto(_hcp_buf)
             if not n:
@@ -26,7 +26,7 @@ def _hcp_walk(d, out):
     except OSError:
         return
     for e in it:
-        p = d + '/' + e[0]
+        p = d + "/" + e[0]
         if e[1] & 0x4000:
             _hcp_walk(p, out)
         else:
@@ -43,34 +43,34 @@ def _hcp_exists(p):
 
 def _hcp_files():
     files = []
-    for d in ('/firmware', '/protocol', '/.hcp'):
+    for d in ("/firmware", "/protocol", "/.hcp"):
         _hcp_walk(d, files)
-    for p in ('/main.py', '/boot.py', '/config.json'):
+    for p in ("/main.py", "/boot.py", "/config.json"):
         if _hcp_exists(p):
             files.append(p)
     return files
 
 
 def _hcp_hashes(paths):
-    print('{')
+    print("{")
     for p in paths:
-        print(repr(p), ':', repr(_hcp_hash(p)), ',')
-    print('}')
+        print(repr(p), ":", repr(_hcp_hash(p)), ",")
+    print("}")
 
 
 def _hcp_read(p):
     # Whole small file (config, manifest) as a bytes literal, or None.
     try:
-        with open(p, 'rb') as f:
+        with open(p, "rb") as f:
             print(repr(f.read()))
     except OSError:
-        print('None')
+        print("None")
 
 
 def _hcp_mkdirs(p):
-    cur = ''
-    for part in p.split('/')[1:-1]:
-        cur = cur + '/' + part
+    cur = ""
+    for part in p.split("/")[1:-1]:
+        cur = cur + "/" + part
         if not _hcp_exists(cur):
             os.mkdir(cur)
 
@@ -80,16 +80,25 @@ def _hcp_info():
     uid = None
     try:
         import machine
+
         uid = binascii.hexlify(machine.unique_id()).decode()
     except ImportError:
         try:
-            with open('/.uid') as f:
+            with open("/.uid") as f:
                 uid = f.read().strip()
         except OSError:
             pass
-    print(repr({'name': impl.name, 'version': tuple(impl.version[:3]),
-                'mpy': getattr(impl, '_mpy', None), 'machine': getattr(impl, '_machine', ''),
-                'uid': uid}))
+    print(
+        repr(
+            {
+                "name": impl.name,
+                "version": tuple(impl.version[:3]),
+                "mpy": getattr(impl, "_mpy", None),
+                "machine": getattr(impl, "_machine", ""),
+                "uid": uid,
+            }
+        )
+    )
 
 
 def _hcp_remove_leftovers(paths):

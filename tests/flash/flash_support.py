@@ -41,9 +41,15 @@ class RegistryServer:
             body = await request.json()
         except ValueError:
             return web.json_response({"error": "not json"}, status=400)
-        if not (isinstance(body, dict) and isinstance(body.get("id"), str) and ID_RE.match(body["id"])
-                and isinstance(body.get("secret"), str) and re.fullmatch(r"[0-9a-f]{64}", body["secret"])
-                and isinstance(body.get("broker_password"), str) and body["broker_password"]):
+        if not (
+            isinstance(body, dict)
+            and isinstance(body.get("id"), str)
+            and ID_RE.match(body["id"])
+            and isinstance(body.get("secret"), str)
+            and re.fullmatch(r"[0-9a-f]{64}", body["secret"])
+            and isinstance(body.get("broker_password"), str)
+            and body["broker_password"]
+        ):
             return web.json_response({"error": "bad body"}, status=400)
         self.requests.append(body)
         created = body["id"] not in self.devices

@@ -36,8 +36,18 @@ def make_v2(tmp: Path) -> Path:
 
 
 def options(port: str, url: str, root: Path, timeout: float = 3.0) -> ProvisionOptions:
-    return ProvisionOptions(port, "hall-1", "auto", "hall-net", "pw", "127.0.0.1:1883", url, TOKEN,
-                            timeout=timeout, source_root=root)
+    return ProvisionOptions(
+        port,
+        "hall-1",
+        "auto",
+        "hall-net",
+        "pw",
+        "127.0.0.1:1883",
+        url,
+        TOKEN,
+        timeout=timeout,
+        source_root=root,
+    )
 
 
 def managed_hashes(dev: VirtualSerialDevice) -> tuple[dict[str, str], provision.DeviceState]:
@@ -46,8 +56,11 @@ def managed_hashes(dev: VirtualSerialDevice) -> tuple[dict[str, str], provision.
         state = provision.read_state(link)
     # Staged copies (<path>.hcpnew) of a run cut before its commit are inert (not importable);
     # the next provision removes them.
-    files = {p: h for p, h in state.hashes.items()
-             if p != "/config.json" and not p.startswith("/.hcp/") and not p.endswith(provision.STAGED_SUFFIX)}
+    files = {
+        p: h
+        for p, h in state.hashes.items()
+        if p != "/config.json" and not p.startswith("/.hcp/") and not p.endswith(provision.STAGED_SUFFIX)
+    }
     return files, state
 
 

@@ -20,8 +20,10 @@ FLASH = [sys.executable, str(REPO / "flash.py")]
 def tiny_esp32_image(path: Path, cls: type = ESP32FirmwareImage, entry: int = 0x40080000) -> bytes:
     img = cls()
     img.entrypoint = entry
-    img.segments = [ELFSection(b".dram0.data", 0x3FFB0000, b"\x11" * 64, 0),
-                    ELFSection(b".iram0.text", entry, b"\x22" * 128, 0)]
+    img.segments = [
+        ELFSection(b".dram0.data", 0x3FFB0000, b"\x11" * 64, 0),
+        ELFSection(b".iram0.text", entry, b"\x22" * 128, 0),
+    ]
     img.save(str(path))
     return path.read_bytes()
 
@@ -72,28 +74,46 @@ def test_corrupt_images_are_refused(tmp_path: Path, good: Path) -> None:
         assert name
 
 
-def test_corrupt_image_refused_before_touching_the_port(tmp_path: Path, good: Path, vdev: VirtualSerialDevice) -> None:
+def test_corrupt_image_refused_before_touching_the_port(
+    tmp_path: Path, good: Path, vdev: VirtualSerialDevice
+) -> None:
     bad = corrupt(tmp_path, good, "ck.bin", checksum_offset(good.read_bytes()))
     before = vdev.bytes_from_host
-    r = subprocess.run(FLASH + ["firmware", "--port", vdev.path, "--image", str(bad)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        FLASH + ["firmware", "--port", vdev.path, "--image", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1
     assert "checksum mismatch" in r.stderr and "Traceback" not in r.stderr + r.stdout
     assert vdev.bytes_from_host == before  # nothing was sent to the board
 
 
 def test_valid_image_against_a_board_without_bootloader(good: Path, vdev: VirtualSerialDevice) -> None:
-    r = subprocess.run(FLASH + ["firmware", "--port", vdev.path, "--image", str(good)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        FLASH + ["firmware", "--port", vdev.path, "--image", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
     assert "no bootloader answered" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
 
 
 def test_missing_image_and_port(tmp_path: Path, good: Path) -> None:
-    r = subprocess.run(FLASH + ["firmware", "--port", "/dev/nonexistent-hcp", "--image", str(tmp_path / "x.bin")],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        FLASH + ["firmware", "--port", "/dev/nonexistent-hcp", "--image", str(tmp_path / "x.bin")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "cannot read image" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run(FLASH + ["firmware", "--port", "/dev/nonexistent-hcp", "--image", str(good)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        FLASH + ["firmware", "--port", "/dev/nonexistent-hcp", "--image", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "no such serial port" in r.stderr and "Traceback" not in r.stderr

@@ -20,9 +20,26 @@ MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 
 
 def provision_cmd(port: str, registry: RegistryServer, *extra: str) -> list[str]:
-    return FLASH + ["provision", "--port", port, "--hall", "hall-1", "--device-id", "auto",
-                    "--wifi", "hall-net", "--wifi-password", "pw1", "--broker", "127.0.0.1:1883",
-                    "--gateway-url", registry.url, "--gateway-token", TOKEN, *extra]
+    return FLASH + [
+        "provision",
+        "--port",
+        port,
+        "--hall",
+        "hall-1",
+        "--device-id",
+        "auto",
+        "--wifi",
+        "hall-net",
+        "--wifi-password",
+        "pw1",
+        "--broker",
+        "127.0.0.1:1883",
+        "--gateway-url",
+        registry.url,
+        "--gateway-token",
+        TOKEN,
+        *extra,
+    ]
 
 
 def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -76,7 +93,18 @@ def test_verify_reports_drift(vdev: VirtualSerialDevice, registry: RegistryServe
     assert run(provision_cmd(vdev.path, registry)).returncode == 0
     evil = tmp_path / "ids.mpy"
     evil.write_bytes(b"tampered")
-    mpremote(vdev.path, "fs", "cp", str(evil), ":/protocol/ids.mpy", "+", "fs", "cp", str(evil), ":/firmware/extra.py")
+    mpremote(
+        vdev.path,
+        "fs",
+        "cp",
+        str(evil),
+        ":/protocol/ids.mpy",
+        "+",
+        "fs",
+        "cp",
+        str(evil),
+        ":/firmware/extra.py",
+    )
     v = run(FLASH + ["verify", "--port", vdev.path])
     assert v.returncode == 1
     assert "changed  /protocol/ids.mpy" in v.stdout and "extra    /firmware/extra.py" in v.stdout
@@ -86,7 +114,9 @@ def test_verify_reports_drift(vdev: VirtualSerialDevice, registry: RegistryServe
     assert run(FLASH + ["verify", "--port", vdev.path]).returncode == 0
 
 
-def test_config_drift_and_rotation(vdev: VirtualSerialDevice, registry: RegistryServer, tmp_path: Path) -> None:
+def test_config_drift_and_rotation(
+    vdev: VirtualSerialDevice, registry: RegistryServer, tmp_path: Path
+) -> None:
     assert run(provision_cmd(vdev.path, registry)).returncode == 0
     cfg = json.loads(mpremote(vdev.path, "fs", "cat", ":/config.json"))
     cfg["broker"]["host"] = "10.0.0.9"
