@@ -149,3 +149,25 @@ def test_fw_debounce_one_press_per_bouncy_contact() -> None:
     b.scan(t, on)
     assert got == [(2, 5), (2, t)]
     assert b.bounces >= 4
+
+
+async def test_fw_run_async_wires_loop_watchdog_and_link(tmp_path: Path) -> None:
+    """main.run_async on the host HAL in real time: presses are journaled while the (real) link
+    finds no broker, and the watchdog is fed from the loop."""
+    import asyncio
+
+    from firmware.main import Firmware
+    fw_scenarios.make_root(str(tmp_path))
+    hal = HostHal(root=str(tmp_path), clock=VirtualClock(speed=1), durable=False)
+    hal.net.cut()                                        # offline from the start
+    fw = Firmware(hal)
+    task = asyncio.create_task(fw.run_async())
+    await asyncio.sleep(0.2)
+    hal.press(1)
+    await asyncio.sleep(0.1)
+    hal.release(1)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    assert fw.journal.depth() == 1 and fw.app.state_name() == "unpaired"
+    assert hal.wdt_feeds > 10 and not hal.wdt_expired()
+    fw.journal.close()
