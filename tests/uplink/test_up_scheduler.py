@@ -81,3 +81,23 @@ async def test_realtime_mode_pushes_every_n_minutes(gwdb: Database, seeder: Seed
     assert [t for t, _ in sched.runs] == ["realtime"] * 3
     assert [w - start for w in clock.wakes[:3]] == [300_000, 600_000, 900_000]
     assert seen == [2, 4, 6]
+
+
+async def test_service_hook_start_and_stop(gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    """gateway.service calls gateway.uplink.start(ctx); without [uplink] it stays off."""
+    from types import SimpleNamespace
+
+    import gateway.uplink as uplink
+    off = await uplink.start(SimpleNamespace(config=SimpleNamespace(raw={}), db=gwdb))
+    assert off.label == "uplink=off" and off.task is None
+    await off.stop()
+    await seeder.records("hcp-dev1", "2025-03-03", 3)
+    raw = {"uplink": {"url": platform.url, "area_code": "540102"}}
+    on = await uplink.start(SimpleNamespace(config=SimpleNamespace(raw=raw), db=gwdb))
+    assert on.label == "uplink=default@" + platform.url
+    for _ in range(500):
+        if len(platform.accepted_ids()) == 3:
+            break
+        await asyncio.sleep(0.01)
+    await on.stop()
+    assert on.task is not None and on.task.done() and len(platform.accepted_ids()) == 3
