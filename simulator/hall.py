@@ -137,6 +137,11 @@ class Hall:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self.sim = SimClock(opts.speed)
+        self.api = False
+        self._background: list[asyncio.Task[None]] = []
+        self.outage_push_ok: bool | None = None
+        self.platform_stats: dict[str, Any] = {}
+        self.fault_events: list[Any] = []
 
     # -- FaultTarget ------------------------------------------------------------------------
     def device_ids(self) -> list[str]:
@@ -180,11 +185,12 @@ class Hall:
         self.platform.faults.outage = down
         if down:
             # Make the outage bite: a push attempt while the platform is down.
-            asyncio.get_running_loop().create_task(self._push_attempt_during_outage())
+            self._background.append(asyncio.get_running_loop().create_task(self._push_attempt_during_outage()))
 
     async def _push_attempt_during_outage(self) -> None:
         await asyncio.sleep(0.5)
-        ok, text = await self.push_day(quiet=True)
+        ok, text = await self.push_day()
+        self.outage_push_ok = ok
         self.c.note("push during the outage: %s" % text)
 
     # -- setup ------------------------------------------------------------------------------
@@ -278,6 +284,12 @@ class Hall:
         self.c.phase("Starting the gateway (python -m gateway serve)")
         line = await asyncio.to_thread(self.gateway.start, 60.0)
         self.c.note(line.strip())
+        # The readiness line names the HTTP API when the gateway has one; without it there are
+        # no invitations and no pairing commands, so citizens can only walk up (unpaired presses).
+        self.api = " http=" in line
+        if not self.api:
+            self.c.note("the gateway has no HTTP API (gateway/api missing): devices stay unpaired, "
+                        "citizens walk up without invitations")
         self._session = aiohttp.ClientSession()
 
     async def boot_devices(self, timeout_s: float = 120.0, ready_state: str = "idle") -> None:
@@ -292,6 +304,8 @@ class Hall:
             await d.power_on()
             if gap:
                 await asyncio.sleep(gap)
+        if not self.api:
+            ready_state = "unpaired"
         deadline = time.monotonic() + timeout_s
         while True:
             online = sum(1 for d in self.devices if d.online)
@@ -305,7 +319,8 @@ class Hall:
                 raise HallError("the gateway died while devices were booting:\n" + self.gateway.log_tail())
             self.c.progress("devices online %d/%d, paired and idle %d" % (online, len(self.devices), ready))
             await asyncio.sleep(0.25)
-        self.c.phase("All %d devices online, paired to their window and idle" % len(self.devices))
+        self.c.phase("All %d devices online and %s" % (
+            len(self.devices), "paired to their window, idle" if self.api else "unpaired"))
 
     def gateway_log(self) -> str:
         return str(self.gateway.log_path) if self.gateway else "?"
@@ -330,11 +345,18 @@ class Hall:
     async def _window_day(self, w: Window, dev: VirtualDevice, dec: Decisions, ws: WindowSystem,
                           end_sim: float) -> None:
         p = self.o.profile
-        await self.sim.sleep(dec.rng.uniform(0, p.service_s))     # windows do not start in lockstep
+        def until_end(sim_s: float) -> float:
+            return min(sim_s, max(0.0, end_sim - self.sim.now()))
+
+        await self.sim.sleep(until_end(dec.rng.uniform(0, p.service_s)))   # windows start staggered
         while self.sim.now() < end_sim and not self._stopping:
-            await self.sim.sleep(dec.service_time())
+            await self.sim.sleep(until_end(dec.service_time()))
             if self.sim.now() >= end_sim or self._stopping:
                 break
+            if not self.api:
+                self.counters["walkups"] += 1
+                await self._press(dev, w, dec.grade(), "")
+                continue
             if dec.walkup() and dev.state == "idle":
                 self.counters["walkups"] += 1
                 await self._press(dev, w, dec.grade(), "")
@@ -399,16 +421,18 @@ class Hall:
         try:
             await asyncio.gather(*tasks)
             await faults           # faults scheduled past the citizens' end still play out
+            for b in self._background:
+                await b
         finally:
             prog.cancel()
             for t in tasks:
                 t.cancel()
         self.fault_events = player.events
-        self.c.phase("Hall closed: %d cases, %d invitations, %d presses (%d accepted), %d walked away, "
-                     "%d double presses, %d walk-ups" % (
+        self.c.phase("Hall closed: %d cases, %d invitations, %d presses (%d journaled, %d without the "
+                     "thanks signal), %d citizens walked away, %d double presses, %d walk-ups" % (
                          self.counters["cases"], self.counters["invitations"], self.counters["presses"],
-                         len(self.ledger.presses), self.counters["walked_away"], self.counters["doubles"],
-                         self.counters["walkups"]))
+                         len(self.ledger.presses), self.counters["presses_no_feedback"],
+                         self.counters["walked_away"], self.counters["doubles"], self.counters["walkups"]))
 
     async def drain(self) -> bool:
         """Wait until no invitation is open on a device and every journal is acked."""
@@ -452,7 +476,7 @@ class Hall:
             d0 += dt.timedelta(days=1)
         return out
 
-    async def push_day(self, quiet: bool = False) -> tuple[bool, str]:
+    async def push_day(self) -> tuple[bool, str]:
         """The daily push for every local date the store has records on."""
         texts = []
         ok = True
@@ -599,6 +623,7 @@ class Hall:
         if self.gateway is not None:
             await asyncio.to_thread(self.gateway.terminate)
         if self.platform is not None:
+            self.platform_stats = self.platform.stats()
             await self.platform.stop()
             self.platform = None
         if self.broker is not None:

@@ -123,12 +123,13 @@ class VirtualDevice:
         if link is not None:
             self._tasks.append(asyncio.create_task(link.run(), name=self.device_id + "/link"))
 
-    async def power_off(self, tear: bool = True) -> None:
+    async def power_off(self, tear: bool = True, count: bool = True) -> None:
         """The supply goes away: tasks dropped mid-flight, sockets dead, maybe a torn record."""
         if not self.powered:
             return
         self.powered = False
-        self.power_cuts += 1
+        if count:
+            self.power_cuts += 1
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -160,8 +161,7 @@ class VirtualDevice:
 
     async def stop(self) -> None:
         """Clean shutdown at the end of a run (no tear)."""
-        await self.power_off(tear=False)
-        self.power_cuts -= 1
+        await self.power_off(tear=False, count=False)
 
     # -- Wi-Fi and clock faults --------------------------------------------------------------
     def set_wifi(self, up: bool) -> None:
@@ -196,8 +196,7 @@ class VirtualDevice:
 
     def _reboot_soon(self) -> None:
         async def reboot() -> None:
-            await self.power_off(tear=False)
-            self.power_cuts -= 1
+            await self.power_off(tear=False, count=False)
             await self.power_on()
         asyncio.get_running_loop().create_task(reboot())
 

@@ -1,0 +1,117 @@
+"""Unit tests of the simulator's own logic: fault specs, the citizen model, the checker."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from simulator.checker import Ledger, Press, Reconciliation, UnratedCase, check_platform, check_store
+from simulator.citizens import CitizenConfigError, CitizenProfile, Decisions, parse_grade_weights
+from simulator.faults import FaultSpecError, load_scenario, parse_duration, parse_spec, random_faults
+from simulator.report import reconciliation_lines
+
+
+def test_fault_specs() -> None:
+    f = parse_spec("wifi-loss@10s+15s:all")
+    assert (f.kind, f.at_s, f.duration_s, f.target) == ("wifi-loss", 10.0, 15.0, "all")
+    f = parse_spec("broker-restart@1m")
+    assert (f.kind, f.at_s) == ("broker-restart", 60.0)
+    f = parse_spec("power-cut@500ms:3")
+    assert (f.at_s, f.duration_s, f.target) == (0.5, 2.0, "3")
+    assert parse_duration(12) == 12.0
+    for bad in ("nope@3s", "broker-restart@3s:dev", "power-cut@x", "power-cut@3s:all", ""):
+        with pytest.raises(FaultSpecError):
+            parse_spec(bad)
+
+
+def test_scenario_file(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text('[[fault]]\nkind = "gateway-kill"\nat = "5s"\nduration = "1s"\n'
+                 '[[fault]]\nkind = "clock-unsynced"\nat = 2\ntarget = "0"\n')
+    faults = load_scenario(p)
+    assert [f.kind for f in faults] == ["gateway-kill", "clock-unsynced"]
+    p.write_text('[[fault]]\nkind = "gateway-kill"\nwhen = "5s"\n')
+    with pytest.raises(FaultSpecError, match="unknown keys"):
+        load_scenario(p)
+    with pytest.raises(FaultSpecError):
+        load_scenario(tmp_path / "missing.toml")
+
+
+def test_random_faults_inside_the_run() -> None:
+    faults = random_faults(20, 100.0, random.Random(3))
+    assert len(faults) == 20
+    assert all(10.0 <= f.at_s <= 70.0 for f in faults)
+
+
+def test_grade_distribution_follows_weights() -> None:
+    d = Decisions(CitizenProfile(), seed=5)
+    c = Counter(d.grade() for _ in range(20000))
+    assert 0.83 < c["vs"] / 20000 < 0.87
+    assert 0.08 < c["s"] / 20000 < 0.12
+    assert c["vd"] > 0
+    presses = Counter(d.presses() for _ in range(20000))
+    assert 0.04 < presses[0] / 20000 < 0.06 and 0.02 < presses[2] / 20000 < 0.04
+
+
+def test_grade_weights_parse_and_validate() -> None:
+    assert parse_grade_weights("vs=1, d=2") == {"vs": 1.0, "d": 2.0}
+    for bad in ("xx=1", "vs", "vs=abc"):
+        with pytest.raises(CitizenConfigError):
+            parse_grade_weights(bad)
+    with pytest.raises(CitizenConfigError):
+        CitizenProfile(p_no_press=1.5).validate()
+    with pytest.raises(CitizenConfigError):
+        CitizenProfile(grade_weights={"vs": 0}).validate()
+
+
+def _store(tmp_path: Path, rows: list[tuple[str, ...]]) -> Path:
+    path = tmp_path / "store.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE records (record_id TEXT PRIMARY KEY, device_id TEXT, kind TEXT, grade TEXT,"
+                 " invitation_id TEXT, staff_account TEXT)")
+    conn.execute("CREATE TABLE invitations (id TEXT PRIMARY KEY, case_no TEXT, staff_account TEXT,"
+                 " window_id TEXT, status TEXT)")
+    conn.execute("INSERT INTO invitations VALUES ('i1', 'C1', 'clerk1', 'W1', 'rated')")
+    conn.execute("INSERT INTO invitations VALUES ('i2', 'C2', 'clerk1', 'W1', 'unrated')")
+    conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def _ledger() -> Ledger:
+    led = Ledger()
+    led.press(Press("d1:1:1", "d1", "rated", "vs", "i1", "C1", "W1", "clerk1"))
+    led.press(Press("d1:1:2", "d1", "extra", "s", "i1", "C1", "W1", "clerk1"))
+    led.walked_away(UnratedCase("d1", "i2", "C2"))
+    return led
+
+
+def test_checker_passes_on_a_faithful_store(tmp_path: Path) -> None:
+    store = _store(tmp_path, [("d1:1:1", "d1", "rated", "vs", "i1", "clerk1"),
+                              ("d1:1:2", "d1", "extra", "s", "i1", "clerk1"),
+                              ("d1:1:3", "d1", "unrated", None, "i2", "clerk1")])
+    rec = Reconciliation()
+    check_store(_ledger(), store, ["d1"], rec)
+    check_platform(["d1:1:1", "d1:1:3"], {"d1:1:1": 1, "d1:1:3": 2}, rec)
+    assert rec.ok, rec.problems
+    assert any("more than once" in n for n in rec.notes)
+    assert reconciliation_lines(rec)[-1].startswith("verdict: OK")
+
+
+def test_checker_finds_lost_doubled_and_misattributed(tmp_path: Path) -> None:
+    store = _store(tmp_path, [("d1:1:1", "d1", "rated", "vs", "i1", "clerk2"),      # wrong clerk
+                              ("d1:2:1", "d1", "rated", "vs", "i1", "clerk1"),      # the same press again
+                              ("d1:1:3", "d1", "unrated", None, "i2", "clerk1")])   # d1:1:2 lost
+    rec = Reconciliation()
+    check_store(_ledger(), store, ["d1"], rec)
+    check_platform(["d1:1:1"], {}, rec)
+    assert not rec.ok
+    assert rec.lost == 2 and rec.doubled >= 1
+    text = "\n".join(rec.problems)
+    assert "credited to clerk clerk2" in text and "d1:1:2" in text and "d1:2:1" in text
+    assert reconciliation_lines(rec)[-1].startswith("verdict: MISMATCH")
