@@ -47,7 +47,9 @@ class VirtualSerialDevice:
         exec_timeout: float = 10.0,
         start_timeout: float = 15.0,
         node: str | None = None,
+        raw_paste: bool = True,
     ) -> None:
+        self.raw_paste = raw_paste
         self.uid = uid
         self.state_dir = pathlib.Path(state_dir) if state_dir else None
         self.link = pathlib.Path(link) if link else None
@@ -74,6 +76,8 @@ class VirtualSerialDevice:
         args = [self.node, str(BRIDGE), "--exec-timeout", str(self.exec_timeout)]
         if self.uid:
             args += ["--uid", self.uid]
+        if not self.raw_paste:
+            args.append("--no-raw-paste")
         if self.state_dir:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             args += ["--state-dir", str(self.state_dir)]

@@ -10,7 +10,8 @@
 // completed job.  Each job is therefore atomic on the virtual flash, like a power cut.
 //
 // Options: --uid HEX (unique id, exposed as the file /.uid), --state-dir DIR (mirror the
-// filesystem to DIR/fs and reload it at start), --exec-timeout S, --heapsize BYTES.
+// filesystem to DIR/fs and reload it at start), --exec-timeout S, --heapsize BYTES,
+// --no-raw-paste (answer the raw-paste request with "not supported", as old boards do).
 
 import { Worker, isMainThread, parentPort, workerData } from "node:worker_threads";
 import fs from "node:fs";
@@ -167,7 +168,7 @@ async function workerMain() {
 
 // ---------------------------------------------------------------- main: the serial side
 function parseArgs(argv) {
-  const opts = { uid: null, stateDir: null, execTimeout: 10, heapsize: 1024 * 1024 };
+  const opts = { uid: null, stateDir: null, execTimeout: 10, heapsize: 1024 * 1024, rawPaste: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -175,6 +176,7 @@ function parseArgs(argv) {
     else if (a === "--state-dir") { opts.stateDir = v; i++; }
     else if (a === "--exec-timeout") { opts.execTimeout = Number(v); i++; }
     else if (a === "--heapsize") { opts.heapsize = Number(v); i++; }
+    else if (a === "--no-raw-paste") { opts.rawPaste = false; }  // like boards before 1.13
     else { process.stderr.write(`bridge: unknown option ${a}\n`); process.exit(2); }
   }
   if (opts.uid !== null && !/^[0-9a-f]{2,32}$/.test(opts.uid)) {
@@ -335,7 +337,7 @@ class Bridge {
     if (c === 0x01) {
       if (line.length === 2 && line[0] === 0x05) {
         this.line = [];
-        if (line[1] === 0x41) {
+        if (line[1] === 0x41 && this.opts.rawPaste) {
           // Raw-paste: "R\x01" + window size (uint16 LE), then flow-controlled data.
           this.mode = "paste";
           this.pasteRemain = PASTE_WINDOW;
