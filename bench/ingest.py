@@ -196,7 +196,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     cfg = write_config(work / "gw" / "gateway.toml", mqtt_port=broker.port, mqtt_password=GW_PASSWORD,
                        db_path=db_path, batch_ms=args.batch_ms, batch_max=args.batch_max,
                        client_id="hcp-gateway-bench")
-    gw = GatewayProcess(cfg, log_level="WARNING")
+    gw = GatewayProcess(cfg, log_level="WARNING", python=args.gateway_python)
     devs = [BenchDevice(d, s, p, broker.host, broker.port) for d, (s, p) in creds.items()]
     try:
         # Phase 1: raw mosquitto QoS 1, no gateway (and no gateway session on the broker).
@@ -279,6 +279,8 @@ def main() -> int:
     ap.add_argument("--batch-ms", type=int, default=5)
     ap.add_argument("--batch-max", type=int, default=500)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--gateway-python", default=sys.executable,
+                    help="interpreter for the gateway process (e.g. a profiling wrapper)")
     args = ap.parse_args()
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ from typing import Any
 from gateway import health, timesync
 from gateway.config import Config
 from gateway.mqtt import Downlink
+from gateway.mqtt import verify as verify_mac
 from gateway.store import records as records_store
 from gateway.store import rejections as rejections_store
 from gateway.store.db import Database
@@ -165,13 +166,13 @@ class Ingest:
             self.rejections.add("unknown_device", d)
             return
         try:
-            messages.verify(m, st.key)
+            verify_mac(m, st.key)
         except BadSignature:
             if not await self.registry.refresh_key(st):
                 self.rejections.add("bad_mac", d)
                 return
             try:
-                messages.verify(m, st.key)
+                verify_mac(m, st.key)
             except BadSignature:
                 self.rejections.add("bad_mac", d)
                 return

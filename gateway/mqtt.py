@@ -11,6 +11,8 @@ device's key and carries the device's current boot b and a fresh counter n
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
 import socket
 from collections.abc import Coroutine
@@ -20,7 +22,9 @@ import aiomqtt
 
 from gateway.config import MqttConfig
 from gateway.store.devices import DeviceRegistry, DeviceState
-from protocol import messages, topics
+from protocol import VERSION, messages, topics
+from protocol.auth import Key
+from protocol.errors import BadSignature
 
 log = logging.getLogger("gateway.mqtt")
 
@@ -29,6 +33,46 @@ MAX_INFLIGHT = 1000
 # paho leaves Nagle on: a small ack written while the previous one is unacknowledged by TCP
 # then waits for the peer's delayed ACK (up to 40 ms). Acks are latency, so send at once.
 NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+def canonical(m: dict[str, Any]) -> bytes:
+    """protocol.cjson.encode's bytes for a *validated* message, via CPython's C json encoder.
+
+    Validated messages hold only ints, bools, control-free strings, lists and flat dicts, for
+    which json.dumps(sort_keys, no spaces, ensure_ascii=False) escapes exactly what cjson
+    escapes (tests/gateway/test_gw_wire.py checks it). ~10x faster than the pure-Python
+    encoder, which matters at thousands of messages per second.
+    """
+    return json.dumps(m, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def verify(m: dict[str, Any], key: Key) -> None:
+    """protocol.messages.verify, with the fast encoder and a C constant-time comparison.
+
+    A match on the fast bytes is authentic (only the key holder can produce that HMAC);
+    on a mismatch the protocol's own verify decides, so the fast path can never reject
+    a message the protocol accepts.
+    """
+    mac = m.get("mac")
+    body = {k: v for k, v in m.items() if k != "mac"}
+    if isinstance(mac, str) and hmac.compare_digest(key.hexdigest(canonical(body)), mac):
+        return
+    messages.verify(m, key)  # raises BadSignature
+
+
+def sign(m: dict[str, Any], key: Key) -> bytes:
+    """protocol.messages.sign with the fast encoder (same validation, same bytes)."""
+    m.pop("mac", None)
+    m["v"] = VERSION
+    messages.validate(m)
+    m["mac"] = key.hexdigest(canonical(m))
+    data = canonical(m)
+    if len(data) > messages.MAX_PAYLOAD:
+        return bytes(messages.sign(m, key))  # let the protocol raise its too_large error
+    return data
+
+
+__all__ = ["BadSignature", "Downlink", "canonical", "make_client", "sign", "verify"]
 
 
 class UnknownDevice(Exception):
@@ -60,7 +104,7 @@ class Downlink:
         b, n = await self.registry.next_command(st)
         m = dict(fields)
         m.update(t=t, d=st.device_id, b=b, n=n)
-        return bytes(messages.sign(m, st.key))
+        return sign(m, st.key)
 
     async def send_command(self, device_id: str, t: str, fields: dict[str, Any]) -> None:
         """Sign and publish one command (QoS 1), waiting for the broker's PUBACK.
