@@ -143,7 +143,7 @@ def hall(quiet: bool, **kw: Any) -> None:
 
 @main.command()
 @click.option("--devices", default=12, show_default=True)
-@click.option("--minutes", default=20.0, show_default=True)
+@click.option("--minutes", default=15.0, show_default=True)
 @common
 def demo(quiet: bool, fault: tuple[str, ...], **kw: Any) -> None:
     """The README's demo: a hall of 3 departments and 12 windows, one broker restart and one
