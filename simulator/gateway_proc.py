@@ -50,7 +50,7 @@ class GatewayProcess:
         self.ready_line: str | None = None
         self.starts = 0
         self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[[subprocess.Popen[bytes], float], None] | None = None
+        self._finalizer: weakref.finalize[[subprocess.Popen[bytes], float], GatewayProcess] | None = None
         self._log_offset = 0
 
     @property
