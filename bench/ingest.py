@@ -54,6 +54,7 @@ class BenchDevice:
         self.boot = 1
         self.n = 0
         self.seq = 0
+        self.w0 = int(time.time()) - 40 * 86400
         self.pending: dict[tuple[int, int], asyncio.Future[float]] = {}
         self.acked: set[str] = set()
         self.client: aiomqtt.Client | None = None
@@ -63,8 +64,11 @@ class BenchDevice:
     def make_rec(self) -> tuple[tuple[int, int], bytes]:
         self.seq += 1
         self.n += 1
+        # Device time: one press a minute (a month of a busy counter), as a real device
+        # would space them; the attribution hook's burst rule then sees a realistic pattern.
+        w = self.w0 + self.seq * 60
         m = {"t": "rec", "d": self.device_id, "b": self.boot, "n": self.n, "k": "walkup",
-             "rb": self.boot, "rs": self.seq, "g": "s", "i": "", "w": 0, "u": self.seq * 10}
+             "rb": self.boot, "rs": self.seq, "g": "s", "i": "", "w": w, "u": self.seq * 60000}
         # The fast signer (byte-identical to protocol.messages.sign) keeps the publishers cheap.
         return (self.boot, self.seq), gwire.sign(m, self.key)
 

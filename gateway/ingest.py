@@ -269,11 +269,13 @@ class Ingest:
         at = self.clock_ms()
         async with self.db.transaction() as conn:
             existing = await records_store.existing_ids(conn, list(first))
-            rows = []
-            for rid, p in first.items():
-                if rid in existing:
-                    continue
-                rows.append(await self._row(conn, p))
+            rows = [await self._row(conn, p) for rid, p in first.items() if rid not in existing]
+            if self.attribute is not None and rows:
+                rows = await self._attribute_all(conn, rows)
+            for row in rows:
+                if FLAG_UNPAIRED in row["flags"].split(","):
+                    # Stored (never dropped) but not credited to anyone: counted like a refusal.
+                    self.rejections.add("unpaired", row["device_id"], "stored flagged")
             await records_store.insert_records(conn, rows)
             await self.anchors.save(conn, at)
         return len(rows)
@@ -293,12 +295,22 @@ class Ingest:
             "binding_id": None, "window_id": None, "staff_account": None,
             "flags": FLAG_UNPAIRED if m["k"] == messages.REC_UNPAIRED else "",
         }
-        if self.attribute is not None:
-            row = await self._attribute(conn, row)
-        if FLAG_UNPAIRED in row["flags"].split(","):
-            # Stored (never dropped) but not credited to anyone: counted like a refusal.
-            self.rejections.add("unpaired", p.st.device_id, "stored flagged")
         return row
+
+    async def _attribute_all(self, conn: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The hook for every new record under one savepoint (one round trip, not two per
+        record); if any call fails, undo them all and redo record by record, so only the
+        failing record ends up flagged attribution_error."""
+        assert self.attribute is not None
+        await conn.execute("SAVEPOINT attribution_batch")
+        try:
+            out = [_merge(row, await self.attribute(conn, dict(row))) for row in rows]
+        except Exception:
+            await conn.execute("ROLLBACK TO attribution_batch")
+            await conn.execute("RELEASE attribution_batch")
+            return [await self._attribute(conn, row) for row in rows]
+        await conn.execute("RELEASE attribution_batch")
+        return out
 
     async def _attribute(self, conn: Any, row: dict[str, Any]) -> dict[str, Any]:
         """Run the attribution hook inside a savepoint: a failing hook leaves no partial
@@ -313,12 +325,7 @@ class Ingest:
             log.exception("attribution failed for %s; stored flagged", row["record_id"])
             return {**row, "flags": _add_flag(row["flags"], FLAG_ATTRIBUTION_ERROR)}
         await conn.execute("RELEASE attribution")
-        merged = dict(row)
-        for k in _ATTRIBUTED:
-            if k in out:
-                merged[k] = out[k]
-        merged["flags"] = merged["flags"] or ""
-        return merged
+        return _merge(row, out)
 
     async def _ack(self, batch: list[PendingRecord]) -> None:
         by_device: dict[str, tuple[DeviceState, dict[str, list[int]]]] = {}
@@ -338,6 +345,16 @@ class Ingest:
         """Commit and ack everything queued (at shutdown)."""
         while self._pending:
             await self.commit_pending()
+
+
+def _merge(row: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    """Take only the attribution fields from the hook's answer; identity fields stay ours."""
+    merged = dict(row)
+    for k in _ATTRIBUTED:
+        if k in out:
+            merged[k] = out[k]
+    merged["flags"] = merged["flags"] or ""
+    return merged
 
 
 def _add_flag(flags: str, flag: str) -> str:

@@ -84,12 +84,15 @@ class NotConnected(Exception):
 
 
 def make_client(cfg: MqttConfig) -> aiomqtt.Client:
-    return aiomqtt.Client(
+    client = aiomqtt.Client(
         cfg.host, cfg.port,
         username=cfg.username or None, password=cfg.password or None,
         identifier=cfg.client_id, clean_session=False, keepalive=cfg.keepalive_s,
         max_inflight_messages=MAX_INFLIGHT, socket_options=[NODELAY],
     )
+    # aiomqtt warns on every publish beyond 10 unconfirmed ones; acks are many by design.
+    client.pending_calls_threshold = 100000
+    return client
 
 
 class Downlink:
