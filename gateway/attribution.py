@@ -1,0 +1,194 @@
+"""Crediting each new record to a clerk, a window and an invitation — by the time of the press.
+
+The core's ingest calls `attribute(conn, rec, rules)` inside its batch transaction for every
+new record, before it inserts it. Nothing is dropped here: a record that cannot be credited
+is stored with flags that say why. Flags (comma list in records.flags):
+  unbound        no binding at press time (the record has no clerk)
+  no_invitation  a press without an invitation (walk-up), or naming an unknown invitation
+  foreign_invitation  names an invitation issued to another device (not counted)
+  extra          a further press for an invitation that already has its rating
+  late           a press after its invitation expired / was cancelled / was superseded
+  after_hours    pressed outside the hall's opening hours
+  burst          more than N presses on the device within M seconds (all of them flagged)
+The one rating of an invitation is the record named by invitations.record_id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+
+from gateway.bindings import binding_at
+from gateway.config import Config, ConfigError, HallConfig
+
+PRESS_KINDS = ("rated", "walkup", "extra", "unpaired")
+
+
+@dataclass(frozen=True)
+class AttributionRules:
+    hall: HallConfig = field(default_factory=HallConfig)
+    burst_presses: int = 5          # more than this many presses ...
+    burst_window_s: int = 10        # ... within this many seconds is a burst
+    # Device clocks tick in seconds and may be reconstructed: a press this close outside an
+    # invitation's open period still counts.
+    clock_slack_ms: int = 2000
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> AttributionRules:
+        sec = cfg.raw.get("attribution", {})
+        if not isinstance(sec, dict):
+            raise ConfigError("[attribution] must be a table")
+        vals: dict[str, int] = {}
+        for key, default, lo, hi in (("burst_presses", 5, 1, 1000), ("burst_window_s", 10, 1, 3600),
+                                     ("clock_slack_ms", 2000, 0, 600000)):
+            v = sec.get(key, default)
+            if type(v) is not int or not lo <= v <= hi:
+                raise ConfigError("[attribution] %s must be an integer in %d..%d" % (key, lo, hi))
+            vals[key] = v
+        return cls(hall=cfg.hall, **vals)
+
+
+_rules = AttributionRules()
+
+# Presses seen by this process, per device: record_id -> pressed_at_ms. The core's ingest
+# attributes a whole batch before inserting it, so the records table alone would not show
+# the earlier presses of the same batch to the burst check.
+_recent: dict[str, dict[str, int]] = {}
+_RECENT_MAX = 64
+
+
+def configure(rules: AttributionRules) -> None:
+    """Set the rules `attribute` uses when the caller passes none (the core's ingest calls
+    attribute(conn, rec); gateway.api.start configures it from the config at start)."""
+    global _rules
+    _rules = rules
+
+
+def current_rules() -> AttributionRules:
+    return _rules
+
+
+def add_flag(flags: str, flag: str) -> str:
+    parts = [f for f in flags.split(",") if f]
+    if flag not in parts:
+        parts.append(flag)
+    return ",".join(parts)
+
+
+async def attribute(conn: aiosqlite.Connection, rec: dict[str, Any],
+                    rules: AttributionRules | None = None) -> dict[str, Any]:
+    """Set binding_id / window_id / staff_account / flags on rec (a records row as a dict:
+    record_id, device_id, kind, grade, invitation_id, pressed_at_ms, flags) and close its
+    invitation when it rates or unrates it. Returns rec."""
+    if rules is None:
+        rules = _rules
+    device = rec["device_id"]
+    kind = rec["kind"]
+    pressed = int(rec["pressed_at_ms"])
+    flags = rec.get("flags") or ""
+
+    b = await binding_at(conn, device, pressed)
+    if b is None:
+        rec["binding_id"] = rec["window_id"] = rec["staff_account"] = None
+        flags = add_flag(flags, "unbound")
+    else:
+        rec["binding_id"], rec["window_id"], rec["staff_account"] = b.id, b.window_id, b.staff_account
+
+    inv_id = rec.get("invitation_id") or None
+    if kind in ("rated", "extra", "unrated") and inv_id is not None:
+        flags = await _link_invitation(conn, rec, inv_id, pressed, flags, rules)
+    elif kind in PRESS_KINDS:
+        flags = add_flag(flags, "no_invitation")
+
+    if kind in PRESS_KINDS:
+        if not rules.hall.is_open(pressed):
+            flags = add_flag(flags, "after_hours")
+        if await _burst(conn, rec, pressed, rules):
+            flags = add_flag(flags, "burst")
+    rec["flags"] = flags
+    return rec
+
+
+def _open_until(status: str, expires_ms: int, closed_ms: int | None) -> int:
+    """Until when an invitation accepted a press: its expiry while pending/expired, else the
+    moment it was closed (cancelled, superseded, or the device's unrated timeout)."""
+    if status in ("pending", "expired") or closed_ms is None:
+        return expires_ms
+    return closed_ms
+
+
+async def _link_invitation(conn: aiosqlite.Connection, rec: dict[str, Any], inv_id: str, pressed: int,
+                           flags: str, rules: AttributionRules) -> str:
+    async with conn.execute(
+        "SELECT device_id, status, created_ms, expires_ms, closed_ms, record_id"
+        " FROM invitations WHERE id = ?", (inv_id,),
+    ) as cur:
+        row = await cur.fetchone()
+    if row is None:
+        return add_flag(flags, "no_invitation")
+    inv_device, status, created, expires, closed, closing_record = row
+    if inv_device != rec["device_id"]:
+        return add_flag(flags, "foreign_invitation")
+    if closing_record == rec["record_id"]:
+        return flags  # the same record again (a re-delivery): already linked
+    kind = rec["kind"]
+    if kind == "extra" or status == "rated":
+        # One rating per invitation: anything after its rating is an extra, kept and flagged.
+        return add_flag(flags, "extra") if kind != "unrated" else flags
+    slack = rules.clock_slack_ms
+    in_time = created - slack <= pressed <= _open_until(status, expires, closed) + slack
+    if kind == "unrated":
+        if status in ("pending", "expired"):
+            await conn.execute(
+                "UPDATE invitations SET status = 'unrated', closed_ms = ?, close_reason = ?, record_id = ?"
+                " WHERE id = ?", (pressed, "no press before the countdown ended", rec["record_id"], inv_id))
+        return flags
+    if not in_time:
+        return add_flag(flags, "late")
+    # A press inside the open period is the rating, even if the record arrives after the
+    # server-side expiry or after a cancel that happened later than the press.
+    await conn.execute(
+        "UPDATE invitations SET status = 'rated', closed_ms = ?, close_reason = NULL, record_id = ?,"
+        " grade = ? WHERE id = ?", (pressed, rec["record_id"], rec["grade"], inv_id))
+    return flags
+
+
+async def _burst(conn: aiosqlite.Connection, rec: dict[str, Any], pressed: int,
+                 rules: AttributionRules) -> bool:
+    """More than burst_presses presses within burst_window_s (this one included)? Flags the
+    stored ones too, so the burst is visible whatever order the journal delivers them in."""
+    lo = pressed - rules.burst_window_s * 1000
+    hi = pressed + rules.burst_window_s * 1000
+    async with conn.execute(
+        "SELECT record_id, pressed_at_ms, flags FROM records WHERE device_id = ? AND pressed_at_ms > ?"
+        " AND pressed_at_ms < ? AND kind IN ('rated', 'walkup', 'extra', 'unpaired') AND record_id != ?"
+        " ORDER BY pressed_at_ms",
+        (rec["device_id"], lo, hi, rec["record_id"]),
+    ) as cur:
+        others = [(r[0], int(r[1]), r[2] or "") async for r in cur]
+    seen = _recent.setdefault(rec["device_id"], {})
+    stored = {rid for rid, _, _ in others}
+    unstored = [p for rid, p in seen.items() if rid not in stored and rid != rec["record_id"] and lo < p < hi]
+    seen[rec["record_id"]] = pressed
+    if len(seen) > _RECENT_MAX:
+        for rid in sorted(seen, key=seen.__getitem__)[: len(seen) - _RECENT_MAX]:
+            del seen[rid]
+    times = sorted([p for _, p, _ in others] + unstored + [pressed])
+    window_ms = rules.burst_window_s * 1000
+    # Any run of burst_presses+1 presses spanning less than the window, containing this press.
+    n = rules.burst_presses + 1
+    hit_lo = hit_hi = None
+    for i in range(len(times) - n + 1):
+        a, z = times[i], times[i + n - 1]
+        if z - a < window_ms and a <= pressed <= z:
+            hit_lo = a if hit_lo is None else min(hit_lo, a)
+            hit_hi = z if hit_hi is None else max(hit_hi, z)
+    if hit_lo is None or hit_hi is None:
+        return False
+    for rid, p, f in others:
+        if hit_lo <= p <= hit_hi and "burst" not in f.split(","):
+            await conn.execute("UPDATE records SET flags = ? WHERE record_id = ?",
+                               (add_flag(f, "burst"), rid))
+    return True
