@@ -211,12 +211,13 @@ class Hall:
             "", "[store]", 'path = "gateway.db"',
             "", "[hall]", 'id = "hall-1"', 'area_code = "370303"', 'timezone = "Asia/Shanghai"',
             'opening_hours = ["00:00-24:00"]', "opening_days = [1, 2, 3, 4, 5, 6, 7]",
-            "countdown_s = %d" % o.countdown_s,
             "", "[devices]", "silent_after_s = 600", "health_check_s = 30",
             "", "[ingest]", "batch_ms = 5", "batch_max = 500",
             "", "[http]", 'host = "127.0.0.1"', "port = %d" % self.http_port,
             'admin_token = "%s"' % self.admin_token, 'window_token = "%s"' % self.window_token,
-            "countdown_s = %d" % o.countdown_s,
+            # The device counts the countdown on its (accelerated) HAL clock; the gateway's
+            # expiry runs in real time and only ever comes later, so it never races the device.
+            "", "[invitations]", "default_countdown_s = %d" % o.countdown_s, "grace_s = 30",
             "", "[uplink]", "enabled = true", 'url = "%s"' % self.platform.url,
             'app_key = "hall-1"', 'app_secret = "sim-secret"', 'adapter = "default"',
             "request_timeout_s = 5.0", "backoff_base_s = 0.2", "backoff_max_s = 1.0", "max_attempts = 3",
