@@ -1,0 +1,643 @@
+"""`hcp-gateway`: the hall admin's command line (and `serve`, which runs the service).
+
+    hcp-gateway --config gateway.toml devices [add ID --secret S --broker-password P]
+    hcp-gateway windows [add W --dept CODE --name NAME | list]
+    hcp-gateway staff [add ACCOUNT --name NAME | list]
+    hcp-gateway pair DEVICE --window W --staff ACCOUNT [--force]
+    hcp-gateway unpair DEVICE
+    hcp-gateway bindings [--history]
+    hcp-gateway ratings [--date D --window W --staff A --kind K]
+    hcp-gateway invitations [--status S --date D]
+    hcp-gateway health | report --date D | init | serve
+Tables by default, `--json` (before or after the command) for scripts. Every error is one
+line on stderr and a non-zero exit: 1 refused / failed, 2 bad arguments or config.
+The CLI reads and writes the SQLite store directly (WAL: it runs beside the service).
+Binding changes go through the running service's admin API when it answers (so the device
+gets `paired` / `unpaired` at once); otherwise they are written to the store directly and
+the device learns its state at its next hello.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+import unicodedata
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from gateway import bindings, invitations, reports
+from gateway.api.settings import HttpSettings
+from gateway.bindings import AdminError
+from gateway.config import Config, ConfigError, load_config
+from gateway.store.db import Database, open_db
+from gateway.store.migrate import MigrationError
+
+T = TypeVar("T")
+DEFAULT_CONFIG = "gateway.toml"
+SERVICE_TIMEOUT_S = 5.0
+
+
+class CliError(Exception):
+    """One line for stderr, and the exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = code
+
+
+@dataclass
+class CliState:
+    config_path: str
+    json: bool = False
+    _cfg: Config | None = None
+
+    @property
+    def cfg(self) -> Config:
+        if self._cfg is None:
+            try:
+                self._cfg = load_config(self.config_path)
+            except ConfigError as e:
+                raise CliError("config: %s" % e, 2) from None
+        return self._cfg
+
+    def get(self, key: str, default: Any = None) -> Any:  # uplink's commands read obj["config"]
+        return self.config_path if key == "config" else default
+
+
+def actor() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli:uid%d" % os.getuid()
+
+
+def run_db(state: CliState, body: Callable[[Database], Awaitable[T]], create: bool = False) -> T:
+    """Open the configured store (refusing a path that does not exist unless create), run body."""
+    cfg = state.cfg
+    path = cfg.store.path
+    if not create and not path.exists():
+        raise CliError("store %s does not exist (check [store] path in %s, or run `hcp-gateway init`)"
+                       % (path, state.config_path))
+
+    async def go() -> T:
+        try:
+            db = await open_db(path)
+        except MigrationError as e:
+            raise CliError("store: %s" % e) from None
+        try:
+            return await body(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(go())
+    except OSError as e:
+        raise CliError("store %s: %s" % (path, e.strerror or e)) from None
+
+
+# ---- output --------------------------------------------------------------------------------
+
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "%.2f" % v
+    return str(v)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[_cell(v) for v in r] for r in rows]
+    widths = [max([_width(h)] + [_width(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(vals: Sequence[str]) -> str:
+        return "  ".join(v + " " * (w - _width(v)) for v, w in zip(vals, widths, strict=True)).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def emit(state: CliState, data: Any, headers: Sequence[str], rows: Sequence[Sequence[Any]],
+         empty: str = "(none)") -> None:
+    if state.json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True))
+    elif not rows:
+        click.echo(empty)
+    else:
+        click.echo(table(headers, rows))
+
+
+def local_time(cfg: Config, ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=cfg.hall.tz).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def check_date(date: str) -> str:
+    try:
+        return dt.date.fromisoformat(date).isoformat()
+    except ValueError:
+        raise CliError("--date must be YYYY-MM-DD, got %r" % date, 2) from None
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+
+
+def _state(ctx: click.Context, as_json: bool) -> CliState:
+    state: CliState = ctx.find_root().obj
+    state.json = state.json or as_json
+    return state
+
+
+# ---- the group -----------------------------------------------------------------------------
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", envvar="HCP_GATEWAY_CONFIG", default=DEFAULT_CONFIG,
+              show_default=True, help="gateway TOML config (env HCP_GATEWAY_CONFIG)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str, as_json: bool) -> None:
+    """Hall gateway of the haochaping 好差评 rating stack: admin commands and `serve`."""
+    ctx.obj = CliState(config_path, as_json)
+
+
+@cli.command()
+@click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.pass_context
+def serve(ctx: click.Context, log_level: str) -> None:
+    """Run the gateway service (MQTT ingest, HTTP API, uplink) until SIGTERM/SIGINT."""
+    state: CliState = ctx.find_root().obj
+    try:
+        from gateway.__main__ import serve_main  # lazy: the admin commands work without it
+    except ImportError as e:
+        raise CliError("the gateway service is not available in this install: %s" % e) from None
+    code = serve_main(state.config_path, log_level)
+    if code:
+        sys.exit(code)
+
+
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the store (if missing) and apply every migration."""
+    state: CliState = ctx.find_root().obj
+
+    async def body(db: Database) -> int:
+        row = await db.fetchone("SELECT MAX(version) FROM schema_version")
+        return int(row[0]) if row and row[0] is not None else 0
+
+    v = run_db(state, body, create=True)
+    click.echo("store %s ready (schema version %d)" % (state.cfg.store.path, v))
+
+
+# ---- devices ---------------------------------------------------------------------------------
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def devices(ctx: click.Context, as_json: bool) -> None:
+    """List devices (with their binding); `devices add` registers one."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(devices_list, as_json=as_json)
+
+
+@devices.command("list")
+@json_option
+@click.pass_context
+def devices_list(ctx: click.Context, as_json: bool) -> None:
+    """Registered devices, health and binding."""
+    state = _state(ctx, as_json)
+    from gateway.store import devices as devices_store
+
+    async def body(db: Database) -> list[dict[str, Any]]:
+        out = await devices_store.list_devices(db)
+        for d in out:
+            b = await bindings.active_binding(db.conn, d["device_id"])
+            d["binding"] = b.as_dict() if b else None
+        return out
+
+    rows = run_db(state, body)
+    cfg = state.cfg
+    emit(state, rows, ["device", "online", "last seen", "fw", "boot", "journal", "window", "staff"],
+         [(d["device_id"], "yes" if d["online"] else "no", local_time(cfg, d["last_seen"]), d["fw"],
+           d["boot"], d["journal_depth"], d["binding"]["window_id"] if d["binding"] else "-",
+           d["binding"]["staff_account"] if d["binding"] else "-") for d in rows], "(no devices)")
+
+
+@devices.command("add")
+@click.argument("device_id")
+@click.option("--secret", required=True, help="64 lower-case hex characters (the device key)")
+@click.option("--broker-password", required=True, help="the device's mosquitto password")
+@click.option("--fw", default=None, help="firmware version")
+@click.pass_context
+def devices_add(ctx: click.Context, device_id: str, secret: str, broker_password: str,
+                fw: str | None) -> None:
+    """Register (or re-key) a device: store its key, write its broker password entry."""
+    state = _state(ctx, False)
+    from gateway.store import devices as devices_store
+
+    async def body(db: Database) -> None:
+        try:
+            await devices_store.register_device(db, state.cfg, device_id, secret, broker_password, fw,
+                                                actor())
+        except devices_store.RegistrationError as e:
+            raise CliError(str(e)) from None
+
+    run_db(state, body, create=True)
+    click.echo("device %s registered" % device_id)
+
+
+# ---- windows and staff -----------------------------------------------------------------------
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def windows(ctx: click.Context, as_json: bool) -> None:
+    """List windows; `windows add` creates one."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(windows_list, as_json=as_json)
+
+
+@windows.command("list")
+@json_option
+@click.pass_context
+def windows_list(ctx: click.Context, as_json: bool) -> None:
+    state = _state(ctx, as_json)
+    rows = run_db(state, lambda db: bindings.list_windows(db.conn))
+    emit(state, [w.__dict__ for w in rows], ["window", "dept_code", "name"],
+         [(w.window_id, w.dept_code, w.name) for w in rows], "(no windows)")
+
+
+@windows.command("add")
+@click.argument("window")
+@click.option("--dept", "dept_code", default="", help="department code (unified social credit code)")
+@click.option("--name", default="", help="readable name of the window")
+@click.pass_context
+def windows_add(ctx: click.Context, window: str, dept_code: str, name: str) -> None:
+    state = _state(ctx, False)
+    w = run_db(state, lambda db: bindings.add_window(db, window, dept_code, name, actor()))
+    click.echo("window %s added" % w.window_id)
+
+
+@cli.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def staff(ctx: click.Context, as_json: bool) -> None:
+    """List clerk accounts; `staff add` creates one."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(staff_list, as_json=as_json)
+
+
+@staff.command("list")
+@json_option
+@click.pass_context
+def staff_list(ctx: click.Context, as_json: bool) -> None:
+    state = _state(ctx, as_json)
+    rows = run_db(state, lambda db: bindings.list_staff(db.conn))
+    emit(state, [s.__dict__ for s in rows], ["account", "name"],
+         [(s.account, s.display_name) for s in rows], "(no staff)")
+
+
+@staff.command("add")
+@click.argument("account")
+@click.option("--name", "display_name", required=True, help="display name (shown on the device)")
+@click.pass_context
+def staff_add(ctx: click.Context, account: str, display_name: str) -> None:
+    state = _state(ctx, False)
+    s = run_db(state, lambda db: bindings.add_staff(db, account, display_name, actor()))
+    click.echo("staff %s (%s) added" % (s.account, s.display_name))
+
+
+# ---- bindings --------------------------------------------------------------------------------
+
+def _service_call(state: CliState, method: str, path: str,
+                  body: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Call the running service's admin API; None when no service answers (or no admin token).
+    An answer with an error status raises CliError with the service's message."""
+    http = HttpSettings.from_raw(state.cfg.raw)
+    if not http.enabled or not http.admin_token:
+        return None
+    host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
+    req = urllib.request.Request(
+        "http://%s:%d%s" % (host, http.port, path), method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": "Bearer " + http.admin_token, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=SERVICE_TIMEOUT_S) as resp:
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
+    except urllib.error.HTTPError as e:
+        try:
+            err = json.loads(e.read())
+            msg = err.get("message") or err.get("error") or e.reason
+        except ValueError:
+            msg = "service answered HTTP %d" % e.code
+        raise CliError(str(msg)) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def _binding_rows(state: CliState, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    cfg = state.cfg
+    return [(b["device_id"], b["window_id"], b["staff_account"], b["display_name"],
+             local_time(cfg, b["valid_from_ms"]),
+             local_time(cfg, b["valid_to_ms"]) if b["valid_to_ms"] else "active",
+             b["created_by"]) for b in rows]
+
+
+BINDING_HEADERS = ["device", "window", "staff", "name", "from", "to", "by"]
+
+
+@cli.command()
+@click.argument("device")
+@click.option("--window", "window", required=True, help="window number")
+@click.option("--staff", "staff_account", required=True, help="clerk account")
+@click.option("--force", is_flag=True, help="close the device's, window's and clerk's active bindings first")
+@click.option("--via", type=click.Choice(["auto", "service", "db"]), default="auto", show_default=True,
+              help="service: through the running service (device notified now); db: store only")
+@json_option
+@click.pass_context
+def pair(ctx: click.Context, device: str, window: str, staff_account: str, force: bool, via: str,
+         as_json: bool) -> None:
+    """Bind DEVICE to a window and a clerk (一码一账号)."""
+    state = _state(ctx, as_json)
+    result = None
+    if via != "db":
+        result = _service_call(state, "POST", "/api/v1/bindings",
+                               {"device": device, "window": window, "staff_account": staff_account,
+                                "force": force, "actor": actor()})
+        if result is None and via == "service":
+            raise CliError("the gateway service does not answer on its admin API ([http] in %s)"
+                           % state.config_path)
+    if result is None:
+        change = run_db(state, lambda db: bindings.pair(db, device, window, staff_account, actor(),
+                                                         force=force))
+        assert change.created is not None
+        result = {"binding": change.created.as_dict(), "closed": [b.as_dict() for b in change.closed],
+                  "unchanged": change.unchanged, "notified": [], "unreachable": change.devices,
+                  "cancelled_invitations": [i for i, _ in change.cancelled_invitations], "via": "db"}
+    else:
+        result["via"] = "service"
+    if state.json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=1, sort_keys=True))
+        return
+    b = result["binding"]
+    if result.get("unchanged"):
+        click.echo("%s is already bound to window %s, staff %s"
+                   % (device, b["window_id"], b["staff_account"]))
+        return
+    for old in result["closed"]:
+        click.echo("closed: %s at window %s, staff %s"
+                   % (old["device_id"], old["window_id"], old["staff_account"]))
+    click.echo("paired: %s -> window %s, staff %s (%s)" % (device, b["window_id"], b["staff_account"],
+                                                          b["display_name"]))
+    _note_unreachable(result)
+
+
+def _note_unreachable(result: dict[str, Any]) -> None:
+    if result["via"] == "db" and result["unreachable"]:
+        click.echo("note: service not reachable; device(s) %s learn their binding at their next hello"
+                   % ", ".join(result["unreachable"]), err=True)
+    elif result["unreachable"]:
+        click.echo("note: not delivered now to %s (offline?); sent again at their next hello"
+                   % ", ".join(result["unreachable"]), err=True)
+
+
+@cli.command()
+@click.argument("device")
+@click.option("--via", type=click.Choice(["auto", "service", "db"]), default="auto", show_default=True)
+@json_option
+@click.pass_context
+def unpair(ctx: click.Context, device: str, via: str, as_json: bool) -> None:
+    """Close DEVICE's active binding (its history stays)."""
+    state = _state(ctx, as_json)
+    result = None
+    if via != "db":
+        result = _service_call(state, "DELETE", "/api/v1/bindings/%s?actor=%s"
+                               % (urllib.parse.quote(device, safe=""), urllib.parse.quote(actor())), None)
+        if result is None and via == "service":
+            raise CliError("the gateway service does not answer on its admin API")
+    if result is None:
+        change = run_db(state, lambda db: bindings.unpair(db, device, actor()))
+        result = {"closed": [b.as_dict() for b in change.closed], "notified": [],
+                  "unreachable": change.devices, "via": "db",
+                  "cancelled_invitations": [i for i, _ in change.cancelled_invitations]}
+    else:
+        result["via"] = "service"
+    if state.json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=1, sort_keys=True))
+        return
+    for old in result["closed"]:
+        click.echo("unpaired: %s (was window %s, staff %s)" % (old["device_id"], old["window_id"],
+                                                              old["staff_account"]))
+    for inv in result["cancelled_invitations"]:
+        click.echo("cancelled pending invitation %s" % inv)
+    _note_unreachable(result)
+
+
+@cli.command("bindings")
+@click.option("--history", is_flag=True, help="every binding, closed ones included")
+@json_option
+@click.pass_context
+def bindings_cmd(ctx: click.Context, history: bool, as_json: bool) -> None:
+    """Active bindings (or the whole history)."""
+    state = _state(ctx, as_json)
+    rows = [b.as_dict() for b in run_db(state, lambda db: bindings.list_bindings(db.conn, history))]
+    emit(state, rows, BINDING_HEADERS, _binding_rows(state, rows), "(no bindings)")
+
+
+# ---- ratings, invitations, health, report ---------------------------------------------------
+
+KINDS = ("rated", "walkup", "extra", "unrated", "unpaired")
+
+
+@cli.command()
+@click.option("--date", "date", help="local date of the press (YYYY-MM-DD)")
+@click.option("--window", "window", help="window number")
+@click.option("--staff", "staff_account", help="clerk account")
+@click.option("--kind", type=click.Choice(KINDS), help="record kind")
+@click.option("--limit", type=click.IntRange(1, 1000000), default=1000, show_default=True)
+@json_option
+@click.pass_context
+def ratings(ctx: click.Context, date: str | None, window: str | None, staff_account: str | None,
+            kind: str | None, limit: int, as_json: bool) -> None:
+    """Stored records with their attribution; `counted` marks the one rating of an invitation."""
+    state = _state(ctx, as_json)
+    where: list[str] = ["1"]
+    args: list[Any] = []
+    if date is not None:
+        lo, hi = reports.day_bounds(check_date(date), state.cfg)
+        where.append("r.pressed_at_ms >= ? AND r.pressed_at_ms < ?")
+        args += [lo, hi]
+    for col, val in (("r.window_id", window), ("r.staff_account", staff_account), ("r.kind", kind)):
+        if val is not None:
+            where.append(col + " = ?")
+            args.append(val)
+    sql = ("SELECT r.record_id, r.pressed_at_ms, r.time_source, r.kind, r.grade, r.window_id,"
+           " r.staff_account, r.invitation_id, i.case_no, (i.record_id = r.record_id) AS counted, r.flags"
+           " FROM records r LEFT JOIN invitations i ON i.id = r.invitation_id WHERE %s"
+           " ORDER BY r.pressed_at_ms, r.record_id LIMIT %d" % (" AND ".join(where), limit))
+
+    async def body(db: Database) -> list[dict[str, Any]]:
+        return [dict(r) for r in await db.fetchall(sql, tuple(args))]
+
+    rows = run_db(state, body)
+    for r in rows:
+        r["counted"] = bool(r["counted"])
+    cfg = state.cfg
+    emit(state, rows, ["record", "pressed", "kind", "grade", "window", "staff", "case", "counted", "flags"],
+         [(r["record_id"], local_time(cfg, r["pressed_at_ms"]), r["kind"], r["grade"], r["window_id"],
+           r["staff_account"], r["case_no"], "yes" if r["counted"] else "", r["flags"]) for r in rows],
+         "(no records)")
+
+
+@cli.command("invitations")
+@click.option("--status", type=click.Choice(invitations.STATUSES))
+@click.option("--date", "date", help="local date of creation (YYYY-MM-DD)")
+@json_option
+@click.pass_context
+def invitations_cmd(ctx: click.Context, status: str | None, date: str | None, as_json: bool) -> None:
+    """Invitations and their outcome."""
+    state = _state(ctx, as_json)
+    lo = hi = None
+    if date is not None:
+        lo, hi = reports.day_bounds(check_date(date), state.cfg)
+    rows = run_db(state, lambda db: invitations.list_invitations(db.conn, status, lo, hi))
+    cfg = state.cfg
+    emit(state, [i.public() for i in rows],
+         ["invitation", "created", "window", "staff", "device", "case", "status", "grade", "record"],
+         [(i.id, local_time(cfg, i.created_ms), i.window_id, i.staff_account, i.device_id, i.case_no,
+           i.status, i.grade, i.record_id) for i in rows], "(no invitations)")
+
+
+@cli.command()
+@json_option
+@click.pass_context
+def health(ctx: click.Context, as_json: bool) -> None:
+    """Devices online/silent, journal depths, and the counted rejections."""
+    state = _state(ctx, as_json)
+    silent_ms = state.cfg.devices.silent_after_s * 1000
+
+    async def body(db: Database) -> dict[str, Any]:
+        devs = [dict(r) for r in await db.fetchall(
+            "SELECT device_id, online, last_seen, fw, boot, journal_depth, reconnects, last_rst"
+            " FROM devices WHERE enabled = 1 ORDER BY device_id")]
+        rej = [dict(r) for r in await db.fetchall(
+            "SELECT reason, count, last_at FROM rejections ORDER BY reason")]
+        pending = await db.fetchone("SELECT COUNT(*) FROM invitations WHERE status = 'pending'")
+        return {"devices": devs, "rejections": rej, "pending_invitations": pending[0] if pending else 0}
+
+    data = run_db(state, body)
+    now = bindings.now_ms()
+    for d in data["devices"]:
+        d["silent"] = d["last_seen"] is None or now - d["last_seen"] > silent_ms
+    if state.json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True))
+        return
+    cfg = state.cfg
+    click.echo(table(["device", "online", "silent", "last seen", "fw", "journal", "reconnects", "last reset"],
+                     [(d["device_id"], "yes" if d["online"] else "no", "SILENT" if d["silent"] else "",
+                       local_time(cfg, d["last_seen"]), d["fw"], d["journal_depth"], d["reconnects"],
+                       d["last_rst"]) for d in data["devices"]]) if data["devices"] else "(no devices)")
+    click.echo("rejections: " + (", ".join("%s=%d" % (r["reason"], r["count"]) for r in data["rejections"])
+                                 or "none"))
+    click.echo("pending invitations: %d" % data["pending_invitations"])
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else "%.1f%%" % (v * 100)
+
+
+@cli.command()
+@click.option("--date", "date", default=None, help="local date (YYYY-MM-DD), default today")
+@json_option
+@click.pass_context
+def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
+    """The day's report per window and clerk."""
+    state = _state(ctx, as_json)
+    cfg = state.cfg
+    day = check_date(date) if date else dt.datetime.now(tz=cfg.hall.tz).date().isoformat()
+    try:
+        settings = reports.ReportSettings.from_config(cfg)
+    except ConfigError as e:
+        raise CliError("config: %s" % e, 2) from None
+    rep = run_db(state, lambda db: reports.day_report(db.conn, cfg, day, settings))
+    if state.json:
+        click.echo(json.dumps(rep.to_dict(), ensure_ascii=False, indent=1, sort_keys=True))
+        return
+    click.echo("report %s (%s), weights vs/s/bs/d/vd = %s" % (
+        rep.date, rep.timezone, "/".join("%g" % rep.weights[g] for g in ("vs", "s", "bs", "d", "vd"))))
+    rows = rep.rows + [rep.total]
+    click.echo(table(
+        ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "satisf.",
+         "score", "unrated", "cancel", "supers.", "extra", "walkup", "late", "after_h", "burst"],
+        [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, _pct(r.rating_rate),
+          r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad,
+          _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.extras,
+          r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
+
+
+# ---- uplink commands and the entry point ----------------------------------------------------
+
+def _register_uplink() -> None:
+    try:
+        from gateway.uplink.commands import register
+    except ImportError:
+        return  # installed without the uplink: its commands are simply absent
+    register(cli)
+
+
+_register_uplink()
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo("hcp-gateway: error: %s" % message, err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry: click in non-standalone mode, every failure mapped to one stderr line."""
+    try:
+        rv = cli.main(args=argv, prog_name="hcp-gateway", standalone_mode=False)
+    except CliError as e:
+        _fail(str(e), e.exit_code)
+    except AdminError as e:
+        _fail(str(e), 1)
+    except ConfigError as e:
+        _fail("config: %s" % e, 2)
+    except ValueError as e:
+        _fail(str(e), 2)
+    except click.UsageError as e:
+        hint = " (see `%s --help`)" % e.ctx.command_path if e.ctx is not None else ""
+        _fail(e.format_message().replace("\n", " ") + hint, e.exit_code)
+    except click.ClickException as e:
+        _fail(e.format_message().replace("\n", " "), e.exit_code)
+    except click.exceptions.Abort:
+        _fail("aborted", 1)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as e:  # noqa: BLE001 - a user never sees a traceback
+        if os.environ.get("HCP_DEBUG"):
+            raise
+        _fail("internal error: %s: %s (set HCP_DEBUG=1 for the traceback)" % (type(e).__name__, e), 1)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
+
+
+if __name__ == "__main__":
+    main()
