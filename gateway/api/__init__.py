@@ -66,6 +66,7 @@ async def start(ctx: GatewayContext) -> ApiRunning:
 
     ctx.ingest.hello_hooks.append(on_hello)
     if not http.enabled:
+        # No token configured: nobody could use the API, so do not listen at all.
         return ApiRunning("http=off", None, db, tasks)
     app = make_app(db, cfg, ctx.send_command)
     runner = web.AppRunner(app, access_log=None)
@@ -78,4 +79,8 @@ async def start(ctx: GatewayContext) -> ApiRunning:
         await db.close()
         raise OSError(e.errno, "http API cannot listen on %s:%d: %s"
                       % (http.host, http.port, e.strerror)) from e
-    return ApiRunning("http=%s:%d" % (http.host, http.port), runner, db, tasks)
+    port = http.port
+    for addr in runner.addresses:  # the real port when [http] port = 0
+        if isinstance(addr, tuple) and len(addr) >= 2:
+            port = int(addr[1])
+    return ApiRunning("http=%s:%d" % (http.host, port), runner, db, tasks)

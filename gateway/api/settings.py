@@ -14,7 +14,7 @@ class HttpSettings:
     port: int = 8080
     window_token: str = ""     # the window system (综合受理系统): invitations only
     admin_token: str = ""      # hall admin tools: devices, bindings (and invitations)
-    enabled: bool = True
+    enabled: bool = False       # default: on when a token is configured (no token, no use)
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any]) -> HttpSettings:
@@ -23,7 +23,7 @@ class HttpSettings:
             raise ConfigError("[http] must be a table")
         host = sec.get("host", "127.0.0.1")
         port = sec.get("port", 8080)
-        enabled = sec.get("enabled", True)
+        enabled = sec.get("enabled", bool(sec.get("window_token") or sec.get("admin_token")))
         if not isinstance(host, str) or not host:
             raise ConfigError("[http] host must be a non-empty string")
         if type(port) is not int or not 0 <= port <= 65535:
