@@ -70,6 +70,11 @@ def current_rules() -> AttributionRules:
     return _rules
 
 
+def forget_recent() -> None:
+    """Drop the in-memory press history (tests that reuse device ids with a new store)."""
+    _recent.clear()
+
+
 def add_flag(flags: str, flag: str) -> str:
     parts = [f for f in flags.split(",") if f]
     if flag not in parts:
