@@ -241,8 +241,11 @@ class VirtualDevice:
         self._press_result = None
         hal.press(index)
         fw.step()             # the next scan sees the press (the loop's step would do the same)
-        self._wake.set()
         hal.release(index)
+        fw.step()             # ... and the release; the debounce ends debounce_ms later:
+        # wake the loop then, as the 10 ms scan of the real device would see it.
+        asyncio.get_running_loop().call_later(
+            (fw.cfg.debounce_ms / self.clock_speed + 5) / 1000.0, self._wake.set)
         result = self._press_result
         self._press_result = None
         if result is None:
