@@ -18,15 +18,21 @@ from protocol.ids import record_id
 DEVICES = ("dev-1", "dev-2", "dev-3")
 WINDOWS = (("A01", "综合窗口"), ("A02", "社保窗口"), ("A03", "税务窗口"))
 STAFF = (("zhang", "张三"), ("li", "李四"), ("wang", "王五"))
-ALWAYS_OPEN = {"timezone": "Asia/Shanghai", "opening_hours": ["00:00-24:00"], "opening_days": [1, 2, 3, 4, 5, 6, 7]}
+ALWAYS_OPEN = {
+    "timezone": "Asia/Shanghai",
+    "opening_hours": ["00:00-24:00"],
+    "opening_days": [1, 2, 3, 4, 5, 6, 7],
+}
 WINDOW_TOKEN = "window-token-" + "w" * 16
 ADMIN_TOKEN = "admin-token-" + "a" * 16
 
 
 def make_config(tmp: Path, **sections: Any) -> Config:
-    raw: dict[str, Any] = {"store": {"path": str(tmp / "gateway.db")}, "hall": dict(ALWAYS_OPEN),
-                           "http": {"host": "127.0.0.1", "port": 0, "window_token": WINDOW_TOKEN,
-                                    "admin_token": ADMIN_TOKEN}}
+    raw: dict[str, Any] = {
+        "store": {"path": str(tmp / "gateway.db")},
+        "hall": dict(ALWAYS_OPEN),
+        "http": {"host": "127.0.0.1", "port": 0, "window_token": WINDOW_TOKEN, "admin_token": ADMIN_TOKEN},
+    }
     raw.update(sections)
     return parse_config(raw, tmp)
 
@@ -57,22 +63,42 @@ class Store:
     def conn(self) -> Any:
         return self.db.conn
 
-    async def rec(self, device: str, kind: str, pressed_at_ms: int, grade: str | None = "vs",
-                  inv: str | None = None, rules: attribution.AttributionRules | None = None,
-                  rb: int = 1) -> dict[str, Any]:
+    async def rec(
+        self,
+        device: str,
+        kind: str,
+        pressed_at_ms: int,
+        grade: str | None = "vs",
+        inv: str | None = None,
+        rules: attribution.AttributionRules | None = None,
+        rb: int = 1,
+    ) -> dict[str, Any]:
         """One record through attribution and into the records table, like the core's ingest."""
         self.seq[device] = self.seq.get(device, 0) + 1
         rs = self.seq[device]
         row: dict[str, Any] = {
-            "record_id": record_id(device, rb, rs), "device_id": device, "rb": rb, "rs": rs,
-            "kind": kind, "grade": None if kind == "unrated" else grade, "invitation_id": inv,
-            "device_wall_s": pressed_at_ms // 1000, "uptime_ms": 1000 * rs, "pressed_at_ms": pressed_at_ms,
-            "time_source": "device", "received_at_ms": bindings.now_ms(), "msg_boot": rb,
-            "binding_id": None, "window_id": None, "staff_account": None,
+            "record_id": record_id(device, rb, rs),
+            "device_id": device,
+            "rb": rb,
+            "rs": rs,
+            "kind": kind,
+            "grade": None if kind == "unrated" else grade,
+            "invitation_id": inv,
+            "device_wall_s": pressed_at_ms // 1000,
+            "uptime_ms": 1000 * rs,
+            "pressed_at_ms": pressed_at_ms,
+            "time_source": "device",
+            "received_at_ms": bindings.now_ms(),
+            "msg_boot": rb,
+            "binding_id": None,
+            "window_id": None,
+            "staff_account": None,
             "flags": "unpaired" if kind == "unpaired" else "",
         }
         async with self.db.transaction() as conn:
-            row = await attribution.attribute(conn, row, rules or attribution.AttributionRules.from_config(self.cfg))
+            row = await attribution.attribute(
+                conn, row, rules or attribution.AttributionRules.from_config(self.cfg)
+            )
             await records_store.insert_records(conn, [row])
         return row
 
@@ -82,7 +108,9 @@ class Store:
         return r
 
     async def invitation_status(self, inv_id: str) -> tuple[str, str | None, str | None]:
-        row = await self.db.fetchone("SELECT status, record_id, grade FROM invitations WHERE id = ?", (inv_id,))
+        row = await self.db.fetchone(
+            "SELECT status, record_id, grade FROM invitations WHERE id = ?", (inv_id,)
+        )
         assert row is not None
         return row[0], row[1], row[2]
 

@@ -14,8 +14,9 @@ S = 1000
 
 
 async def invite(store: Store, window: str, case: str, at_ms: int) -> str:
-    out = await invitations.create(store.db, InvitationRequest(case_no=case, window_id=window), "test",
-                                   RULES, at_ms=at_ms)
+    out = await invitations.create(
+        store.db, InvitationRequest(case_no=case, window_id=window), "test", RULES, at_ms=at_ms
+    )
     return out.invitation.id
 
 
@@ -114,16 +115,22 @@ async def test_walkup_unbound_foreign_and_unknown_invitation(store: Store) -> No
 
 
 async def test_after_hours_and_burst(tmp_path: Path) -> None:
-    store = await open_store(tmp_path, hall={"timezone": "Asia/Shanghai", "opening_hours": ["08:30-17:30"],
-                                             "opening_days": [1, 2, 3, 4, 5, 6, 7]},
-                             attribution={"burst_presses": 3, "burst_window_s": 10})
+    store = await open_store(
+        tmp_path,
+        hall={
+            "timezone": "Asia/Shanghai",
+            "opening_hours": ["08:30-17:30"],
+            "opening_days": [1, 2, 3, 4, 5, 6, 7],
+        },
+        attribution={"burst_presses": 3, "burst_window_s": 10},
+    )
     try:
-        # 2026-11-20 03:00 in Shanghai = 2026-11-19 19:00 UTC.
+        # 2026-11-25 03:00 in Shanghai (19:00 UTC the day before).
         night = 1795633200 * S - 24 * 3600 * S
         await bindings.pair(store.db, "dev-1", "A01", "zhang", "t", at_ms=night - 3600 * S)
         r = await store.rec("dev-1", "walkup", night, "vs")
         assert flags(r) == {"no_invitation", "after_hours"}
-        day = night + 7 * 3600 * S   # 10:00 local
+        day = night + 7 * 3600 * S  # 10:00 local
         rows = [await store.rec("dev-1", "walkup", day + i * S, "vs") for i in range(3)]
         assert all("burst" not in flags(x) for x in rows)
         fourth = await store.rec("dev-1", "walkup", day + 3 * S, "vs")
@@ -144,7 +151,14 @@ async def test_burst_within_one_ingest_batch(store: Store) -> None:
     rows = []
     async with store.db.transaction() as conn:
         for i in range(3):
-            row = {"record_id": "dev-2:1:%d" % (i + 1), "device_id": "dev-2", "kind": "walkup", "grade": "vs",
-                   "invitation_id": None, "pressed_at_ms": t0 + i * S, "flags": ""}
+            row = {
+                "record_id": "dev-2:1:%d" % (i + 1),
+                "device_id": "dev-2",
+                "kind": "walkup",
+                "grade": "vs",
+                "invitation_id": None,
+                "pressed_at_ms": t0 + i * S,
+                "flags": "",
+            }
             rows.append(await attribution.attribute(conn, row, rules))
     assert ["burst" in flags(r) for r in rows] == [False, False, True]

@@ -10,16 +10,20 @@ from adm_support import Recorder, Store
 
 from gateway import bindings
 
-INSERT = ("INSERT INTO bindings (device_id, window_id, staff_account, valid_from_ms, created_by)"
-          " VALUES (?, ?, ?, ?, 'sql')")
+INSERT = (
+    "INSERT INTO bindings (device_id, window_id, staff_account, valid_from_ms, created_by)"
+    " VALUES (?, ?, ?, ?, 'sql')"
+)
 
 
 async def test_database_refuses_a_second_active_binding(store: Store) -> None:
     await store.conn.execute(INSERT, ("dev-1", "A01", "zhang", 1000))
     # Same device, same clerk, same window: each is refused by its own partial unique index.
-    for args, index in ((("dev-1", "A02", "li", 2000), "bindings.device_id"),
-                        (("dev-2", "A02", "zhang", 2000), "bindings.staff_account"),
-                        (("dev-2", "A01", "li", 2000), "bindings.window_id")):
+    for args, index in (
+        (("dev-1", "A02", "li", 2000), "bindings.device_id"),
+        (("dev-2", "A02", "zhang", 2000), "bindings.staff_account"),
+        (("dev-2", "A01", "li", 2000), "bindings.window_id"),
+    ):
         with pytest.raises(sqlite3.IntegrityError, match=index):
             await store.conn.execute(INSERT, args)
     # Closed bindings do not count: history may hold many rows per device.
@@ -39,9 +43,9 @@ async def test_history_is_append_only_and_never_overlaps(store: Store) -> None:
     with pytest.raises(sqlite3.IntegrityError, match="already closed"):
         await store.conn.execute("UPDATE bindings SET valid_to_ms = 6000")
     with pytest.raises(sqlite3.IntegrityError, match="overlaps"):
-        await store.conn.execute(INSERT, ("dev-1", "A02", "li", 4000))   # starts inside the closed one
+        await store.conn.execute(INSERT, ("dev-1", "A02", "li", 4000))  # starts inside the closed one
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        await store.conn.execute(INSERT, ("dev-9", "A02", "li", 7000))   # unknown device
+        await store.conn.execute(INSERT, ("dev-9", "A02", "li", 7000))  # unknown device
 
 
 async def test_pair_conflict_force_and_audit(store: Store) -> None:
@@ -59,20 +63,31 @@ async def test_pair_conflict_force_and_audit(store: Store) -> None:
     assert moved.devices == ["dev-1", "dev-2"]
     hist = await bindings.list_bindings(store.conn, history=True)
     assert [(b.device_id, b.window_id, b.valid_from_ms, b.valid_to_ms) for b in hist] == [
-        ("dev-1", "A01", 1000, 3000), ("dev-2", "A02", 3000, None)]
+        ("dev-1", "A01", 1000, 3000),
+        ("dev-2", "A02", 3000, None),
+    ]
     assert await bindings.binding_at(store.conn, "dev-1", 2999) is not None
     assert await bindings.binding_at(store.conn, "dev-1", 3000) is None
-    audit = [(r[0], r[1], json.loads(r[2])) for r in await store.db.fetchall(
-        "SELECT actor, action, detail_json FROM audit_log WHERE action LIKE 'binding.%' ORDER BY id")]
+    audit = [
+        (r[0], r[1], json.loads(r[2]))
+        for r in await store.db.fetchall(
+            "SELECT actor, action, detail_json FROM audit_log WHERE action LIKE 'binding.%' ORDER BY id"
+        )
+    ]
     assert [(a, act, d["subject"]) for a, act, d in audit] == [
-        ("cli:alice", "binding.open", "dev-1"), ("cli:bob", "binding.close", "dev-1"),
-        ("cli:bob", "binding.open", "dev-2")]
+        ("cli:alice", "binding.open", "dev-1"),
+        ("cli:bob", "binding.close", "dev-1"),
+        ("cli:bob", "binding.open", "dev-2"),
+    ]
     assert audit[2][2]["forced"] is True
 
 
 async def test_pair_refuses_unknown_names(store: Store) -> None:
-    for args, code in ((("dev-9", "A01", "zhang"), "unknown_device"), (("dev-1", "Z99", "zhang"), "unknown_window"),
-                       (("dev-1", "A01", "nobody"), "unknown_staff")):
+    for args, code in (
+        (("dev-9", "A01", "zhang"), "unknown_device"),
+        (("dev-1", "Z99", "zhang"), "unknown_window"),
+        (("dev-1", "A01", "nobody"), "unknown_staff"),
+    ):
         with pytest.raises(bindings.NotFound) as e:
             await bindings.pair(store.db, *args, "t")
         assert e.value.code == code
@@ -81,7 +96,7 @@ async def test_pair_refuses_unknown_names(store: Store) -> None:
     with pytest.raises(bindings.Conflict, match="already exists"):
         await bindings.add_window(store.db, "A01", "", "", "t")
     with pytest.raises(bindings.BadInput, match="at most 16 bytes"):
-        await bindings.add_window(store.db, "窗口一二三四五六", "", "", "t")   # 24 bytes of UTF-8
+        await bindings.add_window(store.db, "窗口一二三四五六", "", "", "t")  # 24 bytes of UTF-8
 
 
 async def test_device_commands_for_a_change_and_after_hello(store: Store) -> None:
@@ -96,7 +111,9 @@ async def test_device_commands_for_a_change_and_after_hello(store: Store) -> Non
     assert await bindings.on_binding_change(store.conn, send, c) == ["dev-1"]
     assert send.sent == [("dev-2", "paired", {"win": "A01", "clerk": "李四"})]
     assert await bindings.state_for_device(store.conn, "dev-1") == [("unpaired", {})]
-    assert await bindings.state_for_device(store.conn, "dev-2") == [("paired", {"win": "A01", "clerk": "李四"})]
+    assert await bindings.state_for_device(store.conn, "dev-2") == [
+        ("paired", {"win": "A01", "clerk": "李四"})
+    ]
 
 
 def test_clip_utf8_never_splits_a_character() -> None:
