@@ -96,6 +96,12 @@ async def attribute(conn: aiosqlite.Connection, rec: dict[str, Any],
 
     b = await binding_at(conn, device, pressed)
     if b is None:
+        # Device clocks tick in whole seconds: a press stamped just before a binding began
+        # (with no binding before it) belongs to that binding.
+        b = await binding_at(conn, device, pressed + rules.clock_slack_ms)
+        if b is not None and b.valid_from_ms <= pressed:
+            b = None
+    if b is None:
         rec["binding_id"] = rec["window_id"] = rec["staff_account"] = None
         flags = add_flag(flags, "unbound")
     else:

@@ -162,3 +162,14 @@ async def test_burst_within_one_ingest_batch(store: Store) -> None:
             }
             rows.append(await attribution.attribute(conn, row, rules))
     assert ["burst" in flags(r) for r in rows] == [False, False, True]
+
+
+async def test_whole_second_device_time_just_before_the_first_binding(store: Store) -> None:
+    """A device stamps presses in whole seconds: a press stamped up to clock_slack_ms before
+    the device's first binding began is credited to it, not left unbound."""
+    t0 = bindings.now_ms() - 3600 * S + 700
+    await bindings.pair(store.db, "dev-1", "A01", "zhang", "t", at_ms=t0)
+    r = await store.rec("dev-1", "walkup", t0 - 700, "vs")
+    assert r["staff_account"] == "zhang" and "unbound" not in flags(r)
+    far = await store.rec("dev-1", "walkup", t0 - 60 * S, "vs")
+    assert far["staff_account"] is None and "unbound" in flags(far)
