@@ -171,7 +171,9 @@ async def get_invitation(conn: aiosqlite.Connection, inv_id: str) -> Invitation:
 
 
 async def list_invitations(conn: aiosqlite.Connection, status: str | None = None,
-                           since_ms: int | None = None, until_ms: int | None = None) -> list[Invitation]:
+                           since_ms: int | None = None, until_ms: int | None = None,
+                           limit: int = 1000) -> list[Invitation]:
+    """Oldest first; at most limit rows (the newest limit when there are more)."""
     where: list[str] = ["1"]
     args: list[Any] = []
     if status is not None:
@@ -185,9 +187,12 @@ async def list_invitations(conn: aiosqlite.Connection, status: str | None = None
     if until_ms is not None:
         where.append("created_ms < ?")
         args.append(until_ms)
-    sql = "SELECT %s FROM invitations WHERE %s ORDER BY created_ms, id" % (_COLUMNS, " AND ".join(where))
+    sql = "SELECT %s FROM invitations WHERE %s ORDER BY created_ms DESC, id DESC LIMIT %d" % (
+        _COLUMNS, " AND ".join(where), max(1, limit))
     async with conn.execute(sql, tuple(args)) as cur:
-        return [Invitation(*r) async for r in cur]
+        rows = [Invitation(*r) async for r in cur]
+    rows.reverse()
+    return rows
 
 
 async def create(db: Database, req: InvitationRequest, actor: str, rules: InvitationRules,

@@ -166,5 +166,11 @@ async def day_report(conn: aiosqlite.Connection, cfg: Config, date: str,
         r.finish(settings.weights)
         total.add(r)
         out.append(r)
+    # A case invited at two windows is one case of the hall, not two.
+    async with conn.execute(
+        "SELECT COUNT(DISTINCT case_no) FROM invitations WHERE created_ms >= ? AND created_ms < ?", (lo, hi)
+    ) as cur:
+        one = await cur.fetchone()
+    total.cases = int(one[0]) if one else 0
     total.finish(settings.weights)
     return DayReport(date, cfg.hall.timezone, settings.weights, out, total)

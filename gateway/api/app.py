@@ -153,7 +153,13 @@ async def list_invitations(request: web.Request) -> web.Response:
     require(request, "window")
     db = request.app[DB_KEY]
     await invitations.expire_due(db, request.app[CLOCK_KEY]())
-    rows = await invitations.list_invitations(db.conn, request.query.get("status"))
+    try:
+        limit = int(request.query.get("limit", "1000"))
+    except ValueError:
+        raise BadInput("limit must be an integer", "bad_limit") from None
+    if not 1 <= limit <= 10000:
+        raise BadInput("limit must be in 1..10000", "bad_limit")
+    rows = await invitations.list_invitations(db.conn, request.query.get("status"), limit=limit)
     return web.json_response({"invitations": [i.public() for i in rows]})
 
 

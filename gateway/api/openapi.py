@@ -61,7 +61,10 @@ def openapi_spec() -> dict[str, Any]:
                     "security": window_auth,
                     "parameters": [{"name": "status", "in": "query", "required": False, "schema": {
                         "type": "string", "enum": ["pending", "rated", "unrated", "cancelled", "expired",
-                                                   "superseded"]}}],
+                                                   "superseded"]}},
+                                   {"name": "limit", "in": "query", "required": False,
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 10000,
+                                               "default": 1000}, "description": "the newest N"}],
                     "responses": {"200": _json({"type": "object", "properties": {
                         "invitations": {"type": "array", "items": inv_ref}}}, "invitations"),
                         **_errors(400, 401)},

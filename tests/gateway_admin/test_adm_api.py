@@ -155,6 +155,8 @@ async def test_idempotent_retry_staff_target_and_offline_device(api: Api) -> Non
         ("POST", "/api/v1/invitations", [1, 2], WINDOW_TOKEN, 400, "bad_input"),
         ("GET", "/api/v1/invitations/nope", None, WINDOW_TOKEN, 404, "unknown_invitation"),
         ("GET", "/api/v1/invitations?status=weird", None, WINDOW_TOKEN, 400, "bad_status"),
+        ("GET", "/api/v1/invitations?limit=0", None, WINDOW_TOKEN, 400, "bad_limit"),
+        ("GET", "/api/v1/invitations?limit=x", None, WINDOW_TOKEN, 400, "bad_limit"),
         ("DELETE", "/api/v1/invitations/bad.id", None, WINDOW_TOKEN, 400, "bad_invitation_id"),
         ("GET", "/api/v1/nothing", None, WINDOW_TOKEN, 404, "not_found"),
         ("PUT", "/api/v1/invitations", CASE, WINDOW_TOKEN, 405, "method_not_allowed"),
