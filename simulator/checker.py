@@ -183,11 +183,14 @@ def check_store(ledger: Ledger, store_path: Path, devices: Iterable[str], rec: R
             rec.rows[0].doubled += n - 1
 
     # Walked-away citizens: one unrated record (or the invitation is still open / expired).
-    unrated_rows = [r for r in rows if r["kind"] == "unrated"]
-    unrated_by_inv = Counter(r["invitation_id"] for r in unrated_rows)
-    row = Row("unrated invitations", expected=len(ledger.unrated), found=len(unrated_rows))
+    unrated_by_inv = Counter(r["invitation_id"] for r in rows if r["kind"] == "unrated")
+    # found = walked-away invitations that ended without a rating: an unrated record, or closed by
+    # the gateway (superseded by the window's next case, expired) before the device's countdown.
+    row = Row("unrated invitations", expected=len(ledger.unrated), found=0)
     for u in ledger.unrated:
         n = unrated_by_inv.get(u.invitation_id, 0)
+        if n or inv_status.get(u.invitation_id) in ("unrated", "superseded", "expired", "cancelled"):
+            row.found += 1
         if n > 1:
             row.doubled += n - 1
             rec.problem("doubled: invitation %s has %d unrated records" % (u.invitation_id, n))
@@ -196,7 +199,8 @@ def check_store(ledger: Ledger, store_path: Path, devices: Iterable[str], rec: R
             rec.problem("wrong: invitation %s was left unrated but has a rating" % u.invitation_id)
         if n == 0:
             status = inv_status.get(u.invitation_id, "?")
-            rec.notes.append("invitation %s: no unrated record (status %s)" % (u.invitation_id, status))
+            rec.notes.append("invitation %s: left unrated, closed by the gateway as %s (no device record)"
+                             % (u.invitation_id, status))
     rec.rows.append(row)
     return sorted(by_id)
 

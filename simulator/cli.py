@@ -45,6 +45,15 @@ def print_result(console: Console, res: RunResult) -> None:
     console.phase("Reconciliation: every accepted press in the store once, every uploadable record "
                   "at the platform once")
     console.block(reconciliation_lines(res.reconciliation))
+    rec = res.reconciliation
+    presses = len(res.ledger.presses)
+    if rec.ok:
+        console.phase("Result: all %d presses the devices took are in the gateway's store exactly once, "
+                      "credited to the right clerk and case; every uploadable record is at the platform once"
+                      % presses)
+    else:
+        console.phase("Result: MISMATCH: %d lost, %d doubled, %d wrong (see the ! lines above)"
+                      % (rec.lost, rec.doubled, sum(r.wrong for r in rec.rows)))
     p50 = _pct(res.latencies, 0.50)
     p99 = _pct(res.latencies, 0.99)
     console.phase("Figures: %d records acked, press-to-ack p50 %s, p99 %s; run took %.0f s" % (

@@ -44,6 +44,23 @@ DEFAULT_DURATION_S = {
 TARGETED = ("power-cut", "wifi-loss", "clock-unsynced")
 
 
+# What a fault means for the hall, in one line each (printed when it happens).
+CONSEQUENCE = {
+    "broker-restart": "every device and the gateway lose MQTT; devices keep journaling presses and re-send "
+                      "unacknowledged ones when they reconnect",
+    "gateway-kill": "the gateway dies without warning; the broker queues what devices send, the window "
+                    "system retries its invitations, and the restarted gateway acks what it stores",
+    "power-cut": "the device stops mid-whatever-it-was-doing; on power-up it rescans its journal, starts a "
+                 "new boot number and re-sends what was not acknowledged",
+    "wifi-loss": "devices are cut off; presses are still answered and journaled, and delivered after the "
+                 "Wi-Fi comes back",
+    "clock-unsynced": "the device's records carry no wall time until it re-syncs; the gateway reconstructs "
+                      "press times from uptime",
+    "platform-outage": "the provincial platform refuses everything; a push now fails and the next one "
+                       "delivers what is left, each record once",
+}
+
+
 class FaultSpecError(ValueError):
     """A fault spec or scenario file that cannot be understood; the message says what is wrong."""
 
@@ -221,6 +238,7 @@ class FaultPlayer:
         self.target.note("fault: " + f.describe() + (" -> " + ", ".join(devices[:5]) if devices and
                                                      f.target != "all" else ""))
         t = self.target
+        t.note("  (%s)" % CONSEQUENCE[f.kind])
         try:
             if f.kind == "broker-restart":
                 await t.restart_broker()

@@ -484,7 +484,7 @@ class Hall:
         for date in self.store_dates():
             done, text = await self._push_one(date)
             ok = ok and done
-            texts.append("%s: %s" % (date, text))
+            texts.append(text if date in text else "%s: %s" % (date, text))
         return ok, "; ".join(texts)
 
     async def _push_one(self, date: str) -> tuple[bool, str]:
@@ -613,6 +613,7 @@ class Hall:
 
     async def close(self) -> None:
         self._stopping = True
+        self.c.phase("Stopping everything this run started (devices, gateway, platform stand-in, mosquitto)")
         for d in self.devices:
             try:
                 await d.stop()
