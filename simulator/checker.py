@@ -115,10 +115,12 @@ def _connect_ro(path: Path) -> sqlite3.Connection:
 def _store_records(conn: sqlite3.Connection, devices: set[str]) -> list[sqlite3.Row]:
     cols = {r[1] for r in conn.execute("PRAGMA table_info(invitations)")}
     if cols:
-        sql = ("SELECT r.*, i.case_no AS inv_case_no, i.staff_account AS inv_staff, i.window_id AS inv_window"
+        sql = ("SELECT r.*, i.case_no AS inv_case_no, i.staff_account AS inv_staff,"
+               " i.window_id AS inv_window, i.status AS inv_status, i.record_id AS inv_record"
                " FROM records r LEFT JOIN invitations i ON i.id = r.invitation_id")
     else:
-        sql = "SELECT r.*, NULL AS inv_case_no, NULL AS inv_staff, NULL AS inv_window FROM records r"
+        sql = ("SELECT r.*, NULL AS inv_case_no, NULL AS inv_staff, NULL AS inv_window, NULL AS inv_status,"
+               " NULL AS inv_record FROM records r")
     return [r for r in conn.execute(sql) if r["device_id"] in devices]
 
 
@@ -164,6 +166,11 @@ def check_store(ledger: Ledger, store_path: Path, devices: Iterable[str], rec: R
                     wrong.append("credited to clerk %s, served by %s" % (staff, p.staff_account))
                 if r["inv_case_no"] is not None and r["inv_case_no"] != p.case_no:
                     wrong.append("case %s != %s" % (r["inv_case_no"], p.case_no))
+                # The gateway must count it as the one rating of its case (一次一评).
+                status = r["inv_status"]
+                if status is not None and (status != "rated" or r["inv_record"] != p.record_id):
+                    wrong.append("invitation %s is %s (rated by %s), not rated by this press"
+                                 % (p.invitation_id, r["inv_status"], r["inv_record"] or "-"))
             if wrong:
                 row.wrong += 1
                 rec.problem("wrong: %s: %s" % (p.record_id, "; ".join(wrong)))

@@ -111,7 +111,7 @@ def _options(devices: int, departments: int, minutes: float, speed: float, seed:
 _common: list[Any] = [
     click.option("--departments", default=3, show_default=True, help="Departments the windows belong to."),
     click.option("--speed", default=10.0, show_default=True,
-                 help="Simulated seconds per real second (citizens and the devices' HAL clocks)."),
+                 help="Simulated seconds per real second of the citizen model."),
     click.option("--seed", default=1, show_default=True, help="Seed of every random choice (replayable)."),
     click.option("--fault", multiple=True, metavar="SPEC",
                  help="KIND@TIME[+DURATION][:TARGET], e.g. broker-restart@30s, wifi-loss@10s+15s:all, "
@@ -126,7 +126,7 @@ _common: list[Any] = [
     click.option("--p-double", default=0.03, show_default=True, help="Share who press twice."),
     click.option("--p-walkup", default=0.03, show_default=True, help="Walk-up presses per case."),
     click.option("--service-s", default=90.0, show_default=True, help="Mean simulated seconds per case."),
-    click.option("--countdown", default=60, show_default=True, help="Invitation countdown (sim. s)."),
+    click.option("--countdown", default=20, show_default=True, help="Invitation countdown (real s)."),
     click.option("--workdir", type=click.Path(file_okay=False), help="Work directory (kept)."),
     click.option("--keep", is_flag=True, help="Keep the temporary work directory (logs, store, journals)."),
     click.option("--no-push", is_flag=True, help="Skip the daily push and the platform check."),

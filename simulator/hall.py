@@ -63,13 +63,16 @@ class HallOptions:
     devices: int = 12
     departments: int = 3
     minutes: float = 5.0            # simulated minutes of opening time
-    speed: float = 10.0             # simulated seconds per real second (citizens and device clocks)
+    speed: float = 10.0             # simulated seconds per real second of the citizen model
+    # The devices' HAL clocks run in real time: their wall clock (synced from the gateway) dates
+    # every press, and the gateway judges "in time for its invitation" in real time.
+    device_speed: float = 1.0
     seed: int = 1
     profile: CitizenProfile = field(default_factory=CitizenProfile)
     faults: list[Fault] = field(default_factory=list)
     workdir: Path | None = None
     keep: bool = False              # keep the work directory after the run
-    countdown_s: int = 60           # device countdown, simulated seconds
+    countdown_s: int = 20           # invitation countdown on the device (device seconds)
     cooldown_s: int = 8
     tick_ms: int = 200              # device loop period when nothing happens (real ms)
     keepalive_s: int = 20
@@ -259,7 +262,7 @@ class Hall:
         for w in self.windows:
             self.devices.append(VirtualDevice(
                 w.device_id, self.workdir / "devices" / w.device_id, secrets.token_hex(32),
-                "127.0.0.1", 0, passwords[w.device_id], clock_speed=o.speed, tick_ms=o.tick_ms,
+                "127.0.0.1", 0, passwords[w.device_id], clock_speed=o.device_speed, tick_ms=o.tick_ms,
                 keepalive_s=o.keepalive_s, durable=o.durable, countdown_s=o.countdown_s,
                 cooldown_s=o.cooldown_s, on_ack=self._on_ack))
 
@@ -361,7 +364,7 @@ class Hall:
             if dec.walkup() and dev.state == "idle":
                 self.counters["walkups"] += 1
                 await self._press(dev, w, dec.grade(), "")
-                await self.sim.sleep(self.o.cooldown_s + 1)
+                await asyncio.sleep((self.o.cooldown_s + 1) / self.o.device_speed)   # device time
             case = ws.new_case(w, dec, self.day)
             self.counters["cases"] += 1
             try:
@@ -443,7 +446,7 @@ class Hall:
             if not d.powered:
                 await d.power_on()
             d.set_wifi(True)
-        deadline = time.monotonic() + o.drain_timeout_s + o.countdown_s / o.speed
+        deadline = time.monotonic() + o.drain_timeout_s + o.countdown_s / o.device_speed
         while time.monotonic() < deadline:
             invited = sum(1 for d in self.devices if d.state in ("invited", "thanks"))
             backlog = sum(d.journal_depth() for d in self.devices)
@@ -514,6 +517,39 @@ class Hall:
         return rep.ok, "%s, %d batches, %d accepted, %d duplicates, %d rejected%s" % (
             rep.outcome, rep.batches, rep.accepted, rep.duplicates, rep.rejected + rep.local_rejected,
             (" (" + rep.error + ")") if rep.error else "")
+
+    async def day_report_rows(self) -> list[dict[str, Any]]:
+        """The day's report per window and clerk: gateway/reports.py's day_report for each date,
+        or (without that module) a plain count from the store."""
+        try:
+            from gateway.reports import ReportSettings, day_report
+        except ImportError:
+            return await asyncio.to_thread(self.report_rows)
+        from gateway.config import load_config
+        from gateway.store.db import open_db
+        cfg = load_config(self.config_path)
+        db = await open_db(self.store_path, run_migrations=False)
+        merged: dict[tuple[str, str], Any] = {}
+        try:
+            for date in self.store_dates():
+                rep = await day_report(db.conn, cfg, date)
+                for r in rep.rows:
+                    key = (r.window_id, r.staff_account)
+                    if key in merged:
+                        merged[key].add(r)
+                    else:
+                        merged[key] = r
+        finally:
+            await db.close()
+        names = {w.staff_account: w.staff_name for w in self.windows}
+        out = []
+        for (win, staff), r in sorted(merged.items()):
+            r.finish(ReportSettings.from_config(cfg).weights)
+            out.append({"window": win, "staff": "%s %s" % (staff, names.get(staff, r.display_name)),
+                        "cases": r.cases, "unrated": r.unrated + r.expired + r.superseded,
+                        **r.grades, "satisfaction": None if r.satisfaction is None else 100 * r.satisfaction,
+                        "score": r.score})
+        return out
 
     def report_rows(self) -> list[dict[str, Any]]:
         """Per window and clerk: cases, counts per grade, unrated (from the gateway's store)."""
@@ -603,7 +639,7 @@ class Hall:
                 self.c.phase("Daily push: the gateway's uplink sends the day's ratings to the platform")
                 ok, text = await self.push_day()
                 self.c.note(text)
-            rows = await asyncio.to_thread(self.report_rows)
+            rows = await self.day_report_rows()
             self.c.phase("Checking end to end: citizens' truth vs the gateway's store vs the platform")
             rec = await self.check()
             return RunResult(rec, self.ledger, self.latencies, dict(self.counters), rows, self.workdir,

@@ -74,9 +74,9 @@ def _store(tmp_path: Path, rows: list[tuple[str, ...]]) -> Path:
     conn.execute("CREATE TABLE records (record_id TEXT PRIMARY KEY, device_id TEXT, kind TEXT, grade TEXT,"
                  " invitation_id TEXT, staff_account TEXT)")
     conn.execute("CREATE TABLE invitations (id TEXT PRIMARY KEY, case_no TEXT, staff_account TEXT,"
-                 " window_id TEXT, status TEXT)")
-    conn.execute("INSERT INTO invitations VALUES ('i1', 'C1', 'clerk1', 'W1', 'rated')")
-    conn.execute("INSERT INTO invitations VALUES ('i2', 'C2', 'clerk1', 'W1', 'unrated')")
+                 " window_id TEXT, status TEXT, record_id TEXT)")
+    conn.execute("INSERT INTO invitations VALUES ('i1', 'C1', 'clerk1', 'W1', 'rated', 'd1:1:1')")
+    conn.execute("INSERT INTO invitations VALUES ('i2', 'C2', 'clerk1', 'W1', 'unrated', 'd1:1:3')")
     conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
