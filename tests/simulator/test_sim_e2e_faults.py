@@ -22,7 +22,8 @@ async def _run(tmp_path: Path, *faults: str, devices: int = 4,
     out = io.StringIO()
     opts = HallOptions(devices=devices, minutes=minutes, speed=12.0, seed=7, workdir=tmp_path,
                        profile=CitizenProfile(service_s=15.0, p_no_press=0.1, p_double=0.1, p_walkup=0.1),
-                       faults=[parse_spec(f) for f in faults], boot_spread_s=0.2, drain_timeout_s=40)
+                       faults=[parse_spec(f) for f in faults], boot_spread_s=0.2, drain_timeout_s=40,
+                       countdown_s=8, cooldown_s=3)
     hall = Hall(opts, Console(out=out, live=False))
     res = await hall.run()
     text = "\n".join(reconciliation_lines(res.reconciliation))
