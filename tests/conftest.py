@@ -52,3 +52,47 @@ def mpy_runtime() -> None:
 def mpy(mpy_runtime: None) -> RunMicroPython:
     """``run_micropython``: run code under real MicroPython 1.27 (WebAssembly under node)."""
     return run_micropython
+
+
+# --- A closing table: which runtime each part of the suite ran in ----------------------------
+# The issue asks that the output *show* protocol (and firmware) tests ran under both CPython and
+# real MicroPython. A test counts as MicroPython when it runs code through run_micropython (it
+# uses the mpy fixture, or its name says micropython); mpy-cross tests count as "mpy-cross".
+_RUNTIME_FIXTURES = {"mpy", "mpy_runtime", "micropython_results"}
+_tally: dict[tuple[str, str], dict[str, int]] = {}
+_where: dict[str, tuple[str, str]] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(tests_dir)
+        area = rel.parts[0] if len(rel.parts) > 1 else rel.stem.removeprefix("test_")
+        name = item.name.lower()
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "mpy_cross" in str(rel):
+            runtime = "mpy-cross"
+        elif fixtures & _RUNTIME_FIXTURES or "micropython" in name or "_mp_" in str(rel):
+            runtime = "MicroPython 1.27"
+        else:
+            runtime = "CPython"
+        _where[item.nodeid] = (area, runtime)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    key = _where.get(report.nodeid)
+    if key is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
+        return
+    counts = _tally.setdefault(key, {"passed": 0, "failed": 0, "skipped": 0})
+    outcome = "failed" if report.failed else "skipped" if report.skipped else "passed"
+    counts[outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _tally:
+        return
+    tr = terminalreporter
+    tr.section("tests by area and runtime")
+    for (area, runtime), c in sorted(_tally.items()):
+        extra = "".join(", %d %s" % (c[k], k) for k in ("failed", "skipped") if c[k])
+        tr.write_line("%-16s %-17s %5d passed%s" % (area, runtime, c["passed"], extra))
