@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 
 from simulator.netutil import ProcessExited, free_port, port_open, wait_port
+from simulator.proc import stop_process
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
@@ -54,17 +55,6 @@ def _find(executable: str, fallback_name: str) -> str:
         raise BrokerError(f"{fallback_name} not found (scripts/setup.sh installs the mosquitto package)")
     return found
 
-
-def _terminate(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    """SIGTERM (mosquitto then writes its persistence db), SIGKILL if it does not go away."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=timeout)
 
 
 class Mosquitto:
@@ -158,7 +148,7 @@ class Mosquitto:
             )
         self._proc = proc
         # Never leave an orphan broker behind if the owner forgets stop() or the interpreter exits.
-        self._finalizer = weakref.finalize(self, _terminate, proc, 2.0)
+        self._finalizer = weakref.finalize(self, stop_process, proc, 2.0)
         try:
             wait_port(self.host, self.port, deadline, proc)
         except ProcessExited as exc:
@@ -191,7 +181,7 @@ class Mosquitto:
             self._finalizer.detach()
             self._finalizer = None
         if proc is not None:
-            _terminate(proc)
+            stop_process(proc)
 
     def restart(self, timeout: float = 10.0) -> None:
         """Stop (cleanly, so the persistence db is written) and start again on the same port."""

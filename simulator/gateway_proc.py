@@ -10,13 +10,14 @@ test can show what the gateway said.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 import weakref
 from pathlib import Path
 from types import TracebackType
+
+from simulator.proc import stop_process
 
 READY_PREFIX = "gateway ready "
 REPO = Path(__file__).resolve().parent.parent
@@ -25,16 +26,6 @@ REPO = Path(__file__).resolve().parent.parent
 class GatewayProcessError(RuntimeError):
     """The gateway did not become ready (died, or deadline passed); carries the log tail."""
 
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=timeout)
 
 
 class GatewayProcess:
@@ -83,7 +74,7 @@ class GatewayProcess:
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=self.workdir, env=env)
         self._proc = proc
-        self._finalizer = weakref.finalize(self, _stop, proc, 2.0)
+        self._finalizer = weakref.finalize(self, stop_process, proc, 2.0)
         self.starts += 1
         deadline = time.monotonic() + timeout
         while True:
@@ -127,7 +118,7 @@ class GatewayProcess:
         proc = self._proc
         if proc is None:
             return None
-        _stop(proc, timeout)
+        stop_process(proc, timeout)
         self._forget()
         return proc.returncode
 
