@@ -23,6 +23,7 @@ class Console:
         self.quiet = quiet
         self.t0 = time.monotonic()
         self._progress_shown = False
+        self._last_plain_progress = ""
 
     def _clear_progress(self) -> None:
         if self._progress_shown:
@@ -54,7 +55,9 @@ class Console:
             self.out.write("\r\033[K" + text)
             self.out.flush()
             self._progress_shown = True
-        else:
+        elif text != self._last_plain_progress:
+            # A log file or pipe gets a line only when the figures change, not every poll.
+            self._last_plain_progress = text
             self._line("          .. " + text)
 
     def block(self, lines: Sequence[str]) -> None:
