@@ -1,8 +1,9 @@
 """Crediting each new record to a clerk, a window and an invitation — by the time of the press.
 
-The core's ingest calls `attribute(conn, rec, rules)` inside its batch transaction for every
-new record, before it inserts it. Nothing is dropped here: a record that cannot be credited
-is stored with flags that say why. Flags (comma list in records.flags):
+The core's ingest calls `attribute_sync(conn, rec)` in the database thread, inside its batch
+transaction, for every new record before it inserts it (`attribute` is the asyncio form).
+Nothing is dropped here: a record that cannot be credited is stored with flags that say why.
+Flags (comma list in records.flags):
   unbound        no binding at press time (the record has no clerk)
   no_invitation  a press without an invitation (walk-up), or naming an unknown invitation
   foreign_invitation  names an invitation issued to another device (not counted)
@@ -15,13 +16,14 @@ The one rating of an invitation is the record named by invitations.record_id.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
-from gateway.bindings import binding_at
 from gateway.config import Config, ConfigError, HallConfig
+from gateway.store.db import run_in_thread
 
 PRESS_KINDS = ("rated", "walkup", "extra", "unpaired")
 
@@ -82,11 +84,15 @@ def add_flag(flags: str, flag: str) -> str:
     return ",".join(parts)
 
 
-async def attribute(conn: aiosqlite.Connection, rec: dict[str, Any],
-                    rules: AttributionRules | None = None) -> dict[str, Any]:
+def attribute_sync(conn: sqlite3.Connection, rec: dict[str, Any],
+                   rules: AttributionRules | None = None) -> dict[str, Any]:
     """Set binding_id / window_id / staff_account / flags on rec (a records row as a dict:
     record_id, device_id, kind, grade, invitation_id, pressed_at_ms, flags) and close its
-    invitation when it rates or unrates it. Returns rec."""
+    invitation when it rates or unrates it. Returns rec.
+
+    Synchronous, on a plain sqlite3 connection, inside the caller's transaction: the core's
+    ingest runs a whole batch of these in the database thread (one thread hop per batch,
+    not one per statement); `attribute` is the asyncio form of the same logic."""
     if rules is None:
         rules = _rules
     device = rec["device_id"]
@@ -94,32 +100,54 @@ async def attribute(conn: aiosqlite.Connection, rec: dict[str, Any],
     pressed = int(rec["pressed_at_ms"])
     flags = rec.get("flags") or ""
 
-    b = await binding_at(conn, device, pressed)
+    b = _binding_at(conn, device, pressed)
     if b is None:
         # Device clocks tick in whole seconds: a press stamped just before a binding began
         # (with no binding before it) belongs to that binding.
-        b = await binding_at(conn, device, pressed + rules.clock_slack_ms)
-        if b is not None and b.valid_from_ms <= pressed:
+        b = _binding_at(conn, device, pressed + rules.clock_slack_ms)
+        if b is not None and b[3] <= pressed:
             b = None
     if b is None:
         rec["binding_id"] = rec["window_id"] = rec["staff_account"] = None
         flags = add_flag(flags, "unbound")
     else:
-        rec["binding_id"], rec["window_id"], rec["staff_account"] = b.id, b.window_id, b.staff_account
+        rec["binding_id"], rec["window_id"], rec["staff_account"] = b[0], b[1], b[2]
 
     inv_id = rec.get("invitation_id") or None
     if kind in ("rated", "extra", "unrated") and inv_id is not None:
-        flags = await _link_invitation(conn, rec, inv_id, pressed, flags, rules)
+        flags = _link_invitation(conn, rec, inv_id, pressed, flags, rules)
     elif kind in PRESS_KINDS:
         flags = add_flag(flags, "no_invitation")
 
     if kind in PRESS_KINDS:
         if not rules.hall.is_open(pressed):
             flags = add_flag(flags, "after_hours")
-        if await _burst(conn, rec, pressed, rules):
+        if _burst(conn, rec, pressed, rules):
             flags = add_flag(flags, "burst")
     rec["flags"] = flags
     return rec
+
+
+async def attribute(conn: aiosqlite.Connection, rec: dict[str, Any],
+                    rules: AttributionRules | None = None) -> dict[str, Any]:
+    """attribute_sync run in the aiosqlite connection's thread (inside the caller's
+    transaction on that connection). Returns rec."""
+    return await run_in_thread(conn, lambda c: attribute_sync(c, rec, rules))
+
+
+# The binding of a device at an instant (a period is [from, to)), as gateway.bindings.binding_at
+# reads it (same join, same order), reduced to what attribution stores.
+_BINDING_AT = (
+    "SELECT b.id, b.window_id, b.staff_account, b.valid_from_ms"
+    " FROM bindings b JOIN staff s ON s.account = b.staff_account"
+    " WHERE b.device_id = ? AND b.valid_from_ms <= ? AND (b.valid_to_ms IS NULL OR b.valid_to_ms > ?)"
+    " ORDER BY b.valid_from_ms DESC LIMIT 1"
+)
+
+
+def _binding_at(conn: sqlite3.Connection, device_id: str, at_ms: int) -> tuple[int, str, str, int] | None:
+    row = conn.execute(_BINDING_AT, (device_id, at_ms, at_ms)).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]), str(row[2]), int(row[3]))
 
 
 def _open_until(status: str, expires_ms: int, closed_ms: int | None) -> int:
@@ -130,13 +158,12 @@ def _open_until(status: str, expires_ms: int, closed_ms: int | None) -> int:
     return closed_ms
 
 
-async def _link_invitation(conn: aiosqlite.Connection, rec: dict[str, Any], inv_id: str, pressed: int,
-                           flags: str, rules: AttributionRules) -> str:
-    async with conn.execute(
+def _link_invitation(conn: sqlite3.Connection, rec: dict[str, Any], inv_id: str, pressed: int,
+                     flags: str, rules: AttributionRules) -> str:
+    row = conn.execute(
         "SELECT device_id, status, created_ms, expires_ms, closed_ms, record_id"
         " FROM invitations WHERE id = ?", (inv_id,),
-    ) as cur:
-        row = await cur.fetchone()
+    ).fetchone()
     if row is None:
         return add_flag(flags, "no_invitation")
     inv_device, status, created, expires, closed, closing_record = row
@@ -152,7 +179,7 @@ async def _link_invitation(conn: aiosqlite.Connection, rec: dict[str, Any], inv_
     in_time = created - slack <= pressed <= _open_until(status, expires, closed) + slack
     if kind == "unrated":
         if status in ("pending", "expired"):
-            await conn.execute(
+            conn.execute(
                 "UPDATE invitations SET status = 'unrated', closed_ms = ?, close_reason = ?, record_id = ?"
                 " WHERE id = ?", (pressed, "no press before the countdown ended", rec["record_id"], inv_id))
         return flags
@@ -160,25 +187,23 @@ async def _link_invitation(conn: aiosqlite.Connection, rec: dict[str, Any], inv_
         return add_flag(flags, "late")
     # A press inside the open period is the rating, even if the record arrives after the
     # server-side expiry or after a cancel that happened later than the press.
-    await conn.execute(
+    conn.execute(
         "UPDATE invitations SET status = 'rated', closed_ms = ?, close_reason = NULL, record_id = ?,"
         " grade = ? WHERE id = ?", (pressed, rec["record_id"], rec["grade"], inv_id))
     return flags
 
 
-async def _burst(conn: aiosqlite.Connection, rec: dict[str, Any], pressed: int,
-                 rules: AttributionRules) -> bool:
+def _burst(conn: sqlite3.Connection, rec: dict[str, Any], pressed: int, rules: AttributionRules) -> bool:
     """More than burst_presses presses within burst_window_s (this one included)? Flags the
     stored ones too, so the burst is visible whatever order the journal delivers them in."""
     lo = pressed - rules.burst_window_s * 1000
     hi = pressed + rules.burst_window_s * 1000
-    async with conn.execute(
+    others = [(r[0], int(r[1]), r[2] or "") for r in conn.execute(
         "SELECT record_id, pressed_at_ms, flags FROM records WHERE device_id = ? AND pressed_at_ms > ?"
         " AND pressed_at_ms < ? AND kind IN ('rated', 'walkup', 'extra', 'unpaired') AND record_id != ?"
         " ORDER BY pressed_at_ms",
         (rec["device_id"], lo, hi, rec["record_id"]),
-    ) as cur:
-        others = [(r[0], int(r[1]), r[2] or "") async for r in cur]
+    )]
     seen = _recent.setdefault(rec["device_id"], {})
     stored = {rid for rid, _, _ in others}
     unstored = [p for rid, p in seen.items() if rid not in stored and rid != rec["record_id"] and lo < p < hi]
@@ -200,6 +225,5 @@ async def _burst(conn: aiosqlite.Connection, rec: dict[str, Any], pressed: int,
         return False
     for rid, p, f in others:
         if hit_lo <= p <= hit_hi and "burst" not in f.split(","):
-            await conn.execute("UPDATE records SET flags = ? WHERE record_id = ?",
-                               (add_flag(f, "burst"), rid))
+            conn.execute("UPDATE records SET flags = ? WHERE record_id = ?", (add_flag(f, "burst"), rid))
     return True

@@ -22,10 +22,13 @@ import asyncio
 import importlib
 import importlib.util
 import logging
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
+
+import aiosqlite
 
 from gateway import health, timesync
 from gateway.config import Config
@@ -41,7 +44,8 @@ from protocol.ids import record_id
 
 log = logging.getLogger("gateway.ingest")
 
-Attribute = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+# The attribution hook, synchronous: it runs in the database thread inside the batch transaction.
+Attribute = Callable[[sqlite3.Connection, dict[str, Any]], dict[str, Any]]
 HelloHook = Callable[[str], Awaitable[None]]
 
 # Flags ingest itself may set on a record (attribution adds its own).
@@ -51,13 +55,13 @@ _ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
 
 
 def load_attribution() -> Attribute | None:
-    """gateway.attribution.attribute if that module exists (the bindings engineer's hook)."""
+    """gateway.attribution.attribute_sync if that module exists (the bindings engineer's hook)."""
     if importlib.util.find_spec("gateway.attribution") is None:
         return None
     mod = importlib.import_module("gateway.attribution")
-    fn = getattr(mod, "attribute", None)
+    fn = getattr(mod, "attribute_sync", None)
     if fn is None or not callable(fn):
-        raise RuntimeError("gateway.attribution exists but defines no attribute(conn, rec)")
+        raise RuntimeError("gateway.attribution exists but defines no attribute_sync(conn, rec)")
     return fn  # type: ignore[no-any-return]
 
 
@@ -263,30 +267,46 @@ class Ingest:
         await self._ack(batch)
 
     async def _store(self, batch: list[PendingRecord]) -> int:
+        """One transaction for the batch, run as ONE call in the database thread: dedupe by
+        record id, attribution, INSERT OR IGNORE, improved time anchors, COMMIT. A thread hop
+        per statement would cost more than the statements (and the GIL hand-over per hop
+        adds latency while the event loop is busy receiving)."""
         first: dict[str, PendingRecord] = {}
         for p in batch:
             first.setdefault(p.rid, p)
-        at = self.clock_ms()
-        async with self.db.transaction() as conn:
-            existing = await records_store.existing_ids(conn, list(first))
-            rows = [await self._row(conn, p) for rid, p in first.items() if rid not in existing]
-            if self.attribute is not None and rows:
-                rows = await self._attribute_all(conn, rows)
-            for row in rows:
-                if FLAG_UNPAIRED in row["flags"].split(","):
-                    # Stored (never dropped) but not credited to anyone: counted like a refusal.
-                    self.rejections.add("unpaired", row["device_id"], "stored flagged")
-            await records_store.insert_records(conn, rows)
-            await self.anchors.save(conn, at)
-        return len(rows)
+        rows = [await self._row(p) for p in first.values()]
+        anchor_writes = _Statements()
+        await self.anchors.save(cast(aiosqlite.Connection, anchor_writes), self.clock_ms())
+        try:
+            new = await self.db.write(lambda conn: self._store_sync(conn, rows, anchor_writes))
+        except BaseException:
+            self.anchors.mark_all_dirty(anchor_writes.keys())  # save them with a later batch
+            raise
+        for row in new:
+            if FLAG_UNPAIRED in row["flags"].split(","):
+                # Stored (never dropped) but not credited to anyone: counted like a refusal.
+                self.rejections.add("unpaired", row["device_id"], "stored flagged")
+        return len(new)
 
-    async def _row(self, conn: Any, p: PendingRecord) -> dict[str, Any]:
+    def _store_sync(self, conn: sqlite3.Connection, rows: list[dict[str, Any]],
+                    anchor_writes: _Statements) -> list[dict[str, Any]]:
+        """In the database thread, inside the batch transaction: the rows stored now."""
+        existing = records_store.existing_ids_sync(conn, [r["record_id"] for r in rows])
+        new = [r for r in rows if r["record_id"] not in existing]
+        if self.attribute is not None and new:
+            new = self._attribute_all(conn, new)
+        records_store.insert_records_sync(conn, new)
+        anchor_writes.run(conn)
+        return new
+
+    async def _row(self, p: PendingRecord) -> dict[str, Any]:
         m = p.m
         hit, anchor = self.anchors.cached(p.st.device_id, m["rb"])
         if not hit and m["w"] == 0:
-            anchor = await self.anchors.get(conn, p.st.device_id, m["rb"])
+            # Once per (device, boot) and process: the anchor persisted by an earlier run.
+            anchor = await self.anchors.get(self.db.conn, p.st.device_id, m["rb"])
         pt = timesync.press_time(m["w"], m["u"], anchor, p.arrival_ms)
-        row: dict[str, Any] = {
+        return {
             "record_id": p.rid, "device_id": p.st.device_id, "rb": m["rb"], "rs": m["rs"],
             "kind": m["k"], "grade": m["g"] or None, "invitation_id": m["i"] or None,
             "device_wall_s": m["w"], "uptime_ms": m["u"],
@@ -295,36 +315,35 @@ class Ingest:
             "binding_id": None, "window_id": None, "staff_account": None,
             "flags": FLAG_UNPAIRED if m["k"] == messages.REC_UNPAIRED else "",
         }
-        return row
 
-    async def _attribute_all(self, conn: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """The hook for every new record under one savepoint (one round trip, not two per
-        record); if any call fails, undo them all and redo record by record, so only the
-        failing record ends up flagged attribution_error."""
+    def _attribute_all(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The hook for every new record under one savepoint; if any call fails, undo them
+        all and redo record by record, so only the failing record ends up flagged
+        attribution_error."""
         assert self.attribute is not None
-        await conn.execute("SAVEPOINT attribution_batch")
+        conn.execute("SAVEPOINT attribution_batch")
         try:
-            out = [_merge(row, await self.attribute(conn, dict(row))) for row in rows]
+            out = [_merge(row, self.attribute(conn, dict(row))) for row in rows]
         except Exception:
-            await conn.execute("ROLLBACK TO attribution_batch")
-            await conn.execute("RELEASE attribution_batch")
-            return [await self._attribute(conn, row) for row in rows]
-        await conn.execute("RELEASE attribution_batch")
+            conn.execute("ROLLBACK TO attribution_batch")
+            conn.execute("RELEASE attribution_batch")
+            return [self._attribute(conn, row) for row in rows]
+        conn.execute("RELEASE attribution_batch")
         return out
 
-    async def _attribute(self, conn: Any, row: dict[str, Any]) -> dict[str, Any]:
-        """Run the attribution hook inside a savepoint: a failing hook leaves no partial
-        writes and the record is still stored, flagged, instead of blocking the batch."""
+    def _attribute(self, conn: sqlite3.Connection, row: dict[str, Any]) -> dict[str, Any]:
+        """The hook inside a savepoint: a failing hook leaves no partial writes and the
+        record is still stored, flagged, instead of blocking the batch."""
         assert self.attribute is not None
-        await conn.execute("SAVEPOINT attribution")
+        conn.execute("SAVEPOINT attribution")
         try:
-            out = await self.attribute(conn, dict(row))
+            out = self.attribute(conn, dict(row))
         except Exception:
-            await conn.execute("ROLLBACK TO attribution")
-            await conn.execute("RELEASE attribution")
+            conn.execute("ROLLBACK TO attribution")
+            conn.execute("RELEASE attribution")
             log.exception("attribution failed for %s; stored flagged", row["record_id"])
             return {**row, "flags": _add_flag(row["flags"], FLAG_ATTRIBUTION_ERROR)}
-        await conn.execute("RELEASE attribution")
+        conn.execute("RELEASE attribution")
         return _merge(row, out)
 
     async def _ack(self, batch: list[PendingRecord]) -> None:
@@ -345,6 +364,28 @@ class Ingest:
         """Commit and ack everything queued (at shutdown)."""
         while self._pending:
             await self.commit_pending()
+
+
+class _Statements:
+    """Collects the executemany calls of an asyncio-API writer (timesync.Anchors.save) so
+    they can run later, synchronously, inside the batch transaction in the database thread."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[Any, ...]]]] = []
+
+    async def executemany(self, sql: str, params: Iterable[tuple[Any, ...]]) -> None:
+        self.calls.append((sql, list(params)))
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        self.calls.append((sql, [params]))
+
+    def run(self, conn: sqlite3.Connection) -> None:
+        for sql, params in self.calls:
+            conn.executemany(sql, params)
+
+    def keys(self) -> list[tuple[str, int]]:
+        """(device, boot) of the anchor rows collected (the first two parameters)."""
+        return [(p[0], p[1]) for _, params in self.calls for p in params]
 
 
 def _merge(row: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:

@@ -115,9 +115,10 @@ async def _flush_loop(db: Database, registry: DeviceRegistry, anchors: timesync.
 
 
 async def _flush(db: Database, registry: DeviceRegistry, anchors: timesync.Anchors, ingest: Ingest) -> None:
-    await registry.flush()
+    # Anchors first: whoever sees a heartbeat's health fields stored also finds its anchor.
     async with db.transaction() as conn:
         await anchors.save(conn, now_ms())
+    await registry.flush()
     await ingest.rejections.save(db)
 
 

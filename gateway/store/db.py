@@ -14,15 +14,30 @@ A subsystem that wants independence may open its own Database on the same file
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
 from gateway.store.migrate import migrate
 
 BUSY_TIMEOUT_MS = 10000
+
+T = TypeVar("T")
+
+
+async def run_in_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run fn(sqlite3 connection) in the aiosqlite connection's own thread: one thread hop
+    for any number of statements, where each `await conn.execute` is a hop of its own.
+
+    Uses aiosqlite's `_execute` and `_conn` (stable across 0.20-0.22, the range pyproject
+    allows): the call is queued behind the connection's other work like any statement.
+    """
+    return await conn._execute(lambda: fn(conn._conn))  # type: ignore[no-untyped-call,no-any-return]
+
 
 
 class Database:
@@ -42,6 +57,25 @@ class Database:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """BEGIN IMMEDIATE; fn(conn); COMMIT -- all in one hop to the connection's thread
+        (ROLLBACK if fn raises), one writer at a time like transaction(). For hot paths
+        (ingest batches) that run many statements per transaction."""
+        def whole(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (I/O error) can leave the transaction open: close it.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return out
+
+        async with self._write_lock:
+            return await run_in_thread(self.conn, whole)
 
     async def fetchall(self, sql: str, params: tuple[object, ...] = ()) -> list[aiosqlite.Row]:
         async with self.conn.execute(sql, params) as cur:

@@ -6,6 +6,7 @@ a re-sent record a no-op, so redelivery can never double a rating.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -25,20 +26,41 @@ _INSERT = "INSERT OR IGNORE INTO records (%s) VALUES (%s)" % (
 _IN_CHUNK = 500
 
 
+def _in_sql(n: int) -> str:
+    return "SELECT record_id FROM records WHERE record_id IN (%s)" % ",".join("?" * n)
+
+
+def _params(rows: Iterable[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [tuple(r[c] for c in COLUMNS) for r in rows]
+
+
 async def existing_ids(conn: aiosqlite.Connection, ids: Sequence[str]) -> set[str]:
     """Which of these record ids are already stored."""
     found: set[str] = set()
     for i in range(0, len(ids), _IN_CHUNK):
         chunk = ids[i:i + _IN_CHUNK]
-        sql = "SELECT record_id FROM records WHERE record_id IN (%s)" % ",".join("?" * len(chunk))
-        async with conn.execute(sql, tuple(chunk)) as cur:
+        async with conn.execute(_in_sql(len(chunk)), tuple(chunk)) as cur:
             found.update(r[0] for r in await cur.fetchall())
     return found
 
 
 async def insert_records(conn: aiosqlite.Connection, rows: Iterable[dict[str, Any]]) -> None:
     """INSERT OR IGNORE each row (a dict with every name in COLUMNS)."""
-    await conn.executemany(_INSERT, [tuple(r[c] for c in COLUMNS) for r in rows])
+    await conn.executemany(_INSERT, _params(rows))
+
+
+# Synchronous forms, for code that runs inside the connection's thread (Database.write).
+
+def existing_ids_sync(conn: sqlite3.Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i:i + _IN_CHUNK]
+        found.update(r[0] for r in conn.execute(_in_sql(len(chunk)), tuple(chunk)))
+    return found
+
+
+def insert_records_sync(conn: sqlite3.Connection, rows: Iterable[dict[str, Any]]) -> None:
+    conn.executemany(_INSERT, _params(rows))
 
 
 async def get_record(conn: aiosqlite.Connection, record_id: str) -> dict[str, Any] | None:
