@@ -25,6 +25,15 @@ LOGICAL_FIELDS = (
 # Fields that come from the case (the invitation); absent for walk-ups and unpaired presses.
 CASE_FIELDS = ("project_no", "task_code", "task_name", "dept_code", "user_prop")
 
+# Upload id of an invitation that closed without any device record (superseded, expired):
+# its flagged default rating is keyed by the invitation, as a record is by its record id.
+INVITATION_ID_PREFIX = "inv:"
+
+
+def invitation_upload_id(invitation_id: str) -> str:
+    return INVITATION_ID_PREFIX + invitation_id
+
+
 # Applicant type as the window system may send it -> 1 person, 2 legal entity.
 APPLICANT_TYPES = {"1": 1, "2": 2, "person": 1, "individual": 1, "natural": 1,
                    "legal": 2, "entity": 2, "company": 2, "org": 2}
@@ -59,6 +68,8 @@ class UplinkRecord:
     invitation_staff: str | None = None
     tags: str | None = None           # evaluation tag codes, comma-separated, when known
     comment: str | None = None        # free text, when known
+    item_status: str | None = None    # its uplink state so far (None: never considered)
+    default_status: str | None = None  # uplink state of "inv:<its invitation>", if that exists
 
 
 @dataclass(frozen=True)
@@ -196,7 +207,8 @@ class Adapter:
             "default_flag": spec("int", codes=[0, 1]),
             "clerk": spec("str", False, max_len=64),
             "tag_version": spec("str", max_len=16),
-            "record_id": spec("str", pattern=r"[a-z0-9-]{1,32}:[1-9]\d*:[1-9]\d*"),
+            # A record id, or the id of an invitation's default rating ("inv:<invitation id>").
+            "record_id": spec("str", pattern=r"[a-z0-9-]{1,32}:[1-9]\d*:[1-9]\d*|inv:[A-Za-z0-9_-]{1,32}"),
         }
         return {
             "adapter": self.name,

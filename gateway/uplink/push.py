@@ -12,12 +12,19 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from gateway.store.db import Database
 from gateway.uplink import state
-from gateway.uplink.adapters import Adapter, MappingError, make_adapter
+from gateway.uplink.adapters import (
+    INVITATION_ID_PREFIX,
+    Adapter,
+    MappingError,
+    UplinkRecord,
+    invitation_upload_id,
+    make_adapter,
+)
 from gateway.uplink.client import PlatformClient, PlatformRefused, PlatformUnavailable
 from gateway.uplink.pacing import Backoff, RateLimiter, sleep_or_stop
 from gateway.uplink.settings import UplinkSettings
@@ -40,6 +47,8 @@ class PushReport:
     rejected: int = 0              # by the platform
     local_rejected: int = 0        # by the adapter (could not be mapped)
     unanswered: int = 0
+    invitation_defaults: int = 0   # "inv:" default ratings put in batches (invitations without a record)
+    covered: int = 0               # device unrated records whose invitation's default already went up
     error: str | None = None
     retry_delays: list[float] = field(default_factory=list)
 
@@ -78,30 +87,67 @@ class Pusher:
             await state.finish_run(self.db, run_id, report.outcome, report.batches, report.acked,
                                    report.rejected + report.local_rejected, report.error, self.now_ms())
         log.info("uplink push (%s%s): %s, %d batches, %d accepted, %d duplicates, %d rejected,"
-                 " %d not mappable%s", trigger, " " + date if date else "", report.outcome, report.batches,
-                 report.accepted, report.duplicates, report.rejected, report.local_rejected,
-                 (": " + report.error) if report.error else "")
+                 " %d not mappable, %d invitation defaults sent, %d covered%s", trigger,
+                 " " + date if date else "", report.outcome, report.batches, report.accepted,
+                 report.duplicates, report.rejected, report.local_rejected, report.invitation_defaults,
+                 report.covered, (": " + report.error) if report.error else "")
         return report
 
     async def _run(self, report: PushReport, date: str | None, stop: asyncio.Event | None) -> None:
         bounds = state.day_bounds(date, self.s.tz) if date else None
         kinds = self.s.uploadable_kinds()
+
+        async def records_after(after: str) -> list[UplinkRecord]:
+            return await state.select_eligible(self.db, kinds, after, self.s.batch_size, bounds)
+
+        async def defaults_after(after: str) -> list[UplinkRecord]:
+            due = self.now_ms() - self.s.default_after_s * 1000
+            return await state.select_invitation_defaults(self.db, after, self.s.batch_size, due, bounds)
+
+        # Records first: a device record of an invitation wins over the invitation's default.
+        if not await self._push_all(report, records_after, stop):
+            return
+        if self.s.invitation_defaults:
+            await self._push_all(report, defaults_after, stop)
+
+    async def _push_all(self, report: PushReport, fetch: Callable[[str], Awaitable[list[UplinkRecord]]],
+                        stop: asyncio.Event | None) -> bool:
+        """Send every row fetch pages out; False when the run ended early (outcome set)."""
         after = ""
         while True:
             if stop is not None and stop.is_set():
                 report.outcome = "stopped"
-                return
-            rows = await state.select_eligible(self.db, kinds, after, self.s.batch_size, bounds)
+                return False
+            rows = await fetch(after)
             if not rows:
-                return
+                return True
             after = rows[-1].record_id
-            records, items, unmappable = [], [], []
+            records: list[dict[str, object]] = []
+            items: list[state.SendItem] = []
+            unmappable: list[tuple[str, str, str]] = []
+            covered: list[tuple[str, str]] = []
             for r in rows:
+                taken = self._default_taken(r)
+                if taken is not None and r.kind == "unrated":
+                    covered.append((r.record_id, taken))
+                    continue
+                if taken is not None:
+                    unmappable.append((r.record_id, "case_has_default", (
+                        "invitation %s already went to the platform as the default rating %s; one rating"
+                        " per case (re-queue this record to send it anyway)" % (r.invitation_id, taken))))
+                    continue
                 try:
                     records.append(self.adapter.map(r))
-                    items.append((r.record_id, 1 if r.kind == "unrated" else 0))
                 except MappingError as e:
                     unmappable.append((r.record_id, e.code, e.reason))
+                    continue
+                is_default = r.record_id.startswith(INVITATION_ID_PREFIX)
+                items.append(state.SendItem(r.record_id, 1 if r.kind == "unrated" else 0,
+                                            r.invitation_id if is_default else None))
+                report.invitation_defaults += is_default
+            if covered:
+                await state.mark_covered(self.db, covered)
+                report.covered += len(covered)
             if unmappable:
                 # Kept with the reason for admins; not retried until one re-queues them.
                 await state.reject(self.db, unmappable, "gateway", self.now_ms())
@@ -109,14 +155,24 @@ class Pusher:
             if not records:
                 continue
             if not await self._send(report, records, items, stop):
-                return
+                return False
+
+    @staticmethod
+    def _default_taken(r: UplinkRecord) -> str | None:
+        """The "inv:" id already carrying r's invitation's default rating, when r is a device
+        record considered for the first time (a re-queued record is sent as the admin asked)."""
+        if r.item_status is not None or not r.invitation_id or r.record_id.startswith(INVITATION_ID_PREFIX):
+            return None
+        if r.default_status in state.DEFAULT_TAKEN:
+            return invitation_upload_id(r.invitation_id)
+        return None
 
     async def _send(self, report: PushReport, records: list[dict[str, object]],
-                    items: list[tuple[str, int]], stop: asyncio.Event | None) -> bool:
+                    items: list[state.SendItem], stop: asyncio.Event | None) -> bool:
         """Send one batch until answered; False when the run must end (outage, refusal, stop)."""
         batch_id = uuid.uuid4().hex
         body, digest = encode_batch(batch_id, records, self.adapter.envelope)
-        ids = [rid for rid, _ in items]
+        ids = [i.upload_id for i in items]
         await state.mark_sent(self.db, batch_id, digest, items, self.now_ms())
         report.batches += 1
         attempt = 0

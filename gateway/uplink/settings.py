@@ -50,6 +50,10 @@ class UplinkSettings:
     # What is uploadable. Extras (a second press on one invitation) are never ratings.
     unrated: str = "flagged"                    # unrated invitations as flagged default ratings
     default_grade: str = "s"                    # grade of a system default rating
+    # An invitation closed without any device record (superseded, expired) is due for its
+    # default rating this long after it closed: time for a press made just before the close
+    # to arrive, so the case is not given a default and then its real rating.
+    default_after_s: int = 0
     walkup: str = "skip"
     unpaired: str = "skip"
     # Client behaviour.
@@ -72,6 +76,11 @@ class UplinkSettings:
     def daily_hm(self) -> tuple[int, int]:
         h, m = self.daily_at.split(":")
         return int(h), int(m)
+
+    @property
+    def invitation_defaults(self) -> bool:
+        """Invitations closed without a device record go up as "inv:<id>" default ratings."""
+        return self.unrated == "flagged"
 
     def uploadable_kinds(self) -> tuple[str, ...]:
         kinds = ["rated"]
@@ -153,6 +162,8 @@ def validate(s: UplinkSettings) -> None:
         raise UplinkConfigError("uplink timeouts/backoff: need request_timeout_s > 0, 0 <= base <= max")
     if s.max_attempts < 1 or s.realtime_minutes < 0 or s.retry_minutes < 1:
         raise UplinkConfigError("uplink: max_attempts >= 1, realtime_minutes >= 0, retry_minutes >= 1")
+    if not 0 <= s.default_after_s <= 7 * 86400:
+        raise UplinkConfigError("uplink.default_after_s must be 0..604800 (seconds after the close)")
     if not all(isinstance(k, str) and isinstance(v, str) and v for k, v in s.fields.items()):
         raise UplinkConfigError("uplink.fields: a table of logical name = platform field name")
     needs_case = [k for k in ("walkup", "unpaired") if getattr(s, k) == "upload"]

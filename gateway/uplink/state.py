@@ -1,6 +1,8 @@
-"""Delivery state in SQLite (tables of migration 0100): what to send, what was acknowledged.
+"""Delivery state in SQLite (migrations 0100, 0101): what to send, what was acknowledged.
 
-Every function takes the gateway's Database; writes go through Database.transaction().
+An uplink item is keyed by its upload id: a record id, or "inv:<invitation id>" for the
+default rating of an invitation that closed without any device record. Every function takes
+the gateway's Database; writes go through Database.transaction().
 """
 
 from __future__ import annotations
@@ -11,15 +13,23 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.store.db import Database
-from gateway.uplink.adapters import UplinkRecord
+from gateway.uplink.adapters import INVITATION_ID_PREFIX, UplinkRecord
 from gateway.uplink.wire import RecordResult
+
+# Invitation statuses that close a case without a rating (a 'cancelled' invitation was
+# withdrawn by the window system or by unpairing: the case gets no default rating).
+UNRATED_STATUSES = ("unrated", "expired", "superseded")
+# Uplink states of an "inv:" item that mean the case's default rating is (being) uploaded.
+DEFAULT_TAKEN = ("pending", "sent", "acked")
 
 _ELIGIBLE = """
 SELECT r.record_id, r.device_id, r.kind, r.grade, r.invitation_id, r.pressed_at_ms,
        r.received_at_ms, r.staff_account,
        i.case_no, i.task_code, i.task_name,
        COALESCE(NULLIF(i.dept_code, ''), w.dept_code) AS dept_code,
-       i.applicant_type, i.staff_account AS invitation_staff
+       i.applicant_type, i.staff_account AS invitation_staff,
+       u.status AS item_status,
+       (SELECT d.status FROM uplink_items d WHERE d.invitation_id = r.invitation_id) AS default_status
 FROM records r
 LEFT JOIN uplink_items u ON u.record_id = r.record_id
 LEFT JOIN invitations i ON i.id = r.invitation_id
@@ -53,20 +63,84 @@ async def select_eligible(db: Database, kinds: tuple[str, ...], after_id: str, l
     return [UplinkRecord(**{k: row[k] for k in row.keys()}) for row in rows]
 
 
-async def mark_sent(db: Database, batch_id: str, checksum: str, items: list[tuple[str, int]],
-                    now_ms: int) -> None:
-    """Record the batch and put its (record_id, default_flag) items in state 'sent'."""
+# Invitations due for a default rating: already in flight ("inv:" items pending or sent:
+# re-sent until answered, whatever happened to the invitation since), or closed without a
+# rating, due (closed long enough ago), with no item yet and no device record that rates or
+# unrates them (that record is uploaded instead).
+_INVITATION_DEFAULTS = """
+SELECT * FROM (
+  SELECT u.record_id, i.id AS invitation_id, i.device_id, i.closed_ms, u.status AS item_status,
+         i.case_no, i.task_code, i.task_name, COALESCE(NULLIF(i.dept_code, ''), w.dept_code) AS dept_code,
+         i.applicant_type, i.staff_account
+  FROM uplink_items u JOIN invitations i ON i.id = u.invitation_id
+  LEFT JOIN windows w ON w.window_id = i.window_id
+  WHERE u.status IN ('pending', 'sent') %(date)s
+  UNION ALL
+  SELECT '%(prefix)s' || i.id, i.id, i.device_id, i.closed_ms, NULL,
+         i.case_no, i.task_code, i.task_name, COALESCE(NULLIF(i.dept_code, ''), w.dept_code),
+         i.applicant_type, i.staff_account
+  FROM invitations i
+  LEFT JOIN windows w ON w.window_id = i.window_id
+  WHERE i.status IN ('unrated', 'expired', 'superseded') AND i.closed_ms <= ? %(date)s
+    AND NOT EXISTS (SELECT 1 FROM uplink_items u WHERE u.invitation_id = i.id)
+    AND NOT EXISTS (SELECT 1 FROM records r WHERE r.invitation_id = i.id AND r.device_id = i.device_id
+                    AND r.kind IN ('rated', 'unrated'))
+)
+WHERE record_id > ?
+ORDER BY record_id
+LIMIT ?
+"""
+
+
+async def select_invitation_defaults(db: Database, after_id: str, limit: int, due_before_ms: int,
+                                     bounds: tuple[int, int] | None = None) -> list[UplinkRecord]:
+    """Default ratings to send for invitations closed without a device record, as records
+    of kind 'unrated' keyed "inv:<invitation id>", timed at the invitation's close."""
+    date_sql = "AND i.closed_ms >= ? AND i.closed_ms < ?" if bounds is not None else ""
+    b: list[Any] = list(bounds) if bounds is not None else []
+    sql = _INVITATION_DEFAULTS % {"date": date_sql, "prefix": INVITATION_ID_PREFIX}
+    rows = await db.fetchall(sql, tuple(b + [due_before_ms] + b + [after_id, limit]))
+    return [UplinkRecord(
+        record_id=row["record_id"], device_id=row["device_id"], kind="unrated", grade=None,
+        invitation_id=row["invitation_id"], pressed_at_ms=row["closed_ms"], received_at_ms=row["closed_ms"],
+        staff_account=row["staff_account"], case_no=row["case_no"], task_code=row["task_code"],
+        task_name=row["task_name"], dept_code=row["dept_code"], applicant_type=row["applicant_type"],
+        invitation_staff=row["staff_account"], item_status=row["item_status"]) for row in rows]
+
+
+@dataclass(frozen=True)
+class SendItem:
+    """One record of a batch as the delivery state keeps it."""
+
+    upload_id: str
+    default_flag: int
+    invitation_id: str | None = None   # set for "inv:" items only
+
+
+async def mark_sent(db: Database, batch_id: str, checksum: str, items: list[SendItem], now_ms: int) -> None:
+    """Record the batch and put its items in state 'sent'."""
     async with db.transaction() as conn:
         await conn.execute(
             "INSERT INTO uplink_batches (batch_id, created_ms, record_count, checksum, status)"
             " VALUES (?, ?, ?, ?, 'open')", (batch_id, now_ms, len(items), checksum))
         await conn.executemany(
             "INSERT INTO uplink_items (record_id, status, batch_id, attempts, first_sent_ms, last_sent_ms,"
-            " default_flag) VALUES (?, 'sent', ?, 1, ?, ?, ?)"
+            " default_flag, invitation_id) VALUES (?, 'sent', ?, 1, ?, ?, ?, ?)"
             " ON CONFLICT(record_id) DO UPDATE SET status = 'sent', batch_id = excluded.batch_id,"
             " attempts = attempts + 1, last_sent_ms = excluded.last_sent_ms,"
             " default_flag = excluded.default_flag",
-            [(rid, batch_id, now_ms, now_ms, flag) for rid, flag in items])
+            [(i.upload_id, batch_id, now_ms, now_ms, i.default_flag, i.invitation_id) for i in items])
+
+
+async def mark_covered(db: Database, items: list[tuple[str, str]]) -> None:
+    """(record_id, covered_by): a device `unrated` record whose invitation's default rating is
+    already uploaded as covered_by ("inv:<id>"); kept, never sent (no second default)."""
+    async with db.transaction() as conn:
+        await conn.executemany(
+            "INSERT INTO uplink_items (record_id, status, default_flag, covered_by)"
+            " VALUES (?, 'covered', 1, ?)"
+            " ON CONFLICT(record_id) DO UPDATE SET status = 'covered', covered_by = excluded.covered_by",
+            items)
 
 
 async def note_attempt(db: Database, batch_id: str, error: str | None) -> None:
@@ -140,9 +214,12 @@ async def reject(db: Database, items: list[tuple[str, str, str]], origin: str, n
 
 
 async def list_rejections(db: Database, limit: int = 1000) -> list[dict[str, Any]]:
+    # "inv:" items have no record: kind 'default' and the invitation's close time.
     rows = await db.fetchall(
-        "SELECT u.record_id, r.kind, r.pressed_at_ms, u.reject_origin, u.reject_code, u.reject_reason,"
-        " u.rejected_ms, u.batch_id, u.requeued FROM uplink_items u JOIN records r USING (record_id)"
+        "SELECT u.record_id, COALESCE(r.kind, 'default') AS kind,"
+        " COALESCE(r.pressed_at_ms, i.closed_ms) AS pressed_at_ms, u.reject_origin, u.reject_code,"
+        " u.reject_reason, u.rejected_ms, u.batch_id, u.requeued FROM uplink_items u"
+        " LEFT JOIN records r ON r.record_id = u.record_id LEFT JOIN invitations i ON i.id = u.invitation_id"
         " WHERE u.status = 'rejected' ORDER BY u.rejected_ms, u.record_id LIMIT ?", (limit,))
     return [{k: row[k] for k in row.keys()} for row in rows]
 
