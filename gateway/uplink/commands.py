@@ -78,9 +78,10 @@ def push(ctx: click.Context, date: str | None, config: str | None) -> None:
     day = _check_date(date)
     report = _run(ctx, config, lambda db, s: push_once(db, s, day, "manual"))
     click.echo("push%s: %s; %d batches, %d accepted, %d duplicates (already held), %d rejected by the"
-               " platform, %d not mappable%s" % (
+               " platform, %d not mappable; %d default ratings for invitations closed without a device"
+               " record%s" % (
                    " " + day if day else "", report.outcome, report.batches, report.accepted,
-                   report.duplicates, report.rejected, report.local_rejected,
+                   report.duplicates, report.rejected, report.local_rejected, report.invitation_defaults,
                    ("; " + report.error) if report.error else ""))
     if report.rejected or report.local_rejected:
         click.echo("see `hcp-gateway uplink rejections` for the reasons")
@@ -103,6 +104,9 @@ def _print_reconcile(res: ReconcileResult) -> None:
     click.echo("uplink: records=%d uploadable=%d acked=%d rejected=%d sent_unanswered=%d never_sent=%d"
                " held_by_policy=%d" % (u["records"], u["uploadable"], u["acked"], u["rejected"], u["sent"],
                                        u["unsent"], u["held"]))
+    click.echo("  of which invitation defaults (inv:<id>, closed without a device record)=%d;"
+               " device unrated records covered by one=%d; invitations held (unrated = skip)=%d"
+               % (u["invitation_defaults"], u["covered"], u["held_invitations"]))
     click.echo("platform: %s" % (("holds %d records of this date" % res.platform_held)
                                  if res.platform_checked else "not queried"))
     if res.ok:

@@ -6,19 +6,24 @@ Three views side by side, and every disagreement as a Mismatch:
   reported (records it still holds unacknowledged);
 - store: records per device and window, per kind;
 - platform: per uploadable record, its uplink state (acked / rejected / sent / never sent),
-  and, when the platform offers a query, the ids it actually holds for that date.
+  and, when the platform offers a query, the ids it actually holds for that date. Uploadable
+  includes the default ratings "inv:<id>" of invitations closed that day without any device
+  record (superseded, expired); a device `unrated` record covered by such a default is
+  counted as `covered`, not uploadable (the case has its one default rating).
 The result is plain data (to_dict) so the simulator's end-to-end checker can reuse it.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway.store.db import Database
+from gateway.uplink.adapters import INVITATION_ID_PREFIX, invitation_upload_id
 from gateway.uplink.client import PlatformClient
 from gateway.uplink.settings import UplinkSettings
-from gateway.uplink.state import day_bounds
+from gateway.uplink.state import UNRATED_STATUSES, day_bounds
 from protocol.ids import record_id
 
 MAX_LISTED = 1000   # mismatches listed per kind; the counts are always complete
@@ -47,7 +52,9 @@ class ReconcileResult:
     date: str
     devices: list[DeviceView] = field(default_factory=list)
     store: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)  # device -> window -> kind -> n
-    uplink: dict[str, int] = field(default_factory=dict)   # uploadable, acked, rejected, sent, unsent, held
+    # records, uploadable, acked, rejected, sent, unsent, held, covered, invitation_defaults,
+    # held_invitations (see reconcile())
+    uplink: dict[str, int] = field(default_factory=dict)
     platform_checked: bool = False
     platform_held: int = 0
     mismatch_counts: dict[str, int] = field(default_factory=dict)
@@ -69,9 +76,29 @@ class ReconcileResult:
         return d
 
 
+# Invitations closed on the day: those closed without a rating, and any whose default rating
+# was already queued or sent (even if a late record has rated it since).
+_INVITATIONS_CLOSED = """
+SELECT i.id, i.device_id, i.status AS inv_status, i.closed_ms,
+       u.status, u.reject_origin, u.reject_code, u.reject_reason,
+       EXISTS (SELECT 1 FROM records r WHERE r.invitation_id = i.id AND r.device_id = i.device_id
+               AND r.kind IN ('rated', 'unrated')) AS has_record
+FROM invitations i LEFT JOIN uplink_items u ON u.invitation_id = i.id
+WHERE i.closed_ms >= ? AND i.closed_ms < ? AND (i.status IN (%s) OR u.status IS NOT NULL)
+ORDER BY i.device_id, i.id
+"""
+
+
 async def reconcile(db: Database, settings: UplinkSettings, date: str,
-                    platform_ids: list[str] | None = None) -> ReconcileResult:
-    """Compare for local date D; platform_ids = what the platform holds for D, if known."""
+                    platform_ids: list[str] | None = None, now_ms: int | None = None) -> ReconcileResult:
+    """Compare for local date D; platform_ids = what the platform holds for D, if known.
+
+    uplink counts: `uploadable` = records of uploadable kinds (less `covered`) + invitation
+    defaults; each is `acked`, `rejected`, `sent` (unanswered) or `unsent`. `held` = records not
+    uploadable by policy, `covered` = device unrated records whose invitation's default went up
+    as "inv:<id>", `invitation_defaults` = the "inv:" ones among uploadable, `held_invitations`
+    = invitations closed without a record while `unrated = "skip"`."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
     start, end = day_bounds(date, settings.tz)
     res = ReconcileResult(date=date)
     rows = await db.fetchall(
@@ -82,7 +109,7 @@ async def reconcile(db: Database, settings: UplinkSettings, date: str,
         (start, end))
     uploadable = set(settings.uploadable_kinds())
     counts = {"records": len(rows), "uploadable": 0, "acked": 0, "rejected": 0, "sent": 0, "unsent": 0,
-              "held": 0}
+              "held": 0, "covered": 0, "invitation_defaults": 0, "held_invitations": 0}
     devices: dict[str, DeviceView] = {}
     ours: set[str] = set()
     acked: list[tuple[str, str]] = []
@@ -97,19 +124,28 @@ async def reconcile(db: Database, settings: UplinkSettings, date: str,
         if kind not in uploadable:
             counts["held"] += 1   # by policy (extras never): not for the platform
             continue
-        counts["uploadable"] += 1
-        status = r["status"]
-        if status == "acked":
-            counts["acked"] += 1
-            acked.append((dev, r["record_id"]))
-        elif status == "rejected":
-            counts["rejected"] += 1
-            res.add(Mismatch("rejected", dev, r["record_id"], "%s %s: %s" % (
-                r["reject_origin"], r["reject_code"], r["reject_reason"])))
-        else:
-            counts["sent" if status == "sent" else "unsent"] += 1
-            res.add(Mismatch("not_delivered", dev, r["record_id"],
-                             "uplink state %s" % (status or "never sent")))
+        if r["status"] == "covered":
+            counts["covered"] += 1   # its invitation's default rating went up as "inv:<id>"
+            continue
+        _count_upload(res, counts, acked, dev, r["record_id"], r, "")
+
+    # Invitations closed that day without any device record: their default ratings.
+    inv_rows = await db.fetchall(_INVITATIONS_CLOSED % ",".join("?" * len(UNRATED_STATUSES)),
+                                 (start, end, *UNRATED_STATUSES))
+    due_before = now - settings.default_after_s * 1000
+    for r in inv_rows:
+        if r["status"] is None and r["has_record"]:
+            continue   # the device's own rated/unrated record stands for the case
+        if r["status"] is None and not settings.invitation_defaults:
+            counts["held_invitations"] += 1
+            continue
+        upload_id = invitation_upload_id(r["id"])
+        ours.add(upload_id)
+        counts["invitation_defaults"] += 1
+        why = "invitation %s (%s, no device record): default rating" % (r["id"], r["inv_status"])
+        if r["status"] is None and r["closed_ms"] > due_before:
+            why += " not yet due"
+        _count_upload(res, counts, acked, r["device_id"], upload_id, r, why)
     res.uplink = counts
 
     # Device numbering: within a boot, seqs 1..max must all be stored (on any date).
@@ -140,9 +176,29 @@ async def reconcile(db: Database, settings: UplinkSettings, date: str,
                 res.add(Mismatch("platform_missing", dev, rid,
                                  "acknowledged, but the platform does not list it"))
         for rid in sorted(held - ours):
-            res.add(Mismatch("platform_extra", rid.split(":")[0], rid,
+            dev = "" if rid.startswith(INVITATION_ID_PREFIX) else rid.split(":")[0]
+            res.add(Mismatch("platform_extra", dev, rid,
                              "the platform holds a record of this date the gateway does not"))
     return res
+
+
+def _count_upload(res: ReconcileResult, counts: dict[str, int], acked: list[tuple[str, str]], dev: str,
+                  upload_id: str, r: Any, what: str) -> None:
+    """One uploadable item by its uplink state (r: a row with status and reject_* columns)."""
+    counts["uploadable"] += 1
+    status = r["status"]
+    prefix = what + ": " if what else ""
+    if status == "acked":
+        counts["acked"] += 1
+        acked.append((dev, upload_id))
+    elif status == "rejected":
+        counts["rejected"] += 1
+        res.add(Mismatch("rejected", dev, upload_id, "%s%s %s: %s" % (
+            prefix, r["reject_origin"], r["reject_code"], r["reject_reason"])))
+    else:
+        counts["sent" if status == "sent" else "unsent"] += 1
+        res.add(Mismatch("not_delivered", dev, upload_id,
+                         "%suplink state %s" % (prefix, status or "never sent")))
 
 
 async def reconcile_with_platform(db: Database, settings: UplinkSettings, date: str,

@@ -86,3 +86,50 @@ def fast_settings(url: str, **kw: Any) -> UplinkSettings:
     return UplinkSettings(**base)
 
 
+
+
+class CaseFlow:
+    """Invitations through the gateway's own functions (create supersedes, expire_due expires)
+    and device records through its attribution (which closes invitations as the ingest does)."""
+
+    def __init__(self, db: Database, seeder: Seeder) -> None:
+        self.db = db
+        self.seeder = seeder
+        self.n = 0
+
+    async def invite(self, window: str, at_ms: int, case_no: str | None = None) -> str:
+        from gateway.invitations import InvitationRequest, InvitationRules, create
+        self.n += 1
+        req = InvitationRequest(case_no=case_no or "CASE-INV-%04d" % self.n, window_id=window,
+                                task_code="T0001", task_name="居民身份证换领", applicant_type=1)
+        out = await create(self.db, req, "test", InvitationRules(default_countdown_s=60, grace_s=30), at_ms)
+        return out.invitation.id
+
+    async def expire(self, at_ms: int) -> list[str]:
+        from gateway.invitations import expire_due
+        return await expire_due(self.db, at_ms)
+
+    async def cancel(self, inv_id: str, at_ms: int) -> None:
+        from gateway.invitations import cancel
+        await cancel(self.db, inv_id, "test", at_ms)
+
+    async def device_record(self, device_id: str, kind: str, invitation_id: str | None, pressed_ms: int,
+                            grade: str | None = None, boot: int = 1) -> str:
+        """Store one device record the way the ingest does: attribution first, then the insert."""
+        from gateway.attribution import attribute
+        seq = self.seeder.seq.get((device_id, boot), 0) + 1
+        self.seeder.seq[(device_id, boot)] = seq
+        rid = "%s:%d:%d" % (device_id, boot, seq)
+        rec: dict[str, Any] = {"record_id": rid, "device_id": device_id, "kind": kind, "grade": grade,
+                               "invitation_id": invitation_id, "pressed_at_ms": pressed_ms, "flags": ""}
+        async with self.db.transaction() as c:
+            await attribute(c, rec)
+            await c.execute(
+                "INSERT INTO records (record_id, device_id, rb, rs, kind, grade, invitation_id,"
+                " device_wall_s, uptime_ms, pressed_at_ms, time_source, received_at_ms, msg_boot,"
+                " binding_id, window_id, staff_account, flags)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'device', ?, ?, ?, ?, ?, ?)",
+                (rid, device_id, boot, seq, kind, grade, invitation_id, pressed_ms // 1000, 1000,
+                 pressed_ms, pressed_ms + 50, boot, rec["binding_id"], rec["window_id"], rec["staff_account"],
+                 rec["flags"]))
+        return rid
