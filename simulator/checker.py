@@ -10,7 +10,10 @@ virtual device reads it from the journal the press was written to). After the ru
             in the store is a press the ledger knows (nothing invented, nothing doubled:
             one rated record per invitation); every invitation the citizen left unrated
             ends unrated (or is still pending if its countdown had not run out).
-  platform  every record the uplink policy uploads is accepted at the platform exactly once.
+  platform  every record the uplink policy uploads is accepted at the platform exactly once;
+            with `unrated = "flagged"` that includes every invitation closed without a rating
+            and without any device record (superseded by the window's next case, expired
+            while the device was offline): its flagged default rating "inv:<invitation id>".
 
 Mismatches are listed one per line; the table and the verdict are what `hcp-sim` prints.
 """
@@ -204,20 +207,72 @@ def check_store(ledger: Ledger, store_path: Path, devices: Iterable[str], rec: R
         if per_inv.get(u.invitation_id):
             row.wrong += 1
             rec.problem("wrong: invitation %s was left unrated but has a rating" % u.invitation_id)
-        if n == 0:
-            status = inv_status.get(u.invitation_id, "?")
-            rec.notes.append("invitation %s: left unrated, closed by the gateway as %s (no device record)"
-                             % (u.invitation_id, status))
+        if n == 0 and inv_status.get(u.invitation_id) == "cancelled":
+            # Withdrawn by the window system: no rating and, by design, no default rating.
+            rec.notes.append("invitation %s: left unrated, cancelled by the window system (withdrawn:"
+                             " no default rating)" % u.invitation_id)
+        # Closed by the gateway (superseded, expired) without a device record: not a note any
+        # more, the platform check expects its default rating "inv:<id>" (uploadable()).
     rec.rows.append(row)
     return sorted(by_id)
 
 
+INVITATION_DEFAULT_PREFIX = "inv:"     # upload id of an invitation's default rating
+CLOSED_UNRATED = ("unrated", "expired", "superseded")
+
+
 def uploadable(store_path: Path, devices: Iterable[str], kinds: tuple[str, ...]) -> list[str]:
-    """Record ids of these devices whose kind the uplink policy uploads."""
+    """Upload ids the platform must hold for these devices under the uplink policy `kinds`:
+    records of those kinds, and (when unrated ones are uploaded) the default rating
+    "inv:<id>" of every invitation closed without a rating and without a device record.
+
+    One default per case: a device `unrated` record that reached the gateway after its
+    invitation's default was sent is expected under the "inv:" id, not its own."""
     devs = set(devices)
     with _connect_ro(store_path) as conn:
-        return sorted(r[0] for r in conn.execute("SELECT record_id, device_id, kind FROM records")
-                      if r[1] in devs and r[2] in kinds)
+        covered = _covered_records(conn)
+        ids = [r[0] for r in conn.execute("SELECT record_id, device_id, kind FROM records")
+               if r[1] in devs and r[2] in kinds and r[0] not in covered]
+        if "unrated" in kinds:
+            ids += [INVITATION_DEFAULT_PREFIX + i for i in invitation_defaults(conn, devs)]
+    return sorted(ids)
+
+
+def invitation_defaults(conn: sqlite3.Connection, devices: set[str]) -> list[str]:
+    """Invitations of these devices closed without a rating (unrated, expired, superseded;
+    never cancelled: withdrawn) that no device rated/unrated record stands for, plus any whose
+    default the uplink already sent (a late device record is then covered by it)."""
+    sent = _sent_defaults(conn)
+    try:
+        with_record = {r[0] for r in conn.execute(
+            "SELECT DISTINCT r.invitation_id FROM records r JOIN invitations i ON i.id = r.invitation_id"
+            " WHERE r.kind IN ('rated', 'unrated') AND r.device_id = i.device_id")}
+        invitations = conn.execute("SELECT id, device_id, status FROM invitations").fetchall()
+    except sqlite3.OperationalError:   # a store without invitations
+        return []
+    out = []
+    for inv, dev, status in invitations:
+        if dev not in devices:
+            continue
+        if inv in sent or (status in CLOSED_UNRATED and inv not in with_record):
+            out.append(inv)
+    return sorted(out)
+
+
+def _sent_defaults(conn: sqlite3.Connection) -> set[str]:
+    try:
+        return {r[0] for r in conn.execute(
+            "SELECT invitation_id FROM uplink_items WHERE invitation_id IS NOT NULL"
+            " AND status IN ('pending', 'sent', 'acked')")}
+    except sqlite3.OperationalError:   # a store from before migration 0101
+        return set()
+
+
+def _covered_records(conn: sqlite3.Connection) -> set[str]:
+    try:
+        return {r[0] for r in conn.execute("SELECT record_id FROM uplink_items WHERE status = 'covered'")}
+    except sqlite3.OperationalError:
+        return set()
 
 
 def check_platform(expected_ids: Iterable[str], platform_counts: dict[str, int], rec: Reconciliation,
@@ -232,6 +287,11 @@ def check_platform(expected_ids: Iterable[str], platform_counts: dict[str, int],
     for rid in extra:
         row.doubled += 1
         rec.problem("at the platform but not expected: %s" % rid)
+    defaults = sum(1 for rid in expected & set(platform_counts) if rid.startswith(INVITATION_DEFAULT_PREFIX))
+    if defaults:
+        rec.notes.append("%d invitations left unrated and closed by the gateway (superseded, expired) with no"
+                         " device record were uploaded as flagged default ratings (inv:<invitation id>)"
+                         % defaults)
     resent = sum(1 for rid in expected if platform_counts.get(rid, 0) > 1)
     if resent:
         rec.notes.append("%d records reached the platform more than once and were deduplicated by id"

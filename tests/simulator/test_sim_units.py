@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from simulator.checker import Ledger, Press, Reconciliation, UnratedCase, check_platform, check_store
+from simulator.checker import (
+    Ledger,
+    Press,
+    Reconciliation,
+    UnratedCase,
+    check_platform,
+    check_store,
+    uploadable,
+)
 from simulator.citizens import CitizenConfigError, CitizenProfile, Decisions, parse_grade_weights
 from simulator.faults import FaultSpecError, load_scenario, parse_duration, parse_spec, random_faults
 from simulator.report import reconciliation_lines
@@ -115,3 +123,61 @@ def test_checker_finds_lost_doubled_and_misattributed(tmp_path: Path) -> None:
     text = "\n".join(rec.problems)
     assert "credited to clerk clerk2" in text and "d1:1:2" in text and "d1:2:1" in text
     assert reconciliation_lines(rec)[-1].startswith("verdict: MISMATCH")
+
+
+def _store_with_walkaways(tmp_path: Path) -> Path:
+    """Invitations of d1 closed every way a walk-away can close them, with the uplink's state."""
+    path = tmp_path / "walkaways.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE records (record_id TEXT PRIMARY KEY, device_id TEXT, kind TEXT, grade TEXT,"
+                 " invitation_id TEXT, staff_account TEXT)")
+    conn.execute("CREATE TABLE invitations (id TEXT PRIMARY KEY, device_id TEXT, case_no TEXT,"
+                 " staff_account TEXT, window_id TEXT, status TEXT, record_id TEXT)")
+    conn.execute("CREATE TABLE uplink_items (record_id TEXT PRIMARY KEY, status TEXT, invitation_id TEXT,"
+                 " covered_by TEXT)")
+    conn.executemany("INSERT INTO invitations VALUES (?, 'd1', ?, 'clerk1', 'W1', ?, ?)", [
+        ("i1", "C1", "rated", "d1:1:1"),
+        ("i2", "C2", "unrated", "d1:1:2"),      # the device's countdown ran out: its record
+        ("i3", "C3", "superseded", None),       # the window's next case replaced it
+        ("i4", "C4", "expired", None),          # device offline: the gateway expired it
+        ("i5", "C5", "cancelled", None),        # withdrawn: no default rating
+        ("i6", "C6", "superseded", None),       # device missed the cancel: its own unrated record
+        ("i7", "C7", "unrated", "d1:1:5"),      # default sent first, the device record came late
+    ])
+    conn.execute("INSERT INTO invitations VALUES ('x1', 'd2', 'X1', 'clerk2', 'W2', 'superseded', NULL)")
+    conn.executemany("INSERT INTO records VALUES (?, 'd1', ?, ?, ?, 'clerk1')", [
+        ("d1:1:1", "rated", "vs", "i1"), ("d1:1:2", "unrated", None, "i2"),
+        ("d1:1:4", "unrated", None, "i6"), ("d1:1:5", "unrated", None, "i7")])
+    conn.executemany("INSERT INTO uplink_items VALUES (?, ?, ?, ?)", [
+        ("inv:i7", "acked", "i7", None), ("d1:1:5", "covered", None, "inv:i7")])
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_checker_expects_unrated_invitations_at_the_platform_as_defaults(tmp_path: Path) -> None:
+    store = _store_with_walkaways(tmp_path)
+    want = ["d1:1:1", "d1:1:2", "d1:1:4", "inv:i3", "inv:i4", "inv:i7"]
+    assert uploadable(store, ["d1"], ("rated", "unrated")) == want
+    assert uploadable(store, ["d1"], ("rated",)) == ["d1:1:1"]            # unrated = "skip"
+
+    led = Ledger()
+    led.press(Press("d1:1:1", "d1", "rated", "vs", "i1", "C1", "W1", "clerk1"))
+    for inv in ("i2", "i3", "i4", "i5", "i6", "i7"):
+        led.walked_away(UnratedCase("d1", inv, "C" + inv[1]))
+    rec = Reconciliation()
+    check_store(led, store, ["d1"], rec)
+    check_platform(want, {rid: 1 for rid in want}, rec)
+    assert rec.ok, rec.problems
+    assert [r.found for r in rec.rows if r.name == "at the platform"] == [6]
+    assert not any("no device record)" in n for n in rec.notes)       # the old "left unrated" notes
+    assert any("3 invitations" in n and "flagged default ratings" in n for n in rec.notes)
+    assert any("i5" in n and "cancelled" in n for n in rec.notes)
+
+    missing = Reconciliation()
+    check_platform(want, {rid: 1 for rid in want if rid != "inv:i3"}, missing)
+    assert not missing.ok and missing.lost == 1
+    assert missing.problems == ["not at the platform: inv:i3"]
+    doubled = Reconciliation()     # the device record AND a default for one case: caught
+    check_platform(want, {**{rid: 1 for rid in want}, "d1:1:5": 1}, doubled)
+    assert doubled.doubled == 1 and "d1:1:5" in doubled.problems[0]
