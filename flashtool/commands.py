@@ -87,6 +87,8 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
     if o.device_id != "auto":
         device_config.device_id_for(o.device_id, None)  # bad ids fail before the board is touched
     started = time.monotonic()
+    # A wrong token or a gateway out of reach fails here, before a byte goes to the board.
+    registry.check_access(o.gateway_url, o.gateway_token)
     with Link(o.port, o.baud, o.timeout) as link:
         link.enter_raw(soft_reset=True)
         info = provision.read_info(link)
@@ -110,9 +112,10 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
             with con.progress(plan.upload_bytes, "uploading") as step:
                 provision.stage(link, plan, step)
         # Registered before the commit: the board never runs with a secret the gateway lacks.
-        registry.register(
+        status = registry.register(
             o.gateway_url, o.gateway_token, dev_id, cfg["secret"], cfg["broker"]["password"], plan.fw
         )
+        con.info(f"{dev_id}: {'registered' if status == 201 else 're-registered'} with the gateway")
         if not plan.nothing_to_do:
             provision.commit_and_apply(link, plan)
         after = provision.read_state(link)

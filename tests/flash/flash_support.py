@@ -1,7 +1,10 @@
 """Test support for flash.py: a real aiohttp stand-in for the gateway's device registration.
 
 It runs in its own thread and event loop on 127.0.0.1, checks the admin token and the body
-like the gateway contract says (docs/architecture.md section 3), and records each request.
+like the gateway contract says (docs/architecture.md section 3), answers errors in the
+gateway's JSON shape {"error", "message"}, and records each request.  The happy path runs
+against the real gateway (test_flash_gateway_e2e.py); this stand-in stays for failure
+injection (`fail_with`) that the real gateway cannot be made to produce on demand.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ TOKEN = "admin-test-token"
 ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")
 
 
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
 class RegistryServer:
     def __init__(self, token: str = TOKEN) -> None:
         self.token = token
@@ -28,19 +35,30 @@ class RegistryServer:
         self.requests: list[dict[str, Any]] = []
         self.devices: dict[str, dict[str, Any]] = {}
         self.fail_with: int | None = None
+        self.access_checks = 0  # GET /api/v1/bindings: flash.py's token check
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._stopped = asyncio.Event()
 
-    async def _handle(self, request: web.Request) -> web.Response:
+    def _refused(self, request: web.Request) -> web.Response | None:
         if request.headers.get("Authorization") != f"Bearer {self.token}":
-            return web.json_response({"error": "bad token"}, status=401)
+            return _error(401, "unauthorized", "bad token for this endpoint")
+        return None
+
+    async def _bindings(self, request: web.Request) -> web.Response:
+        self.access_checks += 1
+        return self._refused(request) or web.json_response({"bindings": []})
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         if self.fail_with:
-            return web.json_response({"error": "injected"}, status=self.fail_with)
+            return _error(self.fail_with, "injected", "injected failure")
         try:
             body = await request.json()
         except ValueError:
-            return web.json_response({"error": "not json"}, status=400)
+            return _error(400, "bad_json", "body is not valid JSON")
         if not (
             isinstance(body, dict)
             and isinstance(body.get("id"), str)
@@ -50,7 +68,7 @@ class RegistryServer:
             and isinstance(body.get("broker_password"), str)
             and body["broker_password"]
         ):
-            return web.json_response({"error": "bad body"}, status=400)
+            return _error(400, "bad_registration", "bad body")
         self.requests.append(body)
         created = body["id"] not in self.devices
         self.devices[body["id"]] = body
@@ -63,6 +81,7 @@ class RegistryServer:
     async def _serve(self) -> None:
         app = web.Application()
         app.router.add_post("/api/v1/devices", self._handle)
+        app.router.add_get("/api/v1/bindings", self._bindings)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", self.port)

@@ -146,14 +146,17 @@ def test_gateway_refusal_leaves_board_untouched(vdev: VirtualSerialDevice, regis
     registry.fail_with = 500
     r = run(provision_cmd(vdev.path, registry))
     assert r.returncode == 1 and "gateway refused the registration" in r.stderr
+    assert "HTTP 500 injected: injected failure" in r.stderr  # the gateway's JSON error, readable
     names = {line.split()[-1] for line in mpremote(vdev.path, "fs", "ls", ":/").splitlines()[1:]}
     assert "main.py" not in names and "config.json" not in names  # nothing switched
     assert "main.py.hcpnew" in names  # staged only; removed by the next run
     bad_token = provision_cmd(vdev.path, registry)
     bad_token[bad_token.index(TOKEN)] = "wrong"
     registry.fail_with = None
+    before = vdev.bytes_from_host
     r = run(bad_token)
-    assert r.returncode == 1 and "HTTP 401" in r.stderr
+    assert r.returncode == 1 and "refused the admin token (HTTP 401 unauthorized" in r.stderr
+    assert vdev.bytes_from_host == before  # the token is checked before the port is opened
     r = run(provision_cmd(vdev.path, registry))
     assert r.returncode == 0, r.stderr
     assert run(FLASH + ["verify", "--port", vdev.path]).returncode == 0

@@ -1,0 +1,426 @@
+"""flash.py provision against the REAL gateway (issue 7), not the stand-in.
+
+One hall per module: a real mosquitto (password file, the project's ACL, a `gateway` user) and
+the real gateway process (`python -m gateway serve`) with its HTTP API on (an admin token) and
+[broker] password_file / pid_file pointing at that mosquitto, so registering a device writes
+its password entry with mosquitto_passwd and SIGHUPs the broker.  Each test uses its own
+virtual board (real MicroPython 1.27 behind a pty) and runs flash.py as a subprocess.
+
+Independent read-back everywhere: mpremote for the board's files, a read-only sqlite3
+connection and the `hcp-gateway` console script for the gateway's store, paho for the broker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from protocol import messages, topics
+from protocol.auth import Key
+from simulator.broker import Mosquitto, standard_acl
+from simulator.gateway_proc import GatewayProcess, write_config
+from simulator.serial_device import VirtualSerialDevice
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+FLASH = [sys.executable, str(REPO / "flash.py")]
+BIN = Path(sys.executable).parent
+MPREMOTE = str(BIN / "mpremote")
+HCP_GATEWAY = str(BIN / "hcp-gateway")
+ADMIN_TOKEN = "flash-e2e-admin-" + "a" * 16
+GW_PASSWORD = "flash-e2e-gateway-pw"
+WAIT_S = 15.0
+
+
+@dataclass
+class Hall:
+    broker: Mosquitto
+    gateway: GatewayProcess
+    config_path: Path
+    db_path: Path
+    url: str  # the gateway's HTTP API
+
+
+def _wait(pred: Any, what: str, limit_s: float = WAIT_S) -> Any:
+    deadline = time.monotonic() + limit_s
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit_s}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
+    root = tmp_path_factory.mktemp("hall")
+    broker = Mosquitto(root / "mq", users={"gateway": GW_PASSWORD}, acl=standard_acl())
+    gateway: GatewayProcess | None = None
+    broker.start()
+    try:
+        # mosquitto writes its pid file itself (pid_file in its config); the gateway signals it.
+        _wait(lambda: broker.pid_path.exists() and broker.pid_path.read_text().strip(), "mosquitto pid file")
+        assert int(broker.pid_path.read_text()) == broker.pid
+        db_path = root / "gw" / "gateway.db"
+        db_path.parent.mkdir()
+        http = f'\n[http]\nhost = "127.0.0.1"\nport = 0\nadmin_token = "{ADMIN_TOKEN}"\n'
+        config_path = write_config(
+            root / "gw" / "gateway.toml",
+            mqtt_port=broker.port,
+            mqtt_password=GW_PASSWORD,
+            db_path=db_path,
+            password_file=broker.passwd_path,
+            pid_file=broker.pid_path,
+            extra=http,
+        )
+        gateway = GatewayProcess(config_path)
+        ready = gateway.start()
+        m = re.search(r"\bhttp=(127\.0\.0\.1:\d+)", ready)
+        assert m, ready  # port 0: the ready line names the port the API really listens on
+        yield Hall(broker, gateway, config_path, db_path, f"http://{m.group(1)}")
+        assert gateway.running, gateway.log_tail()  # nothing we did crashed it
+    finally:
+        if gateway is not None:
+            gateway.terminate()
+        broker.stop()
+
+
+# ---- clients ------------------------------------------------------------------------------
+
+
+def provision_cmd(port: str, hall: Hall, *extra: str, token: str = ADMIN_TOKEN) -> list[str]:
+    return FLASH + [
+        "provision",
+        "--port",
+        port,
+        "--hall",
+        "hall-1",
+        "--wifi",
+        "hall-net",
+        "--wifi-password",
+        "pw1",
+        "--broker",
+        f"{hall.broker.host}:{hall.broker.port}",
+        "--gateway-url",
+        hall.url,
+        "--gateway-token",
+        token,
+        *extra,
+    ]
+
+
+def run(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    return r
+
+
+def board_config(port: str) -> dict[str, Any]:
+    r = subprocess.run(
+        [MPREMOTE, "connect", port, "fs", "cat", ":/config.json"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    cfg: dict[str, Any] = json.loads(r.stdout)
+    return cfg
+
+
+def board_files(dev: VirtualSerialDevice) -> dict[str, str]:
+    """The board's persisted filesystem (the bridge mirrors it to state_dir/fs): path -> SHA-256."""
+    assert dev.state_dir is not None
+    root = dev.state_dir / "fs"
+    return {
+        "/" + p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def store_row(hall: Hall, device_id: str) -> dict[str, Any] | None:
+    """The gateway's own row for the device, secret included (read-only connection)."""
+    conn = sqlite3.connect(f"file:{hall.db_path}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute("SELECT * FROM devices WHERE device_id = ?", (device_id,)).fetchone()
+        return dict(row) if row is not None else None
+    finally:
+        conn.close()
+
+
+def audit_actions(hall: Hall, device_id: str) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(f"file:{hall.db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute("SELECT actor, action, detail_json FROM audit_log ORDER BY rowid").fetchall()
+    finally:
+        conn.close()
+    out = []
+    for actor, action, detail in rows:
+        d = json.loads(detail)
+        if isinstance(d, dict) and d.get("device_id") == device_id:
+            out.append((actor, action))
+    return out
+
+
+def passwd_entries(hall: Hall, device_id: str) -> list[str]:
+    """The device's lines in the broker's password file (the gateway writes them)."""
+    lines = hall.broker.passwd_path.read_text().splitlines()
+    return [ln for ln in lines if ln.startswith(device_id + ":")]
+
+
+def gateway_devices(hall: Hall) -> dict[str, dict[str, Any]]:
+    """`hcp-gateway --config F devices --json`: the admin's view (never shows secrets)."""
+    r = subprocess.run(
+        [HCP_GATEWAY, "--config", str(hall.config_path), "devices", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    return {d["device_id"]: d for d in json.loads(r.stdout)}
+
+
+class MqttClient:
+    """A paho client on its own network thread; messages land in a queue."""
+
+    def __init__(self, hall: Hall, client_id: str, username: str, password: str) -> None:
+        self.host, self.port = hall.broker.host, hall.broker.port
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311
+        )
+        self.client.username_pw_set(username, password)
+        self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        self.reason: Any = None
+        self._connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, msg: self.messages.put((msg.topic, bytes(msg.payload)))
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self._connected.set()
+
+    def connect(self) -> Any:
+        """Connect; return the CONNACK reason (a refused client is stopped, not retried)."""
+        self.client.connect(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        assert self._connected.wait(WAIT_S), "no CONNACK"
+        if self.reason.is_failure:
+            self.close()
+        return self.reason
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.client.on_subscribe = lambda *a: done.set()
+        self.client.subscribe(topic, qos=1)
+        assert done.wait(WAIT_S), f"no SUBACK for {topic}"
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        info.wait_for_publish(WAIT_S)
+        assert info.is_published(), f"no PUBACK for {topic}"
+
+    def next_message(self, limit_s: float = WAIT_S) -> tuple[str, bytes]:
+        try:
+            return self.messages.get(timeout=limit_s)
+        except queue.Empty:
+            raise AssertionError(f"no message within {limit_s}s") from None
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def connect_device(hall: Hall, cfg: dict[str, Any]) -> MqttClient:
+    """Connect the way the firmware does: username = device id, the broker password from
+    /config.json, the broker address from /config.json too."""
+    assert (cfg["broker"]["host"], cfg["broker"]["port"]) == (hall.broker.host, hall.broker.port)
+    dev = MqttClient(hall, cfg["device_id"], cfg["device_id"], cfg["broker"]["password"])
+    reason = dev.connect()
+    assert not reason.is_failure, f"broker refused the provisioned device: {reason}"
+    return dev
+
+
+def signed(board: dict[str, Any], t: str, n: int, boot: int, fields: dict[str, Any]) -> bytes:
+    """A message as the firmware signs it, with the secret from the board's /config.json."""
+    m = {"t": t, "d": board["device_id"], "b": boot, "n": n, **fields}
+    return bytes(messages.sign(m, Key(board["secret"])))
+
+
+def say_hello(hall: Hall, cfg: dict[str, Any], n: int, boot: int = 1, attempts: int = 1) -> dict[str, Any]:
+    """Connect as the board, announce (status online, retained) and send a signed hello; return
+    the gateway's answer, a command signed with the board's key (decoded and verified here).
+    With attempts > 1 the hello is sent again (next n) every second until an answer comes."""
+    dev = connect_device(hall, cfg)
+    try:
+        dev.subscribe(topics.device_sub(cfg["device_id"]))
+        for i in range(attempts):
+            nn = n + i
+            status = signed(cfg, "status", nn, boot, {"s": "online", "c": nn})
+            dev.publish(topics.up(cfg["device_id"], "status"), status, retain=True)
+            hello_fields = {"fw": "mpy-e2e", "up": 5000, "rst": "power", "cfg": 1, "jd": 0, "safe": False}
+            dev.publish(topics.up(cfg["device_id"], "hello"), signed(cfg, "hello", nn, boot, hello_fields))
+            try:
+                topic, payload = dev.next_message(WAIT_S if i == attempts - 1 else 1.0)
+            except AssertionError:
+                if i == attempts - 1:
+                    raise
+                continue
+            return messages.decode(payload, Key(cfg["secret"]), topic)
+        raise AssertionError("unreachable")
+    finally:
+        dev.close()
+
+
+def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
+    assert r.returncode == 1, r.stdout + r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    return errors[0]
+
+
+# ---- tests --------------------------------------------------------------------------------
+
+
+def test_provisioned_board_is_registered_and_connects_at_once(hall: Hall, tmp_path: Path) -> None:
+    with VirtualSerialDevice(uid="0a1b2c3d4e01", state_dir=tmp_path / "board", exec_timeout=10) as board:
+        r = run(provision_cmd(board.path, hall))
+        assert r.returncode == 0, r.stderr
+        m = re.search(r"^LABEL (hcp-0a1b2c3d4e01)  hall=hall-1  fw=(mpy-[0-9a-f]{12})$", r.stdout, re.M)
+        assert m, r.stdout
+        device_id, fw = m.groups()
+        assert f"{device_id}: registered with the gateway" in r.stdout
+        cfg = board_config(board.path)
+
+    # The gateway's store has the key the board has, and the fw flash.py reported.
+    row = store_row(hall, device_id)
+    assert row is not None and row["enabled"] == 1
+    assert row["secret_hex"] == cfg["secret"] and row["fw"] == fw
+    assert audit_actions(hall, device_id) == [("api:admin", "device.add")]
+    # Its broker entry: written by the gateway (mosquitto_passwd), hashed, one line.
+    entries = passwd_entries(hall, device_id)
+    assert len(entries) == 1 and cfg["broker"]["password"] not in entries[0]
+    assert b"Reloading config" in hall.broker.log_path.read_bytes()
+
+    # The broker takes the board's credentials, and only those.
+    wrong = MqttClient(hall, device_id, device_id, cfg["broker"]["password"] + "x")
+    assert wrong.connect().is_failure
+    # The ACL: the device publishes under its own id only.  A gateway-side observer sees the
+    # device's own topic, never the foreign one (mosquitto acks a denied PUBLISH and drops it).
+    observer = MqttClient(hall, "flash-e2e-observer", "gateway", GW_PASSWORD)
+    assert not observer.connect().is_failure
+    try:
+        observer.subscribe("hcp/1/up/#")
+        dev = connect_device(hall, cfg)
+        try:
+            dev.publish(topics.up("hcp-someone-else", "hb"), b"foreign")
+            dev.publish(topics.up(device_id, "probe"), b"own")
+        finally:
+            dev.close()
+        assert observer.next_message() == (topics.up(device_id, "probe"), b"own")
+        time.sleep(0.3)
+        assert observer.messages.empty()
+    finally:
+        observer.close()
+
+    # A signed hello with the board's secret is accepted by the running gateway at once: it
+    # answers with the device's state (not bound to a window yet: `unpaired`), signed with the
+    # same key, for the current boot.
+    answer = say_hello(hall, cfg, n=1)
+    assert (answer["t"], answer["d"], answer["b"]) == ("unpaired", device_id, 1)
+    # And the admin sees it online, with a last_seen and the fw of its hello.
+    shown = _wait(
+        lambda: (d := gateway_devices(hall).get(device_id)) and d["online"] and d["last_seen"] and d,
+        "device online in `hcp-gateway devices --json`",
+    )
+    assert shown["fw"] == "mpy-e2e" and shown["boot"] == 1 and "secret_hex" not in shown
+    assert shown["last_seen"] >= int(time.time() * 1000) - 60_000
+
+
+def test_reprovision_is_idempotent_and_a_wrong_token_changes_nothing(hall: Hall, tmp_path: Path) -> None:
+    with VirtualSerialDevice(uid="0a1b2c3d4e02", state_dir=tmp_path / "board", exec_timeout=10) as board:
+        assert run(provision_cmd(board.path, hall)).returncode == 0
+        cfg = board_config(board.path)
+        device_id = cfg["device_id"]
+        files = board_files(board)
+        entry = passwd_entries(hall, device_id)
+
+        # Unchanged board: nothing uploaded, the gateway accepts the same id + secret again.
+        before = board.bytes_from_host
+        r = run(provision_cmd(board.path, hall))
+        assert r.returncode == 0, r.stderr
+        assert "nothing to upload" in r.stdout and f"{device_id}: re-registered with the gateway" in r.stdout
+        assert board.bytes_from_host - before < 20_000  # helpers and hash queries, no file data
+        assert board_files(board) == files
+        row = store_row(hall, device_id)
+        assert row is not None and row["secret_hex"] == cfg["secret"]
+        assert audit_actions(hall, device_id) == [("api:admin", "device.add"), ("api:admin", "device.rekey")]
+        # The password entry was rewritten (a new salt) for the same password: still one line.
+        entry2 = passwd_entries(hall, device_id)
+        assert len(entry) == len(entry2) == 1 and entry != entry2
+        assert say_hello(hall, cfg, n=1)["t"] == "unpaired"
+
+        # A wrong admin token: one clear line, exit 1, before the board is even opened — even
+        # with --rotate-secrets, which would otherwise give the board a new secret.
+        before = board.bytes_from_host
+        r = run(provision_cmd(board.path, hall, "--rotate-secrets", token="not-the-admin-token-at-all"))
+        line = one_error_line(r)
+        assert f"gateway {hall.url} refused the admin token" in line
+        assert "HTTP 401 unauthorized: bad token for this endpoint" in line
+        assert "nothing was sent to the board" in line
+        assert board.bytes_from_host == before
+        assert board_files(board) == files
+        assert board_config(board.path) == cfg
+        row = store_row(hall, device_id)
+        assert row is not None and row["secret_hex"] == cfg["secret"]
+        assert len(audit_actions(hall, device_id)) == 2
+
+
+def test_wrong_token_on_a_blank_board(hall: Hall, tmp_path: Path) -> None:
+    with VirtualSerialDevice(uid="0a1b2c3d4e03", state_dir=tmp_path / "board", exec_timeout=10) as board:
+        files = board_files(board)
+        before = board.bytes_from_host
+        r = run(provision_cmd(board.path, hall, token="wrong-token"))
+        assert "refused the admin token (HTTP 401" in one_error_line(r)
+        assert r.stdout == ""
+        assert board.bytes_from_host == before and board_files(board) == files
+    assert store_row(hall, "hcp-0a1b2c3d4e03") is None
+
+
+def test_rotated_secrets_reach_gateway_and_broker(hall: Hall, tmp_path: Path) -> None:
+    with VirtualSerialDevice(uid="0a1b2c3d4e04", state_dir=tmp_path / "board", exec_timeout=10) as board:
+        assert run(provision_cmd(board.path, hall)).returncode == 0
+        old = board_config(board.path)
+        assert say_hello(hall, old, n=1)["t"] == "unpaired"  # the gateway now caches this key
+        r = run(provision_cmd(board.path, hall, "--rotate-secrets"))
+        assert r.returncode == 0, r.stderr
+        new = board_config(board.path)
+    assert new["secret"] != old["secret"] and new["broker"]["password"] != old["broker"]["password"]
+    row = store_row(hall, new["device_id"])
+    assert row is not None and row["secret_hex"] == new["secret"]
+    # The broker refuses the old password at once and takes the new one.
+    stale = MqttClient(hall, old["device_id"], old["device_id"], old["broker"]["password"])
+    assert stale.connect().is_failure
+    # The running gateway, which knew the old key, accepts a hello signed with the new one.
+    # Not always the first: the gateway re-reads a key after a bad mac at most every 5 s per
+    # device (gateway/store/devices.py _KEY_REFRESH_S) and POST /api/v1/devices does not tell
+    # its in-memory registry; a message in that window is rejected as bad_mac (reported in
+    # issue 7's report).  The firmware sends hello once per connection, so here we retry.
+    t0 = time.monotonic()
+    answer = say_hello(hall, new, n=2, attempts=8)
+    assert (answer["t"], answer["b"]) == ("unpaired", 1)
+    assert time.monotonic() - t0 < 8.0
