@@ -1,10 +1,10 @@
 """flash.py provision against the REAL gateway (issue 7), not the stand-in.
 
-One hall per module: a real mosquitto (password file, the project's ACL, a `gateway` user) and
-the real gateway process (`python -m gateway serve`) with its HTTP API on (an admin token) and
-[broker] password_file / pid_file pointing at that mosquitto, so registering a device writes
-its password entry with mosquitto_passwd and SIGHUPs the broker.  Each test uses its own
-virtual board (real MicroPython 1.27 behind a pty) and runs flash.py as a subprocess.
+One hall per module (flash_hall.RealHall): a real mosquitto (password file, the project's ACL,
+a `gateway` user) and the real gateway process (`python -m gateway serve`) with its HTTP API
+on and [broker] password_file / pid_file pointing at that mosquitto, so registering a device
+writes its password entry with mosquitto_passwd and SIGHUPs the broker.  Each test uses its
+own virtual board (real MicroPython 1.27 behind a pty) and runs flash.py as a subprocess.
 
 Independent read-back everywhere: mpremote for the board's files, a read-only sqlite3
 connection and the `hcp-gateway` console script for the gateway's store, paho for the broker.
@@ -22,17 +22,16 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from flash_hall import ADMIN_TOKEN, GW_PASSWORD, WINDOW_TOKEN
+from flash_hall import RealHall as Hall
 
 from protocol import messages, topics
 from protocol.auth import Key
-from simulator.broker import Mosquitto, standard_acl
-from simulator.gateway_proc import GatewayProcess, write_config
 from simulator.serial_device import VirtualSerialDevice
 
 pytestmark = pytest.mark.slow
@@ -42,18 +41,7 @@ FLASH = [sys.executable, str(REPO / "flash.py")]
 BIN = Path(sys.executable).parent
 MPREMOTE = str(BIN / "mpremote")
 HCP_GATEWAY = str(BIN / "hcp-gateway")
-ADMIN_TOKEN = "flash-e2e-admin-" + "a" * 16
-GW_PASSWORD = "flash-e2e-gateway-pw"
 WAIT_S = 15.0
-
-
-@dataclass
-class Hall:
-    broker: Mosquitto
-    gateway: GatewayProcess
-    config_path: Path
-    db_path: Path
-    url: str  # the gateway's HTTP API
 
 
 def _wait(pred: Any, what: str, limit_s: float = WAIT_S) -> Any:
@@ -69,36 +57,10 @@ def _wait(pred: Any, what: str, limit_s: float = WAIT_S) -> Any:
 
 @pytest.fixture(scope="module")
 def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
-    root = tmp_path_factory.mktemp("hall")
-    broker = Mosquitto(root / "mq", users={"gateway": GW_PASSWORD}, acl=standard_acl())
-    gateway: GatewayProcess | None = None
-    broker.start()
-    try:
-        # mosquitto writes its pid file itself (pid_file in its config); the gateway signals it.
-        _wait(lambda: broker.pid_path.exists() and broker.pid_path.read_text().strip(), "mosquitto pid file")
-        assert int(broker.pid_path.read_text()) == broker.pid
-        db_path = root / "gw" / "gateway.db"
-        db_path.parent.mkdir()
-        http = f'\n[http]\nhost = "127.0.0.1"\nport = 0\nadmin_token = "{ADMIN_TOKEN}"\n'
-        config_path = write_config(
-            root / "gw" / "gateway.toml",
-            mqtt_port=broker.port,
-            mqtt_password=GW_PASSWORD,
-            db_path=db_path,
-            password_file=broker.passwd_path,
-            pid_file=broker.pid_path,
-            extra=http,
-        )
-        gateway = GatewayProcess(config_path)
-        ready = gateway.start()
-        m = re.search(r"\bhttp=(127\.0\.0\.1:\d+)", ready)
-        assert m, ready  # port 0: the ready line names the port the API really listens on
-        yield Hall(broker, gateway, config_path, db_path, f"http://{m.group(1)}")
-        assert gateway.running, gateway.log_tail()  # nothing we did crashed it
-    finally:
-        if gateway is not None:
-            gateway.terminate()
-        broker.stop()
+    with Hall(tmp_path_factory.mktemp("hall")) as h:
+        assert int(h.broker.pid_path.read_text()) == h.broker.pid
+        yield h
+        assert h.gateway.running, h.gateway.log_tail()  # nothing we did crashed it
 
 
 # ---- clients ------------------------------------------------------------------------------
@@ -394,11 +356,38 @@ def test_wrong_token_on_a_blank_board(hall: Hall, tmp_path: Path) -> None:
     with VirtualSerialDevice(uid="0a1b2c3d4e03", state_dir=tmp_path / "board", exec_timeout=10) as board:
         files = board_files(board)
         before = board.bytes_from_host
-        r = run(provision_cmd(board.path, hall, token="wrong-token"))
-        assert "refused the admin token (HTTP 401" in one_error_line(r)
-        assert r.stdout == ""
+        # A made-up token, and the window system's token (valid, but not for device registration).
+        for token in ("wrong-token", WINDOW_TOKEN):
+            r = run(provision_cmd(board.path, hall, token=token))
+            assert "refused the admin token (HTTP 401 unauthorized" in one_error_line(r)
+            assert r.stdout == ""
         assert board.bytes_from_host == before and board_files(board) == files
     assert store_row(hall, "hcp-0a1b2c3d4e03") is None
+
+
+def test_registration_refused_by_the_gateway_leaves_the_live_set(hall: Hall, tmp_path: Path) -> None:
+    """The token is fine but the gateway cannot finish the registration (here: it cannot signal
+    the broker, its pid file is gone).  flash.py stops before the switch: the board keeps its
+    old set (here: none) with inert staged files, and the same command run again completes."""
+    pid_file = hall.broker.pid_path
+    saved = pid_file.read_text()
+    with VirtualSerialDevice(uid="0a1b2c3d4e05", state_dir=tmp_path / "board", exec_timeout=10) as board:
+        pid_file.unlink()
+        try:
+            r = run(provision_cmd(board.path, hall))
+        finally:
+            pid_file.write_text(saved)
+        line = one_error_line(r)
+        assert "gateway refused the registration of hcp-0a1b2c3d4e05: HTTP 400 bad_registration" in line
+        assert "the broker was not updated" in line and "pid file" in line
+        live = {p for p in board_files(board) if not p.endswith(".hcpnew")}
+        assert live == {"/.uid"}  # nothing switched: no main.py, no config.json
+        r = run(provision_cmd(board.path, hall))
+        assert r.returncode == 0, r.stderr
+        cfg = board_config(board.path)
+    row = store_row(hall, cfg["device_id"])
+    assert row is not None and row["secret_hex"] == cfg["secret"]
+    assert say_hello(hall, cfg, n=1)["t"] == "unpaired"
 
 
 def test_rotated_secrets_reach_gateway_and_broker(hall: Hall, tmp_path: Path) -> None:
