@@ -12,8 +12,8 @@ class ProtocolError(Exception):
 
     CODE = "protocol"
 
-    def __init__(self, detail: str = "", code: str | None = None) -> None:
-        super().__init__(code or self.CODE, detail)
+    def __init__(self, detail: str = "", code: str | None = None, *extra: object) -> None:
+        super().__init__(code or self.CODE, detail, *extra)
 
     @property
     def code(self) -> str:

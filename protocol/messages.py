@@ -23,25 +23,9 @@ if _TYPING:
 
     from protocol.auth import Key
 
-    Fields = tuple[tuple[str, str, Any, int], ...]
-
 MAX_PAYLOAD = 1024          # bytes on the wire, mac included
 MAX_ACKS = 32               # record ids per ack message
 MAX_CONFIG_KEYS = 16
-
-_I31 = 2147483647
-_I48 = 281474976710655
-
-# Field kinds: (name, kind, a, b)
-#   "i": int in [a, b]      "s": str, UTF-8 length in [a, b], no control characters
-#   "id": device id, "inv": invitation id ("" allowed when a == 0)
-#   "e": one of the strings in a        "g": grade code or ""
-#   "B": bool                "acks": list of [rb, rs]      "cfg": small flat object
-ENVELOPE = (
-    ("d", "id", 1, 32),
-    ("b", "i", 1, _I31),
-    ("n", "i", 0, _I31),
-)
 
 # Kinds of journal record a device sends ("rec"):
 REC_RATED = "rated"        # press while invited: the rating of that invitation
@@ -51,37 +35,37 @@ REC_UNRATED = "unrated"    # invitation countdown ran out without a press
 REC_UNPAIRED = "unpaired"  # press while the device is not bound to a window
 REC_KINDS = (REC_RATED, REC_WALKUP, REC_EXTRA, REC_UNRATED, REC_UNPAIRED)
 
-UP_TYPES: "dict[str, Fields]" = {
-    "hello": (
-        ("fw", "s", 1, 16), ("up", "i", 0, _I48), ("rst", "s", 0, 16),
-        ("cfg", "i", 0, _I31), ("jd", "i", 0, _I31), ("safe", "B", 0, 0),
-    ),
-    "status": (("s", "e", ("online", "offline"), 0), ("c", "i", 0, _I31)),
-    "hb": (
-        ("up", "i", 0, _I48), ("heap", "i", 0, _I31), ("rssi", "i", -127, 0),
-        ("jd", "i", 0, _I31), ("fw", "s", 1, 16), ("rc", "i", 0, _I31),
-        ("rst", "s", 0, 16), ("sync", "B", 0, 0), ("st", "s", 1, 12),
-    ),
-    "rec": (
-        ("k", "e", REC_KINDS, 0), ("rb", "i", 1, _I31), ("rs", "i", 1, _I31),
-        ("g", "g", 0, 0), ("i", "inv", 0, 32), ("w", "i", 0, 8589934591), ("u", "i", 0, _I48),
-    ),
-    "treq": (("u", "i", 0, _I48),),
+# The schema, as compact text because it lives in the device's RAM: per type, its fields in
+# validation order, "name:kind:a:b" separated by spaces.
+#   i   int in [a, b]      s   str, UTF-8 length in [a, b], no control characters
+#   id  device id [a-z0-9-], length in [a, b]    inv  invitation id (also _ and A-Z)
+#   e   one of the strings a (separated by |)    g    grade code or ""    B  bool
+#   acks  list of a..b [rb, rs]                  cfg  flat object of at most b keys
+# Bounds: I = 2^31-1, L = 2^48-1 (uptime ms), W = 2^33-1 (wall seconds).
+ENVELOPE = "d:id:1:32 b:i:1:I n:i:0:I"
+
+UP_TYPES: "dict[str, str]" = {
+    "hello": "fw:s:1:16 up:i:0:L rst:s:0:16 cfg:i:0:I jd:i:0:I safe:B",
+    "status": "s:e:online|offline c:i:0:I",
+    "hb": "up:i:0:L heap:i:0:I rssi:i:-127:0 jd:i:0:I fw:s:1:16 rc:i:0:I rst:s:0:16 sync:B st:s:1:12",
+    "rec": "k:e:rated|walkup|extra|unrated|unpaired rb:i:1:I rs:i:1:I g:g i:inv:0:32 w:i:0:W u:i:0:L",
+    "treq": "u:i:0:L",
 }
 
-DOWN_TYPES: "dict[str, Fields]" = {
-    "ack": (("a", "acks", 1, MAX_ACKS),),
-    "invite": (("i", "inv", 1, 32), ("case", "s", 0, 64), ("item", "s", 0, 96), ("cd", "i", 5, 600)),
-    "cancel": (("i", "inv", 1, 32),),
-    "paired": (("win", "s", 1, 16), ("clerk", "s", 0, 48)),
-    "unpaired": (),
-    "time": (("w", "i", 1, 8589934591), ("u", "i", 0, _I48)),
-    "config": (("cfg", "cfg", 0, MAX_CONFIG_KEYS),),
-    "reboot": (("why", "s", 0, 32),),
+DOWN_TYPES: "dict[str, str]" = {
+    "ack": "a:acks:1:32",
+    "invite": "i:inv:1:32 case:s:0:64 item:s:0:96 cd:i:5:600",
+    "cancel": "i:inv:1:32",
+    "paired": "win:s:1:16 clerk:s:0:48",
+    "unpaired": "",
+    "time": "w:i:1:W u:i:0:L",
+    "config": "cfg:cfg:0:16",
+    "reboot": "why:s:0:32",
 }
 
 
-def schema(t: str) -> "Fields | None":
+def schema(t: str) -> "str | None":
+    """The field list of type t (see UP_TYPES), or None when t is not a v1 type."""
     f = UP_TYPES.get(t)
     if f is None:
         f = DOWN_TYPES.get(t)
@@ -96,8 +80,18 @@ def direction(t: str) -> str | None:
     return None
 
 
+def _bound(s: str) -> int:
+    if s == "I":
+        return 2147483647
+    if s == "L":
+        return 281474976710655
+    if s == "W":
+        return 8589934591
+    return int(s)
+
+
 def _bad(name: str, why: str) -> None:
-    raise MalformedMessage("bad_field", "%s: %s" % (name, why))
+    raise MalformedMessage("bad_field", name + ": " + why)
 
 
 def _text_ok(s: str) -> bool:
@@ -121,100 +115,104 @@ def _check_int(name: str, v: "Any", lo: int, hi: int) -> None:
         _bad(name, "out of range")
 
 
-def _check_field(name: str, kind: str, a: "Any", b: int, v: "Any") -> None:
+def _check_field(name: str, f: "list[str]", v: "Any") -> None:
+    kind = f[1]
+    tv = type(v)
+    if kind == "e":
+        if tv is not str or v not in f[2].split("|"):
+            _bad(name, "not allowed")
+        return
+    if kind == "g":
+        if tv is not str or (v != "" and v not in GRADES):
+            _bad(name, "not a grade")
+        return
+    if kind == "B":
+        if v is not True and v is not False:
+            _bad(name, "not a boolean")
+        return
+    a = _bound(f[2])
+    b = _bound(f[3])
     if kind == "i":
         _check_int(name, v, a, b)
     elif kind == "s":
-        if type(v) is not str:
+        if tv is not str:
             _bad(name, "not a string")
         n = len(v.encode("utf-8"))
         if n < a or n > b:
-            _bad(name, "length out of range")
+            _bad(name, "bad length")
         if not _text_ok(v):
             _bad(name, "control character")
     elif kind == "id" or kind == "inv":
-        if type(v) is not str:
+        if tv is not str:
             _bad(name, "not a string")
         if len(v) < a or len(v) > b:
-            _bad(name, "length out of range")
+            _bad(name, "bad length")
         if not _ident_ok(v, "" if kind == "id" else "_ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
             _bad(name, "bad character")
-    elif kind == "e":
-        if type(v) is not str or v not in a:
-            _bad(name, "not one of the allowed values")
-    elif kind == "g":
-        if type(v) is not str or (v != "" and v not in GRADES):
-            _bad(name, "not a grade code")
-    elif kind == "B":
-        if v is not True and v is not False:
-            _bad(name, "not a boolean")
     elif kind == "acks":
-        if type(v) is not list or len(v) < a or len(v) > b:
-            _bad(name, "not a list of 1..%d record ids" % b)
+        if tv is not list or len(v) < a or len(v) > b:
+            _bad(name, "not 1..%d [rb, rs]" % b)
         for pair in v:
             if type(pair) is not list or len(pair) != 2:
-                _bad(name, "item is not [rb, rs]")
-            _check_int(name, pair[0], 1, _I31)
-            _check_int(name, pair[1], 1, _I31)
-    elif kind == "cfg":
-        if type(v) is not dict or len(v) > b:
-            _bad(name, "not an object of at most %d keys" % b)
+                _bad(name, "not [rb, rs]")
+            _check_int(name, pair[0], 1, 2147483647)
+            _check_int(name, pair[1], 1, 2147483647)
+    else:  # cfg
+        if tv is not dict or len(v) > b:
+            _bad(name, "not an object of <= %d keys" % b)
         for k in v:
             if not _ident_ok(k, "_") or len(k) > 24:
                 _bad(name, "bad key")
             x = v[k]
             tx = type(x)
-            if not (tx is int or tx is bool or tx is str or tx is list):
-                _bad(name, "bad value for " + k)
-            if tx is str and (len(x) > 64 or not _text_ok(x)):
-                _bad(name, "bad value for " + k)
-            if tx is list:
-                if len(x) > 8:
-                    _bad(name, "bad value for " + k)
+            ok = tx is int or tx is bool or (tx is str and len(x) <= 64 and _text_ok(x))
+            if tx is list and len(x) <= 8:
+                ok = True
                 for y in x:
                     if type(y) is not int and type(y) is not str:
-                        _bad(name, "bad value for " + k)
+                        ok = False
+            if not ok:
+                _bad(name, "bad value for " + k)
 
 
 def _check_rec(m: "dict[str, Any]") -> None:
     k = m["k"]
     if k == REC_UNRATED:
         if m["g"] != "":
-            _bad("g", "an unrated record has no grade")
+            _bad("g", "unrated has no grade")
         if m["i"] == "":
-            _bad("i", "an unrated record needs its invitation")
+            _bad("i", "unrated needs its invitation")
     else:
         if m["g"] == "":
             _bad("g", "a press needs a grade")
         if k == REC_RATED and m["i"] == "":
-            _bad("i", "a rated record needs its invitation")
+            _bad("i", "rated needs its invitation")
         if (k == REC_WALKUP or k == REC_UNPAIRED) and m["i"] != "":
-            _bad("i", "a %s record has no invitation" % k)
+            _bad("i", k + " has no invitation")
 
 
 def validate(m: "Any") -> "dict[str, Any]":
     """Check a decoded object (mac included or not) against the v1 schema; raise on error."""
     if type(m) is not dict:
-        raise MalformedMessage("not_object", "message is not a JSON object")
+        raise MalformedMessage("not_object", "not an object")
     v = m.get("v")
     if type(v) is not int or v != VERSION:
-        raise UnsupportedVersion("version %r is not supported (this side speaks %d)" % (v, VERSION))
+        raise UnsupportedVersion("version %r (this side speaks %d)" % (v, VERSION))
     t = m.get("t")
-    fields = schema(t) if type(t) is str else None
-    if fields is None:
+    spec = schema(t) if type(t) is str else None
+    if spec is None:
         raise MalformedMessage("unknown_type", "type %r" % (t,))
-    known = 3  # v, t, and mac if present
-    if "mac" not in m:
-        known = 2
-    for group in (ENVELOPE, fields):
-        for name, kind, a, b in group:
-            if name not in m:
-                raise MalformedMessage("missing_field", name)
-            _check_field(name, kind, a, b, m[name])
-            known += 1
-    if len(m) != known:
+    names = []
+    for field in (ENVELOPE + " " + spec).split():
+        f = field.split(":")
+        name = f[0]
+        if name not in m:
+            raise MalformedMessage("missing_field", name)
+        _check_field(name, f, m[name])
+        names.append(name)
+    if len(m) != len(names) + (3 if "mac" in m else 2):   # v, t, and mac if present
         for k in sorted(m):
-            if k not in ("v", "t", "mac") and not _defines(fields, k):
+            if k not in ("v", "t", "mac") and k not in names:
                 raise MalformedMessage("unknown_field", k)
     if "mac" in m:
         mac = m["mac"]
@@ -223,14 +221,6 @@ def validate(m: "Any") -> "dict[str, Any]":
     if t == "rec":
         _check_rec(m)
     return m
-
-
-def _defines(fields: "Fields", k: str) -> bool:
-    for group in (ENVELOPE, fields):
-        for f in group:
-            if f[0] == k:
-                return True
-    return False
 
 
 def signing_bytes(m: "dict[str, Any]") -> bytes:
