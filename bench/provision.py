@@ -73,8 +73,18 @@ def hello_answer_s(cfg: dict[str, Any]) -> float:
     c.loop_start()
     try:
         c.subscribe(topics.device_sub(cfg["device_id"]), qos=1)
-        m = {"t": "hello", "d": cfg["device_id"], "b": 1, "n": 1, "fw": "bench", "up": 1000,
-             "rst": "power", "cfg": 1, "jd": 0, "safe": False}
+        m = {
+            "t": "hello",
+            "d": cfg["device_id"],
+            "b": 1,
+            "n": 1,
+            "fw": "bench",
+            "up": 1000,
+            "rst": "power",
+            "cfg": 1,
+            "jd": 0,
+            "safe": False,
+        }
         c.publish(topics.up(cfg["device_id"], "hello"), bytes(messages.sign(m, Key(cfg["secret"]))), qos=1)
         topic, payload = got.get(timeout=15)
         messages.decode(payload, Key(cfg["secret"]), topic)
@@ -118,8 +128,10 @@ def main() -> int:
     )
     print(f"unchanged re-provision: median {statistics.median(again):.2f} s")
     if hello:
-        print(f"connect + signed hello -> gateway's answer: median {statistics.median(hello) * 1000:.0f} ms"
-              f"  max {max(hello) * 1000:.0f} ms")
+        print(
+            f"connect + signed hello -> gateway's answer: median {statistics.median(hello) * 1000:.0f} ms"
+            f"  max {max(hello) * 1000:.0f} ms"
+        )
     return 0 if max(fresh) <= TARGET_S else 1
 
 

@@ -12,6 +12,7 @@ connection and the `hcp-gateway` console script for the gateway's store, paho fo
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import queue
@@ -33,6 +34,7 @@ from flash_hall import RealHall as Hall
 from protocol import messages, topics
 from protocol.auth import Key
 from simulator.serial_device import VirtualSerialDevice
+from simulator.vdevice import VirtualDevice
 
 pytestmark = pytest.mark.slow
 
@@ -413,3 +415,58 @@ def test_rotated_secrets_reach_gateway_and_broker(hall: Hall, tmp_path: Path) ->
     answer = say_hello(hall, new, n=2, attempts=8)
     assert (answer["t"], answer["b"]) == ("unpaired", 1)
     assert time.monotonic() - t0 < 8.0
+
+
+def provision_and_copy_config(hall: Hall, tmp_path: Path, uid: str) -> Path:
+    """Provision a virtual board; copy its /config.json (mpremote) into a directory that the
+    host HAL uses as the board's flash."""
+    with VirtualSerialDevice(uid=uid, state_dir=tmp_path / "board", exec_timeout=10) as board:
+        assert run(provision_cmd(board.path, hall)).returncode == 0
+        flash = tmp_path / "flash"
+        flash.mkdir()
+        r = subprocess.run(
+            [MPREMOTE, "connect", board.path, "fs", "cp", ":/config.json", str(flash / "config.json")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+    return flash
+
+
+def stored_record_ids(hall: Hall, device_id: str) -> list[str]:
+    conn = sqlite3.connect(f"file:{hall.db_path}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute("SELECT record_id FROM records WHERE device_id = ?", (device_id,)).fetchall()
+    finally:
+        conn.close()
+    return [r[0] for r in rows]
+
+
+async def test_real_firmware_runs_on_the_provisioned_config(hall: Hall, tmp_path: Path) -> None:
+    """The firmware itself (firmware.main.Firmware + its MQTT link, on the host HAL) boots from
+    the exact /config.json flash.py wrote: it connects with those credentials, its hello is
+    answered (the device becomes `unpaired` and online in the store) and a press reaches the
+    store under its record id and is acked."""
+    flash = await asyncio.to_thread(provision_and_copy_config, hall, tmp_path, "0a1b2c3d4e06")
+    cfg = json.loads((flash / "config.json").read_text())
+    device_id = cfg["device_id"]
+    host, port, pw = cfg["broker"]["host"], cfg["broker"]["port"], cfg["broker"]["password"]
+    dev = VirtualDevice(device_id, flash, cfg["secret"], host, port, pw)  # not dev.provision(): ours
+    await dev.power_on()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not (
+            dev.online and dev.state == "unpaired" and (row := store_row(hall, device_id)) and row["online"]
+        ):
+            assert time.monotonic() < deadline, f"firmware not online/unpaired: {dev.state} {dev.online}"
+            await asyncio.sleep(0.05)
+        assert row["last_hello_json"] and row["last_seen"]
+        press = await dev.press(0)
+        assert press.kind == "unpaired" and press.record_id.startswith(device_id + ":")
+        while dev.journal_depth() > 0:  # emptied by the gateway's ack (after its commit)
+            assert time.monotonic() < deadline + WAIT_S, "press not acked"
+            await asyncio.sleep(0.05)
+        assert stored_record_ids(hall, device_id) == [press.record_id]
+    finally:
+        await dev.stop()
