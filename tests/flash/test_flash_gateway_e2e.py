@@ -95,6 +95,21 @@ def run(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str
     return r
 
 
+def broker_reloads(hall: Hall) -> int:
+    return hall.broker.log_path.read_bytes().count(b"Reloading config")
+
+
+def provisioned(port: str, hall: Hall, *extra: str) -> subprocess.CompletedProcess[str]:
+    """Run a provision that must succeed, then wait until mosquitto has handled the gateway's
+    SIGHUP (asynchronous: the gateway returns once the signal is sent), as a board that boots
+    seconds later would find it."""
+    before = broker_reloads(hall)
+    r = run(provision_cmd(port, hall, *extra))
+    assert r.returncode == 0, r.stdout + r.stderr
+    _wait(lambda: broker_reloads(hall) > before, "the broker's reload after the registration")
+    return r
+
+
 def board_config(port: str) -> dict[str, Any]:
     r = subprocess.run(
         [MPREMOTE, "connect", port, "fs", "cat", ":/config.json"], capture_output=True, text=True, timeout=60
@@ -262,8 +277,7 @@ def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
 
 def test_provisioned_board_is_registered_and_connects_at_once(hall: Hall, tmp_path: Path) -> None:
     with VirtualSerialDevice(uid="0a1b2c3d4e01", state_dir=tmp_path / "board", exec_timeout=10) as board:
-        r = run(provision_cmd(board.path, hall))
-        assert r.returncode == 0, r.stderr
+        r = provisioned(board.path, hall)
         m = re.search(r"^LABEL (hcp-0a1b2c3d4e01)  hall=hall-1  fw=(mpy-[0-9a-f]{12})$", r.stdout, re.M)
         assert m, r.stdout
         device_id, fw = m.groups()
@@ -278,7 +292,6 @@ def test_provisioned_board_is_registered_and_connects_at_once(hall: Hall, tmp_pa
     # Its broker entry: written by the gateway (mosquitto_passwd), hashed, one line.
     entries = passwd_entries(hall, device_id)
     assert len(entries) == 1 and cfg["broker"]["password"] not in entries[0]
-    assert b"Reloading config" in hall.broker.log_path.read_bytes()
 
     # The broker takes the board's credentials, and only those.
     wrong = MqttClient(hall, device_id, device_id, cfg["broker"]["password"] + "x")
@@ -317,7 +330,7 @@ def test_provisioned_board_is_registered_and_connects_at_once(hall: Hall, tmp_pa
 
 def test_reprovision_is_idempotent_and_a_wrong_token_changes_nothing(hall: Hall, tmp_path: Path) -> None:
     with VirtualSerialDevice(uid="0a1b2c3d4e02", state_dir=tmp_path / "board", exec_timeout=10) as board:
-        assert run(provision_cmd(board.path, hall)).returncode == 0
+        provisioned(board.path, hall)
         cfg = board_config(board.path)
         device_id = cfg["device_id"]
         files = board_files(board)
@@ -325,8 +338,7 @@ def test_reprovision_is_idempotent_and_a_wrong_token_changes_nothing(hall: Hall,
 
         # Unchanged board: nothing uploaded, the gateway accepts the same id + secret again.
         before = board.bytes_from_host
-        r = run(provision_cmd(board.path, hall))
-        assert r.returncode == 0, r.stderr
+        r = provisioned(board.path, hall)
         assert "nothing to upload" in r.stdout and f"{device_id}: re-registered with the gateway" in r.stdout
         assert board.bytes_from_host - before < 20_000  # helpers and hash queries, no file data
         assert board_files(board) == files
@@ -384,8 +396,7 @@ def test_registration_refused_by_the_gateway_leaves_the_live_set(hall: Hall, tmp
         assert "the broker was not updated" in line and "pid file" in line
         live = {p for p in board_files(board) if not p.endswith(".hcpnew")}
         assert live == {"/.uid"}  # nothing switched: no main.py, no config.json
-        r = run(provision_cmd(board.path, hall))
-        assert r.returncode == 0, r.stderr
+        provisioned(board.path, hall)
         cfg = board_config(board.path)
     row = store_row(hall, cfg["device_id"])
     assert row is not None and row["secret_hex"] == cfg["secret"]
@@ -394,11 +405,10 @@ def test_registration_refused_by_the_gateway_leaves_the_live_set(hall: Hall, tmp
 
 def test_rotated_secrets_reach_gateway_and_broker(hall: Hall, tmp_path: Path) -> None:
     with VirtualSerialDevice(uid="0a1b2c3d4e04", state_dir=tmp_path / "board", exec_timeout=10) as board:
-        assert run(provision_cmd(board.path, hall)).returncode == 0
+        provisioned(board.path, hall)
         old = board_config(board.path)
         assert say_hello(hall, old, n=1)["t"] == "unpaired"  # the gateway now caches this key
-        r = run(provision_cmd(board.path, hall, "--rotate-secrets"))
-        assert r.returncode == 0, r.stderr
+        provisioned(board.path, hall, "--rotate-secrets")
         new = board_config(board.path)
     assert new["secret"] != old["secret"] and new["broker"]["password"] != old["broker"]["password"]
     row = store_row(hall, new["device_id"])
@@ -421,7 +431,7 @@ def provision_and_copy_config(hall: Hall, tmp_path: Path, uid: str) -> Path:
     """Provision a virtual board; copy its /config.json (mpremote) into a directory that the
     host HAL uses as the board's flash."""
     with VirtualSerialDevice(uid=uid, state_dir=tmp_path / "board", exec_timeout=10) as board:
-        assert run(provision_cmd(board.path, hall)).returncode == 0
+        provisioned(board.path, hall)
         flash = tmp_path / "flash"
         flash.mkdir()
         r = subprocess.run(
