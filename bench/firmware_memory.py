@@ -76,6 +76,42 @@ async def main():
 await main()
 """
 
+# The firmware core alone (app, journal, boot state, config, feedback, buttons on the host HAL;
+# no link): the earlier bound, kept as a regression guard. Acks are applied directly.
+CORE_PROGRAM = """
+import gc, json
+import asyncio
+
+async def live():
+    for _ in range(2):
+        gc.collect()
+        await asyncio.sleep_ms(1)
+    return gc.mem_alloc()
+
+import fw_scenarios
+
+async def main():
+    base = await live()
+    run = fw_scenarios.MemoryRun("/dev1")
+    booted = await live()
+    run.presses(100)
+    at100 = await live()
+    run.presses(%(presses)d - 100)
+    at_end = await live()
+    for _ in range(10):
+        await live()
+    probe = (await live() - at_end) // 11
+    before_more = await live()
+    run.presses(%(presses)d - 100)
+    more = await live() - before_more
+    info = run.finish()
+    info.update({"base": base, "booted": booted, "at100": at100, "at_end": at_end, "probe": probe,
+                 "second_window": more})
+    print("RESULT " + json.dumps(info))
+
+await main()
+"""
+
 # Import cost of each module, in dependency order, on the .mpy set. The ESP32 HAL cannot run
 # here (no machine, no network): it is imported on two stub modules whose own cost is taken
 # first and left out of its figure.
@@ -148,10 +184,12 @@ def _result(stdout: str, stderr: str) -> Any:
     raise RuntimeError("no RESULT line in MicroPython's output:\n" + stdout[-2000:] + stderr[-2000:])
 
 
-def measure(presses: int = 10000, timeout: float = 900, source: bool = False) -> dict[str, Any]:
-    """Run PROGRAM under MicroPython on the .mpy set (or on source with source=True)."""
+def measure(presses: int = 10000, timeout: float = 900, source: bool = False,
+            core: bool = False) -> dict[str, Any]:
+    """Run PROGRAM (the whole image; CORE_PROGRAM with core=True) under MicroPython on the
+    .mpy set (or on source with source=True)."""
     from simulator.micropython import run_micropython
-    code = PROGRAM % {"presses": presses}
+    code = (CORE_PROGRAM if core else PROGRAM) % {"presses": presses}
     if source:
         files: dict[str, bytes | str] = {"/" + d.name: d.read_text() for d in DRIVERS}
         r = run_micropython(code, files=files, is_async=True, timeout=timeout)
@@ -215,6 +253,11 @@ def main() -> int:
     if args.presses < 200:
         print("error: --presses must be at least 200", file=sys.stderr)
         return 2
+    core = measure(args.presses, source=args.source, core=True)
+    c100, cend, _ = verdict(core)
+    print("firmware core alone (no link; acks applied directly): +%d B after boot, +%d B at 100 "
+          "presses, +%d B at %d, second window +%s B" % (int(core["booted"]) - int(core["base"]), c100,
+                                                        cend, args.presses, core["second_window"]))
     m = measure(args.presses, source=args.source)
     base = int(m["base"])
     app_100, app_end, ok = verdict(m)

@@ -19,8 +19,13 @@ All time comes from the HAL (ticks_ms/ticks_diff/sleep_ms): the simulator accele
 
 import random
 
+try:
+    import asyncio
+except ImportError:  # pragma: no cover
+    import uasyncio as asyncio  # type: ignore
+
 import firmware
-from firmware.mqtt import MQTTClient
+from firmware.mqtt import MQTTClient, MQTTError
 from protocol import messages, topics
 from protocol.errors import ProtocolError
 from protocol.replay import ReplayWindow
@@ -52,7 +57,7 @@ class Link:
         self.window = 8                  # unacked QoS 1 PUBLISHes on the wire
         self.max_unacked = 64            # records sent but not yet acked by the gateway
         self.ack_timeout_ms = 60000      # no ack for this long: send the unacked ones again
-        self.connect_timeout_ms = 10000  # CONNACK / SUBACK
+        self.connect_timeout_ms = 10000  # TCP connect, CONNACK, SUBACK
         self.backoff_min_ms = 1000
         self.backoff_max_ms = 60000
         self.wifi_min_ms = 4000          # a Wi-Fi association takes seconds: do not restart it sooner
@@ -139,7 +144,7 @@ class Link:
         c = self._client
         c.keepalive_s = self.keepalive_s
         c.window = self.window
-        reader, writer = await hal.net.open(self.host, self.port)
+        reader, writer = await self._open()
         self.conn_no += 1
         c.will = (self._t_status, self._sign("status", {"s": "offline", "c": self.conn_no}), 1, True)
         await c.connect(reader, writer, False, self.connect_timeout_ms)
@@ -173,6 +178,21 @@ class Link:
             if self._sent and hal.ticks_diff(now, self._ack_at) >= self.ack_timeout_ms:
                 self._ack_timeout(now)
             await c.wait()
+
+    async def _open(self):
+        """hal.net.open() bounded by connect_timeout_ms of HAL time: on an ESP32 a TCP connect
+        to a host that does not answer would otherwise wait for the stack's TCP timeout."""
+        task = asyncio.create_task(self.hal.net.open(self.host, self.port))
+        left = self.connect_timeout_ms
+        while True:
+            await asyncio.sleep(0)           # let the open run (an in-memory one ends here)
+            if task.done():
+                return await task
+            if left <= 0:
+                task.cancel()
+                raise MQTTError("timeout", "TCP connect %d ms" % self.connect_timeout_ms)
+            await self.hal.sleep_ms(100)
+            left -= 100
 
     async def _fill(self):
         """Publish unsent journal records, oldest first, while the window has room."""

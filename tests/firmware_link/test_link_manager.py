@@ -244,3 +244,45 @@ def test_backoff_is_jittered_exponential_and_capped(tmp_path: Path) -> None:
     many = [link._backoff_ms() for _ in range(200)]
     assert max(many) <= 60000 and min(many) < 30000 and len(set(many)) > 50   # full jitter
     assert topics.up(DEVICE, "rec") == link._t_rec
+
+
+class _SilentNet:
+    """A network whose TCP connect never completes (a host that drops SYNs)."""
+
+    def __init__(self) -> None:
+        self.opens = 0
+        self.cancelled = 0
+
+    def is_up(self) -> bool:
+        return True
+
+    def rssi(self) -> int:
+        return -60
+
+    async def open(self, host: str, port: int) -> Any:
+        self.opens += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
+
+async def test_tcp_connect_is_bounded_by_connect_timeout(tmp_path: Path) -> None:
+    hal = make_hal(tmp_path / "dev")
+    net = _SilentNet()
+    hal.net = net  # type: ignore[assignment]
+    journal = make_journal(hal, BOOT)
+    link = Link(hal, make_cfg(1883), Key(SECRET), BOOT, journal, StubApp(hal))
+    link.connect_timeout_ms = 300
+    link.backoff_min_ms = 50
+    link.backoff_max_ms = 100
+    task = asyncio.create_task(link.run())
+    try:
+        await until(lambda: link.errors.get("timeout", 0) >= 2, 5.0)
+    finally:
+        task.cancel()
+        link.close()
+    assert net.opens >= 2 and net.cancelled >= 2    # each hung connect was abandoned, then retried
+    assert "TCP connect" in link.last_error and not link.connected
+    journal.close()
