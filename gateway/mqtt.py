@@ -11,11 +11,12 @@ device's key and carries the device's current boot b and a fresh counter n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
 import socket
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import aiomqtt
@@ -72,7 +73,7 @@ def sign(m: dict[str, Any], key: Key) -> bytes:
     return data
 
 
-__all__ = ["BadSignature", "Downlink", "canonical", "make_client", "sign", "verify"]
+__all__ = ["BadSignature", "Downlink", "canonical", "make_client", "session", "sign", "verify"]
 
 
 class UnknownDevice(Exception):
@@ -93,6 +94,50 @@ def make_client(cfg: MqttConfig) -> aiomqtt.Client:
     # aiomqtt warns on every publish beyond 10 unconfirmed ones; acks are many by design.
     client.pending_calls_threshold = 100000
     return client
+
+
+# aiomqtt's graceful disconnect (DISCONNECT, then wait for the socket to close) waits without
+# a limit, and after a cancel it sometimes never completes: past this, drop the connection.
+DISCONNECT_TIMEOUT_S = 2.0
+
+
+@contextlib.asynccontextmanager
+async def session(cfg: MqttConfig) -> AsyncIterator[aiomqtt.Client]:
+    """`async with make_client(cfg)`, except that leaving is bounded and never hides why we
+    leave: aiomqtt's __aexit__ may raise MqttError while a CancelledError is unwinding, which
+    would turn a shutdown into a reconnect; here the original exception always wins."""
+    client = make_client(cfg)
+    await client.__aenter__()
+    try:
+        yield client
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await _bounded_exit(client)
+        raise
+    await _bounded_exit(client)
+
+
+async def _bounded_exit(client: aiomqtt.Client) -> None:
+    leaving = asyncio.ensure_future(client.__aexit__(None, None, None))
+    try:
+        done, _ = await asyncio.wait({leaving}, timeout=DISCONNECT_TIMEOUT_S)
+    finally:
+        if not leaving.done():
+            leaving.cancel()
+            _drop_socket(client)
+            log.warning("mqtt: no clean disconnect within %.1fs; connection dropped", DISCONNECT_TIMEOUT_S)
+    if done:
+        leaving.result()
+
+
+def _drop_socket(client: aiomqtt.Client) -> None:
+    """Close the paho socket the way paho does (its close callback unregisters it from the
+    event loop). Private paho API, guarded: at worst the process exit closes it."""
+    paho = getattr(client, "_client", None)
+    close = getattr(paho, "_sock_close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
 
 
 class Downlink:

@@ -20,7 +20,7 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +29,7 @@ import aiomqtt
 from gateway import health, timesync
 from gateway.config import Config
 from gateway.ingest import Ingest, load_attribution
-from gateway.mqtt import Downlink, make_client
+from gateway.mqtt import Downlink, session
 from gateway.store.db import Database, open_db
 from gateway.store.devices import DeviceRegistry, now_ms
 from protocol import topics
@@ -38,6 +38,11 @@ log = logging.getLogger("gateway.service")
 
 SUBSYSTEMS = ("gateway.api", "gateway.uplink")
 FLUSH_EVERY_S = 1.0
+# Stopping a task: cancel, wait this long, cancel again (a cancel can be lost, see
+# _stop_task), for at most TASK_STOP_LIMIT_S in all.
+TASK_CANCEL_RETRY_S = 0.25
+TASK_STOP_LIMIT_S = 5.0
+SUBSYSTEM_STOP_LIMIT_S = 10.0
 
 
 class Running(Protocol):
@@ -63,11 +68,12 @@ class GatewayContext:
         return await open_db(self.config.store.path, run_migrations=False)
 
 
-async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected: asyncio.Event) -> None:
+async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected: asyncio.Event,
+                     stopping: asyncio.Event) -> None:
     backoff = 0.2
-    while True:
+    while not stopping.is_set():
         try:
-            async with make_client(cfg.mqtt) as client:
+            async with session(cfg.mqtt) as client:
                 await client.subscribe(topics.GATEWAY_SUB, qos=1)
                 downlink.client = client
                 backoff = 0.2
@@ -82,6 +88,8 @@ async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected:
                     await ingest.handle(message.topic.value, bytes(payload))
         except aiomqtt.MqttError as e:
             downlink.client = None
+            if stopping.is_set():
+                return  # an MqttError raised while we were being stopped is not a reason to retry
             log.warning("mqtt %s:%d: %s; retrying in %.1fs", cfg.mqtt.host, cfg.mqtt.port, e, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
@@ -122,8 +130,9 @@ async def _flush(db: Database, registry: DeviceRegistry, anchors: timesync.Ancho
     await ingest.rejections.save(db)
 
 
-async def _start_subsystems(ctx: GatewayContext) -> list[Running]:
-    started: list[Running] = []
+async def _start_subsystems(ctx: GatewayContext, started: list[Running]) -> None:
+    """Start each subsystem, appending it to `started` at once: if a later one fails, the
+    shutdown still stops those already running."""
     for name in SUBSYSTEMS:
         try:
             found = importlib.util.find_spec(name) is not None
@@ -136,7 +145,6 @@ async def _start_subsystems(ctx: GatewayContext) -> list[Running]:
         if start is None:
             continue
         started.append(await start(ctx))
-    return started
 
 
 async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
@@ -147,6 +155,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
     downlink: Downlink | None = None
     registry = DeviceRegistry(db)
     anchors = timesync.Anchors()
+    stopping = asyncio.Event()
     try:
         n = await registry.load()
         downlink = Downlink(registry)
@@ -160,8 +169,9 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         tasks.append(asyncio.create_task(
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),
             name="health"))
-        tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected), name="mqtt"))
-        running = await _start_subsystems(ctx)
+        tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected, stopping),
+                                         name="mqtt"))
+        await _start_subsystems(ctx, running)
         await _wait_first(connected, tasks)
         labels = " ".join(r.label for r in running) or "http=off"
         print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} "
@@ -175,6 +185,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
         for t in done:
             t.result()
     finally:
+        stopping.set()
         await _shutdown(db, tasks, running, ingest, downlink, registry, anchors)
 
 
@@ -198,31 +209,53 @@ async def _shutdown(db: Database, tasks: list[asyncio.Task[None]], running: list
     mqtt_tasks = [t for t in tasks if t.get_name() == "mqtt"]
     other = [t for t in tasks if t.get_name() != "mqtt"]
     for r in reversed(running):
-        with contextlib.suppress(Exception):
-            await r.stop()
+        await _bounded(r.stop(), SUBSYSTEM_STOP_LIMIT_S, f"stopping {r.label}")
     committer_done = False
     if ingest is not None:
         ingest.accepting = False
     for t in other:
-        t.cancel()
-    for t in other:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await t
+        await _stop_task(t)
     if ingest is not None and downlink is not None and downlink.client is not None:
         with contextlib.suppress(Exception):
             await ingest.drain()
             await downlink.drain()
             committer_done = True
     for t in mqtt_tasks:
-        t.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await t
+        await _stop_task(t)
     if ingest is not None:
         with contextlib.suppress(Exception):
             await _flush(db, registry, anchors, ingest)
     await db.close()
     if ingest is not None:
         log.info("stopped: %s%s", ingest.stats, "" if committer_done else " (queued records not committed)")
+
+
+async def _stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel and wait, again and again, within a time limit. A single cancel can be lost: on
+    Python 3.11 asyncio.wait_for (inside aiomqtt) returns the result of a future that
+    completes together with the cancel (the broker's CONNACK) and drops the cancel; and a
+    task that catches the CancelledError may carry on. Never waits without a bound."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TASK_STOP_LIMIT_S
+    while not task.done():
+        if loop.time() >= deadline:
+            log.error("task %s did not stop within %.0fs; leaving it", task.get_name(), TASK_STOP_LIMIT_S)
+            return
+        task.cancel()
+        await asyncio.wait({task}, timeout=TASK_CANCEL_RETRY_S)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("task %s ended with %r", task.get_name(), task.exception())
+
+
+async def _bounded(coro: Coroutine[Any, Any, None], limit_s: float, what: str) -> None:
+    """Await coro for at most limit_s (then cancel it); log, never raise, if it fails."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=limit_s)
+    if not done:
+        log.error("%s did not finish within %.0fs", what, limit_s)
+        await _stop_task(task)
+    elif not task.cancelled() and task.exception() is not None:
+        log.error("%s failed: %r", what, task.exception())
 
 
 def configure_logging(level: str = "INFO") -> None:
