@@ -43,6 +43,7 @@ from simulator.broker import Mosquitto, standard_acl  # noqa: E402
 from simulator.gateway_proc import GatewayProcess, write_config  # noqa: E402
 
 GW_PASSWORD = "gw-bench"
+ACK_TIMEOUT_S = 10.0
 
 
 class BenchDevice:
@@ -56,6 +57,7 @@ class BenchDevice:
         self.seq = 0
         self.w0 = int(time.time()) - 40 * 86400
         self.pending: dict[tuple[int, int], asyncio.Future[float]] = {}
+        self.sent_at: dict[tuple[int, int], float] = {}
         self.acked: set[str] = set()
         self.client: aiomqtt.Client | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -100,6 +102,7 @@ class BenchDevice:
                 continue
             for rb, rs in m["a"]:
                 self.acked.add(record_id(self.device_id, rb, rs))
+                self.sent_at.pop((rb, rs), None)
                 fut = self.pending.pop((rb, rs), None)
                 if fut is not None and not fut.done():
                     fut.set_result(now)
@@ -108,14 +111,26 @@ class BenchDevice:
         assert self.client is not None
         await self.client.publish(topics.up(self.device_id, "rec"), payload, qos=1)
 
-    async def send_and_wait_ack(self, rid: tuple[int, int], payload: bytes, timeout_s: float = 10.0) -> float:
-        """Publish, wait for the gateway's ack; return seconds from publish call to ack."""
+    async def send_and_wait_ack(self, rid: tuple[int, int], payload: bytes) -> float:
+        """Publish, wait for the gateway's ack; return seconds from publish call to ack.
+        No wait_for per record (it costs the publishers CPU the gateway needs): the
+        watchdog fails records not acked within ACK_TIMEOUT_S."""
         fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.pending[rid] = fut
         t0 = time.perf_counter()
+        self.pending[rid] = fut
+        self.sent_at[rid] = t0
         await self.publish(payload)
-        t1 = await asyncio.wait_for(fut, timeout_s)
+        t1 = await fut
         return t1 - t0
+
+    def expire(self, now: float) -> None:
+        """Fail the records waiting for an ack for longer than ACK_TIMEOUT_S."""
+        for rid, t0 in list(self.sent_at.items()):
+            if now - t0 > ACK_TIMEOUT_S:
+                del self.sent_at[rid]
+                fut = self.pending.pop(rid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(TimeoutError(f"{self.device_id} {rid}: no ack in {ACK_TIMEOUT_S}s"))
 
 
 async def closed_loop(devs: list[BenchDevice], window: int, seconds: float,
@@ -225,6 +240,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
         await asyncio.to_thread(gw.start)
         for d in devs:
             await d.connect(subscribe=True)
+        watchdog = asyncio.create_task(_ack_watchdog(devs))
         await closed_loop(devs, args.window, 1.0, durable=True)  # warm-up
         c0 = cpus(broker, gw)
         dur_n, dur_t = await closed_loop(devs, args.window, args.seconds, durable=True)
@@ -244,6 +260,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
               f"max={max(lat) * 1000:.1f} ms mean={statistics.mean(lat) * 1000:.1f} ms"
               "  (target p99 <= 50 ms)",
               flush=True)
+        watchdog.cancel()
         for d in devs:
             await d.close()
         acked = set().union(*(d.acked for d in devs))
@@ -262,6 +279,14 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     print(f"load average        : {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus")
     print("RESULT", "PASS" if ok else "FAIL (see targets above)")
     return 0 if ok else 1
+
+
+async def _ack_watchdog(devs: list[BenchDevice]) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.perf_counter()
+        for d in devs:
+            d.expire(now)
 
 
 async def _register(db_path: Path, creds: dict[str, tuple[str, str]]) -> None:
