@@ -84,8 +84,36 @@ def add_flag(flags: str, flag: str) -> str:
     return ",".join(parts)
 
 
+def attribute_batch(conn: sqlite3.Connection, recs: list[dict[str, Any]],
+                    rules: AttributionRules | None = None) -> list[dict[str, Any]]:
+    """attribute_sync for each record of one ingest batch, in order, in one transaction.
+    A device's bindings are read once per batch (nothing here changes bindings)."""
+    cache = BindingCache()
+    return [attribute_sync(conn, rec, rules, cache) for rec in recs]
+
+
+class BindingCache:
+    """Each device's bindings, read once, for the records of one transaction."""
+
+    def __init__(self) -> None:
+        self._by_device: dict[str, list[tuple[int, str, str, int, int | None]]] = {}
+
+    def at(self, conn: sqlite3.Connection, device_id: str, at_ms: int) -> tuple[int, str, str, int] | None:
+        rows = self._by_device.get(device_id)
+        if rows is None:
+            rows = self._by_device[device_id] = [
+                (int(r[0]), str(r[1]), str(r[2]), int(r[3]), None if r[4] is None else int(r[4]))
+                for r in conn.execute(_BINDINGS_OF_DEVICE, (device_id,))]
+        # Same answer as _BINDING_AT: the latest-starting binding whose [from, to) holds at_ms.
+        for bid, window, staff, start, end in rows:
+            if start <= at_ms and (end is None or end > at_ms):
+                return bid, window, staff, start
+        return None
+
+
 def attribute_sync(conn: sqlite3.Connection, rec: dict[str, Any],
-                   rules: AttributionRules | None = None) -> dict[str, Any]:
+                   rules: AttributionRules | None = None,
+                   bindings_cache: BindingCache | None = None) -> dict[str, Any]:
     """Set binding_id / window_id / staff_account / flags on rec (a records row as a dict:
     record_id, device_id, kind, grade, invitation_id, pressed_at_ms, flags) and close its
     invitation when it rates or unrates it. Returns rec.
@@ -100,11 +128,12 @@ def attribute_sync(conn: sqlite3.Connection, rec: dict[str, Any],
     pressed = int(rec["pressed_at_ms"])
     flags = rec.get("flags") or ""
 
-    b = _binding_at(conn, device, pressed)
+    binding_at = _binding_at if bindings_cache is None else bindings_cache.at
+    b = binding_at(conn, device, pressed)
     if b is None:
         # Device clocks tick in whole seconds: a press stamped just before a binding began
         # (with no binding before it) belongs to that binding.
-        b = _binding_at(conn, device, pressed + rules.clock_slack_ms)
+        b = binding_at(conn, device, pressed + rules.clock_slack_ms)
         if b is not None and b[3] <= pressed:
             b = None
     if b is None:
@@ -142,6 +171,13 @@ _BINDING_AT = (
     " FROM bindings b JOIN staff s ON s.account = b.staff_account"
     " WHERE b.device_id = ? AND b.valid_from_ms <= ? AND (b.valid_to_ms IS NULL OR b.valid_to_ms > ?)"
     " ORDER BY b.valid_from_ms DESC LIMIT 1"
+)
+
+
+_BINDINGS_OF_DEVICE = (
+    "SELECT b.id, b.window_id, b.staff_account, b.valid_from_ms, b.valid_to_ms"
+    " FROM bindings b JOIN staff s ON s.account = b.staff_account"
+    " WHERE b.device_id = ? ORDER BY b.valid_from_ms DESC, b.id DESC"
 )
 
 

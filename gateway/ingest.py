@@ -44,8 +44,14 @@ from protocol.ids import record_id
 
 log = logging.getLogger("gateway.ingest")
 
-# The attribution hook, synchronous: it runs in the database thread inside the batch transaction.
-Attribute = Callable[[sqlite3.Connection, dict[str, Any]], dict[str, Any]]
+# The attribution hook, synchronous: it runs in the database thread inside the batch
+# transaction. `batch` attributes a whole batch in order; `one` a single record (the
+# fallback after a failure, so only the failing record is flagged).
+@dataclass(frozen=True)
+class Attribute:
+    batch: Callable[[sqlite3.Connection, list[dict[str, Any]]], list[dict[str, Any]]]
+    one: Callable[[sqlite3.Connection, dict[str, Any]], dict[str, Any]]
+
 HelloHook = Callable[[str], Awaitable[None]]
 
 # Flags ingest itself may set on a record (attribution adds its own).
@@ -55,14 +61,17 @@ _ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
 
 
 def load_attribution() -> Attribute | None:
-    """gateway.attribution.attribute_sync if that module exists (the bindings engineer's hook)."""
+    """gateway.attribution's attribute_batch and attribute_sync, if that module exists (the
+    bindings engineer's hook)."""
     if importlib.util.find_spec("gateway.attribution") is None:
         return None
     mod = importlib.import_module("gateway.attribution")
-    fn = getattr(mod, "attribute_sync", None)
-    if fn is None or not callable(fn):
-        raise RuntimeError("gateway.attribution exists but defines no attribute_sync(conn, rec)")
-    return fn  # type: ignore[no-any-return]
+    batch = getattr(mod, "attribute_batch", None)
+    one = getattr(mod, "attribute_sync", None)
+    if not callable(batch) or not callable(one):
+        raise RuntimeError("gateway.attribution exists but lacks attribute_batch(conn, recs) "
+                           "or attribute_sync(conn, rec)")
+    return Attribute(batch, one)
 
 
 class Rejections:
@@ -323,7 +332,8 @@ class Ingest:
         assert self.attribute is not None
         conn.execute("SAVEPOINT attribution_batch")
         try:
-            out = [_merge(row, self.attribute(conn, dict(row))) for row in rows]
+            answers = self.attribute.batch(conn, [dict(row) for row in rows])
+            out = [_merge(row, a) for row, a in zip(rows, answers, strict=True)]
         except Exception:
             conn.execute("ROLLBACK TO attribution_batch")
             conn.execute("RELEASE attribution_batch")
@@ -337,7 +347,7 @@ class Ingest:
         assert self.attribute is not None
         conn.execute("SAVEPOINT attribution")
         try:
-            out = self.attribute(conn, dict(row))
+            out = self.attribute.one(conn, dict(row))
         except Exception:
             conn.execute("ROLLBACK TO attribution")
             conn.execute("RELEASE attribution")

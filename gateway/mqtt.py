@@ -100,6 +100,7 @@ def make_client(cfg: MqttConfig) -> aiomqtt.Client:
 # aiomqtt's graceful disconnect (DISCONNECT, then wait for the socket to close) waits without
 # a limit, and after a cancel it sometimes never completes: past this, drop the connection.
 DISCONNECT_TIMEOUT_S = 2.0
+_POLL_S = 0.01
 
 
 @contextlib.asynccontextmanager
@@ -217,11 +218,12 @@ class Downlink:
 
     async def drain(self, wait_s: float = 2.0) -> None:
         """Wait briefly for commands handed to the client (at shutdown)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait_s
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=wait_s)
-        # Publishes handed straight to paho: wait until its socket writes are done.
+        # Publishes handed straight to paho: give its socket writes a moment (polled: paho
+        # has no completion event for them).
         paho = getattr(self.client, "_client", None)
-        while isinstance(paho, mqtt.Client) and paho.want_write() and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        for _ in range(int(wait_s / _POLL_S)):
+            if not (isinstance(paho, mqtt.Client) and paho.want_write()):
+                break
+            await asyncio.sleep(_POLL_S)
