@@ -11,10 +11,11 @@ per reason per interval, without payloads or secrets.
 Group commit: the committer takes up to batch_max queued records, waits at most batch_ms
 after the first one, and stores the batch in ONE transaction (INSERT OR IGNORE by record
 id), so one fsync covers many records. The whole transaction (dedupe, attribution, insert,
-anchors, COMMIT) is one call into the database thread: one thread hop per batch. Only after COMMIT returns does it publish an ack
-for every record of the batch, duplicates included: a duplicate is acked again, never
-stored twice. If the gateway dies before COMMIT, nothing was acked, the device still has
-the records in its journal and re-sends them.
+anchors, COMMIT) is one call into the database thread: one thread hop per batch. Only
+after COMMIT returns does it publish an ack for every record of the batch, duplicates
+included: a duplicate is acked again, never stored twice. If the gateway dies before
+COMMIT, nothing was acked, the device still has the records in its journal and re-sends
+them.
 """
 
 from __future__ import annotations
