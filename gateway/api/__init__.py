@@ -68,7 +68,7 @@ async def start(ctx: GatewayContext) -> ApiRunning:
     if not http.enabled:
         # No token configured: nobody could use the API, so do not listen at all.
         return ApiRunning("http=off", None, db, tasks)
-    app = make_app(db, cfg, ctx.send_command)
+    app = make_app(db, cfg, ctx.send_command, on_registered=ctx.registry.rekey)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, http.host, http.port)

@@ -40,6 +40,8 @@ HTTP_KEY = web.AppKey("http", HttpSettings)
 SEND_KEY: web.AppKey[SendCommand] = web.AppKey("send")
 RULES_KEY = web.AppKey("rules", invitations.InvitationRules)
 CLOCK_KEY: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+# Called after a device is (re-)registered, so the running ingest uses the new key at once.
+REGISTERED_KEY: web.AppKey[Callable[[str, str], None]] = web.AppKey("registered")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -192,6 +194,7 @@ async def post_device(request: web.Request) -> web.Response:
     existed = await devices_store.get_device(db, body["id"]) is not None
     await devices_store.register_device(db, request.app[CFG_KEY], body["id"], body["secret"],
                                         body["broker_password"], fw, actor)
+    request.app[REGISTERED_KEY](body["id"], body["secret"])
     return web.json_response({"id": body["id"], "created": not existed}, status=200 if existed else 201)
 
 
@@ -279,7 +282,8 @@ async def _expire_loop(app: web.Application, every_s: float) -> None:
 
 def make_app(conn_or_db: Database | str | Path, cfg: Config, send_command: SendCommand, *,
              clock: Callable[[], int] = bindings.now_ms,
-             expire_every_s: float = EXPIRE_EVERY_S) -> web.Application:
+             expire_every_s: float = EXPIRE_EVERY_S,
+             on_registered: Callable[[str, str], None] | None = None) -> web.Application:
     """The API app. Given a path, it opens (and closes) its own connection to the store,
     which keeps its transactions apart from the ingest's; given a Database, it shares it."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
@@ -288,6 +292,7 @@ def make_app(conn_or_db: Database | str | Path, cfg: Config, send_command: SendC
     app[SEND_KEY] = send_command
     app[RULES_KEY] = invitations.InvitationRules.from_config(cfg)
     app[CLOCK_KEY] = clock
+    app[REGISTERED_KEY] = on_registered or (lambda device_id, secret_hex: None)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
 

@@ -148,6 +148,16 @@ class DeviceRegistry:
     def forget(self, device_id: str) -> None:
         self._states.pop(device_id, None)
 
+    def rekey(self, device_id: str, secret_hex: str) -> None:
+        """A device was (re-)registered by another connection (the HTTP API): use its key at
+        once. Without this, a rotated secret was refused as bad_mac for up to _KEY_REFRESH_S,
+        and an id looked up just before its registration stayed unknown for _NEGATIVE_CACHE_S."""
+        self._unknown.pop(device_id, None)
+        st = self._states.get(device_id)
+        if st is not None and st.secret_hex != secret_hex:
+            st.secret_hex = secret_hex
+            st.key = Key(secret_hex)
+
     async def next_command(self, st: DeviceState) -> tuple[int, int]:
         """(b, n) for the next command to this device: its current boot and a fresh counter."""
         while True:
