@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import logging
@@ -74,7 +75,80 @@ def sign(m: dict[str, Any], key: Key) -> bytes:
     return data
 
 
-__all__ = ["BadSignature", "Downlink", "canonical", "make_client", "session", "sign", "verify"]
+__all__ = ["BadSignature", "BufferedSocket", "Downlink", "canonical", "make_client", "session", "sign",
+           "verify"]
+
+# One recv fetches up to this much; paho then takes its packets from memory.
+READ_CHUNK = 65536
+
+
+class BufferedSocket:
+    """A paho socket whose recv() is served from one large read.
+
+    paho reads every packet with at least three recv calls (1 byte command, 1+ bytes of
+    length, then the rest): at thousands of small PUBLISHes a second the syscalls and their
+    Python wrappers cost ~10% of the gateway's CPU. Here one recv(READ_CHUNK) fills a buffer
+    and paho's small reads are sliced from it.
+
+    Bytes left in the buffer are not visible to the event loop's readiness check, so the
+    buffer must be drained before the reader callback returns: `pending()` reports them, and
+    aiomqtt's reader keeps calling paho's loop_read while `_sock.pending() > 0` (the hook it
+    has for SSL sockets, which buffer the same way; tests/gateway/test_gw_wire.py checks that
+    this hook is still there). Everything else is the socket's own (attribute delegation).
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data = self._sock.recv(READ_CHUNK)  # BlockingIOError / b"" (EOF) pass through
+            if len(data) <= bufsize:
+                self._buf, self._pos = b"", 0
+                return data
+            self._buf, self._pos = data, 0
+        end = self._pos + bufsize
+        out = self._buf[self._pos:end]
+        self._pos = min(end, len(self._buf))
+        return out
+
+    def pending(self) -> int:
+        """Bytes read from the socket that paho has not taken yet."""
+        return len(self._buf) - self._pos
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _buffer_reads(client: aiomqtt.Client) -> bool:
+    """Make paho create BufferedSocket-wrapped sockets. Private paho/aiomqtt API, guarded:
+    if any piece is missing (another version) paho keeps its own socket, which is only
+    slower. Only a plain TCP socket is wrapped (not TLS or websockets)."""
+    paho = getattr(client, "_client", None)
+    create = getattr(paho, "_create_socket", None)
+    if paho is None or not callable(create) or not _aiomqtt_drains_pending():
+        return False
+
+    def create_buffered() -> Any:
+        sock = create()
+        return BufferedSocket(sock) if type(sock) is socket.socket else sock
+
+    setattr(paho, "_create_socket", create_buffered)  # noqa: B010 (instance attribute on purpose)
+    return True
+
+
+@functools.cache
+def _aiomqtt_drains_pending() -> bool:
+    """aiomqtt's reader loops while the socket has pending() bytes (checked in its source:
+    without that loop, buffered bytes could wait for the next network read)."""
+    import inspect
+    try:
+        src = inspect.getsource(aiomqtt.Client._on_socket_open)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return "pending()" in src
 
 
 class UnknownDevice(Exception):
@@ -94,6 +168,8 @@ def make_client(cfg: MqttConfig) -> aiomqtt.Client:
     )
     # aiomqtt warns on every publish beyond 10 unconfirmed ones; acks are many by design.
     client.pending_calls_threshold = 100000
+    if not _buffer_reads(client):
+        log.warning("mqtt: unbuffered socket reads (paho/aiomqtt internals changed); slower ingest")
     return client
 
 
