@@ -30,11 +30,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+import aiomqtt
 import aiosqlite
 
 from gateway import health, timesync
 from gateway.config import Config
-from gateway.mqtt import Downlink
+from gateway.mqtt import Downlink, route_direct
 from gateway.mqtt import verify as verify_mac
 from gateway.store import records as records_store
 from gateway.store import rejections as rejections_store
@@ -154,56 +155,116 @@ class Ingest:
         self._batch_s = cfg.ingest.batch_ms / 1000
         self._batch_max = cfg.ingest.batch_max
         self.accepting = True  # False while shutting down: nothing new is queued
+        # Messages handed to aiomqtt's queue and not yet through handle(): while there are
+        # any, the direct path declines too, so no message overtakes an earlier one.
+        self._queued = 0
+        downlink.on_connected = self._connected
 
     # -- receive path --------------------------------------------------------------
 
+    def _connected(self, client: aiomqtt.Client) -> None:
+        """A new broker connection: route its messages straight to handle_now. Messages
+        aiomqtt queued before this are read by the service loop first (counted here)."""
+        self._queued = len(client.messages)
+        if not route_direct(client, self.handle_now):
+            log.warning("mqtt: direct message routing unavailable (aiomqtt/paho changed); "
+                        "every message goes through aiomqtt's queue")
+
+    def handle_now(self, topic: str, payload: bytes) -> bool:
+        """The direct path, called in paho's read callback: handle the message at once when
+        that needs no await (rec, status, hb, hello without hooks, and every refusal made
+        before the device lookup). False hands it, untouched, to the queued path (handle):
+        an unknown device or a bad mac (both re-read the store), treq (signs a reply), hello
+        with hooks -- and every message while earlier ones are still queued, so messages
+        are handled in the order they arrived."""
+        if self._queued or not self.accepting:
+            self._queued += 1
+            return False
+        arrival = self.clock_ms()
+        m = self._parse(topic, payload)
+        if m is None:
+            self.stats.received += 1
+            return True
+        st = self.registry.get(m["d"])
+        t = m["t"]
+        if st is None or t == "treq" or (t == "hello" and self.hello_hooks) or not _mac_ok(m, st):
+            self._queued += 1
+            return False
+        self.stats.received += 1
+        self._apply(st, m, arrival)
+        return True
+
     async def handle(self, topic: str, payload: bytes) -> None:
         """One MQTT message from hcp/1/up/+/+. Never raises for bad input: it counts it."""
+        try:
+            await self._handle(topic, payload)
+        finally:
+            if self._queued:
+                self._queued -= 1
+
+    async def _handle(self, topic: str, payload: bytes) -> None:
         if not self.accepting:
             return  # shutting down: not acked, so the device re-sends it to the next run
         arrival = self.clock_ms()
         self.stats.received += 1
-        try:
-            m = messages.parse(payload)
-            messages.check_topic(m, topic)
-        except MalformedMessage as e:
-            self.rejections.add(e.code, _who(topic), e.detail)
-            return
-        except UnsupportedVersion:
-            self.rejections.add("bad_version", _who(topic))
-            return
-        except TopicMismatch:
-            self.rejections.add("topic_mismatch", _who(topic))
+        m = self._parse(topic, payload)
+        if m is None:
             return
         d = m["d"]
         st = self.registry.get(d) or await self.registry.lookup(d)
         if st is None:
             self.rejections.add("unknown_device", d)
             return
-        try:
-            verify_mac(m, st.key)
-        except BadSignature:
-            if not await self.registry.refresh_key(st):
+        if not _mac_ok(m, st):
+            # Maybe re-keyed by another process: one look at the store, then refuse.
+            if not await self.registry.refresh_key(st) or not _mac_ok(m, st):
                 self.rejections.add("bad_mac", d)
                 return
-            try:
-                verify_mac(m, st.key)
-            except BadSignature:
-                self.rejections.add("bad_mac", d)
-                return
+        if not self._apply(st, m, arrival):
+            return
         t = m["t"]
+        if t == "hello":
+            for hook in self.hello_hooks:
+                try:
+                    await hook(d)
+                except Exception:
+                    log.exception("hello hook failed for %s", d)
+        elif t == "treq":
+            # w: gateway epoch seconds, rounded up so the device never starts behind.
+            await self.downlink.send_nowait(st, "time", {"w": (self.clock_ms() + 999) // 1000, "u": m["u"]})
+
+    def _parse(self, topic: str, payload: bytes) -> dict[str, Any] | None:
+        """Structure, version and topic; None (counted) when refused."""
+        try:
+            m = messages.parse(payload)
+            messages.check_topic(m, topic)
+        except MalformedMessage as e:
+            self.rejections.add(e.code, _who(topic), e.detail)
+            return None
+        except UnsupportedVersion:
+            self.rejections.add("bad_version", _who(topic))
+            return None
+        except TopicMismatch:
+            self.rejections.add("topic_mismatch", _who(topic))
+            return None
+        return m
+
+    def _apply(self, st: DeviceState, m: dict[str, Any], arrival: int) -> bool:
+        """Everything an authentic message does that needs no await. True when accepted
+        (a hello's hooks and a treq's reply follow in _handle)."""
+        d, t = st.device_id, m["t"]
         if t == "rec":
             self._on_rec(st, m, arrival)
-            return
+            return True
         if t == "status":
             st.observe_boot(m["b"])
             if health.on_status(st, m, arrival):
                 log.info("device %s %s (boot %d, connection %d)", d, m["s"], m["b"], m["c"])
-            return
+            return True
         # hello, hb, treq: counters must be fresh in (device, boot)'s replay window.
         if not st.fresh(m["b"], m["n"]):
             self.rejections.add("replay", d, f"{t} b={m['b']} n={m['n']}")
-            return
+            return False
         st.observe_boot(m["b"])
         if t == "hb":
             health.on_hb(st, m, arrival)
@@ -211,16 +272,10 @@ class Ingest:
         elif t == "hello":
             health.on_hello(st, m, arrival)
             self.anchors.observe(d, m["b"], m["up"], arrival)
-            for hook in self.hello_hooks:
-                try:
-                    await hook(d)
-                except Exception:
-                    log.exception("hello hook failed for %s", d)
         elif t == "treq":
             health.touch(st, arrival)
             self.anchors.observe(d, m["b"], m["u"], arrival)
-            # w: gateway epoch seconds, rounded up so the device never starts behind.
-            await self.downlink.send_nowait(st, "time", {"w": (self.clock_ms() + 999) // 1000, "u": m["u"]})
+        return True
 
     def _on_rec(self, st: DeviceState, m: dict[str, Any], arrival: int) -> None:
         if m["rb"] > m["b"]:
@@ -398,6 +453,14 @@ class _Statements:
     def keys(self) -> list[tuple[str, int]]:
         """(device, boot) of the anchor rows collected (the first two parameters)."""
         return [(p[0], p[1]) for _, params in self.calls for p in params]
+
+
+def _mac_ok(m: dict[str, Any], st: DeviceState) -> bool:
+    try:
+        verify_mac(m, st.key)
+    except BadSignature:
+        return False
+    return True
 
 
 def _merge(row: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
