@@ -27,12 +27,12 @@ _REBOOT_DELAY_MS = 500     # let the link ack the reboot command before going do
 
 
 class App:
-    def __init__(self, hal, cfg, journal, clock, boot, feedback, safe=False, now=0):
+    def __init__(self, hal, cfg, journal, clock, clear_failed_boots, feedback, safe=False, now=0):
         self.hal = hal
         self.cfg = cfg
         self.journal = journal
         self.clock = clock
-        self.boot = boot
+        self._clear_failed_boots = clear_failed_boots   # Firmware.clear_failed_boots (reboot command)
         self.feedback = feedback
         self.safe = safe
         self.state = "booting"
@@ -249,7 +249,7 @@ class App:
         return bool(applied)
 
     def _cmd_reboot(self, msg, now):
-        self.boot.clear()                 # an authenticated reboot also leaves safe mode
+        self._clear_failed_boots()        # an authenticated reboot also leaves safe mode
         self.reboot_at = now + _REBOOT_DELAY_MS
         self.hal.log("app: reboot requested: %s" % msg.get("why", ""))
         return True

@@ -7,6 +7,10 @@ fails its CRC, leaving the other one. The journal's highest boot is a second flo
 A boot counts as failed until the app has run healthy for HEALTHY_MS. Power-on boots do not
 count (a citizen pulling the plug must never push the device towards safe mode), and only an
 authenticated gateway `reboot` or a serial call to clear() resets the count once in safe mode.
+
+Boot-only code: firmware.main imports this module for begin() at boot and for the two rare
+writes later (mark_healthy() once, clear() on the gateway's reboot), and unloads it in between
+so its bytecode does not sit in the device's RAM. Each use starts from the slots on flash.
 """
 
 import binascii
@@ -75,7 +79,7 @@ class BootState:
         boot = floor
         fails = 0
         if prev is not None:
-            pboot, pfails, phealthy = prev
+            pboot, pfails, phealthy = prev[0], prev[1], prev[2]
             if pboot > boot:
                 boot = pboot
             if phealthy:
@@ -90,14 +94,26 @@ class BootState:
         self._write(False)
         return self.boot
 
+    def load(self):
+        """The newest state on flash (boot, fails, healthy, safe), as begin() left it."""
+        s = self._read()
+        if s is not None:
+            self.boot = s[0]
+            self.fails = s[1]
+            self.healthy = bool(s[2])
+            self.safe = self.fails >= SAFE_AFTER
+        return self
+
     def mark_healthy(self):
         """Called once the app has run HEALTHY_MS: this boot did not fail."""
+        self.load()
         if not self.healthy and not self.safe:
             self.fails = 0
             self._write(True)
 
     def clear(self):
-        """Maintenance (gateway reboot command or serial): forget failed boots, leave safe mode
-        at the next boot."""
+        """Maintenance (gateway reboot command, or serial: BootState(hal).clear()): forget
+        failed boots, leave safe mode at the next boot. Keeps the current boot number."""
+        self.load()
         self.fails = 0
         self._write(True)

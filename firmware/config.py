@@ -8,7 +8,7 @@ behaviour keys in SETTABLE, which is what its authenticated `config` command app
 import json
 
 from firmware import fsutil
-from protocol.grades import DEFAULT_BUTTONS, button_map
+from protocol.grade_set import DEFAULT_BUTTONS, button_map
 
 FILE = "config.json"
 

@@ -19,7 +19,7 @@ import os
 import struct
 
 from firmware import fsutil
-from protocol.grades import GRADES
+from protocol.grade_set import GRADES
 
 try:
     from micropython import const

@@ -8,7 +8,6 @@ adds the watchdog, NTP, the link task and the 10 ms loop. /main.py calls run().
 
 from firmware import VERSION
 from firmware.app import App
-from firmware.bootstate import HEALTHY_MS, BootState
 from firmware.buttons import Buttons
 from firmware.clock import Clock
 from firmware.config import load as load_config
@@ -22,8 +21,26 @@ except ImportError:          # CPython
         return x
 
 SCAN_MS = const(10)          # button scan + tick period: feedback within ~10 ms of a press
+HEALTHY_MS = const(30000)    # a boot counts as failed until the loop has run this long
 WDT_MS = const(8000)
 NTP_RETRY_MS = const(3600000)
+
+
+def _boot_state(hal):
+    # boot-only code, imported for the moment it is needed (see _unload)
+    from firmware.bootstate import BootState
+    return BootState(hal)
+
+
+def _unload(name):
+    """Drop a module so its bytecode leaves the heap (its interned names stay). The next import
+    loads it again; nothing may keep a reference to it or to its classes."""
+    import sys
+    sys.modules.pop(name, None)
+    parent = sys.modules.get(name.rpartition(".")[0])
+    leaf = name.rpartition(".")[2]
+    if parent is not None and leaf in parent.__dict__:
+        delattr(parent, leaf)
 
 
 class Firmware:
@@ -36,13 +53,17 @@ class Firmware:
         self.feedback = Feedback(hal)             # "booting" light from here on
         self.clock = Clock(hal)
         self.journal = Journal(hal).open()
-        self.boot = BootState(hal)
-        self.boot_no = self.boot.begin(hal.reset_cause(), floor=self.journal.max_rb)
+        boot = _boot_state(hal)
+        self.boot_no = boot.begin(hal.reset_cause(), floor=self.journal.max_rb)
+        self.safe = boot.safe
+        self.boot_fails = boot.fails
+        boot = None
+        _unload("firmware.bootstate")
         self.journal.begin(self.boot_no)
-        if self.boot.safe:
-            hal.log("boot %d: safe mode after %d failed boots" % (self.boot_no, self.boot.fails))
-        self.app = App(hal, self.cfg, self.journal, self.clock, self.boot, self.feedback,
-                       safe=self.boot.safe, now=self.clock.uptime())
+        if self.safe:
+            hal.log("boot %d: safe mode after %d failed boots" % (self.boot_no, self.boot_fails))
+        self.app = App(hal, self.cfg, self.journal, self.clock, self.clear_failed_boots,
+                       self.feedback, safe=self.safe, now=self.clock.uptime())
         self.buttons = Buttons(hal, self.cfg)
         self._on_press = self.app.on_button       # bound once: no allocation per scan
         self.healthy = False
@@ -58,8 +79,18 @@ class Firmware:
         self.app.tick(now)
         if not self.healthy and now >= HEALTHY_MS:
             self.healthy = True
-            self.boot.mark_healthy()
+            boot = _boot_state(self.hal)
+            boot.mark_healthy()
+            self.boot_fails = boot.fails
+            _unload("firmware.bootstate")
         return now
+
+    def clear_failed_boots(self):
+        """The gateway's reboot command: forget failed boots (leaves safe mode at the next boot)."""
+        boot = _boot_state(self.hal)
+        boot.clear()
+        self.boot_fails = 0
+        _unload("firmware.bootstate")
 
     def _maybe_ntp(self, now):
         if self.clock.synced or now < self._ntp_at:

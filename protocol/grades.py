@@ -5,14 +5,25 @@ integer conventions in the field run in opposite directions (see docs/protocol.m
 integer only ever appears at a boundary, through one of the explicit tables below.
 """
 
-# Best to worst. These strings are the wire values of the "g" field.
-VERY_SATISFIED = "vs"      # 非常满意
-SATISFIED = "s"            # 满意
-BASIC = "bs"               # 基本满意
-DISSATISFIED = "d"         # 不满意
-VERY_DISSATISFIED = "vd"   # 非常不满意
+# The codes, GRADES, DEFAULT_BUTTONS, is_grade and button_map live in protocol.grade_set (the
+# device imports only that); they are re-exported here for the gateway, simulator and tests.
+from protocol.grade_set import (
+    BASIC,
+    DEFAULT_BUTTONS,
+    DISSATISFIED,
+    GRADES,
+    SATISFIED,
+    VERY_DISSATISFIED,
+    VERY_SATISFIED,
+    button_map,
+    is_grade,
+)
 
-GRADES = (VERY_SATISFIED, SATISFIED, BASIC, DISSATISFIED, VERY_DISSATISFIED)
+__all__ = [
+    "BAD", "BASIC", "DEFAULT_BUTTONS", "DISSATISFIED", "GBT39046_CODE", "GRADES", "NAMES_ZH",
+    "PROVINCIAL_CODE", "SATISFIED", "VERY_DISSATISFIED", "VERY_SATISFIED", "button_map",
+    "from_code", "is_bad", "is_grade",
+]
 
 NAMES_ZH = {
     VERY_SATISFIED: "非常满意",
@@ -31,14 +42,6 @@ PROVINCIAL_CODE = {VERY_SATISFIED: 5, SATISFIED: 4, BASIC: 3, DISSATISFIED: 2, V
 # GB/T 39046-2020 table A.8: 1 = 非常满意 ... 5 = 非常不满意.
 GBT39046_CODE = {VERY_SATISFIED: 1, SATISFIED: 2, BASIC: 3, DISSATISFIED: 4, VERY_DISSATISFIED: 5}
 
-# Default physical button order, left to right as the citizen faces the device.
-# The device config may reorder it (some halls mount the worst grade on the left).
-DEFAULT_BUTTONS = (VERY_SATISFIED, SATISFIED, BASIC, DISSATISFIED, VERY_DISSATISFIED)
-
-
-def is_grade(code: str) -> bool:
-    return code in GRADES
-
 
 def is_bad(code: str) -> bool:
     return code in BAD
@@ -50,14 +53,3 @@ def from_code(table: dict[str, int], value: int) -> str | None:
         if table[g] == value:
             return g
     return None
-
-
-def button_map(order: "list[str] | tuple[str, ...]") -> tuple[str, ...]:
-    """Validate a button order (a permutation of GRADES) and return it as a tuple."""
-    result = tuple(order)
-    if len(result) != len(GRADES):
-        raise ValueError("button order needs exactly 5 grades")
-    for g in GRADES:
-        if g not in result:
-            raise ValueError("button order misses grade %s" % g)
-    return result

@@ -14,7 +14,7 @@ import sys
 
 from protocol import VERSION, cjson, strict, topics
 from protocol.errors import BadSignature, MalformedMessage, TopicMismatch, UnsupportedVersion
-from protocol.grades import GRADES
+from protocol.grade_set import GRADES
 
 # Typing-only import: mypy treats _TYPING as true (pyproject always_true); MicroPython skips it.
 _TYPING = False

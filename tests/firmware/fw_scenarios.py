@@ -8,6 +8,7 @@ raises AssertionError (via check) on the first wrong thing it sees.
 
 import json
 import os
+import sys
 
 WALL = 1767225600          # 2026-01-01T00:00:00Z, the gateway's time in these scenarios
 SECRET = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -268,17 +269,17 @@ def scenario_safe_mode(root):
     # power cuts never lead to safe mode
     for _ in range(5):
         d = Device(root, cause="power-on")
-        check(not d.fw.boot.safe, "power-on boots do not count as failures")
+        check(not d.fw.safe, "power-on boots do not count as failures")
         d.close()
     # a boot's reset cause says how the previous boot ended: the third watchdog reset in a
     # row, before any boot ran 30 s healthy, means three failed boots -> safe mode
     for k in range(2):
         d = Device(root, cause="wdt")
-        check(not d.fw.boot.safe, "failed boot %d not yet safe" % (k + 1))
+        check(not d.fw.safe, "failed boot %d not yet safe" % (k + 1))
         d.run(1000)
         d.close()
     d = Device(root, cause="wdt")
-    check(d.fw.boot.safe and d.app.state_name() == "safe", "safe mode after 3 failed boots")
+    check(d.fw.safe and d.app.state_name() == "safe", "safe mode after 3 failed boots")
     d.press(0)
     check(d.journal.depth() == 0 and d.app.ignored == 1, "no rating in safe mode")
     check(not d.invite("inv-x"), "no invitation in safe mode")
@@ -286,19 +287,32 @@ def scenario_safe_mode(root):
     d.run(31000)
     d.close()
     d = Device(root, cause="power-on")
-    check(d.fw.boot.safe, "a power cycle does not leave safe mode")
+    check(d.fw.safe, "a power cycle does not leave safe mode")
     d.cmd({"t": "reboot", "why": "maintenance"})
     d.run(600)
     check(d.app.reboot_due(d.fw.clock.uptime()), "reboot scheduled")
     d.close()
     d = Device(root, cause="soft")
-    check(not d.fw.boot.safe and d.app.state_name() == "idle", "authenticated reboot leaves safe mode")
+    check(not d.fw.safe and d.app.state_name() == "idle", "authenticated reboot leaves safe mode")
+    check("firmware.bootstate" not in sys.modules, "boot-only code unloaded after boot")
     d.run(30100)
     check(d.fw.healthy, "healthy after 30 s")
+    check("firmware.bootstate" not in sys.modules, "and again after the healthy mark")
     d.close()
     d = Device(root, cause="wdt")
-    check(d.fw.boot.fails == 0, "a healthy boot resets the failure count")
+    check(d.fw.boot_fails == 0, "a healthy boot resets the failure count")
     boots = d.fw.boot_no
+    d.close()
+    # over serial (a technician): clear() keeps the boot number and leaves safe mode
+    for _ in range(3):
+        Device(root, cause="wdt").close()
+    d = Device(root, cause="wdt")
+    check(d.fw.safe, "safe again after 3 more failed boots")
+    from firmware.bootstate import BootState
+    BootState(d.hal).clear()
+    d.close()
+    d = Device(root, cause="power-on")
+    check(not d.fw.safe and d.fw.boot_no == boots + 5, "serial clear() leaves safe mode, ids go on")
     d.close()
     return {"boots": boots}
 
