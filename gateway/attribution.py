@@ -89,7 +89,45 @@ def attribute_batch(conn: sqlite3.Connection, recs: list[dict[str, Any]],
     """attribute_sync for each record of one ingest batch, in order, in one transaction.
     A device's bindings are read once per batch (nothing here changes bindings)."""
     cache = BindingCache()
-    return [attribute_sync(conn, rec, rules, cache) for rec in recs]
+    presses = StoredPresses.for_batch(recs, rules or _rules)
+    return [attribute_sync(conn, rec, rules, cache, presses) for rec in recs]
+
+
+class StoredPresses:
+    """Each device's stored presses around one batch, read once (one query per device, not
+    one per record) for the burst check. Nothing inserts records during attribution, so the
+    set read stays right for the whole batch; the burst flags attribution writes meanwhile
+    are mirrored here."""
+
+    def __init__(self, spans: dict[str, tuple[int, int]], window_ms: int) -> None:
+        self._spans = spans          # device -> (earliest, latest) press of the batch
+        self._window_ms = window_ms
+        self._by_device: dict[str, list[list[Any]]] = {}
+
+    @classmethod
+    def for_batch(cls, recs: list[dict[str, Any]], rules: AttributionRules) -> StoredPresses:
+        spans: dict[str, tuple[int, int]] = {}
+        for rec in recs:
+            p = int(rec["pressed_at_ms"])
+            lo, hi = spans.get(rec["device_id"], (p, p))
+            spans[rec["device_id"]] = (min(lo, p), max(hi, p))
+        return cls(spans, rules.burst_window_s * 1000)
+
+    def around(self, conn: sqlite3.Connection, device_id: str, lo: int, hi: int,
+               record_id: str) -> list[list[Any]] | None:
+        """[record_id, pressed_at_ms, flags] of the stored presses with lo < pressed < hi
+        (other than record_id), in press order -- what _PRESSES_AROUND returns -- or None
+        when the range is not covered (then the caller queries)."""
+        span = self._spans.get(device_id)
+        if span is None or lo < span[0] - self._window_ms or hi > span[1] + self._window_ms:
+            return None
+        rows = self._by_device.get(device_id)
+        if rows is None:
+            rows = self._by_device[device_id] = [
+                [r[0], int(r[1]), r[2] or ""] for r in conn.execute(
+                    _PRESSES_AROUND, (device_id, span[0] - self._window_ms,
+                                      span[1] + self._window_ms, ""))]
+        return [r for r in rows if lo < r[1] < hi and r[0] != record_id]
 
 
 class BindingCache:
@@ -113,7 +151,8 @@ class BindingCache:
 
 def attribute_sync(conn: sqlite3.Connection, rec: dict[str, Any],
                    rules: AttributionRules | None = None,
-                   bindings_cache: BindingCache | None = None) -> dict[str, Any]:
+                   bindings_cache: BindingCache | None = None,
+                   presses: StoredPresses | None = None) -> dict[str, Any]:
     """Set binding_id / window_id / staff_account / flags on rec (a records row as a dict:
     record_id, device_id, kind, grade, invitation_id, pressed_at_ms, flags) and close its
     invitation when it rates or unrates it. Returns rec.
@@ -151,7 +190,7 @@ def attribute_sync(conn: sqlite3.Connection, rec: dict[str, Any],
     if kind in PRESS_KINDS:
         if not rules.hall.is_open(pressed):
             flags = add_flag(flags, "after_hours")
-        if _burst(conn, rec, pressed, rules):
+        if _burst(conn, rec, pressed, rules, presses):
             flags = add_flag(flags, "burst")
     rec["flags"] = flags
     return rec
@@ -229,17 +268,24 @@ def _link_invitation(conn: sqlite3.Connection, rec: dict[str, Any], inv_id: str,
     return flags
 
 
-def _burst(conn: sqlite3.Connection, rec: dict[str, Any], pressed: int, rules: AttributionRules) -> bool:
+_PRESSES_AROUND = (
+    "SELECT record_id, pressed_at_ms, flags FROM records WHERE device_id = ? AND pressed_at_ms > ?"
+    " AND pressed_at_ms < ? AND kind IN ('rated', 'walkup', 'extra', 'unpaired') AND record_id != ?"
+    " ORDER BY pressed_at_ms"
+)
+
+
+def _burst(conn: sqlite3.Connection, rec: dict[str, Any], pressed: int, rules: AttributionRules,
+           presses: StoredPresses | None = None) -> bool:
     """More than burst_presses presses within burst_window_s (this one included)? Flags the
     stored ones too, so the burst is visible whatever order the journal delivers them in."""
     lo = pressed - rules.burst_window_s * 1000
     hi = pressed + rules.burst_window_s * 1000
-    others = [(r[0], int(r[1]), r[2] or "") for r in conn.execute(
-        "SELECT record_id, pressed_at_ms, flags FROM records WHERE device_id = ? AND pressed_at_ms > ?"
-        " AND pressed_at_ms < ? AND kind IN ('rated', 'walkup', 'extra', 'unpaired') AND record_id != ?"
-        " ORDER BY pressed_at_ms",
-        (rec["device_id"], lo, hi, rec["record_id"]),
-    )]
+    cached = None if presses is None else presses.around(conn, rec["device_id"], lo, hi, rec["record_id"])
+    if cached is None:
+        cached = [[r[0], int(r[1]), r[2] or ""] for r in conn.execute(
+            _PRESSES_AROUND, (rec["device_id"], lo, hi, rec["record_id"]))]
+    others = [(r[0], r[1], r[2]) for r in cached]
     seen = _recent.setdefault(rec["device_id"], {})
     stored = {rid for rid, _, _ in others}
     unstored = [p for rid, p in seen.items() if rid not in stored and rid != rec["record_id"] and lo < p < hi]
@@ -259,7 +305,9 @@ def _burst(conn: sqlite3.Connection, rec: dict[str, Any], pressed: int, rules: A
             hit_hi = z if hit_hi is None else max(hit_hi, z)
     if hit_lo is None or hit_hi is None:
         return False
-    for rid, p, f in others:
+    for row in cached:
+        rid, p, f = row
         if hit_lo <= p <= hit_hi and "burst" not in f.split(","):
-            conn.execute("UPDATE records SET flags = ? WHERE record_id = ?", (add_flag(f, "burst"), rid))
+            row[2] = add_flag(f, "burst")  # also in StoredPresses, for the batch's later records
+            conn.execute("UPDATE records SET flags = ? WHERE record_id = ?", (row[2], rid))
     return True
