@@ -26,12 +26,11 @@ import importlib.util
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import aiomqtt
-import aiosqlite
 
 from gateway import health, timesync
 from gateway.config import Config
@@ -341,12 +340,11 @@ class Ingest:
         for p in batch:
             first.setdefault(p.rid, p)
         rows = [await self._row(p) for p in first.values()]
-        anchor_writes = _Statements()
-        await self.anchors.save(cast(aiosqlite.Connection, anchor_writes), self.clock_ms())
+        anchor_rows = self.anchors.take_dirty(self.clock_ms())
         try:
-            new = await self.db.write(lambda conn: self._store_sync(conn, rows, anchor_writes))
+            new = await self.db.write(lambda conn: self._store_sync(conn, rows, anchor_rows))
         except BaseException:
-            self.anchors.mark_all_dirty(anchor_writes.keys())  # save them with a later batch
+            self.anchors.mark_all_dirty([(r[0], r[1]) for r in anchor_rows])  # with a later batch
             raise
         for row in new:
             if FLAG_UNPAIRED in row["flags"].split(","):
@@ -355,14 +353,14 @@ class Ingest:
         return len(new)
 
     def _store_sync(self, conn: sqlite3.Connection, rows: list[dict[str, Any]],
-                    anchor_writes: _Statements) -> list[dict[str, Any]]:
+                    anchor_rows: list[timesync.AnchorRow]) -> list[dict[str, Any]]:
         """In the database thread, inside the batch transaction: the rows stored now."""
         existing = records_store.existing_ids_sync(conn, [r["record_id"] for r in rows])
         new = [r for r in rows if r["record_id"] not in existing]
         if self.attribute is not None and new:
             new = self._attribute_all(conn, new)
         records_store.insert_records_sync(conn, new)
-        anchor_writes.run(conn)
+        timesync.write_rows_sync(conn, anchor_rows)
         return new
 
     async def _row(self, p: PendingRecord) -> dict[str, Any]:
@@ -431,28 +429,6 @@ class Ingest:
         """Commit and ack everything queued (at shutdown)."""
         while self._pending:
             await self.commit_pending()
-
-
-class _Statements:
-    """Collects the executemany calls of an asyncio-API writer (timesync.Anchors.save) so
-    they can run later, synchronously, inside the batch transaction in the database thread."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, list[tuple[Any, ...]]]] = []
-
-    async def executemany(self, sql: str, params: Iterable[tuple[Any, ...]]) -> None:
-        self.calls.append((sql, list(params)))
-
-    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
-        self.calls.append((sql, [params]))
-
-    def run(self, conn: sqlite3.Connection) -> None:
-        for sql, params in self.calls:
-            conn.executemany(sql, params)
-
-    def keys(self) -> list[tuple[str, int]]:
-        """(device, boot) of the anchor rows collected (the first two parameters)."""
-        return [(p[0], p[1]) for _, params in self.calls for p in params]
 
 
 def _mac_ok(m: dict[str, Any], st: DeviceState) -> bool:

@@ -22,6 +22,7 @@ anchor that is too late by the step until the device reboots.
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 
 import aiosqlite
@@ -79,19 +80,47 @@ class Anchors:
 
     async def save(self, conn: aiosqlite.Connection, at_ms: int) -> int:
         """Persist improved anchors (inside the caller's transaction)."""
+        rows = self.take_dirty(at_ms)
+        if rows:
+            await conn.executemany(_SAVE_ANCHOR, rows)
+        return len(rows)
+
+    def save_sync(self, conn: sqlite3.Connection, at_ms: int) -> int:
+        """save() on a plain sqlite3 connection, for code already in the connection's thread
+        and the thread that owns this object."""
+        rows = self.take_dirty(at_ms)
+        write_rows_sync(conn, rows)
+        return len(rows)
+
+    def take_dirty(self, at_ms: int) -> list[AnchorRow]:
+        """The improved anchors as device_boots rows, now counted as saved. For a write in
+        another thread (ingest's batch transaction): take them here, in the thread that
+        observes, write them there with write_rows_sync; if that fails, mark_all_dirty."""
         if not self._dirty:
-            return 0
+            return []
         rows = [(d, b, self._anchor[(d, b)], at_ms) for d, b in self._dirty]
         self._dirty.clear()
-        await conn.executemany(
-            "INSERT INTO device_boots(device_id, boot, anchor_ms, first_seen) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(device_id, boot) DO UPDATE SET anchor_ms ="
-            " MIN(COALESCE(anchor_ms, excluded.anchor_ms), excluded.anchor_ms)",
-            rows)
-        return len(rows)
+        return rows
 
     def mark_all_dirty(self, keys: list[tuple[str, int]]) -> None:
         self._dirty.update(k for k in keys if self._anchor.get(k) is not None)
+
+
+# (device_id, boot, anchor_ms, first_seen)
+AnchorRow = tuple[str, int, int | None, int]
+
+_SAVE_ANCHOR = (
+    "INSERT INTO device_boots(device_id, boot, anchor_ms, first_seen) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT(device_id, boot) DO UPDATE SET anchor_ms ="
+    " MIN(COALESCE(anchor_ms, excluded.anchor_ms), excluded.anchor_ms)"
+)
+
+
+def write_rows_sync(conn: sqlite3.Connection, rows: list[AnchorRow]) -> None:
+    """Store rows from Anchors.take_dirty (inside the caller's transaction); an anchor only
+    ever moves earlier."""
+    if rows:
+        conn.executemany(_SAVE_ANCHOR, rows)
 
 
 def press_time(w: int, u: int, anchor_ms: int | None, arrival_ms: int) -> PressTime:
