@@ -76,6 +76,41 @@ async def main():
 await main()
 """
 
+# Control for the growth: the same image, link connected, run for as many loop iterations as
+# the presses take but with no press (keepalive pings, heartbeats, ticker wake-ups only).
+IDLE_PROGRAM = """
+import gc, json
+import asyncio
+
+async def live():
+    for _ in range(2):
+        gc.collect()
+        await asyncio.sleep_ms(1)
+    return gc.mem_alloc()
+
+import fw_scenarios, fw_image_run
+
+async def idle(run, n):
+    for _ in range(n):
+        run.advance(8000)
+        for _ in range(3):
+            await asyncio.sleep(0)
+
+async def main():
+    base = await live()
+    run = fw_image_run.ImageRun("/dev1")
+    await asyncio.create_task(run.start())
+    booted = await live()
+    await asyncio.create_task(idle(run, 100))
+    at100 = await live()
+    await asyncio.create_task(idle(run, %(presses)d - 100))
+    at_end = await live()
+    print("RESULT " + json.dumps({"base": base, "booted": booted, "at100": at100, "at_end": at_end,
+                                  "pings": run.link._client._last_tx}))
+
+await main()
+"""
+
 # The firmware core alone (app, journal, boot state, config, feedback, buttons on the host HAL;
 # no link): the earlier bound, kept as a regression guard. Acks are applied directly.
 CORE_PROGRAM = """
@@ -115,8 +150,9 @@ await main()
 # Import cost of each module, in dependency order, on the .mpy set. The ESP32 HAL cannot run
 # here (no machine, no network): it is imported on two stub modules whose own cost is taken
 # first and left out of its figure.
+# (firmware.bootstate is boot-only: main.py unloads it after boot, only its qstrs stay)
 MODULES = (
-    "protocol", "protocol.errors", "protocol.grades", "protocol.cjson", "protocol.auth",
+    "protocol", "protocol.errors", "protocol.grade_set", "protocol.cjson", "protocol.auth",
     "protocol.topics", "protocol.strict", "protocol.messages", "protocol.ids", "protocol.replay",
     "firmware", "firmware.fsutil", "firmware.bootstate", "firmware.clock", "firmware.config",
     "firmware.journal", "firmware.feedback", "firmware.buttons", "firmware.hal",
@@ -185,11 +221,11 @@ def _result(stdout: str, stderr: str) -> Any:
 
 
 def measure(presses: int = 10000, timeout: float = 900, source: bool = False,
-            core: bool = False) -> dict[str, Any]:
-    """Run PROGRAM (the whole image; CORE_PROGRAM with core=True) under MicroPython on the
-    .mpy set (or on source with source=True)."""
+            core: bool = False, idle: bool = False) -> dict[str, Any]:
+    """Run PROGRAM (the whole image; CORE_PROGRAM with core=True, IDLE_PROGRAM with idle=True)
+    under MicroPython on the .mpy set (or on source with source=True)."""
     from simulator.micropython import run_micropython
-    code = (CORE_PROGRAM if core else PROGRAM) % {"presses": presses}
+    code = (IDLE_PROGRAM if idle else CORE_PROGRAM if core else PROGRAM) % {"presses": presses}
     if source:
         files: dict[str, bytes | str] = {"/" + d.name: d.read_text() for d in DRIVERS}
         r = run_micropython(code, files=files, is_async=True, timeout=timeout)
@@ -258,6 +294,11 @@ def main() -> int:
     print("firmware core alone (no link; acks applied directly): +%d B after boot, +%d B at 100 "
           "presses, +%d B at %d, second window +%s B" % (int(core["booted"]) - int(core["base"]), c100,
                                                         cend, args.presses, core["second_window"]))
+    idle = measure(args.presses, source=args.source, idle=True)
+    print("control, whole image idle (link connected, %d loop iterations of 8 s, no press): +%d B "
+          "after boot, +%d B at 100, +%d B at %d" % (
+              args.presses, int(idle["booted"]) - int(idle["base"]), int(idle["at100"]) - int(idle["base"]),
+              int(idle["at_end"]) - int(idle["base"]), args.presses))
     m = measure(args.presses, source=args.source)
     base = int(m["base"])
     app_100, app_end, ok = verdict(m)
