@@ -102,10 +102,20 @@ class BufferedSocket:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self._may_refill = True
 
     def recv(self, bufsize: int) -> bytes:
         if self._pos >= len(self._buf):
+            if not self._may_refill:
+                # One socket read per read callback: once a chunk is used up, say "no data"
+                # (paho keeps its partial packet) so the callback returns and the event loop
+                # runs the committer and the writes. Without this, while the broker keeps
+                # sending, the reader processed messages for as long as data kept coming and
+                # acks waited: the devices' windows ran empty and the two sides took turns.
+                self._may_refill = True
+                raise BlockingIOError
             data = self._sock.recv(READ_CHUNK)  # BlockingIOError / b"" (EOF) pass through
+            self._may_refill = False
             if len(data) <= bufsize:
                 self._buf, self._pos = b"", 0
                 return data

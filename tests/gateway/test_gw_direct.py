@@ -117,7 +117,10 @@ async def test_declined_messages_and_everything_after_them_wait_for_the_queue(
         assert ing.rejections.totals == expected
 
 
-async def test_messages_arrive_directly_through_the_service_loop(tmp_path: Path) -> None:
+async def test_messages_arrive_directly_through_the_service_loop(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The path is off by default (gateway.ingest.DIRECT_PATH, see there); it must still work.
+    monkeypatch.setattr("gateway.ingest.DIRECT_PATH", True)
     broker = Mosquitto(tmp_path / "mq", users={"gateway": GW_PASSWORD, "dev-a": "pw-dev-a"},
                        acl=standard_acl())
     broker.start()

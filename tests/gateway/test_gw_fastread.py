@@ -41,6 +41,8 @@ def test_small_reads_come_from_one_large_read() -> None:
         peer.sendall(b"xy")
         assert buffered.recv(10) == b"xy"  # a read that fits is returned as is
         peer.close()
+        with pytest.raises(BlockingIOError):
+            buffered.recv(1)  # one socket read per read callback: this one is over
         assert buffered.recv(1) == b""  # EOF passes through: paho sees the connection lost
     finally:
         buffered.close()  # delegated to the socket
