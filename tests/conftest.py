@@ -83,8 +83,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     key = _where.get(report.nodeid)
     if key is None or not (report.when == "call" or (report.when == "setup" and not report.passed)):
         return
-    counts = _tally.setdefault(key, {"passed": 0, "failed": 0, "skipped": 0})
-    outcome = "failed" if report.failed else "skipped" if report.skipped else "passed"
+    counts = _tally.setdefault(key, {"passed": 0, "failed": 0, "skipped": 0, "xfailed": 0})
+    if hasattr(report, "wasxfail"):  # an expected failure is reported as skipped: say which
+        outcome = "xfailed" if report.skipped else "passed"
+    else:
+        outcome = "failed" if report.failed else "skipped" if report.skipped else "passed"
     counts[outcome] += 1
 
 
@@ -94,5 +97,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     tr = terminalreporter
     tr.section("tests by area and runtime")
     for (area, runtime), c in sorted(_tally.items()):
-        extra = "".join(", %d %s" % (c[k], k) for k in ("failed", "skipped") if c[k])
+        extra = "".join(", %d %s" % (c[k], k) for k in ("failed", "skipped", "xfailed") if c[k])
         tr.write_line("%-16s %-17s %5d passed%s" % (area, runtime, c["passed"], extra))
