@@ -11,13 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import re
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from simulator.netutil import free_port, wait_port
+
+REPO = Path(__file__).resolve().parents[2]
+FLASH = [sys.executable, str(REPO / "flash.py")]
+MPREMOTE = str(Path(sys.executable).parent / "mpremote")
+
+
+def provision_args(port: str, gateway_url: str, token: str, *options: str) -> list[str]:
+    """`flash.py provision` for one board of hall-1; each test adds the options it exercises."""
+    return FLASH + ["provision", "--port", port, "--hall", "hall-1",
+                    "--gateway-url", gateway_url, "--gateway-token", token, *options]
+
+
+def run_cli(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a CLI from the repo root; whatever the outcome, a user never sees a traceback."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    return r
 
 TOKEN = "admin-test-token"
 ID_RE = re.compile(r"^[a-z0-9-]{1,32}$")

@@ -4,39 +4,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import tty
 from pathlib import Path
 
-from flash_support import TOKEN, RegistryServer
+from flash_support import FLASH, MPREMOTE, REPO, TOKEN, RegistryServer, provision_args
 
 from simulator.serial_device import VirtualSerialDevice
 
-REPO = Path(__file__).resolve().parents[2]
-FLASH = [sys.executable, str(REPO / "flash.py")]
-MPREMOTE = str(Path(sys.executable).parent / "mpremote")
-
 
 def provision(port: str, url: str, *extra: str) -> list[str]:
-    return FLASH + [
-        "provision",
-        "--port",
-        port,
-        "--hall",
-        "hall-1",
-        "--wifi",
-        "w",
-        "--broker",
-        "127.0.0.1",
-        "--gateway-url",
-        url,
-        "--gateway-token",
-        TOKEN,
-        "--timeout",
-        "0.5",
-        *extra,
-    ]
+    return provision_args(port, url, TOKEN, "--wifi", "w", "--broker", "127.0.0.1",
+                          "--timeout", "0.5", *extra)
 
 
 def one_line_failure(cmd: list[str], expect: str) -> None:

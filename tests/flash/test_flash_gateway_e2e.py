@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from flash_hall import ADMIN_TOKEN, GW_PASSWORD, WINDOW_TOKEN
 from flash_hall import RealHall as Hall
+from flash_support import MPREMOTE, provision_args, run_cli
 
 from protocol import messages, topics
 from protocol.auth import Key
@@ -38,10 +39,7 @@ from simulator.vdevice import VirtualDevice
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-FLASH = [sys.executable, str(REPO / "flash.py")]
 BIN = Path(sys.executable).parent
-MPREMOTE = str(BIN / "mpremote")
 HCP_GATEWAY = str(BIN / "hcp-gateway")
 WAIT_S = 15.0
 
@@ -69,30 +67,12 @@ def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
 
 
 def provision_cmd(port: str, hall: Hall, *extra: str, token: str = ADMIN_TOKEN) -> list[str]:
-    return FLASH + [
-        "provision",
-        "--port",
-        port,
-        "--hall",
-        "hall-1",
-        "--wifi",
-        "hall-net",
-        "--wifi-password",
-        "pw1",
-        "--broker",
-        f"{hall.broker.host}:{hall.broker.port}",
-        "--gateway-url",
-        hall.url,
-        "--gateway-token",
-        token,
-        *extra,
-    ]
+    return provision_args(port, hall.url, token, "--wifi", "hall-net", "--wifi-password", "pw1",
+                          "--broker", f"{hall.broker.host}:{hall.broker.port}", *extra)
 
 
 def run(cmd: list[str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
-    return r
+    return run_cli(cmd, timeout)
 
 
 def broker_reloads(hall: Hall) -> int:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from esptool.bin_image import ELFSection, ESP32FirmwareImage, ESP32S3FirmwareImage
+from flash_support import FLASH
 
 from flashtool.errors import FlashError
 from flashtool.esp import validate_image
 from simulator.serial_device import VirtualSerialDevice
-
-REPO = Path(__file__).resolve().parents[2]
-FLASH = [sys.executable, str(REPO / "flash.py")]
 
 
 def tiny_esp32_image(path: Path, cls: type = ESP32FirmwareImage, entry: int = 0x40080000) -> bytes:

@@ -6,46 +6,20 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from flash_support import TOKEN, RegistryServer
+from flash_support import FLASH, MPREMOTE, TOKEN, RegistryServer, provision_args, run_cli
 
 from flashtool import bundle as bundle_mod
 from simulator.serial_device import VirtualSerialDevice
 
-REPO = Path(__file__).resolve().parents[2]
-FLASH = [sys.executable, str(REPO / "flash.py")]
-MPREMOTE = str(Path(sys.executable).parent / "mpremote")
-
 
 def provision_cmd(port: str, registry: RegistryServer, *extra: str) -> list[str]:
-    return FLASH + [
-        "provision",
-        "--port",
-        port,
-        "--hall",
-        "hall-1",
-        "--device-id",
-        "auto",
-        "--wifi",
-        "hall-net",
-        "--wifi-password",
-        "pw1",
-        "--broker",
-        "127.0.0.1:1883",
-        "--gateway-url",
-        registry.url,
-        "--gateway-token",
-        TOKEN,
-        *extra,
-    ]
+    return provision_args(port, registry.url, TOKEN, "--device-id", "auto", "--wifi", "hall-net",
+                          "--wifi-password", "pw1", "--broker", "127.0.0.1:1883", *extra)
 
 
-def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
-    return r
+run = run_cli
 
 
 def mpremote(port: str, *args: str) -> str:

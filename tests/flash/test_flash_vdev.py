@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from flash_support import TOKEN, RegistryServer
+from flash_support import MPREMOTE, TOKEN, RegistryServer
 
 from flashtool.commands import ProvisionOptions, QuietConsole, run_provision, run_verify
 from flashtool.errors import DeviceError
 from flashtool.link import Link
 from simulator.serial_device import VirtualSerialDevice
-
-MPREMOTE = str(Path(sys.executable).parent / "mpremote")
 
 
 def test_provision_over_plain_raw_repl(tmp_path: Path, registry: RegistryServer) -> None:
