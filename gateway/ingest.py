@@ -30,11 +30,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiomqtt
-
 from gateway import health, timesync
 from gateway.config import Config
-from gateway.mqtt import Downlink, route_direct
+from gateway.mqtt import Downlink
 from gateway.mqtt import verify as verify_mac
 from gateway.store import records as records_store
 from gateway.store import rejections as rejections_store
@@ -55,11 +53,6 @@ class Attribute:
     one: Callable[[sqlite3.Connection, dict[str, Any]], dict[str, Any]]
 
 HelloHook = Callable[[str], Awaitable[None]]
-
-# The direct message path (handle_now in paho's read callback). Off: it cut the gateway's
-# CPU per rating by ~30% but, measured on a quiet machine, lowered the durable rate (bench
-# and gateway then take turns, ~1 core between them, cause not found yet; docs/gateway.md).
-DIRECT_PATH = False
 
 # Flags ingest itself may set on a record (attribution adds its own).
 FLAG_ATTRIBUTION_ERROR = "attribution_error"
@@ -159,56 +152,11 @@ class Ingest:
         self._batch_s = cfg.ingest.batch_ms / 1000
         self._batch_max = cfg.ingest.batch_max
         self.accepting = True  # False while shutting down: nothing new is queued
-        # Messages handed to aiomqtt's queue and not yet through handle(): while there are
-        # any, the direct path declines too, so no message overtakes an earlier one.
-        self._queued = 0
-        downlink.on_connected = self._connected
 
     # -- receive path --------------------------------------------------------------
 
-    def _connected(self, client: aiomqtt.Client) -> None:
-        """A new broker connection: route its messages straight to handle_now. Messages
-        aiomqtt queued before this are read by the service loop first (counted here)."""
-        self._queued = len(client.messages)
-        if not DIRECT_PATH:
-            return
-        if not route_direct(client, self.handle_now):
-            log.warning("mqtt: direct message routing unavailable (aiomqtt/paho changed); "
-                        "every message goes through aiomqtt's queue")
-
-    def handle_now(self, topic: str, payload: bytes) -> bool:
-        """The direct path, called in paho's read callback: handle the message at once when
-        that needs no await (rec, status, hb, hello without hooks, and every refusal made
-        before the device lookup). False hands it, untouched, to the queued path (handle):
-        an unknown device or a bad mac (both re-read the store), treq (signs a reply), hello
-        with hooks -- and every message while earlier ones are still queued, so messages
-        are handled in the order they arrived."""
-        if self._queued or not self.accepting:
-            self._queued += 1
-            return False
-        arrival = self.clock_ms()
-        m = self._parse(topic, payload)
-        if m is None:
-            self.stats.received += 1
-            return True
-        st = self.registry.get(m["d"])
-        t = m["t"]
-        if st is None or t == "treq" or (t == "hello" and self.hello_hooks) or not _mac_ok(m, st):
-            self._queued += 1
-            return False
-        self.stats.received += 1
-        self._apply(st, m, arrival)
-        return True
-
     async def handle(self, topic: str, payload: bytes) -> None:
         """One MQTT message from hcp/1/up/+/+. Never raises for bad input: it counts it."""
-        try:
-            await self._handle(topic, payload)
-        finally:
-            if self._queued:
-                self._queued -= 1
-
-    async def _handle(self, topic: str, payload: bytes) -> None:
         if not self.accepting:
             return  # shutting down: not acked, so the device re-sends it to the next run
         arrival = self.clock_ms()

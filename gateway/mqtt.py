@@ -17,7 +17,7 @@ import hmac
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import aiomqtt
@@ -76,8 +76,8 @@ def sign(m: dict[str, Any], key: Key) -> bytes:
     return data
 
 
-__all__ = ["BadSignature", "BufferedSocket", "DirectHandler", "Downlink", "canonical", "make_client",
-           "route_direct", "session", "sign", "verify"]
+__all__ = ["BadSignature", "BufferedSocket", "Downlink", "canonical", "make_client",
+           "session", "sign", "verify"]
 
 # One recv fetches up to this much; paho then takes its packets from memory.
 READ_CHUNK = 65536
@@ -297,40 +297,6 @@ def _drop_socket(client: aiomqtt.Client) -> None:
             close()
 
 
-# A synchronous message handler: True when it has dealt with the message, False to pass
-# it on, unchanged, to aiomqtt's queue (client.messages).
-DirectHandler = Callable[[str, bytes], bool]
-
-
-def route_direct(client: aiomqtt.Client, handler: DirectHandler) -> bool:
-    """Give every incoming message to handler first, inside paho's read callback.
-
-    aiomqtt converts each message, queues it, and its iterator creates a task and an
-    asyncio.wait per message: thousands a second, for messages most of which need no await
-    at all. What handler declines goes the usual way (aiomqtt's queue). Private paho/aiomqtt
-    API (aiomqtt's `_on_message` and paho's on_message), guarded: False if either is missing,
-    and everything keeps going through the queue.
-    """
-    paho = getattr(client, "_client", None)
-    queue_it = getattr(client, "_on_message", None)
-    if not isinstance(paho, mqtt.Client) or not callable(queue_it):
-        return False
-
-    def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        payload = msg.payload
-        try:
-            handled = handler(msg.topic, payload if type(payload) is bytes else bytes(payload))
-        except Exception:
-            # A bug in the fast path must not lose the message: the queued path handles it.
-            log.exception("direct message handler failed; message passed to the queue")
-            handled = False
-        if not handled:
-            queue_it(c, userdata, msg)
-
-    paho.on_message = on_message
-    return True
-
-
 class Downlink:
     def __init__(self, registry: DeviceRegistry) -> None:
         self.registry = registry
@@ -338,8 +304,6 @@ class Downlink:
         self._tasks: set[asyncio.Task[None]] = set()
         self.sent = 0
         self.failed = 0
-        # Called with each newly connected client (ingest routes its messages from there).
-        self.on_connected: Callable[[aiomqtt.Client], None] | None = None
 
     @property
     def client(self) -> aiomqtt.Client | None:
@@ -347,11 +311,8 @@ class Downlink:
 
     @client.setter
     def client(self, client: aiomqtt.Client | None) -> None:
-        """The connected client (None while disconnected). The service sets it once
-        subscribed, before it reads client.messages; on_connected runs then."""
+        """The connected client (None while disconnected), set by the service once subscribed."""
         self._client = client
-        if client is not None and self.on_connected is not None:
-            self.on_connected(client)
 
     async def _sign(self, st: DeviceState, t: str, fields: dict[str, Any]) -> bytes:
         b, n = await self.registry.next_command(st)
