@@ -6,7 +6,7 @@ synchronous scan + tick (tests and the simulator's virtual time call it directly
 adds the watchdog, NTP, the link task and the 10 ms loop. /main.py calls run().
 """
 
-from firmware import VERSION
+from firmware import VERSION, unload
 from firmware.app import App
 from firmware.buttons import Buttons
 from firmware.clock import Clock
@@ -27,20 +27,9 @@ NTP_RETRY_MS = const(3600000)
 
 
 def _boot_state(hal):
-    # boot-only code, imported for the moment it is needed (see _unload)
+    # boot-only code, imported for the moment it is needed (see firmware.unload)
     from firmware.bootstate import BootState
     return BootState(hal)
-
-
-def _unload(name):
-    """Drop a module so its bytecode leaves the heap (its interned names stay). The next import
-    loads it again; nothing may keep a reference to it or to its classes."""
-    import sys
-    sys.modules.pop(name, None)
-    parent = sys.modules.get(name.rpartition(".")[0])
-    leaf = name.rpartition(".")[2]
-    if parent is not None and leaf in parent.__dict__:
-        delattr(parent, leaf)
 
 
 class Firmware:
@@ -58,7 +47,7 @@ class Firmware:
         self.safe = boot.safe
         self.boot_fails = boot.fails
         boot = None
-        _unload("firmware.bootstate")
+        unload("firmware.bootstate")
         self.journal.begin(self.boot_no)
         if self.safe:
             hal.log("boot %d: safe mode after %d failed boots" % (self.boot_no, self.boot_fails))
@@ -82,7 +71,7 @@ class Firmware:
             boot = _boot_state(self.hal)
             boot.mark_healthy()
             self.boot_fails = boot.fails
-            _unload("firmware.bootstate")
+            unload("firmware.bootstate")
         return now
 
     def clear_failed_boots(self):
@@ -90,7 +79,7 @@ class Firmware:
         boot = _boot_state(self.hal)
         boot.clear()
         self.boot_fails = 0
-        _unload("firmware.bootstate")
+        unload("firmware.bootstate")
 
     def _maybe_ntp(self, now):
         if self.clock.synced or now < self._ntp_at:
