@@ -197,12 +197,12 @@ class Link:
     async def _fill(self):
         """Publish unsent journal records, oldest first, while the window has room."""
         c = self._client
-        while self._more and c.window_free() > 0 and len(self._sent) < self.max_unacked:
-            want = len(self._sent) + len(self._bad) + c.window_free()
+        while self._more and c.inflight_count() < c.window and len(self._sent) < self.max_unacked:
+            want = len(self._sent) + len(self._bad) + c.window - c.inflight_count()
             recs = self.journal.pending(want)
             progress = False
             for r in recs:
-                if c.window_free() <= 0 or len(self._sent) >= self.max_unacked:
+                if c.inflight_count() >= c.window or len(self._sent) >= self.max_unacked:
                     break
                 key = (r.rb, r.rs)
                 if key in self._sent or key in self._bad:

@@ -248,11 +248,6 @@ async def read_packet(reader, max_size=MAX_PACKET):
 # ---------------------------------------------------------------------------------------
 # The asyncio client.
 
-# What _wait_for waits for.
-_W_CONNACK = const(0)
-_W_SLOT = const(1)
-_W_SUBACK = const(2)
-
 
 class MQTTClient:
     """One device's MQTT session over a given asyncio stream pair.
@@ -261,6 +256,8 @@ class MQTTClient:
     the client half of the persistent session and is re-sent, DUP set, on the next connect().
     Usage: connect(reader, writer) -> subscribe/publish -> loop { await wait(); await
     service() } until service() raises; then close() and connect() again on a new stream.
+    Incoming packets are handled by the reader task synchronously (no coroutine per packet);
+    only the PUBACK it owes is awaited.
     """
 
     def __init__(self, hal, client_id, user=None, password=None, keepalive_s=60, window=8,
@@ -276,7 +273,6 @@ class MQTTClient:
         self.max_packet = max_packet
         self.will = None              # (topic, payload, qos, retain), read at connect()
         self.connected = False
-        self.session_present = False
         self.error = None             # why the current connection broke
         self.resent = 0               # PUBLISHes re-sent with DUP after a reconnect
         self.counters = {}            # odd but survivable input, by code
@@ -286,16 +282,10 @@ class MQTTClient:
         self._tasks = ()
         self._ev = asyncio.Event()    # "something changed": packet in, tick, wake()
         self._lock = asyncio.Lock()   # one writer at a time (see module doc)
-        self._connack = None
-        self._sub = None              # [pid, return codes or None] while a SUBSCRIBE waits
+        self._got = None              # CONNACK (session present, rc), then SUBACK codes
         self._last_rx = 0
         self._last_tx = 0
         self._ping_at = None          # ticks of the unanswered PINGREQ
-
-    # -- state
-
-    def window_free(self):
-        return self.window - len(self._inflight)
 
     def inflight_count(self):
         return len(self._inflight)
@@ -315,27 +305,23 @@ class MQTTClient:
             else:
                 return self._pid
 
-    # -- connection
-
     async def connect(self, reader, writer, clean=False, timeout_ms=10000):
         """CONNECT on a fresh stream pair; wait for CONNACK; re-send the in-flight window.
         Returns the broker's session-present flag; raises MQTTError (code refused, timeout...)."""
         self.close()
         self._writer = writer
         self.error = None
-        self._connack = None
-        self._sub = None
+        self._got = None
         self._ping_at = None
         self._last_rx = self._last_tx = self.hal.ticks_ms()
         self._tasks = (asyncio.create_task(self._rx_loop(reader)), asyncio.create_task(self._ticker()))
         w = self.will or (None, b"", 0, False)
         await self._send(connect_packet(self.client_id, self.keepalive_s, clean, self.user,
                                         self.password, w[0], w[1], w[2], w[3]))
-        await self._wait_for(_W_CONNACK, timeout_ms)
-        sp, rc = self._connack
+        await self._wait_for(_CONNACK, timeout_ms)
+        sp, rc = self._got
         if rc:
             raise ConnectRefused(rc)
-        self.session_present = sp
         self.connected = True
         # Same packet ids, DUP set, oldest first, before anything new (3.1.1 section 4.4).
         for e in self._inflight:
@@ -366,8 +352,6 @@ class MQTTClient:
         finally:
             self.close()
 
-    # -- operations
-
     async def publish(self, topic, payload, qos=0, retain=False, tag=None):
         """QoS 0: send and forget. QoS 1: wait for a window slot, send, return the packet id;
         the message stays in the window (tag kept with it) until its PUBACK."""
@@ -378,7 +362,7 @@ class MQTTClient:
             return 0
         if qos != 1:
             raise ValueError("QoS")
-        await self._wait_for(_W_SLOT, None)
+        await self._wait_for(_PUBACK, None)
         pid = self._next_pid()
         pkt = publish_packet(topic, payload, 1, retain, False, pid)
         self._inflight.append([pid, pkt, tag])  # before sending: a failed send is re-sent later
@@ -388,11 +372,11 @@ class MQTTClient:
     async def subscribe(self, topic, qos=1, timeout_ms=10000):
         """SUBSCRIBE one filter; returns the granted QoS. A refusal (0x80) raises."""
         pid = self._next_pid()
-        self._sub = [pid, None]
+        self._got = pid
         await self._send(subscribe_packet(pid, topic, qos))
-        await self._wait_for(_W_SUBACK, timeout_ms)
-        code = self._sub[1][0]
-        self._sub = None
+        await self._wait_for(_SUBACK, timeout_ms)
+        code = self._got[0]
+        self._got = None
         if code == 0x80:
             raise MQTTError("sub_refused", topic)
         return code
@@ -426,15 +410,15 @@ class MQTTClient:
     # -- internals
 
     async def _wait_for(self, what, timeout_ms):
+        # what: _CONNACK (the CONNACK is in), _SUBACK (the SUBACK's codes are in), _PUBACK (a
+        # window slot is free)
         t0 = self.hal.ticks_ms()
         while True:
-            if what == _W_CONNACK:
-                if self._connack is not None:
-                    return
-            elif what == _W_SLOT:
+            got = self._got
+            if what == _PUBACK:
                 if len(self._inflight) < self.window:
                     return
-            elif self._sub[1] is not None:
+            elif type(got) is (tuple if what == _CONNACK else list):
                 return
             if self.error is not None:
                 raise self.error
@@ -463,17 +447,29 @@ class MQTTClient:
             while True:
                 first, body, complete = await read_packet(reader, self.max_packet)
                 self._last_rx = self.hal.ticks_ms()
-                if complete:
-                    await self._dispatch(decode_packet(first, body))
-                else:
-                    await self._oversize(first, body)
+                pid = self._handle(first, body, complete)
+                first = body = None        # no stale packet in this long-lived frame
+                if pid:                    # after handling: at-least-once, never at-most-once
+                    await self._send(puback_packet(pid))
                 self._ev.set()
         except Exception as e:  # the connection is over; the owner sees it in service()
             self.error = e
             self.connected = False
             self._ev.set()
 
-    async def _dispatch(self, p):
+    def _handle(self, first, body, complete):
+        """One incoming packet; returns the packet id to PUBACK, or 0."""
+        if not complete:               # oversize: skipped, PUBACKed if it was a QoS 1 PUBLISH
+            self._count("too_large")
+            if first >> 4 != _PUBLISH:
+                raise MQTTError("too_large", "type %d" % (first >> 4))
+            if (first >> 1) & 3 != 1:
+                return 0
+            tl = (body[0] << 8) | body[1]
+            if 2 + tl + 2 > len(body):
+                raise MQTTError("too_large", "long topic")
+            return (body[2 + tl] << 8) | body[3 + tl]
+        p = decode_packet(first, body)
         kind = p[0]
         if kind == _PUBLISH:
             if p[3] == 2:
@@ -483,35 +479,24 @@ class MQTTClient:
                     self.on_message(p[1], p[2], p[4], p[5])
                 except Exception:  # a bad handler must not kill the session
                     self._count("callback_error")
-            if p[3]:  # after handling: at-least-once, never at-most-once
-                await self._send(puback_packet(p[6]))
-        elif kind == _PUBACK:
+            return p[6]
+        if kind == _PUBACK:
             for e in self._inflight:
                 if e[0] == p[1]:
                     self._inflight.remove(e)
-                    break
-            else:
-                self._count("unknown_puback")
+                    return 0
+            self._count("unknown_puback")
         elif kind == _CONNACK:
-            if self._connack is not None:
+            if self._got is not None:
                 raise MQTTError("unexpected", "second CONNACK")
-            self._connack = (p[1], p[2])
+            self._got = (p[1], p[2])
         elif kind == _SUBACK:
-            if self._sub is not None and self._sub[0] == p[1]:
-                self._sub[1] = p[2]
+            if self._got == p[1]:
+                self._got = p[2]
             else:
                 self._count("unknown_suback")
         elif kind == _PINGRESP:
             self._ping_at = None
         else:
             self._count("unexpected_unsuback")
-
-    async def _oversize(self, first, head):
-        self._count("too_large")
-        if first >> 4 != _PUBLISH:
-            raise MQTTError("too_large", "type %d" % (first >> 4))
-        if (first >> 1) & 3 == 1:
-            tl = (head[0] << 8) | head[1]
-            if 2 + tl + 2 > len(head):
-                raise MQTTError("too_large", "long topic")
-            await self._send(puback_packet((head[2 + tl] << 8) | head[3 + tl]))
+        return 0
