@@ -70,3 +70,45 @@ def test_fast_verify_rejects_a_bad_mac() -> None:
     with pytest.raises(BadSignature):
         gwire.verify(m, KEY)
     assert cjson.encode({"a": "x"}) == gwire.canonical({"a": "x"})
+
+
+@pytest.mark.parametrize("m", _samples()[:400])
+def test_signed_part_of_a_canonical_payload_is_the_signing_bytes(m: dict[str, object]) -> None:
+    try:
+        wire = bytes(messages.sign(dict(m), KEY))
+    except Exception:
+        return
+    parsed = messages.parse(wire)
+    assert gwire.signed_part(wire, parsed["mac"]) == messages.signing_bytes(parsed)
+    gwire.verify_received(wire, parsed, KEY)
+
+
+def _reordered(m: dict[str, object], mac_first: bool) -> bytes:
+    """The same members, the mac first or last instead of in key order: valid JSON, signed
+    content unchanged, but not the canonical bytes."""
+    body = {k: v for k, v in m.items() if k != "mac"}
+    mac = [("mac", m["mac"])]
+    items = mac + sorted(body.items()) if mac_first else sorted(body.items()) + mac
+    return ("{" + ",".join(json.dumps(k) + ":" + json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+                           for k, v in items) + "}").encode()
+
+
+def test_verify_on_the_received_bytes_agrees_with_the_protocol() -> None:
+    wire = bytes(messages.sign({"t": "rec", "d": "dev-a", "b": 2, "n": 7, "k": "walkup", "rb": 2,
+                                "rs": 7, "g": "s", "i": "", "w": 1700000000, "u": 5000}, KEY))
+    m = messages.parse(wire)
+    gwire.verify_received(wire, m, KEY)
+    # Authentic but not canonical (spaces, mac first or last): the fallback accepts it.
+    for other in (json.dumps(m).encode(), _reordered(m, True), _reordered(m, False)):
+        again = messages.parse(other)
+        assert again == m
+        gwire.verify_received(other, again, KEY)
+    # Tampered content with the original mac: refused whichever bytes are presented.
+    forged = wire.replace(b'"g":"s"', b'"g":"d"')
+    with pytest.raises(BadSignature):
+        gwire.verify_received(forged, messages.parse(forged), KEY)
+    with pytest.raises(BadSignature):
+        gwire.verify_received(wire, m, Key("00" * 32))
+    # Shapes the raw path does not take (no mac member, a mac of another length).
+    assert gwire.signed_part(b'{"a":1}', m["mac"]) is None
+    assert gwire.signed_part(wire.replace(m["mac"].encode(), b"ab"), m["mac"]) is None
