@@ -64,9 +64,6 @@ class Record:
         return {"k": self.kind, "rb": self.rb, "rs": self.rs, "g": self.grade, "i": self.inv,
                 "w": self.w, "u": self.u}
 
-    def __repr__(self):
-        return "Record(%d:%d %s %s %s w=%d u=%d)" % (self.rb, self.rs, self.kind, self.grade,
-                                                     self.inv, self.w, self.u)
 
 
 def _crc_ok(buf, n):

@@ -208,8 +208,7 @@ class Link:
                 if key in self._sent or key in self._bad:
                     continue
                 try:
-                    payload = self._sign("rec", {"k": r.kind, "rb": r.rb, "rs": r.rs, "g": r.grade,
-                                                 "i": r.inv, "w": r.w, "u": r.u})
+                    payload = self._sign("rec", r.fields())
                 except ProtocolError as e:
                     self._bad[key] = True
                     self._reject("bad_record")

@@ -94,19 +94,6 @@ def encode_length(n):
     return bytes(out)
 
 
-def decode_length(buf, pos):
-    """-> (length, position after it), or None when buf ends inside the field."""
-    n = 0
-    for i in range(4):
-        if pos + i >= len(buf):
-            return None
-        b = buf[pos + i]
-        n |= (b & 0x7F) << (7 * i)
-        if not b & 0x80:
-            return n, pos + i + 1
-    raise MQTTError("bad_length", "length > 4 bytes")
-
-
 def _str(s):
     if type(s) is str:
         s = s.encode()
@@ -161,11 +148,19 @@ def subscribe_packet(pid, topic, qos=1):
 
 
 def split_packet(buf):
-    """A complete packet at the start of buf -> (first byte, body, bytes used); None if short."""
-    r = decode_length(buf, 1) if buf else None
-    if r is None or len(buf) < r[1] + r[0]:
-        return None
-    return buf[0], bytes(buf[r[1]:r[1] + r[0]]), r[1] + r[0]
+    """A complete packet at the start of buf -> (first byte, body, bytes used); None if short.
+    A Remaining Length of more than 4 bytes raises MQTTError bad_length."""
+    n = 0
+    for i in range(1, 5):
+        if i >= len(buf):
+            return None
+        b = buf[i]
+        n |= (b & 0x7F) << (7 * (i - 1))
+        if not b & 0x80:
+            if len(buf) < i + 1 + n:
+                return None
+            return buf[0], bytes(buf[i + 1:i + 1 + n]), i + 1 + n
+    raise MQTTError("bad_length", "length > 4 bytes")
 
 
 def decode_packet(first, body):

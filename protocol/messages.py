@@ -19,7 +19,7 @@ from protocol.grade_set import GRADES
 # Typing-only import: mypy treats _TYPING as true (pyproject always_true); MicroPython skips it.
 _TYPING = False
 if _TYPING:
-    from typing import Any
+    from typing import Any, Callable
 
     from protocol.auth import Key
 
@@ -62,22 +62,6 @@ DOWN_TYPES: "dict[str, str]" = {
     "config": "cfg:cfg:0:16",
     "reboot": "why:s:0:32",
 }
-
-
-def schema(t: str) -> "str | None":
-    """The field list of type t (see UP_TYPES), or None when t is not a v1 type."""
-    f = UP_TYPES.get(t)
-    if f is None:
-        f = DOWN_TYPES.get(t)
-    return f
-
-
-def direction(t: str) -> str | None:
-    if t in UP_TYPES:
-        return "up"
-    if t in DOWN_TYPES:
-        return "down"
-    return None
 
 
 def _bound(s: str) -> int:
@@ -199,7 +183,11 @@ def validate(m: "Any") -> "dict[str, Any]":
     if type(v) is not int or v != VERSION:
         raise UnsupportedVersion("version %r (this side speaks %d)" % (v, VERSION))
     t = m.get("t")
-    spec = schema(t) if type(t) is str else None
+    spec = None
+    if type(t) is str:
+        spec = UP_TYPES.get(t)
+        if spec is None:
+            spec = DOWN_TYPES.get(t)
     if spec is None:
         raise MalformedMessage("unknown_type", "type %r" % (t,))
     names = []
@@ -247,16 +235,8 @@ def sign(m: "dict[str, Any]", key: "Key") -> bytes:
 
 # MicroPython's decoders are lenient; protocol/strict.py makes them reject what CPython does.
 _LENIENT = sys.implementation.name == "micropython"
-
-
-def _no_constants(name: str) -> None:
-    raise ValueError("JSON has no " + name)
-
-
-# CPython: one decoder that refuses NaN/Infinity, built once (json.loads with a keyword argument
-# builds a new JSONDecoder per call, a measurable share of the gateway's ingest).
 # MicroPython has no JSONDecoder; its json.loads is used after the strict checks.
-_loads = json.loads if _LENIENT else json.JSONDecoder(parse_constant=_no_constants).decode
+_loads: "Callable[[str], Any]" = json.loads
 
 
 def parse(payload: bytes) -> "dict[str, Any]":
@@ -291,7 +271,7 @@ def check_topic(m: "dict[str, Any]", topic: str) -> "dict[str, Any]":
     p = topics.parse(topic)
     if p is None:
         raise TopicMismatch("topic %s is not in the v1 tree" % topic)
-    if p[0] != direction(m["t"]) or p[1] != m["d"] or p[2] != m["t"]:
+    if p[0] != ("up" if m["t"] in UP_TYPES else "down") or p[1] != m["d"] or p[2] != m["t"]:
         raise TopicMismatch("topic %s does not match the payload" % topic)
     return m
 
@@ -304,7 +284,32 @@ def decode(payload: bytes, key: "Key", topic: str | None = None) -> "dict[str, A
     return verify(m, key)
 
 
-def topic_for(m: "dict[str, Any]") -> str:
-    if direction(m["t"]) == "up":
-        return topics.up(m["d"], m["t"])
-    return topics.down(m["d"], m["t"])
+if not _LENIENT:
+    # The gateway's side (CPython only: on the device these definitions are never executed, so
+    # their code is freed with the module's top-level code after import).
+
+    def _no_constants(name: str) -> None:
+        raise ValueError("JSON has no " + name)
+
+    # One decoder that refuses NaN/Infinity, built once (json.loads with a keyword argument
+    # builds a new JSONDecoder per call, a measurable share of the gateway's ingest).
+    _loads = json.JSONDecoder(parse_constant=_no_constants).decode
+
+    def schema(t: str) -> "str | None":
+        """The field list of type t (see UP_TYPES), or None when t is not a v1 type."""
+        f = UP_TYPES.get(t)
+        if f is None:
+            f = DOWN_TYPES.get(t)
+        return f
+
+    def direction(t: str) -> str | None:
+        if t in UP_TYPES:
+            return "up"
+        if t in DOWN_TYPES:
+            return "down"
+        return None
+
+    def topic_for(m: "dict[str, Any]") -> str:
+        if direction(m["t"]) == "up":
+            return topics.up(m["d"], m["t"])
+        return topics.down(m["d"], m["t"])
