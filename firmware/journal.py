@@ -15,9 +15,9 @@ pair is removed. open() keeps the newest generation that has both files.
 """
 
 import binascii
-import os
 import struct
 
+import firmware
 from firmware import fsutil
 from protocol.grade_set import GRADES
 
@@ -66,7 +66,7 @@ class Record:
 
 
 
-def _crc_ok(buf, n):
+def crc_ok(buf, n):
     return binascii.crc32(memoryview(buf)[:n]) == struct.unpack_from("<I", buf, n)[0]
 
 
@@ -97,40 +97,15 @@ class Journal:
         return self.hal.path("%s/%s%d.log" % (DIR, kind, gen))
 
     def open(self):
-        fsutil.ensure_dir(self.hal.path(DIR))
-        gens_j = []
-        gens_a = []
-        for name in os.listdir(self.hal.path(DIR)):
-            if name.endswith(".log") and (name[0] == "j" or name[0] == "a"):
-                try:
-                    g = int(name[1:-4])
-                except ValueError:
-                    continue
-                (gens_j if name[0] == "j" else gens_a).append(g)
-        gen = 0
-        for g in gens_j:
-            if g in gens_a and g > gen:
-                gen = g
-        for g in gens_j:
-            if g != gen:
-                fsutil.remove(self._name("j", g))
-        for g in gens_a:
-            if g != gen:
-                fsutil.remove(self._name("a", g))
-        if gen == 0:
-            gen = 1
-            self._create(gen)
-        self.gen = gen
-        self._seg = open(self._name("j", gen), "r+b")
-        self._ackf = open(self._name("a", gen), "r+b")
-        self._scan()
+        """Open the newest complete generation (creating the first) and scan it. The code lives
+        in firmware/jopen.py, loaded for this boot-time call only."""
+        from firmware import jopen
+        try:
+            jopen.open_journal(self)
+        finally:
+            jopen = None
+            firmware.unload("firmware.jopen")
         return self
-
-    def _create(self, gen):
-        with open(self._name("j", gen), "wb") as f:
-            self.hal.fsync(f)
-        with open(self._name("a", gen), "wb") as f:   # the commit point of a generation
-            self.hal.fsync(f)
 
     def _read_slot(self, i):
         """Read slot i into self._buf; True when it holds a complete, valid record."""
@@ -138,51 +113,7 @@ class Journal:
         f.seek(i * REC_SIZE)
         if f.readinto(self._buf) != REC_SIZE:
             return False
-        return self._buf[0] == _MAGIC and _crc_ok(self._buf, _BODY)
-
-    def _scan(self):
-        seg = self._seg
-        seg.seek(0, 2)
-        n = seg.tell() // REC_SIZE
-        if seg.tell() % REC_SIZE:
-            self.torn += 1
-        if n > self.capacity:
-            n = self.capacity
-        acked = self._acked
-        for i in range(len(acked)):
-            acked[i] = 0
-        self.n_acked = 0
-        self.max_rb = 0
-        self.n = n
-        for i in range(n):
-            if self._read_slot(i):
-                rb = struct.unpack_from("<I", self._buf, 4)[0]
-                if rb > self.max_rb:
-                    self.max_rb = rb
-            elif i == n - 1:
-                self.n = n - 1             # torn last record: dropped, its slot is reused
-                self.torn += 1
-            else:
-                self.corrupt += 1          # unreadable complete record: skip it, count it
-                self._set(i)
-        f = self._ackf
-        f.seek(0)
-        k = 0
-        buf = self._abuf
-        while f.readinto(buf) == ACK_SIZE:
-            if not _crc_ok(buf, 8):
-                break                      # a torn entry can only be the last one
-            k += 1
-            rb, rs = struct.unpack_from("<II", buf, 0)
-            i = self._find(rb, rs)
-            if i >= 0 and not self._is_set(i):
-                self._set(i)
-        f.seek(0, 2)
-        if f.tell() != k * ACK_SIZE:
-            self.torn += 1
-        self.n_acklog = k
-        self.first = 0
-        self._advance()
+        return self._buf[0] == _MAGIC and crc_ok(self._buf, _BODY)
 
     # -- bitmap -------------------------------------------------------------------------------
     def _is_set(self, i):
