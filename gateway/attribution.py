@@ -54,9 +54,11 @@ class AttributionRules:
 
 _rules = AttributionRules()
 
-# Presses seen by this process, per device: record_id -> pressed_at_ms. The core's ingest
-# attributes a whole batch before inserting it, so the records table alone would not show
-# the earlier presses of the same batch to the burst check.
+# Presses seen by record-by-record attribution in this process, per device: record_id ->
+# pressed_at_ms. A caller may attribute several records before inserting them (ingest's
+# fallback after a failed batch), so the records table alone would not show them to the
+# burst check. attribute_batch keeps its own per-batch set instead (StoredPresses.batch):
+# scanning this one cost ~10 us a record.
 _recent: dict[str, dict[str, int]] = {}
 _RECENT_MAX = 64
 
@@ -103,6 +105,10 @@ class StoredPresses:
         self._spans = spans          # device -> (earliest, latest) press of the batch
         self._window_ms = window_ms
         self._by_device: dict[str, list[list[Any]]] = {}
+        # device -> {record_id: pressed_at_ms} of the batch's presses checked so far: not in
+        # the table yet (the batch is inserted after attribution), so the burst check counts
+        # them from here.
+        self.batch: dict[str, dict[str, int]] = {}
 
     @classmethod
     def for_batch(cls, recs: list[dict[str, Any]], rules: AttributionRules) -> StoredPresses:
@@ -286,11 +292,14 @@ def _burst(conn: sqlite3.Connection, rec: dict[str, Any], pressed: int, rules: A
         cached = [[r[0], int(r[1]), r[2] or ""] for r in conn.execute(
             _PRESSES_AROUND, (rec["device_id"], lo, hi, rec["record_id"]))]
     others = [(r[0], r[1], r[2]) for r in cached]
-    seen = _recent.setdefault(rec["device_id"], {})
     stored = {rid for rid, _, _ in others}
-    unstored = [p for rid, p in seen.items() if rid not in stored and rid != rec["record_id"] and lo < p < hi]
-    seen[rec["record_id"]] = pressed
-    if len(seen) > _RECENT_MAX:
+    me = rec["record_id"]
+    # A batch's own earlier presses are all it has that is not in the table yet.
+    seen = _recent.setdefault(rec["device_id"], {}) if presses is None else presses.batch.setdefault(
+        rec["device_id"], {})
+    unstored = [p for rid, p in seen.items() if lo < p < hi and rid not in stored and rid != me]
+    seen[me] = pressed
+    if presses is None and len(seen) > _RECENT_MAX:
         for rid in sorted(seen, key=seen.__getitem__)[: len(seen) - _RECENT_MAX]:
             del seen[rid]
     times = sorted([p for _, p, _ in others] + unstored + [pressed])

@@ -91,3 +91,35 @@ def test_stored_presses_declines_ranges_outside_its_batch() -> None:
     assert presses.around(conn, "dev-2", 95_000, 105_000, "x") is None     # another device
     assert presses.around(conn, "dev-1", 80_000, 100_000, "x") is None     # before the span
     assert presses.around(conn, "dev-1", 205_000, 215_000, "x") is None    # after the span
+
+
+async def test_presses_of_a_rolled_back_batch_do_not_count_towards_a_later_burst(tmp_path: Path) -> None:
+    """A batch whose transaction failed was never stored (the devices re-send it): its
+    presses must not make a later press look like a burst."""
+    attribution.forget_recent()
+    path = tmp_path / "gw.db"
+    db = await open_db(path)
+    try:
+        cfg = parse_config({"store": {"path": str(path)}}, tmp_path)
+        await register_device(db, cfg, "dev-1", "ab" * 32, "pw")
+        t0 = 1_700_000_000_000
+        rows = _batches(0)[0][:1]
+        lost = [dict(rows[0], record_id=record_id("dev-1", 1, rs), device_id="dev-1", rs=rs, kind="walkup",
+                     pressed_at_ms=t0 + rs * S) for rs in range(1, 4)]
+
+        def failing(conn: sqlite3.Connection) -> None:
+            attribution.attribute_batch(conn, [dict(r) for r in lost], RULES)
+            raise RuntimeError("disk full")
+
+        with pytest.raises(RuntimeError):
+            await db.write(failing)
+        later = dict(lost[0], record_id=record_id("dev-1", 2, 1), rb=2, rs=1, pressed_at_ms=t0 + 4 * S)
+
+        def work(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            return attribution.attribute_batch(conn, [dict(later)], RULES)
+
+        (out,) = await db.write(work)
+        assert "burst" not in out["flags"].split(","), out
+    finally:
+        await db.close()
+        attribution.forget_recent()
