@@ -19,13 +19,8 @@ All time comes from the HAL (ticks_ms/ticks_diff/sleep_ms): the simulator accele
 
 import random
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio  # type: ignore
-
 import firmware
-from firmware.mqtt import MQTTClient, MQTTError
+from firmware.mqtt import MQTTClient
 from protocol import messages, topics
 from protocol.errors import ProtocolError
 from protocol.replay import ReplayWindow
@@ -140,27 +135,16 @@ class Link:
         return lo + (((hi - lo) * random.getrandbits(10)) >> 10)
 
     async def _session(self):
+        # The handshake (TCP, CONNECT, SUBSCRIBE, status online, hello) runs once per connection:
+        # its code is in firmware/linkup.py, loaded for it and unloaded after.
+        from firmware import linkup
+        try:
+            await linkup.connect(self)
+        finally:
+            linkup = None
+            firmware.unload("firmware.linkup")
         hal = self.hal
         c = self._client
-        c.keepalive_s = self.keepalive_s
-        c.window = self.window
-        reader, writer = await self._open()
-        self.conn_no += 1
-        c.will = (self._t_status, self._sign("status", {"s": "offline", "c": self.conn_no}), 1, True)
-        await c.connect(reader, writer, False, self.connect_timeout_ms)
-        # Records still in the window are being re-sent (DUP) by the client; every other
-        # unacked record goes again, oldest first.
-        self._sent = {}
-        for tag in c.inflight_tags():
-            if tag is not None:
-                self._sent[tag] = True
-        self._more = True
-        await c.subscribe(topics.device_sub(self.device), 1, self.connect_timeout_ms)
-        await c.publish(self._t_status, self._sign("status", {"s": "online", "c": self.conn_no}), 1, True)
-        await c.publish(topics.up(self.device, "hello"), self._hello(), 1)
-        self.connected = True
-        self._attempt = 0
-        self._tell_app(True)
         now = hal.ticks_ms()
         self._hb_at = now
         self._ack_at = now
@@ -178,21 +162,6 @@ class Link:
             if self._sent and hal.ticks_diff(now, self._ack_at) >= self.ack_timeout_ms:
                 self._ack_timeout(now)
             await c.wait()
-
-    async def _open(self):
-        """hal.net.open() bounded by connect_timeout_ms of HAL time: on an ESP32 a TCP connect
-        to a host that does not answer would otherwise wait for the stack's TCP timeout."""
-        task = asyncio.create_task(self.hal.net.open(self.host, self.port))
-        left = self.connect_timeout_ms
-        while True:
-            await asyncio.sleep(0)           # let the open run (an in-memory one ends here)
-            if task.done():
-                return await task
-            if left <= 0:
-                task.cancel()
-                raise MQTTError("timeout", "TCP connect %d ms" % self.connect_timeout_ms)
-            await self.hal.sleep_ms(100)
-            left -= 100
 
     async def _fill(self):
         """Publish unsent journal records, oldest first, while the window has room."""
@@ -261,12 +230,6 @@ class Link:
             return str(self.hal.reset_cause())[:16]
         except Exception:
             return ""
-
-    def _hello(self):
-        return self._sign("hello", {
-            "fw": self.fw, "up": self._uptime(), "rst": self._rst(), "cfg": _get(self.cfg, "cfg", 0),
-            "jd": self.journal.depth(), "safe": bool(getattr(self.app, "safe", False)),
-        })
 
     def _hb(self):
         try:
