@@ -16,14 +16,11 @@ Every method takes the uptime `now` (ms) so tests drive it with virtual time; si
 through the HAL (feedback) and the journal only. Feedback comes before the flash write.
 """
 
-import json
-
-from firmware import fsutil
+import firmware
 from firmware.journal import JournalFull
 
-PAIR_FILE = "data/pair.json"
+PAIR_FILE = "data/pair.json"   # read and written by firmware/appcmd.py
 _DONE = 8                  # finished invitation ids remembered, so a re-sent invite cannot rate twice
-_REBOOT_DELAY_MS = 500     # let the link ack the reboot command before going down
 
 
 class App:
@@ -51,25 +48,9 @@ class App:
         self.dropped_cmds = 0      # commands that did not apply (duplicate invite, stale cancel, ...)
         self.reboot_at = 0
         self.on_record = None      # set by main: the link's kick()
-        self._load_pairing()
+        self._rare("load_pairing", None, now)
         self.feedback.set_label(self._label(), now)
         self._rest(now)
-
-    # -- pairing persistence ----------------------------------------------------------------
-    def _load_pairing(self):
-        data = fsutil.read_atomic(self.hal.path(PAIR_FILE))
-        if data is None:
-            return
-        try:
-            p = json.loads(data)
-            self.win = p.get("win", "")
-            self.clerk = p.get("clerk", "")
-        except (ValueError, AttributeError):
-            self.hal.log("app: pairing file unreadable, starting unpaired")
-
-    def _save_pairing(self):
-        body = json.dumps({"win": self.win, "clerk": self.clerk}).encode()
-        fsutil.write_atomic(self.hal, self.hal.path(PAIR_FILE), body)
 
     def _label(self):
         if self.clerk:
@@ -179,10 +160,25 @@ class App:
         if now is None:
             now = self.clock.uptime()
         t = msg.get("t")
-        handler = _COMMANDS.get(t)
-        if handler is None or (self.safe and t not in _SAFE_COMMANDS):
+        if t not in _COMMANDS or (self.safe and t not in _SAFE_COMMANDS):
             return self._drop("command %s not applied in state %s" % (t, self.state))
-        return handler(self, msg, now)
+        if t == "invite":
+            return self._cmd_invite(msg, now)
+        if t == "cancel":
+            return self._cmd_cancel(msg, now)
+        if t == "time":
+            self.clock.set_wall(msg["w"], msg["u"], now)
+            return True
+        return self._rare(t, msg, now)
+
+    def _rare(self, name, msg, now):
+        # pairing, config and reboot: firmware/appcmd.py, loaded for the call and unloaded after
+        from firmware import appcmd
+        try:
+            return getattr(appcmd, name)(self, msg, now)
+        finally:
+            appcmd = None
+            firmware.unload("firmware.appcmd")
 
     def _drop(self, why):
         self.dropped_cmds += 1
@@ -210,58 +206,6 @@ class App:
         self._rest(now)
         return True
 
-    def _cmd_paired(self, msg, now):
-        win = msg["win"]
-        clerk = msg.get("clerk", "")
-        if win != self.win or clerk != self.clerk:
-            self.win = win
-            self.clerk = clerk
-            self._save_pairing()
-            self.feedback.set_label(self._label(), now)
-        if self.state == "unpaired":
-            self._rest(now)
-        return True
 
-    def _cmd_unpaired(self, msg, now):
-        if self.state == "invited":
-            inv = self.inv
-            self._finish_invitation()
-            self._record("unrated", "", inv, now)
-        if self.win or self.clerk:
-            self.win = ""
-            self.clerk = ""
-            self._save_pairing()
-            self.feedback.set_label("", now)
-        if self.state != "thanks":
-            self._rest(now)
-        return True
-
-    def _cmd_time(self, msg, now):
-        self.clock.set_wall(msg["w"], msg["u"], now)
-        return True
-
-    def _cmd_config(self, msg, now):
-        applied, rejected = self.cfg.apply(msg["cfg"])
-        for k in rejected:
-            self.hal.log("app: config %s rejected: %s" % (k, rejected[k]))
-        if applied:
-            self.cfg.save(self.hal)
-        return bool(applied)
-
-    def _cmd_reboot(self, msg, now):
-        self._clear_failed_boots()        # an authenticated reboot also leaves safe mode
-        self.reboot_at = now + _REBOOT_DELAY_MS
-        self.hal.log("app: reboot requested: %s" % msg.get("why", ""))
-        return True
-
-
-_COMMANDS = {
-    "invite": App._cmd_invite,
-    "cancel": App._cmd_cancel,
-    "paired": App._cmd_paired,
-    "unpaired": App._cmd_unpaired,
-    "time": App._cmd_time,
-    "config": App._cmd_config,
-    "reboot": App._cmd_reboot,
-}
+_COMMANDS = ("invite", "cancel", "paired", "unpaired", "time", "config", "reboot")
 _SAFE_COMMANDS = ("paired", "unpaired", "time", "config", "reboot")

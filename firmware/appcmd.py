@@ -1,0 +1,75 @@
+"""The app's rare work: pairing persistence and the paired, unpaired, config and reboot commands.
+
+App._rare imports this module for the call and unloads it right after (firmware.unload), so
+its bytecode is not in the device's RAM between a few commands a day. Each function takes the
+App, the verified command dict and the uptime, and returns True if something changed.
+"""
+
+import json
+
+from firmware import fsutil
+from firmware.app import PAIR_FILE
+
+_REBOOT_DELAY_MS = 500     # let the link ack the reboot command before going down
+
+
+def load_pairing(app, msg, now):
+    data = fsutil.read_atomic(app.hal.path(PAIR_FILE))
+    if data is None:
+        return False
+    try:
+        p = json.loads(data)
+        app.win = p.get("win", "")
+        app.clerk = p.get("clerk", "")
+    except (ValueError, AttributeError):
+        app.hal.log("app: pairing file unreadable, starting unpaired")
+    return True
+
+
+def _save_pairing(app):
+    body = json.dumps({"win": app.win, "clerk": app.clerk}).encode()
+    fsutil.write_atomic(app.hal, app.hal.path(PAIR_FILE), body)
+
+
+def paired(app, msg, now):
+    win = msg["win"]
+    clerk = msg.get("clerk", "")
+    if win != app.win or clerk != app.clerk:
+        app.win = win
+        app.clerk = clerk
+        _save_pairing(app)
+        app.feedback.set_label(app._label(), now)
+    if app.state == "unpaired":
+        app._rest(now)
+    return True
+
+
+def unpaired(app, msg, now):
+    if app.state == "invited":
+        inv = app.inv
+        app._finish_invitation()
+        app._record("unrated", "", inv, now)
+    if app.win or app.clerk:
+        app.win = ""
+        app.clerk = ""
+        _save_pairing(app)
+        app.feedback.set_label("", now)
+    if app.state != "thanks":
+        app._rest(now)
+    return True
+
+
+def config(app, msg, now):
+    applied, rejected = app.cfg.apply(msg["cfg"])
+    for k in rejected:
+        app.hal.log("app: config %s rejected: %s" % (k, rejected[k]))
+    if applied:
+        app.cfg.save(app.hal)
+    return bool(applied)
+
+
+def reboot(app, msg, now):
+    app._clear_failed_boots()        # an authenticated reboot also leaves safe mode
+    app.reboot_at = now + _REBOOT_DELAY_MS
+    app.hal.log("app: reboot requested: %s" % msg.get("why", ""))
+    return True
