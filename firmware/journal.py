@@ -18,7 +18,6 @@ import binascii
 import struct
 
 import firmware
-from firmware import fsutil
 from protocol.grade_set import GRADES
 
 try:
@@ -97,14 +96,9 @@ class Journal:
         return self.hal.path("%s/%s%d.log" % (DIR, kind, gen))
 
     def open(self):
-        """Open the newest complete generation (creating the first) and scan it. The code lives
-        in firmware/jopen.py, loaded for this boot-time call only."""
-        from firmware import jopen
-        try:
-            jopen.open_journal(self)
-        finally:
-            jopen = None
-            firmware.unload("firmware.jopen")
+        """Open the newest complete generation (creating the first) and scan it (code in
+        firmware/jmaint.py, loaded for this boot-time call)."""
+        self._maint("open_journal")
         return self
 
     def _read_slot(self, i):
@@ -219,32 +213,18 @@ class Journal:
         return Record(rb, rs, KINDS[k - 1], GRADES[g - 1] if g else "", inv[:il].decode(), w, u)
 
     def compact(self):
-        """Copy the pending records to a fresh generation, then drop the old one."""
-        new = self.gen + 1
-        jn = self._name("j", new)
-        k = 0
-        with open(jn, "wb") as out:
-            for i in range(self.first, self.n):
-                if not self._is_set(i) and self._read_slot(i):
-                    out.write(self._buf)
-                    k += 1
-            self.hal.fsync(out)
-        with open(self._name("a", new), "wb") as f:   # commit: open() now picks gen+1
-            self.hal.fsync(f)
-        self.close()
-        fsutil.remove(self._name("j", self.gen))
-        fsutil.remove(self._name("a", self.gen))
-        self.gen = new
-        self._seg = open(jn, "r+b")
-        self._ackf = open(self._name("a", new), "r+b")
-        acked = self._acked
-        for i in range((self.n >> 3) + 1):     # bits beyond the old n are already clear
-            acked[i] = 0
-        self.n = k
-        self.n_acked = 0
-        self.n_acklog = 0
-        self.first = 0
-        self.compactions += 1
+        """Copy the pending records to a fresh generation, then drop the old one (code in
+        firmware/jmaint.py, loaded for the call)."""
+        self._maint("compact")
+
+    def _maint(self, name):
+        # opening and compaction run rarely: firmware/jmaint.py, loaded for the call, unloaded after
+        from firmware import jmaint
+        try:
+            getattr(jmaint, name)(self)
+        finally:
+            jmaint = None
+            firmware.unload("firmware.jmaint")
 
     def close(self):
         for f in (self._seg, self._ackf):

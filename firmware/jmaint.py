@@ -1,8 +1,10 @@
-"""Opening the journal at boot: pick the generation, drop half-made ones, scan the segment and
-the ack log (torn last record / entry dropped, corrupt records counted), rebuild the bitmap.
+"""The journal's rare work: opening it at boot (pick the generation, drop half-made ones, scan the
+segment and the ack log: torn last record / entry dropped, corrupt records counted, bitmap
+rebuilt) and compaction (pending records copied to generation gen+1).
 
-Boot-only: Journal.open() imports this module and unloads it right after (firmware.unload), so
-its bytecode is not in the device's RAM while the evaluator runs. Format: firmware/journal.py.
+Journal.open() and Journal.compact() import this module for the call and unload it right after
+(firmware.unload), so its bytecode is not in the device's RAM between compactions. Format:
+firmware/journal.py.
 """
 
 import os
@@ -89,3 +91,31 @@ def _scan(j):
     j.n_acklog = k
     j.first = 0
     j._advance()
+
+
+def compact(j):
+    new = j.gen + 1
+    jn = j._name("j", new)
+    k = 0
+    with open(jn, "wb") as out:
+        for i in range(j.first, j.n):
+            if not j._is_set(i) and j._read_slot(i):
+                out.write(j._buf)
+                k += 1
+        j.hal.fsync(out)
+    with open(j._name("a", new), "wb") as f:   # commit: open() now picks gen+1
+        j.hal.fsync(f)
+    j.close()
+    fsutil.remove(j._name("j", j.gen))
+    fsutil.remove(j._name("a", j.gen))
+    j.gen = new
+    j._seg = open(jn, "r+b")
+    j._ackf = open(j._name("a", new), "r+b")
+    acked = j._acked
+    for i in range((j.n >> 3) + 1):     # bits beyond the old n are already clear
+        acked[i] = 0
+    j.n = k
+    j.n_acked = 0
+    j.n_acklog = 0
+    j.first = 0
+    j.compactions += 1
