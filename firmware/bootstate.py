@@ -8,9 +8,10 @@ A boot counts as failed until the app has run healthy for HEALTHY_MS. Power-on b
 count (a citizen pulling the plug must never push the device towards safe mode), and only an
 authenticated gateway `reboot` or a serial call to clear() resets the count once in safe mode.
 
-Boot-only code: firmware.main imports this module for begin() at boot and for the two rare
-writes later (mark_healthy() once, clear() on the gateway's reboot), and unloads it in between
-so its bytecode does not sit in the device's RAM. Each use starts from the slots on flash.
+Boot-only code: firmware.main imports this module for boot() (the whole boot order, below) and
+for the two rare writes later (mark_healthy() once, clear() on the gateway's reboot), and unloads
+it in between so its bytecode does not sit in the device's RAM. Each use starts from the slots on
+flash.
 """
 
 import binascii
@@ -117,3 +118,35 @@ class BootState:
         self.load()
         self.fails = 0
         self._write(True)
+
+
+def boot(fw, hal):
+    """Firmware.__init__'s boot order: config -> HAL setup -> feedback, clock -> journal scan ->
+    boot number incremented and durable (above every record's) -> app -> buttons."""
+    from firmware import VERSION
+    from firmware.app import App
+    from firmware.buttons import Buttons
+    from firmware.clock import Clock
+    from firmware.config import load
+    from firmware.feedback import Feedback
+    from firmware.journal import Journal
+    fw.cfg = load(hal)                     # ConfigError: nothing to run without it
+    for w in fw.cfg.warnings:
+        hal.log(w)
+    hal.setup(fw.cfg)
+    fw.feedback = Feedback(hal)            # "booting" light from here on
+    fw.clock = Clock(hal)
+    fw.journal = Journal(hal).open()
+    state = BootState(hal)
+    fw.boot_no = state.begin(hal.reset_cause(), floor=fw.journal.max_rb)
+    fw.safe = state.safe
+    fw.boot_fails = state.fails
+    fw.journal.begin(fw.boot_no)
+    if fw.safe:
+        hal.log("boot %d: safe mode after %d failed boots" % (fw.boot_no, fw.boot_fails))
+    fw.app = App(hal, fw.cfg, fw.journal, fw.clock, fw.clear_failed_boots, fw.feedback,
+                 safe=fw.safe, now=fw.clock.uptime())
+    fw.buttons = Buttons(hal, fw.cfg)
+    fw._on_press = fw.app.on_button        # bound once: no allocation per scan
+    hal.log("firmware %s boot %d (%s) journal %d pending" % (
+        VERSION, fw.boot_no, hal.reset_cause(), fw.journal.depth()))

@@ -6,13 +6,7 @@ synchronous scan + tick (tests and the simulator's virtual time call it directly
 adds the watchdog, NTP, the link task and the 10 ms loop. /main.py calls run().
 """
 
-from firmware import VERSION, unload
-from firmware.app import App
-from firmware.buttons import Buttons
-from firmware.clock import Clock
-from firmware.config import load as load_config
-from firmware.feedback import Feedback
-from firmware.journal import Journal
+from firmware import unload
 
 try:
     from micropython import const
@@ -35,31 +29,17 @@ def _boot_state(hal):
 class Firmware:
     def __init__(self, hal):
         self.hal = hal
-        self.cfg = load_config(hal)               # ConfigError: nothing to run without it
-        for w in self.cfg.warnings:
-            hal.log(w)
-        hal.setup(self.cfg)
-        self.feedback = Feedback(hal)             # "booting" light from here on
-        self.clock = Clock(hal)
-        self.journal = Journal(hal).open()
-        boot = _boot_state(hal)
-        self.boot_no = boot.begin(hal.reset_cause(), floor=self.journal.max_rb)
-        self.safe = boot.safe
-        self.boot_fails = boot.fails
-        boot = None
-        unload("firmware.bootstate")
-        self.journal.begin(self.boot_no)
-        if self.safe:
-            hal.log("boot %d: safe mode after %d failed boots" % (self.boot_no, self.boot_fails))
-        self.app = App(hal, self.cfg, self.journal, self.clock, self.clear_failed_boots,
-                       self.feedback, safe=self.safe, now=self.clock.uptime())
-        self.buttons = Buttons(hal, self.cfg)
-        self._on_press = self.app.on_button       # bound once: no allocation per scan
         self.healthy = False
         self.link = None
         self._ntp_at = 0
-        hal.log("firmware %s boot %d (%s) journal %d pending" % (
-            VERSION, self.boot_no, hal.reset_cause(), self.journal.depth()))
+        # The boot order (config, journal, durable boot number, app) is boot-only code: it lives
+        # in firmware/bootstate.py, which is unloaded once it has run.
+        from firmware import bootstate
+        try:
+            bootstate.boot(self, hal)
+        finally:
+            bootstate = None
+            unload("firmware.bootstate")
 
     def step(self):
         """One scan: buttons, app tick, health. Returns the uptime it ran at."""
