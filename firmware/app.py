@@ -178,7 +178,7 @@ class App:
             return getattr(appcmd, name)(self, msg, now)
         finally:
             appcmd = None
-            firmware.unload("firmware.appcmd")
+            firmware.unload("firmware.appcmd", "firmware.fsutil")
 
     def _drop(self, why):
         self.dropped_cmds += 1

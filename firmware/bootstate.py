@@ -17,6 +17,8 @@ flash.
 import binascii
 import struct
 
+import firmware
+
 try:
     from micropython import const
 except ImportError:          # CPython
@@ -150,3 +152,4 @@ def boot(fw, hal):
     fw._on_press = fw.app.on_button        # bound once: no allocation per scan
     hal.log("firmware %s boot %d (%s) journal %d pending" % (
         VERSION, fw.boot_no, hal.reset_cause(), fw.journal.depth()))
+    firmware.unload("firmware.fsutil")     # used again only by rare work, which reloads it

@@ -9,7 +9,6 @@ applies. The checks live in firmware/cfgcheck.py, loaded only while they run (bo
 import json
 
 import firmware
-from firmware import fsutil
 
 FILE = "config.json"
 _CHECK = "firmware.cfgcheck"
@@ -46,10 +45,12 @@ class Config:
             firmware.unload(_CHECK)
 
     def save(self, hal):
+        from firmware import fsutil  # rare (a config command): its caller unloads fsutil again
         fsutil.write_atomic(hal, hal.path(FILE), json.dumps(self.raw).encode())
 
 
 def load(hal):
+    from firmware import fsutil  # boot-time: firmware.bootstate.boot unloads fsutil after
     data = fsutil.read_atomic(hal.path(FILE))
     if data is None:
         raise ConfigError("config.json not found: flash the device with flash.py")

@@ -224,7 +224,7 @@ class Journal:
             getattr(jmaint, name)(self)
         finally:
             jmaint = None
-            firmware.unload("firmware.jmaint")
+            firmware.unload("firmware.jmaint", "firmware.fsutil")
 
     def close(self):
         for f in (self._seg, self._ackf):
