@@ -80,6 +80,37 @@ async def main():
 await main()
 """
 
+# Control for the growth: the same image and presses, but the program yields to JS every 50
+# presses, which is when the wasm port's collector runs (it never collects inside a window: it
+# grows the heap instead). A device collects whenever its ~100 KB heap fills, every few presses.
+GC_PROGRAM = LIVE_HEAP + """
+import fw_scenarios, fw_image_run
+
+async def chunked(run, n):
+    while n > 0:
+        k = min(50, n)
+        await run.presses(k)
+        n -= k
+        await asyncio.sleep_ms(1)          # back to JS: the port collects here
+
+async def main():
+    base = await live()
+    run = fw_image_run.ImageRun("/dev1")
+    await asyncio.create_task(run.start())
+    booted = await live()
+    await asyncio.create_task(chunked(run, 100))
+    at100 = await live()
+    await asyncio.create_task(chunked(run, %(presses)d - 100))
+    at_end = await live()
+    before_more = await live()
+    await asyncio.create_task(chunked(run, %(presses)d - 100))
+    more = await live() - before_more
+    print("RESULT " + json.dumps({"base": base, "booted": booted, "at100": at100, "at_end": at_end,
+                                  "second_window": more}))
+
+await main()
+"""
+
 # Control for the growth: the same image, link connected, run for as many loop iterations as
 # the presses take but with no press (keepalive pings, heartbeats, ticker wake-ups only).
 IDLE_PROGRAM = LIVE_HEAP + """
@@ -133,17 +164,21 @@ async def main():
 await main()
 """
 
-# Import cost of each module, in dependency order, on the .mpy set. The ESP32 HAL cannot run
-# here (no machine, no network): it is imported on two stub modules whose own cost is taken
-# first and left out of its figure.
-# (firmware.bootstate and firmware.cfgcheck are boot-only: they are unloaded after boot, only their
-# qstrs stay; they are listed to show what loading them costs while they run)
+# Import cost of each module, in dependency order, on the .mpy set: first the modules the running
+# image holds (its sys.modules after boot), then the rare-work modules, each loaded only while it
+# runs and unloaded after (firmware.unload; only their qstrs stay). The ESP32 HAL cannot run here
+# (no machine, no network): it is imported on two stub modules whose own cost is taken first and
+# left out of its figure.
 MODULES = (
     "protocol", "protocol.errors", "protocol.grade_set", "protocol.cjson", "protocol.auth",
-    "protocol.topics", "protocol.strict", "protocol.messages", "protocol.ids", "protocol.replay",
-    "firmware", "firmware.fsutil", "firmware.bootstate", "firmware.clock", "firmware.config",
-    "firmware.cfgcheck", "firmware.journal", "firmware.feedback", "firmware.buttons", "firmware.hal",
-    "firmware.hal.host", "firmware.app", "firmware.main", "firmware.mqtt", "firmware.link",
+    "protocol.topics", "protocol.strict", "protocol.messages", "protocol.replay",
+    "firmware", "firmware.clock", "firmware.config", "firmware.journal", "firmware.feedback",
+    "firmware.buttons", "firmware.hal", "firmware.hal.host", "firmware.app", "firmware.main",
+    "firmware.mqtt", "firmware.link",
+)
+TRANSIENT = (
+    "firmware.fsutil", "firmware.bootstate", "firmware.cfgcheck", "firmware.jmaint", "firmware.appcmd",
+    "firmware.linkup",
 )
 STUBS = {
     "/stubs/machine.py": "PWRON_RESET = 1\nHARD_RESET = 2\nWDT_RESET = 3\nDEEPSLEEP_RESET = 4\n"
@@ -163,6 +198,12 @@ async def live():
 async def main():
     out = []
     prev = await live()
+    # platform modules that this wasm build runs as frozen Python (built-in C modules on the ESP32,
+    # no heap there): taken first so the figures below are the firmware's own
+    import binascii, os
+    now = await live()
+    out.append(["platform: binascii, os", now - prev])
+    prev = now
     for name in %(modules)r:
         __import__(name)
         now = await live()
@@ -217,11 +258,12 @@ def _result(stdout: str, stderr: str) -> Any:
 
 
 def measure(presses: int = 10000, timeout: float = 900, source: bool = False,
-            core: bool = False, idle: bool = False) -> dict[str, Any]:
-    """Run PROGRAM (the whole image; CORE_PROGRAM with core=True, IDLE_PROGRAM with idle=True)
-    under MicroPython on the .mpy set (or on source with source=True)."""
+            core: bool = False, idle: bool = False, gc_control: bool = False) -> dict[str, Any]:
+    """Run PROGRAM (the whole image; CORE_PROGRAM with core=True, IDLE_PROGRAM with idle=True,
+    GC_PROGRAM with gc_control=True) under MicroPython on the .mpy set (or on source)."""
     from simulator.micropython import run_micropython
-    code = (IDLE_PROGRAM if idle else CORE_PROGRAM if core else PROGRAM) % {"presses": presses}
+    program = GC_PROGRAM if gc_control else IDLE_PROGRAM if idle else CORE_PROGRAM if core else PROGRAM
+    code = program % {"presses": presses}
     if source:
         files: dict[str, bytes | str] = {"/" + d.name: d.read_text() for d in DRIVERS}
         r = run_micropython(code, files=files, is_async=True, timeout=timeout)
@@ -237,8 +279,8 @@ def breakdown(timeout: float = 120) -> list[tuple[str, int]]:
     from simulator.micropython import run_micropython
     files: dict[str, bytes | str] = dict(mpy_tree())
     files.update(STUBS)
-    r = run_micropython(BREAKDOWN % {"modules": list(MODULES)}, files=files, tree=(), is_async=True,
-                        timeout=timeout)
+    code = BREAKDOWN % {"modules": list(MODULES) + list(TRANSIENT)}
+    r = run_micropython(code, files=files, tree=(), is_async=True, timeout=timeout)
     return [(str(n), int(b)) for n, b in _result(r.stdout, r.stderr)]
 
 
@@ -276,6 +318,9 @@ def esp32_estimate(m: dict[str, Any], parts: list[tuple[str, int]]) -> int:
     return int(m["at_end"]) - int(m["base"]) - cost["firmware.hal.host"] + cost["firmware.hal.esp32"]
 
 
+PLATFORM = "platform: binascii, os"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--presses", type=int, default=10000)
@@ -295,6 +340,12 @@ def main() -> int:
           "after boot, +%d B at 100, +%d B at %d" % (
               args.presses, int(idle["booted"]) - int(idle["base"]), int(idle["at100"]) - int(idle["base"]),
               int(idle["at_end"]) - int(idle["base"]), args.presses))
+    gcc = measure(args.presses, source=args.source, gc_control=True)
+    gbase = int(gcc["base"])
+    print("control, whole image with the collector running every 50 presses (as on a device): +%d B "
+          "after boot, +%d B at 100, +%d B at %d, second window +%s B" % (
+              int(gcc["booted"]) - gbase, int(gcc["at100"]) - gbase, int(gcc["at_end"]) - gbase,
+              args.presses, gcc["second_window"]))
     m = measure(args.presses, source=args.source)
     base = int(m["base"])
     app_100, app_end, ok = verdict(m)
@@ -314,12 +365,19 @@ def main() -> int:
     print("  journal: %s" % json.dumps(m["journal"]))
     if not args.source:
         parts = breakdown()
-        print("  import cost per module (.mpy, in dependency order):")
+        print("  import cost per module (.mpy, in dependency order; the qstr pool grows in doubling "
+              "steps, so a module's figure includes a new pool when its import needed one):")
         for name, cost in parts:
+            if name == TRANSIENT[0]:
+                print("  rare work, loaded only while it runs:")
             print("    %-22s %6d B" % (name, cost))
-        print("    %-22s %6d B" % ("sum (host HAL)", sum(c for n, c in parts if n != "firmware.hal.esp32")))
+        resident = [c for n, c in parts if n not in TRANSIENT and n != "firmware.hal.esp32"]
+        print("    %-22s %6d B" % ("sum resident (host HAL)", sum(resident)))
+        est = esp32_estimate(m, parts)
         print("  whole image at %d presses with the ESP32 HAL instead of the host HAL (estimate): %d B"
-              % (args.presses, esp32_estimate(m, parts)))
+              % (args.presses, est))
+        print("  (of the image's figure, %d B are the platform modules this wasm build runs as frozen "
+              "Python: binascii, os; built-in C modules on the ESP32)" % dict(parts)[PLATFORM])
     if not args.no_mpy:
         sizes = mpy_sizes()
         for name, size in sizes.items():
