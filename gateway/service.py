@@ -29,7 +29,7 @@ import aiomqtt
 from gateway import health, timesync
 from gateway.config import Config
 from gateway.ingest import Ingest, load_attribution
-from gateway.mqtt import Downlink, session
+from gateway.mqtt import Downlink, incoming, session
 from gateway.store.db import Database, open_db
 from gateway.store.devices import DeviceRegistry, now_ms
 from protocol import topics
@@ -81,7 +81,7 @@ async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected:
                     connected.set()
                 else:
                     log.info("reconnected to mqtt %s:%d", cfg.mqtt.host, cfg.mqtt.port)
-                async for message in client.messages:
+                async for message in incoming(client):
                     payload = message.payload
                     if not isinstance(payload, bytes | bytearray):
                         payload = str(payload).encode()
