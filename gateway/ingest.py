@@ -238,10 +238,10 @@ class Ingest:
         st.observe_boot(m["b"])
         health.touch(st, arrival)
         self.stats.records_received += 1
-        if not self._pending and log.isEnabledFor(logging.DEBUG):
-            log.debug("batch opened by %s", record_id(st.device_id, m["rb"], m["rs"]))
         if not self._pending:
             self._opened_at = asyncio.get_running_loop().time()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("batch opened by %s", record_id(st.device_id, m["rb"], m["rs"]))
         self._pending.append(PendingRecord(m, st, arrival, record_id(st.device_id, m["rb"], m["rs"])))
         self._have_work.set()
         if len(self._pending) >= self._batch_max:
@@ -273,7 +273,8 @@ class Ingest:
         batch = self._pending[:self._batch_max]
         del self._pending[:self._batch_max]
         if self._pending:
-            # The rest waited at least as long as this batch's last record.
+            # What stays queued (beyond batch_max) arrived before now: its window runs from
+            # now at the latest.
             self._opened_at = asyncio.get_running_loop().time()
         if len(self._pending) < self._batch_max:
             self._full.clear()

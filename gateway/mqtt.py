@@ -99,9 +99,10 @@ def verify_received(payload: bytes, m: dict[str, Any], key: Key) -> None:
     m must be what payload parses to: the received bytes vouch for their own content only.
     """
     mac = m.get("mac")
-    signed = signed_part(payload, mac) if isinstance(mac, str) else None
-    if signed is not None and isinstance(mac, str) and hmac.compare_digest(key.hexdigest(signed), mac):
-        return
+    if isinstance(mac, str):
+        signed = signed_part(payload, mac)
+        if signed is not None and hmac.compare_digest(key.hexdigest(signed), mac):
+            return
     verify(m, key)
 
 
