@@ -277,17 +277,27 @@ async def _close(conn: aiosqlite.Connection, b: Binding, at_ms: int, actor: str,
     await audit(conn, actor, "binding.close", b.device_id,
                 {"binding_id": b.id, "window": b.window_id, "staff": b.staff_account, "why": why}, at_ms)
     # A pending invitation belongs to the clerk who issued it: it cannot outlive the binding.
+    reason = "binding closed: " + why
+    for inv_id in await close_pending_invitations(conn, b.device_id, "cancelled", reason, at_ms, actor,
+                                                  "invitation.cancel", {"why": reason}):
+        change.cancelled_invitations.append((inv_id, b.device_id))
+
+
+async def close_pending_invitations(conn: aiosqlite.Connection, device_id: str, status: str, reason: str,
+                                    at_ms: int, actor: str, action: str, detail: dict[str, Any]) -> list[str]:
+    """Close the device's pending invitation(s) with `status` and `reason`, each audited as
+    `action` with `detail`, in the caller's transaction; return their ids."""
     async with conn.execute(
-        "SELECT id FROM invitations WHERE device_id = ? AND status = 'pending'", (b.device_id,)
+        "SELECT id FROM invitations WHERE device_id = ? AND status = 'pending'", (device_id,)
     ) as cur:
         pending = [r[0] async for r in cur]
     for inv_id in pending:
         await conn.execute(
-            "UPDATE invitations SET status = 'cancelled', closed_ms = ?, close_reason = ? WHERE id = ?",
-            (at_ms, "binding closed: " + why, inv_id),
+            "UPDATE invitations SET status = ?, closed_ms = ?, close_reason = ? WHERE id = ?",
+            (status, at_ms, reason, inv_id),
         )
-        change.cancelled_invitations.append((inv_id, b.device_id))
-        await audit(conn, actor, "invitation.cancel", inv_id, {"why": "binding closed: " + why}, at_ms)
+        await audit(conn, actor, action, inv_id, detail, at_ms)
+    return pending
 
 
 async def pair(db: Database, device_id: str, window_id: str, staff_account: str, actor: str, *,

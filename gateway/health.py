@@ -47,19 +47,20 @@ def on_status(st: DeviceState, m: dict[str, Any], arrival_ms: int) -> bool:
 
 
 def on_hello(st: DeviceState, m: dict[str, Any], arrival_ms: int) -> None:
-    st.fw = m["fw"]
-    st.journal_depth = m["jd"]
-    st.last_rst = m["rst"]
+    _report(st, m, arrival_ms)
     st.last_hello_json = _compact(m)
-    st.last_seen = arrival_ms
-    st.dirty = True
 
 
 def on_hb(st: DeviceState, m: dict[str, Any], arrival_ms: int) -> None:
+    _report(st, m, arrival_ms)
+    st.last_hb_json = _compact(m)
+
+
+def _report(st: DeviceState, m: dict[str, Any], arrival_ms: int) -> None:
+    """The fields hello and hb both report."""
     st.fw = m["fw"]
     st.journal_depth = m["jd"]
     st.last_rst = m["rst"]
-    st.last_hb_json = _compact(m)
     st.last_seen = arrival_ms
     st.dirty = True
 

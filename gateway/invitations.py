@@ -31,6 +31,7 @@ from gateway.bindings import (
     active_binding_for_window,
     audit,
     check_text,
+    close_pending_invitations,
     get_window,
     invite_fields,
     now_ms,
@@ -227,19 +228,10 @@ async def create(db: Database, req: InvitationRequest, actor: str, rules: Invita
         if rated is not None:
             raise Conflict("case %s already has its rating (invitation %s)" % (req.case_no, rated[0]),
                            "case_already_rated")
-        commands: list[tuple[str, Command]] = []
-        superseded: list[str] = []
-        async with conn.execute(
-            "SELECT id FROM invitations WHERE device_id = ? AND status = 'pending'", (b.device_id,)
-        ) as cur:
-            pending = [r[0] async for r in cur]
-        for old_id in pending:
-            await conn.execute(
-                "UPDATE invitations SET status = 'superseded', closed_ms = ?, close_reason = ? WHERE id = ?",
-                (t, "superseded by a new invitation", old_id))
-            await audit(conn, actor, "invitation.supersede", old_id, {"device": b.device_id}, t)
-            commands.append((b.device_id, ("cancel", {"i": old_id})))
-            superseded.append(old_id)
+        superseded = await close_pending_invitations(conn, b.device_id, "superseded",
+                                                     "superseded by a new invitation", t, actor,
+                                                     "invitation.supersede", {"device": b.device_id})
+        commands: list[tuple[str, Command]] = [(b.device_id, ("cancel", {"i": i})) for i in superseded]
         inv_id = req.invitation_id or new_invitation_id()
         expires = t + (cd + rules.grace_s) * 1000
         try:
