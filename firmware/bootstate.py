@@ -4,7 +4,7 @@ The boot counter is part of every record id ("<device>:<boot>:<seq>"), so it mus
 back: each write goes to the slot holding the older state, and a slot torn by a power cut
 fails its CRC, leaving the other one. The journal's highest boot is a second floor.
 
-A boot counts as failed until the app has run healthy for HEALTHY_MS. Power-on boots do not
+A boot counts as failed until the app has run healthy for 30 s. Power-on boots do not
 count (a citizen pulling the plug must never push the device towards safe mode), and only an
 authenticated gateway `reboot` or a serial call to clear() resets the count once in safe mode.
 
@@ -25,8 +25,8 @@ except ImportError:          # CPython
     def const(x):
         return x
 
-HEALTHY_MS = const(30000)
-SAFE_AFTER = const(3)          # this many failed boots in a row -> safe mode
+_HEALTHY_MS = const(30000)
+_SAFE_AFTER = const(3)          # this many failed boots in a row -> safe mode
 _FMT = "<4sIII"                # magic, boot, failed boots before this one, healthy flag
 _MAGIC = b"HCPB"
 _SIZE = const(20)              # struct size 16 + crc 4
@@ -93,7 +93,7 @@ class BootState:
                 fails = pfails + 1
         self.boot = boot + 1
         self.fails = fails
-        self.safe = fails >= SAFE_AFTER
+        self.safe = fails >= _SAFE_AFTER
         self._write(False)
         return self.boot
 
@@ -104,11 +104,11 @@ class BootState:
             self.boot = s[0]
             self.fails = s[1]
             self.healthy = bool(s[2])
-            self.safe = self.fails >= SAFE_AFTER
+            self.safe = self.fails >= _SAFE_AFTER
         return self
 
     def mark_healthy(self):
-        """Called once the app has run HEALTHY_MS: this boot did not fail."""
+        """Called once the app has run _HEALTHY_MS: this boot did not fail."""
         self.load()
         if not self.healthy and not self.safe:
             self.fails = 0

@@ -31,8 +31,8 @@ _BODY = const(60)
 _MAGIC = const(0x4A)
 _FMT = "<BBBBIIIQ32s"
 ACK_SIZE = const(12)
-CAPACITY = const(15000)      # 960,000 bytes of segment at most
-COMPACT_MIN = const(256)     # compact only once this many slots are used...
+_CAPACITY = const(15000)      # 960,000 bytes of segment at most
+_COMPACT_MIN = const(256)     # compact only once this many slots are used...
 DIR = "data"
 
 # On-flash kind codes: a storage format, fixed here whatever order the protocol lists them in.
@@ -40,7 +40,7 @@ KINDS = ("rated", "walkup", "extra", "unrated", "unpaired")
 
 
 class JournalFull(Exception):
-    """CAPACITY records are waiting for the gateway's ack: nothing more fits."""
+    """_CAPACITY records are waiting for the gateway's ack: nothing more fits."""
 
 
 class Record:
@@ -70,7 +70,7 @@ def crc_ok(buf, n):
 
 
 class Journal:
-    def __init__(self, hal, capacity=CAPACITY, compact_min=COMPACT_MIN):
+    def __init__(self, hal, capacity=_CAPACITY, compact_min=_COMPACT_MIN):
         self.hal = hal
         self.capacity = capacity
         self.compact_min = compact_min

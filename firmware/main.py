@@ -14,10 +14,10 @@ except ImportError:          # CPython
     def const(x):
         return x
 
-SCAN_MS = const(10)          # button scan + tick period: feedback within ~10 ms of a press
-HEALTHY_MS = const(30000)    # a boot counts as failed until the loop has run this long
-WDT_MS = const(8000)
-NTP_RETRY_MS = const(3600000)
+_SCAN_MS = const(10)          # button scan + tick period: feedback within ~10 ms of a press
+_HEALTHY_MS = const(30000)    # a boot counts as failed until the loop has run this long
+_WDT_MS = const(8000)
+_NTP_RETRY_MS = const(3600000)
 
 
 def _boot_state(hal):
@@ -46,7 +46,7 @@ class Firmware:
         now = self.clock.uptime()
         self.buttons.scan(now, self._on_press)
         self.app.tick(now)
-        if not self.healthy and now >= HEALTHY_MS:
+        if not self.healthy and now >= _HEALTHY_MS:
             self.healthy = True
             boot = _boot_state(self.hal)
             boot.mark_healthy()
@@ -64,7 +64,7 @@ class Firmware:
     def _maybe_ntp(self, now):
         if self.clock.synced or now < self._ntp_at:
             return
-        self._ntp_at = now + NTP_RETRY_MS
+        self._ntp_at = now + _NTP_RETRY_MS
         w = self.hal.ntp()
         if w:
             self.clock.set_ntp(w, now)
@@ -84,7 +84,7 @@ class Firmware:
     async def run_async(self):
         import asyncio
         hal = self.hal
-        hal.wdt_start(WDT_MS)
+        hal.wdt_start(_WDT_MS)
         link = self.start_link()
         if link is not None:
             asyncio.create_task(link.run())
@@ -97,7 +97,7 @@ class Firmware:
             hal.wdt_feed()                     # only a loop that got here is healthy
             if hal.net is not None and hal.net.is_up():
                 self._maybe_ntp(now)
-            await hal.sleep_ms(SCAN_MS)
+            await hal.sleep_ms(_SCAN_MS)
 
 
 def run():

@@ -46,7 +46,7 @@ _SUBACK = const(9)
 _UNSUBACK = const(11)
 _PINGRESP = const(13)
 
-MAX_PACKET = 4096          # largest incoming packet we buffer (v1 payloads are <= 1024 bytes)
+_MAX_PACKET = const(4096)         # largest incoming packet we buffer (v1 payloads are <= 1024 bytes)
 _MAX_LENGTH = const(268435455)  # 4-byte remaining length limit of MQTT 3.1.1
 
 PINGREQ_PACKET = b"\xc0\x00"
@@ -210,7 +210,7 @@ def decode_packet(first, body):
     return (kind, pid)
 
 
-async def read_packet(reader, max_size=MAX_PACKET):
+async def read_packet(reader, max_size=_MAX_PACKET):
     """Read one packet from an asyncio stream -> (first byte, body, complete).
 
     An oversize packet is read and thrown away so the stream stays in sync; it comes back
@@ -256,7 +256,7 @@ class MQTTClient:
     """
 
     def __init__(self, hal, client_id, user=None, password=None, keepalive_s=60, window=8,
-                 on_message=None, tick_ms=1000, max_packet=MAX_PACKET):
+                 on_message=None, tick_ms=1000, max_packet=_MAX_PACKET):
         self.hal = hal                # ticks_ms(), ticks_diff(a, b), async sleep_ms(ms)
         self.client_id = client_id
         self.user = user

@@ -30,7 +30,8 @@ class ProtocolError(Exception):
 
 
 class MalformedMessage(ProtocolError):
-    """Not a well-formed v1 message: size, JSON, structure, field types or ranges."""
+    """Not a well-formed v1 message: size, JSON, structure, field types or ranges. Its codes
+    are listed in protocol/cpython.py (MALFORMED_CODES), which the device does not load."""
 
     CODE = "malformed"
 
@@ -53,15 +54,3 @@ class TopicMismatch(ProtocolError):
 class Replay(ProtocolError):
     CODE = "replay"
 
-
-# Codes a MalformedMessage may carry (documented; tests check the set is closed).
-MALFORMED_CODES = (
-    "too_large",      # payload over MAX_PAYLOAD bytes
-    "not_utf8",       # payload bytes are not UTF-8
-    "not_json",       # not parseable JSON
-    "not_object",     # JSON, but not an object
-    "unknown_type",   # "t" missing, not a string, or not a v1 message type
-    "missing_field",  # a required field is absent
-    "unknown_field",  # a field the message type does not define
-    "bad_field",      # wrong JSON type, out of range, too long, or bad characters
-)

@@ -175,7 +175,7 @@ def _check_rec(m: "dict[str, Any]") -> None:
             _bad("i", k + " has no invitation")
 
 
-# Each type's fields split at the colons, filled on CPython only (below): the gateway
+# Each type's fields split at the colons, filled on CPython only (at the end): the gateway
 # validates thousands of messages a second, the device a few and has no RAM to spare.
 _FIELDS: "dict[str, list[list[str]]]" = {}
 
@@ -242,7 +242,7 @@ def sign(m: "dict[str, Any]", key: "Key") -> bytes:
 
 # MicroPython's decoders are lenient; protocol/strict.py makes them reject what CPython does.
 _LENIENT = sys.implementation.name == "micropython"
-# MicroPython has no JSONDecoder; its json.loads is used after the strict checks.
+# MicroPython's json.loads is used after the strict checks (the gateway's: at the end).
 _loads: "Callable[[str], Any]" = json.loads
 
 
@@ -292,34 +292,9 @@ def decode(payload: bytes, key: "Key", topic: str | None = None) -> "dict[str, A
 
 
 if not _LENIENT:
-    # The gateway's side (CPython only: on the device these definitions are never executed, so
-    # their code is freed with the module's top-level code after import).
+    # The gateway's side (protocol/cpython.py): a decoder that refuses NaN/Infinity, and each
+    # type's schema split once. The device never loads that module.
+    from protocol.cpython import split_schemas, strict_loads
 
-    def _no_constants(name: str) -> None:
-        raise ValueError("JSON has no " + name)
-
-    # One decoder that refuses NaN/Infinity, built once (json.loads with a keyword argument
-    # builds a new JSONDecoder per call, a measurable share of the gateway's ingest).
-    _loads = json.JSONDecoder(parse_constant=_no_constants).decode
-
-    for _spec in list(UP_TYPES.values()) + list(DOWN_TYPES.values()):
-        _FIELDS[_spec] = [x.split(":") for x in (ENVELOPE + " " + _spec).split()]
-
-    def schema(t: str) -> "str | None":
-        """The field list of type t (see UP_TYPES), or None when t is not a v1 type."""
-        f = UP_TYPES.get(t)
-        if f is None:
-            f = DOWN_TYPES.get(t)
-        return f
-
-    def direction(t: str) -> str | None:
-        if t in UP_TYPES:
-            return "up"
-        if t in DOWN_TYPES:
-            return "down"
-        return None
-
-    def topic_for(m: "dict[str, Any]") -> str:
-        if direction(m["t"]) == "up":
-            return topics.up(m["d"], m["t"])
-        return topics.down(m["d"], m["t"])
+    _loads = strict_loads
+    _FIELDS = split_schemas(ENVELOPE, list(UP_TYPES.values()) + list(DOWN_TYPES.values()))

@@ -7,11 +7,14 @@ when the venv is not on PATH.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from flashtool.bundle import MPY_CROSS_FLAGS, source_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SOURCE_DIRS = ("firmware", "protocol")
@@ -44,7 +47,18 @@ def test_mpy_cross_is_1_27() -> None:
 @pytest.mark.parametrize("src", _sources(), ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
 def test_compiles(src: Path, tmp_path: Path) -> None:
     rel = src.relative_to(REPO_ROOT).as_posix()
-    # -s sets the source name recorded in the .mpy (and in tracebacks) to the device path.
-    res = _mpy_cross(MARCH, "-s", rel, "-o", str(tmp_path / "out.mpy"), str(src))
+    # as flash.py builds it: its flags, and -s sets the source name recorded in the .mpy (and in
+    # tracebacks) to the .mpy's path on the device
+    out = str(tmp_path / "out.mpy")
+    res = _mpy_cross(MARCH, *MPY_CROSS_FLAGS, "-s", source_name(rel), "-o", out, str(src))
     assert res.returncode == 0, f"mpy-cross rejected {rel}:\n{res.stderr}{res.stdout}"
     assert (tmp_path / "out.mpy").stat().st_size > 0
+
+
+@pytest.mark.parametrize("src", _sources(), ids=lambda p: p.relative_to(REPO_ROOT).as_posix())
+def test_no_assert_statements(src: Path) -> None:
+    """The device's build (-O3) drops assert statements: a check the firmware relies on must be
+    an if/raise, so it holds on the device too."""
+    tree = ast.parse(src.read_text(), filename=str(src))
+    lines = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Assert)]
+    assert not lines, f"{src.relative_to(REPO_ROOT)}: assert at lines {lines}"

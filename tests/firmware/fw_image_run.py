@@ -25,7 +25,7 @@ except ImportError:  # pragma: no cover
 
 import json
 
-from fw_scenarios import SCAN, WALL, check, make_root
+from fw_root import SCAN, WALL, check, make_root
 
 _SETTLE_YIELDS = 40        # a press's whole round trip takes 1-3 yields; more means it is stuck
 

@@ -12,6 +12,7 @@ import pytest
 from simulator.micropython import RunMicroPython
 
 SCENARIOS = Path(fw_scenarios.__file__).read_text()
+ROOT = (Path(fw_scenarios.__file__).parent / "fw_root.py").read_text()
 NAMES = ["scenario_lifecycle", "scenario_walkup_ignore_and_config", "scenario_safe_mode",
          "scenario_power_cut"]
 
@@ -24,7 +25,7 @@ def test_fw_scenario_cpython(name: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_fw_scenario_micropython(name: str, mpy: RunMicroPython) -> None:
     code = "import json, fw_scenarios\nprint('RESULT ' + json.dumps(fw_scenarios.%s('/dev1')))\n" % name
-    r = mpy(code, files={"/fw_scenarios.py": SCENARIOS}, timeout=120)
+    r = mpy(code, files={"/fw_scenarios.py": SCENARIOS, "/fw_root.py": ROOT}, timeout=120)
     lines = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")]
     assert r.returncode == 0 and lines, r.stdout + r.stderr
     result = json.loads(lines[-1][7:])

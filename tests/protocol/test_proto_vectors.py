@@ -86,7 +86,7 @@ def test_micropython_replay_window(micropython_results: dict[str, Any]) -> None:
 
 
 def test_every_error_code_is_covered() -> None:
-    from protocol.errors import MALFORMED_CODES
+    from protocol.cpython import MALFORMED_CODES
 
     covered = {v["error"] for v in DECODE}
     for code in (*MALFORMED_CODES, "bad_version", "bad_mac", "topic_mismatch"):
