@@ -38,7 +38,7 @@ GROWTH_BOUND = 2048          # "does not grow": one-time warm-up allowed, no per
 
 # Every measuring program starts with this: the live heap after a full collection. Under the wasm
 # port the GC runs only when the program yields to JS, hence the awaits between collect and read.
-# binascii is a platform module: frozen Python in this wasm build (~1.5 KB of heap and ~45 qstrs,
+# binascii is a platform module: frozen Python in this wasm build (~2 KB of heap and ~45 qstrs,
 # one per character its tables hold), a built-in C module with no heap on the ESP32. It is
 # imported before the baseline, like os, time and asyncio, which the drivers import.
 LIVE_HEAP = """
