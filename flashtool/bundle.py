@@ -104,7 +104,9 @@ def source_name(dev_path: str) -> str:
     return rel[:-3] + ".mpy" if rel.endswith(".py") else rel
 
 
-def _compile(binary: str, src: pathlib.Path, dev_path: str, out_dir: str) -> bytes:
+def compile_file(binary: str, src: pathlib.Path, dev_path: str, out_dir: str) -> bytes:
+    """src compiled for the device at dev_path (e.g. /firmware/app.py) -> the .mpy's bytes. The one
+    place the device's build flags are applied (bench/firmware_memory.py measures this output)."""
     out = os.path.join(out_dir, dev_path.strip("/").replace("/", "__") + ".mpy")
     args = [binary, *MPY_CROSS_FLAGS, "-o", out, "-s", source_name(dev_path), str(src)]
     r = subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -125,7 +127,7 @@ def build(compiled: bool, root: pathlib.Path = REPO) -> Bundle:
     binary = mpy_cross_binary()
     with tempfile.TemporaryDirectory(prefix="hcp-mpy-") as tmp, ThreadPoolExecutor(4) as pool:
         futures = {
-            dev_path[:-3] + ".mpy": pool.submit(_compile, binary, src, dev_path, tmp)
+            dev_path[:-3] + ".mpy": pool.submit(compile_file, binary, src, dev_path, tmp)
             for dev_path, src in srcs.items()
         }
         for dev_path, fut in futures.items():
