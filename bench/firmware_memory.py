@@ -175,7 +175,7 @@ MODULES = (
 )
 TRANSIENT = (
     "firmware.fsutil", "firmware.bootstate", "firmware.cfgcheck", "firmware.jmaint", "firmware.appcmd",
-    "firmware.linkup",
+    "firmware.linkup", "firmware.mqttconn",
 )
 STUBS = {
     "/stubs/machine.py": "PWRON_RESET = 1\nHARD_RESET = 2\nWDT_RESET = 3\nDEEPSLEEP_RESET = 4\n"

@@ -136,13 +136,13 @@ class Link:
 
     async def _session(self):
         # The handshake (TCP, CONNECT, SUBSCRIBE, status online, hello) runs once per connection:
-        # its code is in firmware/linkup.py, loaded for it and unloaded after.
+        # its code is in firmware/linkup.py and firmware/mqttconn.py, loaded for it and unloaded after.
         from firmware import linkup
         try:
             await linkup.connect(self)
         finally:
             linkup = None
-            firmware.unload("firmware.linkup")
+            firmware.unload("firmware.linkup", "firmware.mqttconn")
         hal = self.hal
         c = self._client
         now = hal.ticks_ms()

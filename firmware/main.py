@@ -103,10 +103,14 @@ class Firmware:
 def run():
     """Device entry point (/main.py). A crash reboots; a bad config stops at the REPL."""
     import asyncio
+    import sys
 
     from firmware.config import ConfigError
-    from firmware.hal import Reboot, load
-    hal = load()
+    if sys.platform == "esp32":
+        from firmware.hal.esp32 import Esp32Hal as Hal
+    else:
+        from firmware.hal.host import HostHal as Hal
+    hal = Hal()
     try:
         fw = Firmware(hal)
     except ConfigError as e:
@@ -114,8 +118,6 @@ def run():
         return
     try:
         asyncio.run(fw.run_async())
-    except Reboot:
-        raise
     except Exception as e:                     # a bug: reboot, the boot counts as failed
         hal.log("crash: %r" % (e,))
         hal.reboot("crash")

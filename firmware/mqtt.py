@@ -52,11 +52,6 @@ _MAX_LENGTH = const(268435455)  # 4-byte remaining length limit of MQTT 3.1.1
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"
 
-# CONNACK return codes 1..5 (3.1.1 table 3.1), for the refusal's detail.
-_REASONS = ("unacceptable protocol version", "identifier rejected", "server unavailable",
-            "bad user name or password", "not authorized")
-
-
 class MQTTError(ProtocolError):
     """Any MQTT-level failure; `code` is stable and machine-readable, args = (code, detail[, rc]).
 
@@ -71,12 +66,6 @@ class MQTTError(ProtocolError):
     @property
     def rc(self):
         return self.args[2]
-
-
-def ConnectRefused(rc):  # noqa: N802 - was a class; an MQTTError with code "refused" and rc
-    """The broker answered CONNACK with a non-zero return code rc."""
-    why = _REASONS[rc - 1] if 0 < rc <= 5 else "reserved code"
-    return MQTTError("refused", "CONNACK %d: %s" % (rc, why), rc)
 
 
 # ---------------------------------------------------------------------------------------
@@ -104,25 +93,6 @@ def _packet(first, body):
     return bytes((first,)) + encode_length(len(body)) + body
 
 
-def connect_packet(client_id, keepalive_s=60, clean=False, user=None, password=None,
-                   will_topic=None, will_payload=b"", will_qos=0, will_retain=False):
-    flags = 2 if clean else 0
-    payload = _str(client_id)
-    if will_topic is not None:
-        flags |= 4 | (will_qos << 3) | (0x20 if will_retain else 0)
-        payload += _str(will_topic) + _str(will_payload)
-    if user is not None:
-        flags |= 0x80
-        payload += _str(user)
-        if password is not None:
-            flags |= 0x40
-            payload += _str(password)
-    elif password is not None:
-        raise ValueError("password without user")
-    return _packet(0x10, b"\x00\x04MQTT\x04" + bytes((flags, keepalive_s >> 8, keepalive_s & 0xFF))
-                   + payload)
-
-
 def publish_packet(topic, payload, qos=0, retain=False, dup=False, pid=0):
     """PUBLISH as a bytearray (so a resend can set the DUP bit in place)."""
     if qos > 1 or (qos == 0 and (dup or pid)) or (qos and not 0 < pid < 65536):
@@ -139,12 +109,6 @@ def publish_packet(topic, payload, qos=0, retain=False, dup=False, pid=0):
 
 def puback_packet(pid):
     return bytes((0x40, 2, pid >> 8, pid & 0xFF))
-
-
-def subscribe_packet(pid, topic, qos=1):
-    if not 0 < pid < 65536:
-        raise ValueError("packet id")
-    return _packet(0x82, bytes((pid >> 8, pid & 0xFF)) + _str(topic) + bytes((qos,)))
 
 
 def split_packet(buf):
@@ -302,7 +266,12 @@ class MQTTClient:
 
     async def connect(self, reader, writer, clean=False, timeout_ms=10000):
         """CONNECT on a fresh stream pair; wait for CONNACK; re-send the in-flight window.
-        Returns the broker's session-present flag; raises MQTTError (code refused, timeout...)."""
+        Returns the broker's session-present flag; raises MQTTError (code refused, timeout...).
+        The handshake's code is in firmware/mqttconn.py (loaded for it; the link unloads it)."""
+        from firmware import mqttconn
+        return await mqttconn.connect(self, reader, writer, clean, timeout_ms)
+
+    def _start(self, reader, writer):
         self.close()
         self._writer = writer
         self.error = None
@@ -310,20 +279,6 @@ class MQTTClient:
         self._ping_at = None
         self._last_rx = self._last_tx = self.hal.ticks_ms()
         self._tasks = (asyncio.create_task(self._rx_loop(reader)), asyncio.create_task(self._ticker()))
-        w = self.will or (None, b"", 0, False)
-        await self._send(connect_packet(self.client_id, self.keepalive_s, clean, self.user,
-                                        self.password, w[0], w[1], w[2], w[3]))
-        await self._wait_for(_CONNACK, timeout_ms)
-        sp, rc = self._got
-        if rc:
-            raise ConnectRefused(rc)
-        self.connected = True
-        # Same packet ids, DUP set, oldest first, before anything new (3.1.1 section 4.4).
-        for e in self._inflight:
-            e[1][0] |= 0x08
-            await self._send(e[1])
-            self.resent += 1
-        return sp
 
     def close(self):
         """Drop the connection at once, without DISCONNECT (so the broker sends our will)."""
@@ -365,16 +320,10 @@ class MQTTClient:
         return pid
 
     async def subscribe(self, topic, qos=1, timeout_ms=10000):
-        """SUBSCRIBE one filter; returns the granted QoS. A refusal (0x80) raises."""
-        pid = self._next_pid()
-        self._got = pid
-        await self._send(subscribe_packet(pid, topic, qos))
-        await self._wait_for(_SUBACK, timeout_ms)
-        code = self._got[0]
-        self._got = None
-        if code == 0x80:
-            raise MQTTError("sub_refused", topic)
-        return code
+        """SUBSCRIBE one filter; returns the granted QoS. A refusal (0x80) raises (code
+        sub_refused). Code in firmware/mqttconn.py, as connect's."""
+        from firmware import mqttconn
+        return await mqttconn.subscribe(self, topic, qos, timeout_ms)
 
     async def wait(self):
         """Sleep until a packet arrives, a tick passes (tick_ms) or wake() is called."""

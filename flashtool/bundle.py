@@ -3,11 +3,13 @@
 Device layout (docs/architecture.md section 2): /boot.py (flash.py's switch finisher),
 /main.py, /firmware/**, /protocol/** — as .mpy when the board's bytecode version matches our
 mpy-cross, as .py only when the technician asks for it (--source).  firmware/hal/host.py is
-the host HAL and never goes to a board.
+the host HAL and never goes to a board, nor does protocol/cpython.py (the gateway's side) or a
+package __init__.py that holds only a docstring.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import pathlib
@@ -21,7 +23,7 @@ from flashtool.errors import FlashError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("firmware", "protocol")
-EXCLUDED = {"firmware/hal/host.py", "protocol/cpython.py"}
+EXCLUDED = {"firmware/hal/host.py", "firmware/hal/hostnet.py", "protocol/cpython.py"}
 MAIN_PY = b"import firmware.main\nfirmware.main.run()\n"
 BOOT_PY = (pathlib.Path(__file__).parent / "device_code" / "boot.py").read_bytes()
 
@@ -75,6 +77,15 @@ def device_abi(mpy_field: int | None) -> tuple[int, int] | None:
     return mpy_field & 0xFF, (mpy_field >> 8) & 3
 
 
+def _docstring_only_package(path: pathlib.Path) -> bool:
+    """An __init__.py with nothing but a docstring: MicroPython imports its directory as a package
+    without it, so uploading it would only cost the device a module file in its heap."""
+    if path.name != "__init__.py":
+        return False
+    body = ast.parse(path.read_text(encoding="utf-8")).body
+    return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+
+
 def sources(root: pathlib.Path = REPO) -> dict[str, pathlib.Path]:
     """Device path (without extension change) -> source file, for firmware/ and protocol/."""
     found: dict[str, pathlib.Path] = {}
@@ -84,7 +95,7 @@ def sources(root: pathlib.Path = REPO) -> dict[str, pathlib.Path]:
             raise FlashError(f"source tree missing: {base}")
         for path in sorted(base.rglob("*.py")):
             rel = path.relative_to(root).as_posix()
-            if rel in EXCLUDED or "__pycache__" in rel:
+            if rel in EXCLUDED or "__pycache__" in rel or _docstring_only_package(path):
                 continue
             found["/" + rel] = path
     return found

@@ -26,7 +26,8 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from gateway.config import MqttConfig
 from gateway.store.devices import DeviceRegistry, DeviceState
-from protocol import VERSION, messages, topics
+from protocol import messages, topics
+from protocol.messages import VERSION
 from protocol.auth import Key
 from protocol.errors import BadSignature
 

@@ -8,8 +8,15 @@ control characters escaped, integers only (no floats on the wire), true/false/nu
 
 from protocol.errors import MalformedMessage
 
-# Typing-only import: mypy treats _TYPING as true (pyproject always_true); MicroPython skips it.
-_TYPING = False
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x: "Any") -> "Any":  # type: ignore[no-redef]
+        return x
+
+# Typing-only import: mypy treats _TYPING as true (pyproject always_true); on MicroPython the
+# private const folds the block away at compile time (no bytecode, no interned names).
+_TYPING = const(0)
 if _TYPING:
     from typing import Any
 

@@ -1,25 +1,17 @@
 """The five grade codes and the button order: the part of protocol.grades the device needs.
 
 Kept apart so the device does not load the gateway's tables (Chinese names, the two integer
-code directions) into its RAM; protocol.grades re-exports everything here.
+code directions, the named constants) into its RAM; protocol.grades re-exports GRADES,
+DEFAULT_BUTTONS and button_map and names each code.
 """
 
-# Best to worst. These strings are the wire values of the "g" field.
-VERY_SATISFIED = "vs"      # 非常满意
-SATISFIED = "s"            # 满意
-BASIC = "bs"               # 基本满意
-DISSATISFIED = "d"         # 不满意
-VERY_DISSATISFIED = "vd"   # 非常不满意
-
-GRADES = (VERY_SATISFIED, SATISFIED, BASIC, DISSATISFIED, VERY_DISSATISFIED)
+# Best to worst: 非常满意 vs, 满意 s, 基本满意 bs, 不满意 d, 非常不满意 vd. These strings are the
+# wire values of the "g" field; protocol.grades names them (VERY_SATISFIED = GRADES[0], ...).
+GRADES = ("vs", "s", "bs", "d", "vd")
 
 # Default physical button order, left to right as the citizen faces the device.
 # The device config may reorder it (some halls mount the worst grade on the left).
 DEFAULT_BUTTONS = GRADES
-
-
-def is_grade(code: str) -> bool:
-    return code in GRADES
 
 
 def button_map(order: "list[str] | tuple[str, ...]") -> tuple[str, ...]:

@@ -5,19 +5,12 @@ integer conventions in the field run in opposite directions (see docs/protocol.m
 integer only ever appears at a boundary, through one of the explicit tables below.
 """
 
-# The codes, GRADES, DEFAULT_BUTTONS, is_grade and button_map live in protocol.grade_set (the
-# device imports only that); they are re-exported here for the gateway, simulator and tests.
-from protocol.grade_set import (
-    BASIC,
-    DEFAULT_BUTTONS,
-    DISSATISFIED,
-    GRADES,
-    SATISFIED,
-    VERY_DISSATISFIED,
-    VERY_SATISFIED,
-    button_map,
-    is_grade,
-)
+# GRADES, DEFAULT_BUTTONS and button_map live in protocol.grade_set (the device imports only
+# that); they are re-exported here for the gateway, simulator and tests, with a name per code.
+from protocol.grade_set import DEFAULT_BUTTONS, GRADES, button_map
+
+# Best to worst; these strings are the wire values of the "g" field.
+VERY_SATISFIED, SATISFIED, BASIC, DISSATISFIED, VERY_DISSATISFIED = GRADES   # 非常满意 .. 非常不满意
 
 __all__ = [
     "BAD", "BASIC", "DEFAULT_BUTTONS", "DISSATISFIED", "GBT39046_CODE", "GRADES", "NAMES_ZH",
@@ -41,6 +34,10 @@ PROVINCIAL_CODE = {VERY_SATISFIED: 5, SATISFIED: 4, BASIC: 3, DISSATISFIED: 2, V
 
 # GB/T 39046-2020 table A.8: 1 = 非常满意 ... 5 = 非常不满意.
 GBT39046_CODE = {VERY_SATISFIED: 1, SATISFIED: 2, BASIC: 3, DISSATISFIED: 4, VERY_DISSATISFIED: 5}
+
+
+def is_grade(code: str) -> bool:
+    return code in GRADES
 
 
 def is_bad(code: str) -> bool:

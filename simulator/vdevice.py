@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from firmware.hal.host import HostHal, HostNet, VirtualClock
+from firmware.hal.host import HostHal, VirtualClock
+from firmware.hal.hostnet import HostNet
 from firmware.journal import DIR as JOURNAL_DIR
 from firmware.journal import REC_SIZE
 from firmware.main import Firmware

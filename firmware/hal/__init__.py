@@ -1,19 +1,8 @@
-"""The hardware boundary. `load()` picks the ESP32 HAL on the device, the host HAL elsewhere.
+"""The hardware boundary: firmware.hal.esp32 on the device, firmware.hal.host elsewhere
+(firmware.main.run picks one by sys.platform).
 
 Both expose the same attributes (see docs/firmware.md, "HAL"); firmware code above this
-package never imports machine, network or CPython-only modules.
+package never imports machine, network or CPython-only modules. No code here on purpose:
+flash.py does not upload a docstring-only __init__.py (MicroPython imports the directory as a
+package without it).
 """
-
-import sys
-
-
-class Reboot(Exception):
-    """Raised by the host HAL's reboot(): the simulator catches it and starts the device again."""
-
-
-def load(**kw):
-    if sys.platform == "esp32":
-        from firmware.hal.esp32 import Esp32Hal
-        return Esp32Hal(**kw)
-    from firmware.hal.host import HostHal
-    return HostHal(**kw)

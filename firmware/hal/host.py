@@ -10,13 +10,16 @@ import gc
 import os
 import sys
 
-from firmware.hal import Reboot
-
 _TICKS_PERIOD = 1 << 30          # MicroPython's ticks wrap here; the host wraps the same way
 _TICKS_MASK = _TICKS_PERIOD - 1
 _TICKS_HALF = _TICKS_PERIOD // 2
 _CPYTHON = sys.implementation.name == "cpython"
 _N_BUTTONS = 5
+
+
+class Reboot(BaseException):
+    """Raised by reboot(): the device restarts. A BaseException, so the firmware's crash handlers
+    (except Exception) let it through to whoever runs the device."""
 
 
 def _real_ms():
@@ -52,43 +55,6 @@ class VirtualClock:
         self._ms = ms
 
 
-class HostNet:
-    """The device's Wi-Fi as the simulator sees it: up or cut, an RSSI, TCP via asyncio."""
-
-    def __init__(self, up=True, rssi=-55):
-        self.up = up
-        self._rssi = rssi
-        self._writers = []
-
-    def is_up(self):
-        return self.up
-
-    def rssi(self):
-        return self._rssi if self.up else -127
-
-    async def open(self, host, port):
-        if not self.up:
-            raise OSError(113, "wifi down")
-        import asyncio
-        reader, writer = await asyncio.open_connection(host, port)
-        self._writers = [w for w in self._writers if not w.is_closing()]
-        self._writers.append(writer)
-        return reader, writer
-
-    def cut(self):
-        """Wi-Fi lost: every open connection dies at once, as on the device."""
-        self.up = False
-        for w in self._writers:
-            try:
-                w.transport.abort()
-            except Exception:
-                pass
-        self._writers = []
-
-    def restore(self):
-        self.up = True
-
-
 class HostHal:
     platform = "host"
 
@@ -101,7 +67,10 @@ class HostHal:
         self.has_display = display
         self.durable = durable              # fsync on CPython; tests of speed may turn it off
         self.max_events = max_events
-        self.net = net if net is not None else HostNet()
+        if net is None and _CPYTHON:       # MicroPython here (wasm) has no sockets: no net
+            from firmware.hal.hostnet import HostNet
+            net = HostNet()
+        self.net = net
         self.echo = echo
         # Virtual buttons: level (pressed now) and an edge latch, as the ESP32 IRQ would set it.
         self._level = bytearray(_N_BUTTONS)

@@ -69,7 +69,8 @@ def test_error_has_code_and_detail() -> None:
 
 
 def test_connect_refused_is_an_mqtt_error() -> None:
-    from firmware.mqtt import ConnectRefused, MQTTError
+    from firmware.mqtt import MQTTError
+    from firmware.mqttconn import ConnectRefused
 
     e: Any = ConnectRefused(5)
     assert isinstance(e, MQTTError) and e.code == "refused" and e.rc == 5
