@@ -27,9 +27,9 @@ from paho.mqtt.enums import MQTTErrorCode
 from gateway.config import MqttConfig
 from gateway.store.devices import DeviceRegistry, DeviceState
 from protocol import messages, topics
-from protocol.messages import VERSION
 from protocol.auth import Key
 from protocol.errors import BadSignature
+from protocol.messages import VERSION
 
 log = logging.getLogger("gateway.mqtt")
 

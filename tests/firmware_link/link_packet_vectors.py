@@ -1,4 +1,4 @@
-"""Byte-exact MQTT 3.1.1 packet vectors for firmware/mqtt.py and mqttconn.py, run under CPython and MicroPython.
+"""Byte-exact MQTT 3.1.1 packet vectors for firmware/mqtt.py and mqttconn.py (CPython and MicroPython).
 
 EXPECTED is written by hand from the 3.1.1 specification (section numbers in comments), not
 produced by the encoder under test. run() evaluates every case and returns {name: text};
