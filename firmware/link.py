@@ -17,8 +17,6 @@ dropped; nothing a peer sends can raise out of run().
 All time comes from the HAL (ticks_ms/ticks_diff/sleep_ms): the simulator accelerates it.
 """
 
-import random
-
 import firmware
 from firmware.mqtt import MQTTClient
 from protocol import messages, topics
@@ -34,6 +32,17 @@ def _get(cfg, name, default=None):
 
 
 class Link:
+    # Tunables are class attributes: the device never changes them, so no instance stores them
+    # (the simulator and tests shorten some) and the constructor's bytecode stays short.
+    window = 8                       # unacked QoS 1 PUBLISHes on the wire
+    max_unacked = 64                 # records sent but not yet acked by the gateway
+    ack_timeout_ms = 60000           # no ack for this long: send the unacked ones again
+    connect_timeout_ms = 10000       # TCP connect, CONNACK, SUBACK
+    backoff_min_ms = 1000
+    backoff_max_ms = 60000
+    wifi_min_ms = 4000               # a Wi-Fi association takes seconds: do not restart it sooner
+    treq_every_ms = 60000            # repeat treq while the clock is unsynced
+
     def __init__(self, hal, cfg, key, boot, journal, app):
         self.hal = hal
         self.cfg = cfg
@@ -47,16 +56,7 @@ class Link:
         self.host = broker.get("host", "127.0.0.1")
         self.port = broker.get("port", 1883)
         self.fw = firmware.VERSION
-        # Tunables (attributes so the simulator and tests can shorten them).
         self.keepalive_s = _get(cfg, "keepalive_s", 60)
-        self.window = 8                  # unacked QoS 1 PUBLISHes on the wire
-        self.max_unacked = 64            # records sent but not yet acked by the gateway
-        self.ack_timeout_ms = 60000      # no ack for this long: send the unacked ones again
-        self.connect_timeout_ms = 10000  # TCP connect, CONNACK, SUBACK
-        self.backoff_min_ms = 1000
-        self.backoff_max_ms = 60000
-        self.wifi_min_ms = 4000          # a Wi-Fi association takes seconds: do not restart it sooner
-        self.treq_every_ms = 60000       # repeat treq while the clock is unsynced
         # State visible to the app, the heartbeat and the tests.
         self.connected = False
         self.reconnects = 0
@@ -98,48 +98,25 @@ class Link:
     # -- main loop ------------------------------------------------------------------------
 
     async def run(self):
+        ended = None
         while True:
-            await self._wait_net()
             try:
-                await self._session()
+                await self._session(ended)
             except Exception as e:  # any failure ends this connection, never the link
-                self._note_error(e)
+                ended = e
             finally:
                 self._client.close()
                 if self.connected:
                     self.connected = False
                     self._tell_app(False)
-            self.reconnects += 1
-            await self.hal.sleep_ms(self._backoff_ms())
 
-    async def _wait_net(self):
-        net = self.hal.net
-        while not net.is_up():
-            connect = getattr(net, "connect", None)
-            if connect is not None:
-                try:
-                    connect()
-                except Exception as e:
-                    self._note_error(e)
-            wait = max(self._backoff_ms(), self.wifi_min_ms)
-            while wait > 0 and not net.is_up():
-                await self.hal.sleep_ms(250)
-                wait -= 250
-
-    def _backoff_ms(self):
-        """Full jitter (AWS architecture blog): uniform in [min, min(max, min * 2^attempt)], so a
-        hall of devices that lost the broker together does not come back in lockstep."""
-        lo = self.backoff_min_ms
-        hi = min(self.backoff_max_ms, lo << min(self._attempt, 16))
-        self._attempt += 1
-        return lo + (((hi - lo) * random.getrandbits(10)) >> 10)
-
-    async def _session(self):
-        # The handshake (TCP, CONNECT, SUBSCRIBE, status online, hello) runs once per connection:
-        # its code is in firmware/linkup.py and firmware/mqttconn.py, loaded for it and unloaded after.
+    async def _session(self, ended):
+        # Between connections (the last one's error noted, backoff, Wi-Fi wait) and the handshake
+        # (TCP, CONNECT, SUBSCRIBE, status online, hello) the code is in firmware/linkup.py and
+        # firmware/mqttconn.py, loaded for it and unloaded after.
         from firmware import linkup
         try:
-            await linkup.connect(self)
+            await linkup.connect(self, ended)
         finally:
             linkup = None
             firmware.unload("firmware.linkup", "firmware.mqttconn")
@@ -302,14 +279,6 @@ class Link:
 
     def _reject(self, code):
         self.rejected[code] = self.rejected.get(code, 0) + 1
-
-    def _note_error(self, e):
-        code = getattr(e, "code", None)
-        if type(code) is not str:
-            code = "oserror" if isinstance(e, OSError) else "error"
-        self.errors[code] = self.errors.get(code, 0) + 1
-        self.last_error = "%s: %s" % (code, e)
-        self.hal.log("link: connection %d ended: %s" % (self.conn_no, self.last_error))
 
     def _tell_app(self, up):
         try:

@@ -1,8 +1,10 @@
-"""Bringing one connection up: TCP (bounded in HAL time), CONNECT with the will, SUBSCRIBE to the
-commands, status online, hello. Steps 1-3 of "One connection" in docs/firmware_link.md.
+"""Between connections and bringing the next one up: the last connection's error noted, a
+jittered backoff, the Wi-Fi wait, then TCP (bounded in HAL time), CONNECT with the will,
+SUBSCRIBE to the commands, status online, hello. Steps 1-3 and 5 of "One connection" in
+docs/firmware_link.md.
 
-Once-per-connection code: Link._session imports this module for the handshake and unloads it
-right after (firmware.unload), so its bytecode is not in the device's RAM while connected.
+Once-per-connection code: Link._session imports this module for it and unloads it right after
+(firmware.unload), so its bytecode is not in the device's RAM while connected.
 """
 
 try:
@@ -10,12 +12,20 @@ try:
 except ImportError:  # pragma: no cover
     import uasyncio as asyncio  # type: ignore
 
+import random
+
 from firmware.link import _get
 from firmware.mqtt import MQTTError
 from protocol import topics
 
 
-async def connect(link):
+async def connect(link, ended):
+    """ended: the exception that ended the last connection (None before the first one)."""
+    if ended is not None:
+        note_error(link, ended)
+        link.reconnects += 1
+        await link.hal.sleep_ms(backoff_ms(link))
+    await _wait_net(link)
     c = link._client
     c.keepalive_s = link.keepalive_s
     c.window = link.window
@@ -57,3 +67,36 @@ async def _open(link):
             raise MQTTError("timeout", "TCP connect %d ms" % link.connect_timeout_ms)
         await link.hal.sleep_ms(100)
         left -= 100
+
+
+def note_error(link, e):
+    code = getattr(e, "code", None)
+    if type(code) is not str:
+        code = "oserror" if isinstance(e, OSError) else "error"
+    link.errors[code] = link.errors.get(code, 0) + 1
+    link.last_error = "%s: %s" % (code, e)
+    link.hal.log("link: connection %d ended: %s" % (link.conn_no, link.last_error))
+
+
+def backoff_ms(link):
+    """Full jitter (AWS architecture blog): uniform in [min, min(max, min * 2^attempt)], so a
+    hall of devices that lost the broker together does not come back in lockstep."""
+    lo = link.backoff_min_ms
+    hi = min(link.backoff_max_ms, lo << min(link._attempt, 16))
+    link._attempt += 1
+    return lo + (((hi - lo) * random.getrandbits(10)) >> 10)
+
+
+async def _wait_net(link):
+    net = link.hal.net
+    while not net.is_up():
+        connect = getattr(net, "connect", None)
+        if connect is not None:
+            try:
+                connect()
+            except Exception as e:
+                note_error(link, e)
+        wait = max(backoff_ms(link), link.wifi_min_ms)
+        while wait > 0 and not net.is_up():
+            await link.hal.sleep_ms(250)
+            wait -= 250

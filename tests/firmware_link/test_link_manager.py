@@ -25,6 +25,7 @@ from link_testkit import (  # noqa: E402
     until,
 )
 
+from firmware import linkup  # noqa: E402
 from firmware.link import Link  # noqa: E402
 from protocol import topics  # noqa: E402
 from protocol.auth import Key  # noqa: E402
@@ -237,11 +238,11 @@ def test_backoff_is_jittered_exponential_and_capped(tmp_path: Path) -> None:
     link = Link(hal, make_cfg(1), Key(SECRET), 1, None, None)
     seen: list[int] = []
     for _ in range(12):
-        seen.append(link._backoff_ms())
+        seen.append(linkup.backoff_ms(link))
     assert all(1000 <= d <= 60000 for d in seen)
     assert seen[0] <= 1000 * 1 and max(seen[6:]) > 8000     # ceiling doubles up to the cap
     link._attempt = 30
-    many = [link._backoff_ms() for _ in range(200)]
+    many = [linkup.backoff_ms(link) for _ in range(200)]
     assert max(many) <= 60000 and min(many) < 30000 and len(set(many)) > 50   # full jitter
     assert topics.up(DEVICE, "rec") == link._t_rec
 
