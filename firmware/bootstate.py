@@ -121,6 +121,24 @@ class BootState:
         self._write(True)
 
 
+def load_config(hal):
+    """/config.json -> firmware.config.Config; ConfigError when the device cannot run on it."""
+    import json
+
+    from firmware import fsutil  # boot-time: boot() unloads fsutil after
+    from firmware.config import FILE, Config, ConfigError
+    data = fsutil.read_atomic(hal.path(FILE))
+    if data is None:
+        raise ConfigError("config.json not found: flash the device with flash.py")
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        raise ConfigError("config.json is not valid JSON")
+    if type(raw) is not dict:
+        raise ConfigError("config.json is not a JSON object")
+    return Config(raw)
+
+
 def boot(fw, hal):
     """Firmware.__init__'s boot order: config -> HAL setup -> feedback, clock -> journal scan ->
     boot number incremented and durable (above every record's) -> app -> buttons."""
@@ -128,10 +146,9 @@ def boot(fw, hal):
     from firmware.app import App
     from firmware.buttons import Buttons
     from firmware.clock import Clock
-    from firmware.config import load
     from firmware.feedback import Feedback
     from firmware.journal import Journal
-    fw.cfg = load(hal)                     # ConfigError: nothing to run without it
+    fw.cfg = load_config(hal)              # ConfigError: nothing to run without it
     for w in fw.cfg.warnings:
         hal.log(w)
     hal.setup(fw.cfg)
@@ -152,3 +169,16 @@ def boot(fw, hal):
     hal.log("firmware %s boot %d (%s) journal %d pending" % (
         VERSION, fw.boot_no, hal.reset_cause(), fw.journal.depth()))
     firmware.unload("firmware.fsutil")     # used again only by rare work, which reloads it
+
+
+def start_link(fw):
+    """Firmware.start_link: the link's object (its key from the config's secret), wired to the app."""
+    try:
+        from firmware.link import Link
+    except ImportError as e:
+        fw.hal.log("no link (%s): journaling offline only" % e)
+        return None
+    from protocol.auth import Key
+    fw.link = Link(fw.hal, fw.cfg, Key(fw.cfg.secret), fw.boot_no, fw.journal, fw.app)
+    fw.app.on_record = fw.link.kick
+    return fw.link

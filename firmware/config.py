@@ -1,4 +1,5 @@
-"""/config.json: load with defaults, validate, apply the gateway's `config` command, persist.
+"""/config.json: the values, validation, the gateway's `config` command, persist. Reading the
+file at boot is firmware.bootstate.load_config (boot-only code).
 
 Keys and format: docs/architecture.md section 2. Identity and transport keys (device_id,
 secret, wifi, broker, pins) come only from flash.py over serial; the gateway may change the
@@ -48,16 +49,3 @@ class Config:
         from firmware import fsutil  # rare (a config command): its caller unloads fsutil again
         fsutil.write_atomic(hal, hal.path(FILE), json.dumps(self.raw).encode())
 
-
-def load(hal):
-    from firmware import fsutil  # boot-time: firmware.bootstate.boot unloads fsutil after
-    data = fsutil.read_atomic(hal.path(FILE))
-    if data is None:
-        raise ConfigError("config.json not found: flash the device with flash.py")
-    try:
-        raw = json.loads(data)
-    except ValueError:
-        raise ConfigError("config.json is not valid JSON")
-    if type(raw) is not dict:
-        raise ConfigError("config.json is not a JSON object")
-    return Config(raw)

@@ -70,16 +70,14 @@ class Firmware:
             self.clock.set_ntp(w, now)
 
     def start_link(self):
-        """Create the link task's object; None when firmware/link.py is not installed."""
+        """Create the link task's object; None when firmware/link.py is not installed. Once per
+        boot: the code is firmware.bootstate.start_link."""
+        from firmware import bootstate
         try:
-            from firmware.link import Link
-        except ImportError as e:
-            self.hal.log("no link (%s): journaling offline only" % e)
-            return None
-        from protocol.auth import Key
-        self.link = Link(self.hal, self.cfg, Key(self.cfg.secret), self.boot_no, self.journal, self.app)
-        self.app.on_record = self.link.kick
-        return self.link
+            return bootstate.start_link(self)
+        finally:
+            bootstate = None
+            unload("firmware.bootstate")
 
     async def run_async(self):
         import asyncio

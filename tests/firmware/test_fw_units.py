@@ -10,9 +10,10 @@ from pathlib import Path
 import fw_scenarios
 import pytest
 
+from firmware.bootstate import load_config
 from firmware.buttons import Buttons
 from firmware.clock import Clock
-from firmware.config import ConfigError, load
+from firmware.config import ConfigError
 from firmware.hal.host import HostHal, VirtualClock
 from firmware.journal import KINDS, REC_SIZE, Journal, JournalFull
 from protocol import messages
@@ -89,15 +90,15 @@ def test_fw_record_is_a_valid_rec_message(tmp_path: Path) -> None:
 def test_fw_config_errors_are_clear(tmp_path: Path) -> None:
     hal = _hal(tmp_path)
     with pytest.raises(ConfigError, match="not found"):
-        load(hal)
+        load_config(hal)
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ConfigError, match="not valid JSON"):
-        load(hal)
+        load_config(hal)
     (tmp_path / "config.json").write_text(json.dumps({"device_id": "hcp-1", "secret": "x"}))
     with pytest.raises(ConfigError, match="secret"):
-        load(hal)
+        load_config(hal)
     fw_scenarios.make_root(str(tmp_path), debounce_ms="fast", buttons=["vs", "vs", "s", "d", "vd"])
-    cfg = load(hal)
+    cfg = load_config(hal)
     assert cfg.debounce_ms == 50 and cfg.buttons == ("vs", "s", "bs", "d", "vd")
     assert len(cfg.warnings) == 2 and "debounce_ms" in cfg.warnings[0] + cfg.warnings[1]
     applied, rejected = cfg.apply({"countdown_s": 90, "secret": "00" * 32, "walkup": "maybe"})
