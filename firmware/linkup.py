@@ -7,11 +7,7 @@ Once-per-connection code: Link._session imports this module for it and unloads i
 (firmware.unload), so its bytecode is not in the device's RAM while connected.
 """
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover
-    import uasyncio as asyncio  # type: ignore
-
+import asyncio
 import random
 
 from firmware.link import _get

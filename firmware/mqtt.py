@@ -1,6 +1,6 @@
 """MQTT 3.1.1 client for the device: packet codec + a small asyncio client.
 
-Runs unchanged on MicroPython 1.27 (uasyncio streams) and CPython 3.11 (asyncio streams); the
+Runs unchanged on MicroPython 1.27 (asyncio streams) and CPython 3.11 (asyncio streams); the
 simulator runs ~1,000 of these in one CPython process, so a client is two small tasks (a
 reader and a ticker), one Event and one Lock.
 
@@ -25,10 +25,7 @@ class (the protocol's, with MQTT codes), private const() names (folded away by m
 short error details, and one wait loop for CONNACK, SUBACK and window slots.
 """
 
-try:
-    import asyncio
-except ImportError:  # pragma: no cover - very old MicroPython ports
-    import uasyncio as asyncio  # type: ignore
+import asyncio
 
 from protocol.errors import ProtocolError
 

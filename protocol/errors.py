@@ -49,8 +49,3 @@ class BadSignature(ProtocolError):
 
 class TopicMismatch(ProtocolError):
     CODE = "topic_mismatch"
-
-
-class Replay(ProtocolError):
-    CODE = "replay"
-
