@@ -44,6 +44,10 @@ def test_provision_end_to_end_then_unchanged(vdev: VirtualSerialDevice, registry
     assert cfg["wifi"] == {"ssid": "hall-net", "password": "pw1"}
     expected = bundle_mod.build(compiled=True).hashes()
     assert "/firmware/hal/host.mpy" not in expected and "/main.py" in expected
+    assert "/firmware/hal/hostnet.mpy" not in expected and "/protocol/cpython.mpy" not in expected
+    # docstring-only package markers are not uploaded (MicroPython imports the directory anyway)
+    assert "/protocol/__init__.mpy" not in expected and "/firmware/hal/__init__.mpy" not in expected
+    assert "/firmware/__init__.mpy" in expected
     args: list[str] = []
     for path in sorted(expected):
         args += ["fs", "sha256sum", ":" + path, "+"]
