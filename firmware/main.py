@@ -20,10 +20,15 @@ _WDT_MS = const(8000)
 _NTP_RETRY_MS = const(3600000)
 
 
-def _boot_state(hal):
-    # boot-only code, imported for the moment it is needed (see firmware.unload)
-    from firmware.bootstate import BootState
-    return BootState(hal)
+def _boot_only(name, *args):
+    # firmware.bootstate's `name`(*args): boot-only code, imported for the call and unloaded
+    # right after (see firmware.unload); an object it returns keeps working without the module
+    from firmware import bootstate
+    try:
+        return getattr(bootstate, name)(*args)
+    finally:
+        bootstate = None
+        unload("firmware.bootstate")
 
 
 class Firmware:
@@ -34,12 +39,7 @@ class Firmware:
         self._ntp_at = 0
         # The boot order (config, journal, durable boot number, app) is boot-only code: it lives
         # in firmware/bootstate.py, which is unloaded once it has run.
-        from firmware import bootstate
-        try:
-            bootstate.boot(self, hal)
-        finally:
-            bootstate = None
-            unload("firmware.bootstate")
+        _boot_only("boot", self, hal)
 
     def step(self):
         """One scan: buttons, app tick, health. Returns the uptime it ran at."""
@@ -48,18 +48,15 @@ class Firmware:
         self.app.tick(now)
         if not self.healthy and now >= _HEALTHY_MS:
             self.healthy = True
-            boot = _boot_state(self.hal)
+            boot = _boot_only("BootState", self.hal)
             boot.mark_healthy()
             self.boot_fails = boot.fails
-            unload("firmware.bootstate")
         return now
 
     def clear_failed_boots(self):
         """The gateway's reboot command: forget failed boots (leaves safe mode at the next boot)."""
-        boot = _boot_state(self.hal)
-        boot.clear()
+        _boot_only("BootState", self.hal).clear()
         self.boot_fails = 0
-        unload("firmware.bootstate")
 
     def _maybe_ntp(self, now):
         if self.clock.synced or now < self._ntp_at:
@@ -72,12 +69,7 @@ class Firmware:
     def start_link(self):
         """Create the link task's object; None when firmware/link.py is not installed. Once per
         boot: the code is firmware.bootstate.start_link."""
-        from firmware import bootstate
-        try:
-            return bootstate.start_link(self)
-        finally:
-            bootstate = None
-            unload("firmware.bootstate")
+        return _boot_only("start_link", self)
 
     async def run_async(self):
         import asyncio

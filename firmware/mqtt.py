@@ -268,15 +268,6 @@ class MQTTClient:
         from firmware import mqttconn
         return await mqttconn.connect(self, reader, writer, clean, timeout_ms)
 
-    def _start(self, reader, writer):
-        self.close()
-        self._writer = writer
-        self.error = None
-        self._got = None
-        self._ping_at = None
-        self._last_rx = self._last_tx = self.hal.ticks_ms()
-        self._tasks = (asyncio.create_task(self._rx_loop(reader)), asyncio.create_task(self._ticker()))
-
     def close(self):
         """Drop the connection at once, without DISCONNECT (so the broker sends our will)."""
         self.connected = False

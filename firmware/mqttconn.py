@@ -6,6 +6,8 @@ MQTTClient.connect/subscribe import it, and Link._session unloads it with firmwa
 the handshake (firmware.unload). Same bytes on CPython and MicroPython.
 """
 
+import asyncio
+
 from firmware.mqtt import MQTTError, _packet, _str
 
 try:
@@ -55,7 +57,13 @@ def subscribe_packet(pid, topic, qos=1):
 
 async def connect(c, reader, writer, clean, timeout_ms):
     """MQTTClient.connect: see there."""
-    c._start(reader, writer)
+    c.close()
+    c._writer = writer
+    c.error = None
+    c._got = None
+    c._ping_at = None
+    c._last_rx = c._last_tx = c.hal.ticks_ms()
+    c._tasks = (asyncio.create_task(c._rx_loop(reader)), asyncio.create_task(c._ticker()))
     w = c.will or (None, b"", 0, False)
     await c._send(connect_packet(c.client_id, c.keepalive_s, clean, c.user, c.password,
                                  w[0], w[1], w[2], w[3]))
