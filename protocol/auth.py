@@ -34,12 +34,15 @@ class Key:
 
     def verify(self, msg: bytes, mac_hex: object) -> bool:
         """Constant-time comparison of mac_hex against the HMAC of msg."""
-        want = self.hexdigest(msg)
-        if not isinstance(mac_hex, str) or len(mac_hex) != len(want):
+        want = binascii.hexlify(self.digest(msg))
+        if not isinstance(mac_hex, str):
+            return False
+        got = mac_hex.encode()  # bytes: indexing a str would intern odd characters (MicroPython)
+        if len(got) != len(want):
             return False
         diff = 0
         for i in range(len(want)):
-            diff |= ord(want[i]) ^ ord(mac_hex[i])
+            diff |= want[i] ^ got[i]
         return diff == 0
 
 

@@ -20,29 +20,26 @@ _TYPING = const(0)
 if _TYPING:
     from typing import Any
 
-_ESC = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
-
-
-def _needs_escape(s: str) -> bool:
-    for ch in s:
-        if ch == '"' or ch == "\\" or ord(ch) < 0x20:
-            return True
-    return False
+# Escapes by byte value. Strings are scanned as UTF-8 bytes, never character by character: on
+# MicroPython, iterating a str interns each distinct character as a qstr that is never freed, so
+# every new Chinese character the device signs or verifies would cost it heap for good.
+_ESC = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x08: "\\b", 0x0C: "\\f"}
 
 
 def _string(s: str, out: list[str]) -> None:
     out.append('"')
-    if not _needs_escape(s):
-        out.append(s)
-    else:
-        for ch in s:
-            e = _ESC.get(ch)
-            if e is not None:
-                out.append(e)
-            elif ord(ch) < 0x20:
-                out.append("\\u%04x" % ord(ch))
-            else:
-                out.append(ch)
+    b = s.encode()
+    start = 0
+    for i in range(len(b)):
+        c = b[i]
+        if c == 0x22 or c == 0x5C or c < 0x20:
+            # an ASCII byte, so the runs either side of it are whole characters
+            if i > start:
+                out.append(b[start:i].decode())
+            e = _ESC.get(c)
+            out.append(e if e is not None else "\\u%04x" % c)
+            start = i + 1
+    out.append(s if start == 0 else b[start:].decode())
     out.append('"')
 
 

@@ -86,16 +86,21 @@ def _bad(name: str, why: str) -> None:
     raise MalformedMessage("bad_field", name + ": " + why)
 
 
-def _text_ok(s: str) -> bool:
-    for ch in s:
-        if ord(ch) < 0x20 or ch == "\x7f":
+# Text is checked on its UTF-8 bytes, never character by character: on MicroPython, iterating a
+# str interns each distinct character as a qstr that is never freed, so every new Chinese
+# character in an invitation would cost the device heap for good. The bytes of a multi-byte
+# character are all >= 0x80, so a control character can only be a byte of its own.
+def _text_ok(b: bytes) -> bool:
+    for c in b:
+        if c < 0x20 or c == 0x7F:
             return False
     return True
 
 
-def _ident_ok(s: str, extra: str) -> bool:
-    for ch in s:
-        if not ("a" <= ch <= "z" or "0" <= ch <= "9" or ch == "-" or ch in extra):
+def _ident_ok(s: str, extra: bytes) -> bool:
+    """[a-z0-9-] and the bytes of extra."""
+    for c in s.encode():
+        if not (0x61 <= c <= 0x7A or 0x30 <= c <= 0x39 or c == 0x2D or c in extra):
             return False
     return True
 
@@ -129,17 +134,17 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
     elif kind == "s":
         if tv is not str:
             _bad(name, "not a string")
-        n = len(v.encode("utf-8"))
-        if n < a or n > b:
+        e = v.encode()
+        if len(e) < a or len(e) > b:
             _bad(name, "bad length")
-        if not _text_ok(v):
+        if not _text_ok(e):
             _bad(name, "control character")
     elif kind == "id" or kind == "inv":
         if tv is not str:
             _bad(name, "not a string")
         if len(v) < a or len(v) > b:
             _bad(name, "bad length")
-        if not _ident_ok(v, "" if kind == "id" else "_ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
+        if not _ident_ok(v, b"" if kind == "id" else b"_ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
             _bad(name, "bad character")
     elif kind == "acks":
         if tv is not list or len(v) < a or len(v) > b:
@@ -153,11 +158,11 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
         if tv is not dict or len(v) > b:
             _bad(name, "not an object of <= %d keys" % b)
         for k in v:
-            if not _ident_ok(k, "_") or len(k) > 24:
+            if not _ident_ok(k, b"_") or len(k) > 24:
                 _bad(name, "bad key")
             x = v[k]
             tx = type(x)
-            ok = tx is int or tx is bool or (tx is str and len(x) <= 64 and _text_ok(x))
+            ok = tx is int or tx is bool or (tx is str and len(x) <= 64 and _text_ok(x.encode()))
             if tx is list and len(x) <= 8:
                 ok = True
                 for y in x:
@@ -265,7 +270,7 @@ def parse(payload: bytes) -> "dict[str, Any]":
         text = raw.decode("utf-8")
     except UnicodeError:
         raise MalformedMessage("not_utf8", "payload is not UTF-8")
-    if (_LENIENT or "\\u" in text) and not strict.json_text(text):
+    if (_LENIENT or b"\\u" in raw) and not strict.json_text(raw):
         raise MalformedMessage("not_json", "payload is not JSON")
     try:
         m = _loads(text)

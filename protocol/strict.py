@@ -8,6 +8,18 @@ json_text() and only when a \\u escape is present (CPython's parser is otherwise
 Both are iterative with no recursion, so deep nesting cannot exhaust a small stack.
 """
 
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x: "Any") -> "Any":  # type: ignore[no-redef]
+        return x
+
+# Typing-only import: mypy treats _TYPING as true (pyproject always_true); on MicroPython the
+# private const folds the block away at compile time (no bytecode, no interned names).
+_TYPING = const(0)
+if _TYPING:
+    from typing import Any
+
 
 def utf8(b: bytes) -> bool:
     """True if b is well-formed UTF-8 (RFC 3629, Unicode table 3-7)."""
@@ -49,102 +61,107 @@ def utf8(b: bytes) -> bool:
     return True
 
 
-_WS = " \t\n\r"
-_DIGITS = "0123456789"
-_HEX = "0123456789abcdefABCDEF"
+# The JSON scan runs on the payload's bytes, never on a str: on MicroPython, indexing or iterating
+# a str interns every distinct character it meets as a qstr, which is never freed, so each new
+# Chinese character in an invitation would cost the device heap for good. JSON's structure is
+# ASCII, and the bytes of a multi-byte UTF-8 character (checked by utf8() first) are all >= 0x80.
+_WS = const(b" \t\n\r")
+_HEX = const(b"0123456789abcdefABCDEF")
 
 
-def _ws(s: str, i: int, n: int) -> int:
-    while i < n and s[i] in _WS:
+def _ws(b: bytes, i: int, n: int) -> int:
+    while i < n and b[i] in _WS:
         i += 1
     return i
 
 
-def _string(s: str, i: int, n: int) -> int:
-    # s[i] == '"'
+def _digits(b: bytes, i: int, n: int) -> int:
+    while i < n and 0x30 <= b[i] <= 0x39:
+        i += 1
+    return i
+
+
+def _string(b: bytes, i: int, n: int) -> int:
+    # b[i] is the opening quote
     i += 1
     while i < n:
-        c = s[i]
-        if c == '"':
+        c = b[i]
+        if c == 0x22:  # "
             return i + 1
-        if c == "\\":
+        if c == 0x5C:  # backslash
             if i + 1 >= n:
                 return -1
-            e = s[i + 1]
-            if e in '"\\/bfnrt':
+            e = b[i + 1]
+            if e in b'"\\/bfnrt':
                 i += 2
-            elif e == "u":
-                h = s[i + 2:i + 6]
-                if len(h) != 4:
+            elif e == 0x75:  # u
+                if i + 6 > n:
                     return -1
-                for ch in h:
-                    if ch not in _HEX:
+                for j in range(i + 2, i + 6):
+                    if b[j] not in _HEX:
                         return -1
-                if h[0] in "dD" and h[1] in "89abcdefABCDEF":
+                if b[i + 2] in b"dD" and b[i + 3] in b"89abcdefABCDEF":
                     return -1  # UTF-16 surrogate escape: v1 sends such characters as raw UTF-8
                 i += 6
             else:
                 return -1
-        elif ord(c) < 0x20:
+        elif c < 0x20:
             return -1
         else:
             i += 1
     return -1
 
 
-def _number(s: str, i: int, n: int) -> int:
-    if s[i] == "-":
+def _number(b: bytes, i: int, n: int) -> int:
+    if b[i] == 0x2D:  # -
         i += 1
     if i >= n:
         return -1
-    if s[i] == "0":
+    if b[i] == 0x30:  # a leading 0 stands alone
         i += 1
-    elif s[i] in "123456789":
-        while i < n and s[i] in _DIGITS:
-            i += 1
+    elif 0x31 <= b[i] <= 0x39:
+        i = _digits(b, i, n)
     else:
         return -1
-    if i < n and s[i] == ".":
-        i += 1
-        j = i
-        while i < n and s[i] in _DIGITS:
-            i += 1
+    if i < n and b[i] == 0x2E:  # .
+        j = i + 1
+        i = _digits(b, j, n)
         if i == j:
             return -1
-    if i < n and s[i] in "eE":
+    if i < n and b[i] in b"eE":
         i += 1
-        if i < n and s[i] in "+-":
+        if i < n and b[i] in b"+-":
             i += 1
         j = i
-        while i < n and s[i] in _DIGITS:
-            i += 1
+        i = _digits(b, i, n)
         if i == j:
             return -1
     return i
 
 
-_VALUE = 0
-_KEY = 1
-_AFTER = 2
+_VALUE = const(0)
+_KEY = const(1)
+_AFTER = const(2)
 
 
-def json_text(s: str) -> bool:
-    """True if s is exactly one JSON text by RFC 8259 (no NaN/Infinity, no surrogate escapes)."""
-    n = len(s)
+def json_text(b: bytes) -> bool:
+    """True if b (UTF-8) is exactly one JSON text by RFC 8259 (no NaN/Infinity, no surrogate
+    escapes)."""
+    n = len(b)
     i = 0
-    stack: list[str] = []
+    stack: list[int] = []  # the closing bracket of each open container
     state = _VALUE
     while True:
-        i = _ws(s, i, n)
+        i = _ws(b, i, n)
         if state == _AFTER:
             if not stack:
                 return i == n
             if i >= n:
                 return False
-            c = s[i]
-            if c == ",":
+            c = b[i]
+            if c == 0x2C:  # ,
                 i += 1
-                state = _KEY if stack[-1] == "}" else _VALUE
+                state = _KEY if stack[-1] == 0x7D else _VALUE
             elif c == stack[-1]:
                 stack.pop()
                 i += 1
@@ -153,39 +170,39 @@ def json_text(s: str) -> bool:
             continue
         if i >= n:
             return False
-        c = s[i]
+        c = b[i]
         if state == _KEY:
-            if c != '"':
+            if c != 0x22:
                 return False
-            i = _string(s, i, n)
+            i = _string(b, i, n)
             if i < 0:
                 return False
-            i = _ws(s, i, n)
-            if i >= n or s[i] != ":":
+            i = _ws(b, i, n)
+            if i >= n or b[i] != 0x3A:  # :
                 return False
             i += 1
             state = _VALUE
             continue
         # a value
-        if c == "{" or c == "[":
-            close = "}" if c == "{" else "]"
-            i = _ws(s, i + 1, n)
-            if i < n and s[i] == close:
+        if c == 0x7B or c == 0x5B:  # { [
+            close = c + 2  # } ]
+            i = _ws(b, i + 1, n)
+            if i < n and b[i] == close:
                 i += 1
                 state = _AFTER
             else:
                 stack.append(close)
-                state = _KEY if close == "}" else _VALUE
+                state = _KEY if close == 0x7D else _VALUE
             continue
-        if c == '"':
-            i = _string(s, i, n)
-        elif c == "-" or c in _DIGITS:
-            i = _number(s, i, n)
-        elif s.startswith("true", i):
+        if c == 0x22:
+            i = _string(b, i, n)
+        elif c == 0x2D or 0x30 <= c <= 0x39:
+            i = _number(b, i, n)
+        elif b.startswith(b"true", i):
             i += 4
-        elif s.startswith("false", i):
+        elif b.startswith(b"false", i):
             i += 5
-        elif s.startswith("null", i):
+        elif b.startswith(b"null", i):
             i += 4
         else:
             return False

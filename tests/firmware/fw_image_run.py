@@ -29,6 +29,13 @@ from fw_root import SCAN, WALL, check, make_root
 
 _SETTLE_YIELDS = 40        # a press's whole round trip takes 1-3 yields; more means it is stuck
 
+# What a hall's window system sends: Chinese item names and case numbers, a Chinese clerk name.
+# The device signs, verifies and shows such text all day, so the measured run does too.
+ITEMS = ("不动产登记", "社会保障卡补办", "营业执照变更登记", "居民身份证换领", "机动车驾驶证审验",
+         "个体工商户设立登记", "医疗保险关系转移接续", "住房公积金提取", "出入境证件办理",
+         "税务登记信息变更", "残疾人证核发", "婚姻登记")
+CLERK = "张晓梅"
+
 
 class Pipe:
     """One direction of a TCP connection: the reading half of an asyncio stream."""
@@ -164,7 +171,7 @@ class StandIn:
             self.hello += 1
             self.boot = m["b"]
             self.n = 0
-            self.command({"t": "paired", "win": "W01", "clerk": "Clerk"})
+            self.command({"t": "paired", "win": "W01", "clerk": CLERK})
         elif t == "treq":
             self.command({"t": "time", "w": WALL, "u": m["u"]})
         elif t == "rec":
@@ -226,7 +233,8 @@ class ImageRun:
     async def invite(self):
         self.inv += 1
         inv = "inv-%d" % self.inv
-        self.gw.command({"t": "invite", "i": inv, "case": "C-1", "item": "item", "cd": 60})
+        self.gw.command({"t": "invite", "i": inv, "case": "琼政办%08d" % self.inv,
+                         "item": ITEMS[self.inv % len(ITEMS)], "cd": 60})
         app = self.fw.app
         await self.settle(lambda: app.inv == inv)
 
