@@ -51,7 +51,7 @@ from simulator.gateway_proc import GatewayProcess, write_config  # noqa: E402
 
 GW_PASSWORD = "gw-bench"
 # Inside a device's write ACL (hcp/1/up/<id>/#), matched by no subscription.
-RAW_TOPIC = topics.UP + "%s/raw/rec"
+RAW_TOPIC = topics.up("%s", "raw") + "/rec"
 ACK_TIMEOUT_S = 10.0
 
 

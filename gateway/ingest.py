@@ -343,7 +343,7 @@ class Ingest:
             "pressed_at_ms": pt.pressed_at_ms, "time_source": pt.source,
             "received_at_ms": p.arrival_ms, "msg_boot": m["b"],
             "binding_id": None, "window_id": None, "staff_account": None,
-            "flags": FLAG_UNPAIRED if m["k"] == messages.REC_UNPAIRED else "",
+            "flags": FLAG_UNPAIRED if m["k"] == "unpaired" else "",  # a press while unpaired
         }
 
     def _attribute_all(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -74,7 +74,7 @@ async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected:
     while not stopping.is_set():
         try:
             async with session(cfg.mqtt) as client:
-                await client.subscribe(topics.GATEWAY_SUB, qos=1)
+                await client.subscribe(topics.up("+", "+"), qos=1)
                 downlink.client = client
                 backoff = 0.2
                 if not connected.is_set():

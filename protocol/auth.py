@@ -9,8 +9,20 @@ import hashlib
 
 from protocol.errors import MalformedMessage
 
-_BLOCK = 64
-SECRET_BYTES = 32
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x: "Any") -> "Any":  # type: ignore[no-redef]
+        return x
+
+# Typing-only import: mypy treats _TYPING as true (pyproject always_true); on MicroPython the
+# private const folds the block away at compile time (no bytecode, no interned names).
+_TYPING = const(0)
+if _TYPING:
+    from typing import Any
+
+_BLOCK = const(64)
+_SECRET_BYTES = const(32)
 
 
 class Key:
@@ -32,12 +44,12 @@ class Key:
     def hexdigest(self, msg: bytes) -> str:
         return binascii.hexlify(self.digest(msg)).decode()
 
-    def verify(self, msg: bytes, mac_hex: object) -> bool:
-        """Constant-time comparison of mac_hex against the HMAC of msg."""
+    def verify(self, msg: bytes, mac: object) -> bool:
+        """Constant-time comparison of mac (hex text) against the HMAC of msg."""
         want = binascii.hexlify(self.digest(msg))
-        if not isinstance(mac_hex, str):
+        if not isinstance(mac, str):
             return False
-        got = mac_hex.encode()  # bytes: indexing a str would intern odd characters (MicroPython)
+        got = mac.encode()  # bytes: indexing a str would intern odd characters (MicroPython)
         if len(got) != len(want):
             return False
         diff = 0
@@ -48,7 +60,7 @@ class Key:
 
 def parse_secret(text: object) -> bytes:
     """A device secret is 32 bytes written as 64 lower-case hex characters."""
-    if not isinstance(text, str) or len(text) != 2 * SECRET_BYTES:
+    if not isinstance(text, str) or len(text) != 2 * _SECRET_BYTES:
         raise MalformedMessage("bad_field", "secret must be 64 hex characters")
     try:
         return binascii.unhexlify(text)

@@ -6,7 +6,7 @@ CPython, and flash.py leaves it out of the device's files.
 """
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 # The codes a MalformedMessage may carry (docs/protocol.md; tests check the set is closed).
@@ -28,13 +28,19 @@ def _no_constants(name: str) -> None:
 
 # One decoder that refuses NaN/Infinity, built once (json.loads with a keyword argument builds a
 # new JSONDecoder per call, a measurable share of the gateway's ingest).
-strict_loads: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constants).decode
+loads: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constants).decode
+
+_FIELDS: dict[str, list[list[str]]] = {}
 
 
-def split_schemas(envelope: str, specs: Iterable[str]) -> dict[str, list[list[str]]]:
-    """Each type's field list (protocol.messages' compact text) split at the colons, once: the
-    gateway validates thousands of messages a second."""
-    return {spec: [x.split(":") for x in (envelope + " " + spec).split()] for spec in specs}
+def fields(spec: str) -> list[list[str]]:
+    """A type's field list (protocol.messages' compact text, envelope first) split at the colons,
+    once per type: the gateway validates thousands of messages a second."""
+    f = _FIELDS.get(spec)
+    if f is None:
+        from protocol.messages import ENVELOPE
+        f = _FIELDS[spec] = [x.split(":") for x in (ENVELOPE + " " + spec).split()]
+    return f
 
 
 def topic_for(m: dict[str, Any]) -> str:

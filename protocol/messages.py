@@ -26,22 +26,25 @@ except ImportError:  # CPython
 # private const folds the block away at compile time (no bytecode, no interned names).
 _TYPING = const(0)
 if _TYPING:
-    from typing import Any, Callable
+    from typing import Any
 
     from protocol.auth import Key
 
 VERSION = 1                 # the "v" every message carries
 MAX_PAYLOAD = 1024          # bytes on the wire, mac included
 MAX_ACKS = 32               # record ids per ack message
-MAX_CONFIG_KEYS = 16
 
-# Kinds of journal record a device sends ("rec"):
-REC_RATED = "rated"        # press while invited: the rating of that invitation
-REC_WALKUP = "walkup"      # press while idle with no invitation (if the config accepts them)
-REC_EXTRA = "extra"        # press during the thanks cooldown: counted, never a rating
-REC_UNRATED = "unrated"    # invitation countdown ran out without a press
-REC_UNPAIRED = "unpaired"  # press while the device is not bound to a window
-REC_KINDS = (REC_RATED, REC_WALKUP, REC_EXTRA, REC_UNRATED, REC_UNPAIRED)
+# Kinds of journal record a device sends ("rec", field k; the schema below lists them):
+#   rated     press while invited: the rating of that invitation
+#   walkup    press while idle with no invitation (if the config accepts them)
+#   extra     press during the thanks cooldown: counted, never a rating
+#   unrated   invitation countdown ran out without a press
+#   unpaired  press while the device is not bound to a window
+# (private consts: folded into the code, so the device holds no name for them)
+_RATED = const("rated")
+_WALKUP = const("walkup")
+_UNRATED = const("unrated")
+_UNPAIRED = const("unpaired")
 
 # The schema, as compact text because it lives in the device's RAM: per type, its fields in
 # validation order, "name:kind:a:b" separated by spaces.
@@ -172,25 +175,15 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
                 _bad(name, "bad value for " + k)
 
 
-def _check_rec(m: "dict[str, Any]") -> None:
-    k = m["k"]
-    if k == REC_UNRATED:
-        if m["g"] != "":
-            _bad("g", "unrated has no grade")
-        if m["i"] == "":
-            _bad("i", "unrated needs its invitation")
-    else:
-        if m["g"] == "":
-            _bad("g", "a press needs a grade")
-        if k == REC_RATED and m["i"] == "":
-            _bad("i", "rated needs its invitation")
-        if (k == REC_WALKUP or k == REC_UNPAIRED) and m["i"] != "":
-            _bad("i", k + " has no invitation")
-
-
-# Each type's fields split at the colons, filled on CPython only (at the end): the gateway
-# validates thousands of messages a second, the device a few and has no RAM to spare.
-_FIELDS: "dict[str, list[list[str]]]" = {}
+# The gateway's side of the protocol (protocol/cpython.py): a decoder that refuses NaN/Infinity,
+# each type's schema split once (it validates thousands of messages a second). None on the device,
+# which never loads that module: its decoders are lenient, protocol/strict.py makes them reject
+# what CPython does, and it splits a schema when it uses it (a few messages a minute, no RAM to
+# spare for a cache).
+_cp: "Any" = None
+if sys.implementation.name != "micropython":
+    from protocol import cpython
+    _cp = cpython
 
 
 def validate(m: "Any") -> "dict[str, Any]":
@@ -209,8 +202,9 @@ def validate(m: "Any") -> "dict[str, Any]":
     if spec is None:
         raise MalformedMessage("unknown_type", "type %r" % (t,))
     names = []
-    fields = _FIELDS.get(spec)
-    if fields is None:
+    if _cp:
+        fields = _cp.fields(spec)
+    else:
         fields = [x.split(":") for x in (ENVELOPE + " " + spec).split()]
     for f in fields:
         name = f[0]
@@ -227,7 +221,19 @@ def validate(m: "Any") -> "dict[str, Any]":
         if type(mac) is not str or len(mac) != 64:
             _bad("mac", "not 64 hex characters")
     if t == "rec":
-        _check_rec(m)
+        k = m["k"]
+        if k == _UNRATED:
+            if m["g"] != "":
+                _bad("g", "unrated has no grade")
+            if m["i"] == "":
+                _bad("i", "unrated needs its invitation")
+        else:
+            if m["g"] == "":
+                _bad("g", "a press needs a grade")
+            if k == _RATED and m["i"] == "":
+                _bad("i", "rated needs its invitation")
+            if (k == _WALKUP or k == _UNPAIRED) and m["i"] != "":
+                _bad("i", k + " has no invitation")
     return m
 
 
@@ -253,27 +259,21 @@ def sign(m: "dict[str, Any]", key: "Key") -> bytes:
     return data
 
 
-# MicroPython's decoders are lenient; protocol/strict.py makes them reject what CPython does.
-_LENIENT = sys.implementation.name == "micropython"
-# MicroPython's json.loads is used after the strict checks (the gateway's: at the end).
-_loads: "Callable[[str], Any]" = json.loads
-
-
 def parse(payload: bytes) -> "dict[str, Any]":
     """Wire bytes -> validated dict. Does not check the mac (the key depends on "d")."""
     if len(payload) > MAX_PAYLOAD:
         raise MalformedMessage("too_large", "%d bytes" % len(payload))
     raw = bytes(payload)
-    if _LENIENT and not strict.utf8(raw):
+    if not _cp and not strict.utf8(raw):
         raise MalformedMessage("not_utf8", "payload is not UTF-8")
     try:
         text = raw.decode("utf-8")
     except UnicodeError:
         raise MalformedMessage("not_utf8", "payload is not UTF-8")
-    if (_LENIENT or b"\\u" in raw) and not strict.json_text(raw):
+    if (not _cp or b"\\u" in raw) and not strict.json_text(raw):
         raise MalformedMessage("not_json", "payload is not JSON")
     try:
-        m = _loads(text)
+        m = _cp.loads(text) if _cp else json.loads(text)
     except ValueError:
         raise MalformedMessage("not_json", "payload is not JSON")
     return validate(m)
@@ -302,12 +302,3 @@ def decode(payload: bytes, key: "Key", topic: str | None = None) -> "dict[str, A
     if topic is not None:
         check_topic(m, topic)
     return verify(m, key)
-
-
-if not _LENIENT:
-    # The gateway's side (protocol/cpython.py): a decoder that refuses NaN/Infinity, and each
-    # type's schema split once. The device never loads that module.
-    from protocol.cpython import split_schemas, strict_loads
-
-    _loads = strict_loads
-    _FIELDS = split_schemas(ENVELOPE, list(UP_TYPES.values()) + list(DOWN_TYPES.values()))

@@ -7,34 +7,44 @@ The broker's pattern ACL enforces the ownership (username == device id); the gat
 again that the topic's device id equals the signed payload's "d".
 """
 
-ROOT = "hcp/1"
-UP = ROOT + "/up/"
-DOWN = ROOT + "/down/"
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(x: "Any") -> "Any":  # type: ignore[no-redef]
+        return x
 
-# Subscriptions.
-GATEWAY_SUB = UP + "+/+"
+# Typing-only import: mypy treats _TYPING as true (pyproject always_true); on MicroPython the
+# private const folds the block away at compile time (no bytecode, no interned names).
+_TYPING = const(0)
+if _TYPING:
+    from typing import Any
+
+# Private consts: folded into the functions below, so the device holds no name for them.
+_UP = const("hcp/1/up/")
+_DOWN = const("hcp/1/down/")
 
 
 def up(device: str, kind: str) -> str:
-    return UP + device + "/" + kind
+    return "%s%s/%s" % (_UP, device, kind)
 
 
 def down(device: str, kind: str) -> str:
-    return DOWN + device + "/" + kind
+    return "%s%s/%s" % (_DOWN, device, kind)
 
 
 def device_sub(device: str) -> str:
-    return DOWN + device + "/+"
+    """A device's subscription: every command to it."""
+    return down(device, "+")
 
 
 def parse(topic: str) -> tuple[str, str, str] | None:
     """Split a topic into (direction, device, kind); None when it is not ours."""
-    if topic.startswith(UP):
+    if topic.startswith(_UP):
         direction = "up"
-        rest = topic[len(UP):]
-    elif topic.startswith(DOWN):
+        rest = topic[len(_UP):]
+    elif topic.startswith(_DOWN):
         direction = "down"
-        rest = topic[len(DOWN):]
+        rest = topic[len(_DOWN):]
     else:
         return None
     parts = rest.split("/")

@@ -109,7 +109,7 @@ class GatewayStub:
                                           identifier=self.client_id, clean_session=not self.persistent) as c:
                     self._client = c
                     self.connections += 1
-                    await c.subscribe(topics.GATEWAY_SUB, qos=1)
+                    await c.subscribe(topics.up("+", "+"), qos=1)
                     self._ready.set()
                     async for msg in c.messages:
                         await self._on(msg)
