@@ -19,8 +19,16 @@ through the HAL (feedback) and the journal only. Feedback comes before the flash
 import firmware
 from firmware.journal import JournalFull
 
-PAIR_FILE = "data/pair.json"   # read and written by firmware/appcmd.py
-_DONE = 8                  # finished invitation ids remembered, so a re-sent invite cannot rate twice
+try:
+    from micropython import const
+except ImportError:          # CPython
+    def const(x):
+        return x
+
+_DONE = const(8)           # finished invitation ids remembered, so a re-sent invite cannot rate twice
+# Commands the app applies, and those it applies in safe mode.
+_COMMANDS = const(("invite", "cancel", "paired", "unpaired", "time", "config", "reboot"))
+_SAFE_COMMANDS = const(("paired", "unpaired", "time", "config", "reboot"))
 
 
 class App:
@@ -38,8 +46,7 @@ class App:
         self.deadline = 0
         self.thanks_until = 0
         self.last_inv = ""         # invitation the current cooldown follows ("" after a walk-up)
-        self._done = [""] * _DONE
-        self._done_i = 0
+        self._done = [""] * _DONE   # oldest first
         self.win = ""
         self.clerk = ""
         self.counts = {"rated": 0, "walkup": 0, "extra": 0, "unrated": 0, "unpaired": 0}
@@ -78,8 +85,9 @@ class App:
             self._set("unpaired", now)
 
     def _finish_invitation(self):
-        self._done[self._done_i] = self.inv
-        self._done_i = (self._done_i + 1) % _DONE
+        done = self._done
+        done.pop(0)                # no allocation: the list keeps its _DONE slots
+        done.append(self.inv)
         self.inv = ""
 
     def _record(self, kind, grade, inv, now):
@@ -206,6 +214,3 @@ class App:
         self._rest(now)
         return True
 
-
-_COMMANDS = ("invite", "cancel", "paired", "unpaired", "time", "config", "reboot")
-_SAFE_COMMANDS = ("paired", "unpaired", "time", "config", "reboot")

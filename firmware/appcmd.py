@@ -8,13 +8,19 @@ App, the verified command dict and the uptime, and returns True if something cha
 import json
 
 from firmware import fsutil
-from firmware.app import PAIR_FILE
 
-_REBOOT_DELAY_MS = 500     # let the link ack the reboot command before going down
+try:
+    from micropython import const
+except ImportError:          # CPython
+    def const(x):
+        return x
+
+_PAIR_FILE = const("data/pair.json")   # the window and clerk this device is bound to
+_REBOOT_DELAY_MS = const(500)          # let the link ack the reboot command before going down
 
 
 def load_pairing(app, msg, now):
-    data = fsutil.read_atomic(app.hal.path(PAIR_FILE))
+    data = fsutil.read_atomic(app.hal.path(_PAIR_FILE))
     if data is None:
         return False
     try:
@@ -28,7 +34,7 @@ def load_pairing(app, msg, now):
 
 def _save_pairing(app):
     body = json.dumps({"win": app.win, "clerk": app.clerk}).encode()
-    fsutil.write_atomic(app.hal, app.hal.path(PAIR_FILE), body)
+    fsutil.write_atomic(app.hal, app.hal.path(_PAIR_FILE), body)
 
 
 def paired(app, msg, now):

@@ -7,7 +7,7 @@
 
 Delivery rule: a journal record leaves the journal only on the gateway's signed `ack`, which
 the gateway sends after its commit is durable. Until then it is re-sent after every
-reconnect (and after ack_timeout_ms without any ack), so delivery is at-least-once and the
+reconnect (and after _ACK_TIMEOUT_MS without any ack), so delivery is at-least-once and the
 gateway dedupes by record id "<device>:<rb>:<rs>". A PUBACK only frees a window slot.
 
 Commands are trusted only after protocol.messages.decode (schema, topic, HMAC), our boot,
@@ -23,6 +23,16 @@ from protocol import messages, topics
 from protocol.errors import ProtocolError
 from protocol.replay import ReplayWindow
 
+try:
+    from micropython import const
+except ImportError:          # CPython
+    def const(x):
+        return x
+
+_MAX_UNACKED = const(64)         # records sent but not yet acked by the gateway
+_ACK_TIMEOUT_MS = const(60000)   # no ack for this long: send the unacked ones again
+_TREQ_EVERY_MS = const(60000)    # repeat treq while the clock is unsynced
+
 
 def _get(cfg, name, default=None):
     # cfg is firmware.config.Config on the device; a plain dict is accepted too (tests, tools)
@@ -32,16 +42,13 @@ def _get(cfg, name, default=None):
 
 
 class Link:
-    # Tunables are class attributes: the device never changes them, so no instance stores them
-    # (the simulator and tests shorten some) and the constructor's bytecode stays short.
+    # Tunables the simulator and tests shorten are class attributes: the device never changes
+    # them, so no instance stores them and the constructor's bytecode stays short. The others
+    # are private consts above (folded into the code: no name in the device's heap).
     window = 8                       # unacked QoS 1 PUBLISHes on the wire
-    max_unacked = 64                 # records sent but not yet acked by the gateway
-    ack_timeout_ms = 60000           # no ack for this long: send the unacked ones again
     connect_timeout_ms = 10000       # TCP connect, CONNACK, SUBACK
     backoff_min_ms = 1000
     backoff_max_ms = 60000
-    wifi_min_ms = 4000               # a Wi-Fi association takes seconds: do not restart it sooner
-    treq_every_ms = 60000            # repeat treq while the clock is unsynced
 
     def __init__(self, hal, cfg, key, boot, journal, app):
         self.hal = hal
@@ -134,21 +141,29 @@ class Link:
             if hal.ticks_diff(now, self._hb_at) >= _get(self.cfg, "hb_s", 180) * 1000:
                 self._hb_at = now
                 await c.publish(topics.up(self.device, "hb"), self._hb(), 0)
-            if not self._synced() and hal.ticks_diff(now, self._treq_at) >= self.treq_every_ms:
+            if not self._synced() and hal.ticks_diff(now, self._treq_at) >= _TREQ_EVERY_MS:
                 await self._treq(now)
-            if self._sent and hal.ticks_diff(now, self._ack_at) >= self.ack_timeout_ms:
-                self._ack_timeout(now)
+            if self._sent and hal.ticks_diff(now, self._ack_at) >= _ACK_TIMEOUT_MS:
+                # The gateway may have lost what the broker accepted: forget what is no longer
+                # on the wire so _fill() sends it again.
+                self._sent = {}
+                for tag in c.inflight_tags():
+                    if tag is not None:
+                        self._sent[tag] = True
+                self._more = True
+                self._ack_at = now
+                self.ack_timeouts += 1
             await c.wait()
 
     async def _fill(self):
         """Publish unsent journal records, oldest first, while the window has room."""
         c = self._client
-        while self._more and c.inflight_count() < c.window and len(self._sent) < self.max_unacked:
+        while self._more and c.inflight_count() < c.window and len(self._sent) < _MAX_UNACKED:
             want = len(self._sent) + len(self._bad) + c.window - c.inflight_count()
             recs = self.journal.pending(want)
             progress = False
             for r in recs:
-                if c.inflight_count() >= c.window or len(self._sent) >= self.max_unacked:
+                if c.inflight_count() >= c.window or len(self._sent) >= _MAX_UNACKED:
                     break
                 key = (r.rb, r.rs)
                 if key in self._sent or key in self._bad:
@@ -170,17 +185,6 @@ class Link:
                 self._more = False       # all of the journal is out; kick() or an ack re-arms
             if not progress:
                 break
-
-    def _ack_timeout(self, now):
-        # The gateway may have lost what the broker accepted: forget what is no longer on the
-        # wire so _fill() sends it again.
-        self._sent = {}
-        for tag in self._client.inflight_tags():
-            if tag is not None:
-                self._sent[tag] = True
-        self._more = True
-        self._ack_at = now
-        self.ack_timeouts += 1
 
     # -- messages -------------------------------------------------------------------------
 
@@ -251,29 +255,26 @@ class Link:
             self._reject("replay")
             return
         if m["t"] == "ack":
-            self._apply_ack(m["a"])
+            for pair in m["a"]:
+                rb = pair[0]
+                rs = pair[1]
+                try:
+                    if self.journal.ack(rb, rs):
+                        self.records_acked += 1
+                except Exception as e:  # a flash error: the record stays pending and is re-sent
+                    self._reject("journal_error")
+                    self.hal.log("link: journal.ack(%d, %d) failed: %r" % (rb, rs, e))
+                    continue
+                self._sent.pop((rb, rs), None)
+            self._ack_at = self.hal.ticks_ms()
+            self._more = True
+            self._client.wake()
             return
         try:
             self.app.on_command(m)
         except Exception as e:
             self._reject("app_error")
             self.hal.log("link: app.on_command(%s) failed: %r" % (m["t"], e))
-
-    def _apply_ack(self, pairs):
-        for pair in pairs:
-            rb = pair[0]
-            rs = pair[1]
-            try:
-                if self.journal.ack(rb, rs):
-                    self.records_acked += 1
-            except Exception as e:  # a flash error: the record stays pending and is re-sent
-                self._reject("journal_error")
-                self.hal.log("link: journal.ack(%d, %d) failed: %r" % (rb, rs, e))
-                continue
-            self._sent.pop((rb, rs), None)
-        self._ack_at = self.hal.ticks_ms()
-        self._more = True
-        self._client.wake()
 
     # -- bookkeeping ----------------------------------------------------------------------
 

@@ -14,6 +14,14 @@ from firmware.link import _get
 from firmware.mqtt import MQTTError
 from protocol import topics
 
+try:
+    from micropython import const
+except ImportError:          # CPython
+    def const(x):
+        return x
+
+_WIFI_MIN_MS = const(4000)   # a Wi-Fi association takes seconds: do not restart it sooner
+
 
 async def connect(link, ended):
     """ended: the exception that ended the last connection (None before the first one)."""
@@ -92,7 +100,7 @@ async def _wait_net(link):
                 connect()
             except Exception as e:
                 note_error(link, e)
-        wait = max(backoff_ms(link), link.wifi_min_ms)
+        wait = max(backoff_ms(link), _WIFI_MIN_MS)
         while wait > 0 and not net.is_up():
             await link.hal.sleep_ms(250)
             wait -= 250
