@@ -168,7 +168,7 @@ await main()
 # left out of its figure.
 MODULES = (
     "protocol", "protocol.errors", "protocol.grade_set", "protocol.cjson", "protocol.auth",
-    "protocol.topics", "protocol.strict", "protocol.messages", "protocol.replay",
+    "protocol.topics", "protocol.strict", "protocol.messages",
     "firmware", "firmware.clock", "firmware.config", "firmware.journal", "firmware.feedback",
     "firmware.buttons", "firmware.hal", "firmware.hal.host", "firmware.app", "firmware.main",
     "firmware.mqtt", "firmware.link",

@@ -169,11 +169,26 @@ class App:
             now = self.clock.uptime()
         t = msg.get("t")
         if t not in _COMMANDS or (self.safe and t not in _SAFE_COMMANDS):
-            return self._drop("command %s not applied in state %s" % (t, self.state))
+            return self._drop("%s not applied in state %s" % (t, self.state))
         if t == "invite":
-            return self._cmd_invite(msg, now)
+            inv = msg["i"]
+            if inv == self.inv or inv in self._done:
+                return self._drop("invite %s already open or finished" % inv)
+            if self.state == "invited":       # the window moved on: the open case stays unrated
+                old = self.inv
+                self._finish_invitation()
+                self._record("unrated", "", old, now)
+            self.inv = inv
+            self.deadline = now + msg.get("cd", self.cfg.countdown_s) * 1000
+            self._set("invited", now, self.deadline)
+            self.feedback.press("prompt", now)
+            return True
         if t == "cancel":
-            return self._cmd_cancel(msg, now)
+            if self.state != "invited" or msg["i"] != self.inv:
+                return self._drop("cancel %s: no such open invitation" % msg["i"])
+            self._finish_invitation()
+            self._rest(now)
+            return True
         if t == "time":
             self.clock.set_wall(msg["w"], msg["u"], now)
             return True
@@ -190,27 +205,5 @@ class App:
 
     def _drop(self, why):
         self.dropped_cmds += 1
-        self.hal.log("app: " + why)
+        self.hal.log("app: command " + why)
         return False
-
-    def _cmd_invite(self, msg, now):
-        inv = msg["i"]
-        if inv == self.inv or inv in self._done:
-            return self._drop("invite %s already open or finished" % inv)
-        if self.state == "invited":       # the window moved on: the open case stays unrated
-            old = self.inv
-            self._finish_invitation()
-            self._record("unrated", "", old, now)
-        self.inv = inv
-        self.deadline = now + msg.get("cd", self.cfg.countdown_s) * 1000
-        self._set("invited", now, self.deadline)
-        self.feedback.press("prompt", now)
-        return True
-
-    def _cmd_cancel(self, msg, now):
-        if self.state != "invited" or msg["i"] != self.inv:
-            return self._drop("cancel %s: no such open invitation" % msg["i"])
-        self._finish_invitation()
-        self._rest(now)
-        return True
-

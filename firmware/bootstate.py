@@ -26,10 +26,10 @@ except ImportError:          # CPython
         return x
 
 _SAFE_AFTER = const(3)          # this many failed boots in a row -> safe mode
-_FMT = "<4sIII"                # magic, boot, failed boots before this one, healthy flag
-_MAGIC = b"HCPB"
+_FMT = const("<4sIII")         # magic, boot, failed boots before this one, healthy flag
+_MAGIC = const(b"HCPB")
 _SIZE = const(20)              # struct size 16 + crc 4
-SLOTS = ("data/boot.a", "data/boot.b")
+_SLOTS = const(("data/boot.a", "data/boot.b"))
 
 
 def _decode(data):
@@ -56,7 +56,7 @@ class BootState:
         best = None
         for i in range(2):
             try:
-                with open(self.hal.path(SLOTS[i]), "rb") as f:
+                with open(self.hal.path(_SLOTS[i]), "rb") as f:
                     s = _decode(f.read())
             except OSError:
                 s = None
@@ -68,7 +68,7 @@ class BootState:
     def _write(self, healthy):
         slot = 1 - self._slot
         body = struct.pack(_FMT, _MAGIC, self.boot, self.fails, 1 if healthy else 0)
-        with open(self.hal.path(SLOTS[slot]), "wb") as f:
+        with open(self.hal.path(_SLOTS[slot]), "wb") as f:
             f.write(body)
             f.write(struct.pack("<I", binascii.crc32(body)))
             self.hal.fsync(f)

@@ -11,8 +11,14 @@ import json
 
 import firmware
 
+try:
+    from micropython import const
+except ImportError:          # CPython
+    def const(x):
+        return x
+
 FILE = "config.json"
-_CHECK = "firmware.cfgcheck"
+_CHECK = const("firmware.cfgcheck")   # the checks' module, loaded while they run
 
 
 class ConfigError(Exception):

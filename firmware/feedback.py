@@ -34,14 +34,6 @@ _REFUSED_MS = const(250)
 _ERROR_HZ = const(300)
 _ERROR_MS = const(800)
 
-TEXT = {
-    "booting": "Starting",
-    "unpaired": "Not paired",
-    "idle": "",
-    "thanks": "Thank you",
-    "safe": "Service mode",
-}
-
 
 class Feedback:
     def __init__(self, hal):
@@ -131,9 +123,19 @@ class Feedback:
             if self._sec == 0 and self._text is not None:
                 return                     # unchanged since the last draw
             self._sec = 0
-            text = TEXT.get(self.mode, "")
-            if self.mode == "idle":
+            m = self.mode
+            if m == "idle":
                 text = self.label
+            elif m == "booting":
+                text = "Starting"
+            elif m == "unpaired":
+                text = "Not paired"
+            elif m == "thanks":
+                text = "Thank you"
+            elif m == "safe":
+                text = "Service mode"
+            else:
+                text = ""
         if self.offline:
             text = text + "\n(offline)"
         if text != self._text:

@@ -29,7 +29,7 @@ except ImportError:          # CPython
 REC_SIZE = const(64)
 _BODY = const(60)
 _MAGIC = const(0x4A)
-_FMT = "<BBBBIIIQ32s"
+_FMT = const("<BBBBIIIQ32s")
 ACK_SIZE = const(12)
 _CAPACITY = const(15000)      # 960,000 bytes of segment at most
 _COMPACT_MIN = const(256)     # compact only once this many slots are used...

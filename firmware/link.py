@@ -20,8 +20,8 @@ All time comes from the HAL (ticks_ms/ticks_diff/sleep_ms): the simulator accele
 import firmware
 from firmware.mqtt import MQTTClient
 from protocol import messages, topics
+from protocol.auth import ReplayWindow
 from protocol.errors import ProtocolError
-from protocol.replay import ReplayWindow
 
 try:
     from micropython import const

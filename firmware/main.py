@@ -58,14 +58,6 @@ class Firmware:
         _boot_only("BootState", self.hal).clear()
         self.boot_fails = 0
 
-    def _maybe_ntp(self, now):
-        if self.clock.synced or now < self._ntp_at:
-            return
-        self._ntp_at = now + _NTP_RETRY_MS
-        w = self.hal.ntp()
-        if w:
-            self.clock.set_ntp(w, now)
-
     def start_link(self):
         """Create the link task's object; None when firmware/link.py is not installed. Once per
         boot: the code is firmware.bootstate.start_link."""
@@ -85,8 +77,12 @@ class Firmware:
                 self.journal.close()
                 hal.reboot("command")
             hal.wdt_feed()                     # only a loop that got here is healthy
-            if hal.net is not None and hal.net.is_up():
-                self._maybe_ntp(now)
+            if (not self.clock.synced and now >= self._ntp_at
+                    and hal.net is not None and hal.net.is_up()):
+                self._ntp_at = now + _NTP_RETRY_MS
+                w = hal.ntp()
+                if w:
+                    self.clock.set_ntp(w, now)
             await hal.sleep_ms(_SCAN_MS)
 
 
@@ -109,5 +105,5 @@ def run():
     try:
         asyncio.run(fw.run_async())
     except Exception as e:                     # a bug: reboot, the boot counts as failed
-        hal.log("crash: %r" % (e,))
+        hal.log("main loop crashed: %r" % (e,))
         hal.reboot("crash")

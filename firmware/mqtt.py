@@ -71,7 +71,7 @@ class MQTTError(ProtocolError):
 def encode_length(n):
     """Remaining Length: 7 bits per byte, continuation bit, at most 4 bytes."""
     if n < 0 or n > _MAX_LENGTH:
-        raise ValueError("length")
+        raise ValueError("remaining length")
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -171,10 +171,10 @@ def decode_packet(first, body):
     return (kind, pid)
 
 
-async def read_packet(reader, max_size=_MAX_PACKET):
+async def read_packet(reader):
     """Read one packet from an asyncio stream -> (first byte, body, complete).
 
-    An oversize packet is read and thrown away so the stream stays in sync; it comes back
+    An oversize packet (over _MAX_PACKET) is read and thrown away so the stream stays in sync; it comes back
     with complete=False and only its first 64 body bytes, so the caller can still PUBACK it
     and count the rejection (rather than reconnect, get it redelivered, and loop forever)."""
     try:
@@ -187,7 +187,7 @@ async def read_packet(reader, max_size=_MAX_PACKET):
             n |= (b & 0x7F) << (7 * i)
             if not b & 0x80:
                 break
-        if n > max_size:
+        if n > _MAX_PACKET:
             head = await reader.readexactly(64)
             left = n - 64
             while left:
@@ -217,7 +217,7 @@ class MQTTClient:
     """
 
     def __init__(self, hal, client_id, user=None, password=None, keepalive_s=60, window=8,
-                 on_message=None, tick_ms=1000, max_packet=_MAX_PACKET):
+                 on_message=None, tick_ms=1000):
         self.hal = hal                # ticks_ms(), ticks_diff(a, b), async sleep_ms(ms)
         self.client_id = client_id
         self.user = user
@@ -226,7 +226,6 @@ class MQTTClient:
         self.window = window          # most unacked QoS 1 PUBLISHes at once
         self.on_message = on_message  # sync callable(topic, payload, retain, dup)
         self.tick_ms = tick_ms        # resolution of every timeout and of the keepalive
-        self.max_packet = max_packet
         self.will = None              # (topic, payload, qos, retain), read at connect()
         self.connected = False
         self.error = None             # why the current connection broke
@@ -299,7 +298,7 @@ class MQTTClient:
             await self._send(publish_packet(topic, payload, 0, retain))
             return 0
         if qos != 1:
-            raise ValueError("QoS")
+            raise ValueError("QoS must be 0 or 1")
         await self._wait_for(_PUBACK, None)
         pid = self._next_pid()
         pkt = publish_packet(topic, payload, 1, retain, False, pid)
@@ -360,12 +359,12 @@ class MQTTClient:
                 raise MQTTError("timeout", "wait %d: %d ms" % (what, timeout_ms))
             await self.wait()
 
-    async def _send(self, pkt):
+    async def _send(self, buf):
         w = self._writer
         if w is None:
             raise MQTTError("not_connected")
         async with self._lock:
-            w.write(pkt)
+            w.write(buf)
             await w.drain()
         self._last_tx = self.hal.ticks_ms()
 
@@ -377,7 +376,7 @@ class MQTTClient:
     async def _rx_loop(self, reader):
         try:
             while True:
-                first, body, complete = await read_packet(reader, self.max_packet)
+                first, body, complete = await read_packet(reader)
                 self._last_rx = self.hal.ticks_ms()
                 pid = self._handle(first, body, complete)
                 first = body = None        # no stale packet in this long-lived frame
@@ -394,12 +393,12 @@ class MQTTClient:
         if not complete:               # oversize: skipped, PUBACKed if it was a QoS 1 PUBLISH
             self._count("too_large")
             if first >> 4 != _PUBLISH:
-                raise MQTTError("too_large", "type %d" % (first >> 4))
+                raise MQTTError("too_large", "packet type %d" % (first >> 4))
             if (first >> 1) & 3 != 1:
                 return 0
             tl = (body[0] << 8) | body[1]
             if 2 + tl + 2 > len(body):
-                raise MQTTError("too_large", "long topic")
+                raise MQTTError("too_large", "topic too long")
             return (body[2 + tl] << 8) | body[3 + tl]
         p = decode_packet(first, body)
         kind = p[0]

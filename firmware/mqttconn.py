@@ -20,8 +20,8 @@ _CONNACK = const(2)
 _SUBACK = const(9)
 
 # CONNACK return codes 1..5 (3.1.1 table 3.1), for the refusal's detail.
-_REASONS = ("unacceptable protocol version", "identifier rejected", "server unavailable",
-            "bad user name or password", "not authorized")
+_REASONS = const(("unacceptable protocol version", "identifier rejected", "server unavailable",
+                  "bad user name or password", "not authorized"))
 
 
 def ConnectRefused(rc):  # noqa: N802 - was a class; an MQTTError with code "refused" and rc
@@ -51,7 +51,7 @@ def connect_packet(client_id, keepalive_s=60, clean=False, user=None, password=N
 
 def subscribe_packet(pid, topic, qos=1):
     if not 0 < pid < 65536:
-        raise ValueError("packet id")
+        raise ValueError("packet id out of range")
     return _packet(0x82, bytes((pid >> 8, pid & 0xFF)) + _str(topic) + bytes((qos,)))
 
 

@@ -20,10 +20,14 @@ _TYPING = const(0)
 if _TYPING:
     from typing import Any
 
-# Escapes by byte value. Strings are scanned as UTF-8 bytes, never character by character: on
-# MicroPython, iterating a str interns each distinct character as a qstr that is never freed, so
-# every new Chinese character the device signs or verifies would cost it heap for good.
-_ESC = {0x22: '\\"', 0x5C: "\\\\", 0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t", 0x08: "\\b", 0x0C: "\\f"}
+# Escapes by byte value: the byte at position j of _ESC_FROM is written as a backslash and the
+# letter at j of _ESC_TO, other control bytes as \u00XX (private consts: bytes folded into the
+# code, no names and no table in the device's heap). Strings are scanned as UTF-8 bytes, never
+# character by character: on MicroPython, iterating a str interns each distinct character as a
+# qstr that is never freed, so every new Chinese character the device signs or verifies would
+# cost it heap for good.
+_ESC_FROM = const(b'"\\\n\r\t\x08\x0c')
+_ESC_TO = const(b'"\\nrtbf')
 
 
 def _string(s: str, out: list[str]) -> None:
@@ -36,8 +40,8 @@ def _string(s: str, out: list[str]) -> None:
             # an ASCII byte, so the runs either side of it are whole characters
             if i > start:
                 out.append(b[start:i].decode())
-            e = _ESC.get(c)
-            out.append(e if e is not None else "\\u%04x" % c)
+            j = _ESC_FROM.find(bytes((c,)))
+            out.append("\\" + chr(_ESC_TO[j]) if j >= 0 else "\\u%04x" % c)
             start = i + 1
     out.append(s if start == 0 else b[start:].decode())
     out.append('"')

@@ -52,15 +52,19 @@ _UNPAIRED = const("unpaired")
 #   id  device id [a-z0-9-], length in [a, b]    inv  invitation id (also _ and A-Z)
 #   e   one of the strings a (separated by |)    g    grade code or ""    B  bool
 #   acks  list of a..b [rb, rs]                  cfg  flat object of at most b keys
-# Bounds: I = 2^31-1, L = 2^48-1 (uptime ms), W = 2^33-1 (wall seconds).
-ENVELOPE = "d:id:1:32 b:i:1:I n:i:0:I"
+# Bounds: 2147483647 = 2^31-1, 281474976710655 = 2^48-1 (uptime ms), 8589934591 = 2^33-1
+# (wall seconds).
+ENVELOPE = "d:id:1:32 b:i:1:2147483647 n:i:0:2147483647"
 
 UP_TYPES: "dict[str, str]" = {
-    "hello": "fw:s:1:16 up:i:0:L rst:s:0:16 cfg:i:0:I jd:i:0:I safe:B",
-    "status": "s:e:online|offline c:i:0:I",
-    "hb": "up:i:0:L heap:i:0:I rssi:i:-127:0 jd:i:0:I fw:s:1:16 rc:i:0:I rst:s:0:16 sync:B st:s:1:12",
-    "rec": "k:e:rated|walkup|extra|unrated|unpaired rb:i:1:I rs:i:1:I g:g i:inv:0:32 w:i:0:W u:i:0:L",
-    "treq": "u:i:0:L",
+    "hello": "fw:s:1:16 up:i:0:281474976710655 rst:s:0:16 cfg:i:0:2147483647 jd:i:0:2147483647"
+             " safe:B",
+    "status": "s:e:online|offline c:i:0:2147483647",
+    "hb": "up:i:0:281474976710655 heap:i:0:2147483647 rssi:i:-127:0 jd:i:0:2147483647 fw:s:1:16"
+          " rc:i:0:2147483647 rst:s:0:16 sync:B st:s:1:12",
+    "rec": "k:e:rated|walkup|extra|unrated|unpaired rb:i:1:2147483647 rs:i:1:2147483647 g:g"
+           " i:inv:0:32 w:i:0:8589934591 u:i:0:281474976710655",
+    "treq": "u:i:0:281474976710655",
 }
 
 DOWN_TYPES: "dict[str, str]" = {
@@ -69,20 +73,10 @@ DOWN_TYPES: "dict[str, str]" = {
     "cancel": "i:inv:1:32",
     "paired": "win:s:1:16 clerk:s:0:48",
     "unpaired": "",
-    "time": "w:i:1:W u:i:0:L",
+    "time": "w:i:1:8589934591 u:i:0:281474976710655",
     "config": "cfg:cfg:0:16",
     "reboot": "why:s:0:32",
 }
-
-
-def _bound(s: str) -> int:
-    if s == "I":
-        return 2147483647
-    if s == "L":
-        return 281474976710655
-    if s == "W":
-        return 8589934591
-    return int(s)
 
 
 def _bad(name: str, why: str) -> None:
@@ -130,8 +124,8 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
         if v is not True and v is not False:
             _bad(name, "not a boolean")
         return
-    a = _bound(f[2])
-    b = _bound(f[3])
+    a = int(f[2])
+    b = int(f[3])
     if kind == "i":
         _check_int(name, v, a, b)
     elif kind == "s":
@@ -139,14 +133,14 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
             _bad(name, "not a string")
         e = v.encode()
         if len(e) < a or len(e) > b:
-            _bad(name, "bad length")
+            _bad(name, "length out of range")
         if not _text_ok(e):
             _bad(name, "control character")
     elif kind == "id" or kind == "inv":
         if tv is not str:
             _bad(name, "not a string")
         if len(v) < a or len(v) > b:
-            _bad(name, "bad length")
+            _bad(name, "length out of range")
         if not _ident_ok(v, b"" if kind == "id" else b"_ABCDEFGHIJKLMNOPQRSTUVWXYZ"):
             _bad(name, "bad character")
     elif kind == "acks":
@@ -162,7 +156,7 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
             _bad(name, "not an object of <= %d keys" % b)
         for k in v:
             if not _ident_ok(k, b"_") or len(k) > 24:
-                _bad(name, "bad key")
+                _bad(name, "bad key name")
             x = v[k]
             tx = type(x)
             ok = tx is int or tx is bool or (tx is str and len(x) <= 64 and _text_ok(x.encode()))
@@ -200,7 +194,7 @@ def validate(m: "Any") -> "dict[str, Any]":
         if spec is None:
             spec = DOWN_TYPES.get(t)
     if spec is None:
-        raise MalformedMessage("unknown_type", "type %r" % (t,))
+        raise MalformedMessage("unknown_type", "message type %r" % (t,))
     names = []
     if _cp:
         fields = _cp.fields(spec)
@@ -255,14 +249,14 @@ def sign(m: "dict[str, Any]", key: "Key") -> bytes:
     m["mac"] = key.hexdigest(cjson.encode(m))
     data = cjson.encode(m)
     if len(data) > MAX_PAYLOAD:
-        raise MalformedMessage("too_large", "%d bytes" % len(data))
+        raise MalformedMessage("too_large", "%d bytes signed" % len(data))
     return data
 
 
 def parse(payload: bytes) -> "dict[str, Any]":
     """Wire bytes -> validated dict. Does not check the mac (the key depends on "d")."""
     if len(payload) > MAX_PAYLOAD:
-        raise MalformedMessage("too_large", "%d bytes" % len(payload))
+        raise MalformedMessage("too_large", "%d bytes received" % len(payload))
     raw = bytes(payload)
     if not _cp and not strict.utf8(raw):
         raise MalformedMessage("not_utf8", "payload is not UTF-8")

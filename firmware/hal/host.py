@@ -10,11 +10,16 @@ import gc
 import os
 import sys
 
-_TICKS_PERIOD = 1 << 30          # MicroPython's ticks wrap here; the host wraps the same way
-_TICKS_MASK = _TICKS_PERIOD - 1
-_TICKS_HALF = _TICKS_PERIOD // 2
+try:
+    from micropython import const
+except ImportError:          # CPython
+    def const(x):
+        return x
+
+_TICKS_MASK = const(0x3FFFFFFF)  # MicroPython's ticks wrap at 2^30; the host wraps the same way
+_TICKS_HALF = const(0x20000000)
+_N_BUTTONS = const(5)
 _CPYTHON = sys.implementation.name == "cpython"
-_N_BUTTONS = 5
 
 
 class Reboot(BaseException):

@@ -24,9 +24,8 @@ import aiosqlite
 from gateway import broker_auth
 from gateway.config import Config
 from gateway.store.db import Database
-from protocol.auth import Key, parse_secret
+from protocol.auth import Key, ReplayWindow, parse_secret
 from protocol.errors import MalformedMessage
-from protocol.replay import ReplayWindow
 
 CMD_LEASE = 10000
 _KEY_REFRESH_S = 5.0       # re-read a key from the DB at most this often per device

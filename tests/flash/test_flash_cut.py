@@ -31,7 +31,7 @@ def make_v2(tmp: Path) -> Path:
         shutil.copytree(bundle_mod.REPO / pkg, root / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     (root / "protocol" / "ids.py").write_text((root / "protocol" / "ids.py").read_text() + "\nV2 = 2\n")
     (root / "firmware" / "added_in_v2.py").write_text("X = 'v2'\n" + "# padding\n" * 400)
-    (root / "protocol" / "replay.py").unlink()
+    (root / "protocol" / "topics.py").unlink()
     return root
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from protocol import auth, cjson, grades, ids, messages, replay, topics
+from protocol import auth, cjson, grades, ids, messages, topics
 from protocol.cpython import topic_for
 from protocol.errors import BadSignature, MalformedMessage, ProtocolError, TopicMismatch
 
@@ -155,12 +155,12 @@ def test_replayed_record_id_is_recognised_as_a_duplicate() -> None:
     assert outcomes == ["new", "duplicate"]
 
 
-REPLAY_WINDOW = 30  # protocol/replay.py's window, as docs/protocol.md specifies it
+REPLAY_WINDOW = 30  # protocol/auth.py's ReplayWindow, as docs/protocol.md specifies it
 
 
 def test_replay_window_against_a_reference_model() -> None:
     rnd = random.Random(11)
-    w = replay.ReplayWindow()
+    w = auth.ReplayWindow()
     seen: set[int] = set()
     top = -1
     for _ in range(5000):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from protocol import auth, messages, replay
+from protocol import auth, messages
 from protocol.errors import ProtocolError
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "vectors" / "protocol_v1.json"
@@ -41,7 +41,7 @@ def test_cpython_decode(v: dict[str, Any]) -> None:
 
 
 def test_cpython_replay_window() -> None:
-    w = replay.ReplayWindow()
+    w = auth.ReplayWindow()
     assert [w.check(n) for n in VECTORS["replay"]["offered"]] == VECTORS["replay"]["accepted"]
 
 
