@@ -156,18 +156,18 @@ def boot(fw, hal):
     fw.clock = Clock(hal)
     fw.journal = Journal(hal).open()
     state = BootState(hal)
-    fw.boot_no = state.begin(hal.reset_cause(), floor=fw.journal.max_rb)
+    fw.boot = state.begin(hal.reset_cause(), floor=fw.journal.max_rb)
     fw.safe = state.safe
     fw.boot_fails = state.fails
-    fw.journal.begin(fw.boot_no)
+    fw.journal.begin(fw.boot)
     if fw.safe:
-        hal.log("boot %d: safe mode after %d failed boots" % (fw.boot_no, fw.boot_fails))
+        hal.log("boot %d: safe mode after %d failed boots" % (fw.boot, fw.boot_fails))
     fw.app = App(hal, fw.cfg, fw.journal, fw.clock, fw.clear_failed_boots, fw.feedback,
                  safe=fw.safe, now=fw.clock.uptime())
     fw.buttons = Buttons(hal, fw.cfg)
     fw._on_press = fw.app.on_button        # bound once: no allocation per scan
     hal.log("firmware %s boot %d (%s) journal %d pending" % (
-        VERSION, fw.boot_no, hal.reset_cause(), fw.journal.depth()))
+        VERSION, fw.boot, hal.reset_cause(), fw.journal.depth()))
     firmware.unload("firmware.fsutil")     # used again only by rare work, which reloads it
 
 
@@ -179,6 +179,6 @@ def start_link(fw):
         fw.hal.log("no link (%s): journaling offline only" % e)
         return None
     from protocol.auth import Key
-    fw.link = Link(fw.hal, fw.cfg, Key(fw.cfg.secret), fw.boot_no, fw.journal, fw.app)
+    fw.link = Link(fw.hal, fw.cfg, Key(fw.cfg.secret), fw.boot, fw.journal, fw.app)
     fw.app.on_record = fw.link.kick
     return fw.link

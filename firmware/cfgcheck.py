@@ -7,41 +7,32 @@ in between. Keys and format: docs/architecture.md section 2.
 
 from protocol.grade_set import DEFAULT_BUTTONS, button_map
 
-DEFAULT_PINS = {"buttons": [32, 33, 25, 26, 27], "led_r": 2, "led_g": 4, "buzzer": 15,
-                "i2c_sda": 21, "i2c_scl": 22}
-
-
-def _int_in(lo, hi):
-    def check(v):
-        if type(v) is not int or v < lo or v > hi:
-            raise ValueError("must be an integer in %d..%d" % (lo, hi))
-        return v
-    return check
-
-
-def _walkup(v):
-    if v != "accept" and v != "ignore":
-        raise ValueError("must be accept or ignore")
-    return v
-
-
-def _buttons(v):
-    if type(v) is not list and type(v) is not tuple:
-        raise ValueError("must be a list of 5 grade codes")
-    return button_map(v)
-
-
-# key: (default, check) for the keys the gateway may set. check returns the clean value or
-# raises ValueError.
+# key: (default, lo, hi) for the keys the gateway may set; lo..hi bounds the integer ones.
 SETTABLE = {
-    "buttons": (DEFAULT_BUTTONS, _buttons),
-    "debounce_ms": (50, _int_in(5, 500)),
-    "countdown_s": (60, _int_in(5, 600)),
-    "cooldown_s": (8, _int_in(0, 120)),
-    "walkup": ("accept", _walkup),
-    "hb_s": (180, _int_in(10, 3600)),
-    "cfg": (0, _int_in(0, 2147483647)),
+    "buttons": (DEFAULT_BUTTONS, 0, 0),
+    "debounce_ms": (50, 5, 500),
+    "countdown_s": (60, 5, 600),
+    "cooldown_s": (8, 0, 120),
+    "walkup": ("accept", 0, 0),
+    "hb_s": (180, 10, 3600),
+    "cfg": (0, 0, 2147483647),
 }
+
+
+def _check(key, v):
+    """The clean value of settable key, or ValueError."""
+    if key == "buttons":
+        if type(v) is not list and type(v) is not tuple:
+            raise ValueError("must be a list of 5 grade codes")
+        return button_map(v)
+    if key == "walkup":
+        if v != "accept" and v != "ignore":
+            raise ValueError("must be accept or ignore")
+        return v
+    _, lo, hi = SETTABLE[key]
+    if type(v) is not int or v < lo or v > hi:
+        raise ValueError("must be an integer in %d..%d" % (lo, hi))
+    return v
 
 
 def fill(cfg, raw, error):
@@ -58,18 +49,19 @@ def fill(cfg, raw, error):
     cfg.hall = raw.get("hall", "")
     cfg.wifi = raw.get("wifi") or {}
     cfg.broker = raw.get("broker") or {}
-    pins = dict(DEFAULT_PINS)
+    pins = {"buttons": [32, 33, 25, 26, 27], "led_r": 2, "led_g": 4, "buzzer": 15,   # defaults
+            "i2c_sda": 21, "i2c_scl": 22}
     p = raw.get("pins")
     if type(p) is dict:
         for k in p:
             pins[k] = p[k]
     cfg.pins = pins
     for key in SETTABLE:
-        default, check = SETTABLE[key]
+        default = SETTABLE[key][0]
         value = default
         if key in raw:
             try:
-                value = check(raw[key])
+                value = _check(key, raw[key])
             except ValueError as e:
                 cfg.warnings.append("config %s: %s; using %r" % (key, e, default))
         setattr(cfg, key, value)
@@ -84,7 +76,7 @@ def apply(cfg, changes):
             rejected[key] = "not settable remotely"
             continue
         try:
-            value = SETTABLE[key][1](changes[key])
+            value = _check(key, changes[key])
         except ValueError as e:
             rejected[key] = str(e)
             continue

@@ -43,37 +43,14 @@ class JournalFull(Exception):
     """_CAPACITY records are waiting for the gateway's ack: nothing more fits."""
 
 
-class Record:
-    """One journal record; fields by attribute or by name (r.rb or r["rb"])."""
-
-    def __init__(self, rb, rs, kind, grade, inv, w, u):
-        self.rb = rb
-        self.rs = rs
-        self.kind = kind
-        self.grade = grade
-        self.inv = inv
-        self.w = w
-        self.u = u
-
-    def __getitem__(self, name):
-        return getattr(self, name)
-
-    def fields(self):
-        """The `rec` message fields (protocol v1) of this record."""
-        return {"k": self.kind, "rb": self.rb, "rs": self.rs, "g": self.grade, "i": self.inv,
-                "w": self.w, "u": self.u}
-
-
-
 def crc_ok(buf, n):
     return binascii.crc32(memoryview(buf)[:n]) == struct.unpack_from("<I", buf, n)[0]
 
 
 class Journal:
-    def __init__(self, hal, capacity=_CAPACITY, compact_min=_COMPACT_MIN):
+    def __init__(self, hal, capacity=_CAPACITY):
         self.hal = hal
         self.capacity = capacity
-        self.compact_min = compact_min
         self._buf = bytearray(REC_SIZE)       # preallocated: append and scans reuse it
         self._abuf = bytearray(ACK_SIZE)
         self._acked = bytearray(capacity // 8 + 1)   # bit per slot: acked (or unreadable)
@@ -190,7 +167,7 @@ class Journal:
         self.n_acklog += 1
         self._set(i)
         self._advance()
-        if self.n >= self.compact_min and self.n_acked * 4 >= self.n * 3:
+        if self.n >= _COMPACT_MIN and self.n_acked * 4 >= self.n * 3:
             self.compact()
         return True
 
@@ -198,11 +175,12 @@ class Journal:
         """Records not yet acked."""
         return self.n - self.n_acked
 
-    def pending(self, limit=8):
-        """Up to limit records not yet acked, oldest first."""
+    def pending(self, count=8):
+        """Up to count records not yet acked, oldest first, each as the fields of its `rec`
+        message (protocol v1): {"k": kind, "rb", "rs", "g": grade, "i": invitation, "w", "u"}."""
         out = []
         i = self.first
-        while i < self.n and len(out) < limit:
+        while i < self.n and len(out) < count:
             if not self._is_set(i) and self._read_slot(i):
                 out.append(self._record())
             i += 1
@@ -210,7 +188,8 @@ class Journal:
 
     def _record(self):
         _, k, g, il, rb, rs, w, u, inv = struct.unpack_from(_FMT, self._buf, 0)
-        return Record(rb, rs, KINDS[k - 1], GRADES[g - 1] if g else "", inv[:il].decode(), w, u)
+        return {"k": KINDS[k - 1], "rb": rb, "rs": rs, "g": GRADES[g - 1] if g else "",
+                "i": inv[:il].decode(), "w": w, "u": u}
 
     def compact(self):
         """Copy the pending records to a fresh generation, then drop the old one (code in

@@ -165,15 +165,15 @@ class Link:
             for r in recs:
                 if c.inflight_count() >= c.window or len(self._sent) >= _MAX_UNACKED:
                     break
-                key = (r.rb, r.rs)
+                key = (r["rb"], r["rs"])
                 if key in self._sent or key in self._bad:
                     continue
                 try:
-                    payload = self._sign("rec", r.fields())
+                    payload = self._sign("rec", r)
                 except ProtocolError as e:
                     self._bad[key] = True
                     self._reject("bad_record")
-                    self.hal.log("link: record %d:%d cannot be sent: %s" % (r.rb, r.rs, e))
+                    self.hal.log("link: record %d:%d cannot be sent: %s" % (key[0], key[1], e))
                     continue
                 if not self._sent:
                     self._ack_at = self.hal.ticks_ms()

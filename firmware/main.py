@@ -106,4 +106,4 @@ def run():
         asyncio.run(fw.run_async())
     except Exception as e:                     # a bug: reboot, the boot counts as failed
         hal.log("main loop crashed: %r" % (e,))
-        hal.reboot("crash")
+        hal.reboot("main loop crashed")

@@ -108,22 +108,6 @@ def puback_packet(pid):
     return bytes((0x40, 2, pid >> 8, pid & 0xFF))
 
 
-def split_packet(buf):
-    """A complete packet at the start of buf -> (first byte, body, bytes used); None if short.
-    A Remaining Length of more than 4 bytes raises MQTTError bad_length."""
-    n = 0
-    for i in range(1, 5):
-        if i >= len(buf):
-            return None
-        b = buf[i]
-        n |= (b & 0x7F) << (7 * (i - 1))
-        if not b & 0x80:
-            if len(buf) < i + 1 + n:
-                return None
-            return buf[0], bytes(buf[i + 1:i + 1 + n]), i + 1 + n
-    raise MQTTError("bad_length", "length > 4 bytes")
-
-
 def decode_packet(first, body):
     """Decode what a broker may send a client. Returns a tuple led by the packet type:
         (CONNACK=2, session_present, rc)     (PUBACK=4, pid)      (PINGRESP=13,)

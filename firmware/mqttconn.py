@@ -30,13 +30,13 @@ def ConnectRefused(rc):  # noqa: N802 - was a class; an MQTTError with code "ref
     return MQTTError("refused", "CONNACK %d: %s" % (rc, why), rc)
 
 
-def connect_packet(client_id, keepalive_s=60, clean=False, user=None, password=None,
-                   will_topic=None, will_payload=b"", will_qos=0, will_retain=False):
+def connect_packet(client_id, keepalive_s=60, clean=False, user=None, password=None, will=None):
+    """CONNECT; will is None or (topic, payload, qos, retain), as MQTTClient.will."""
     flags = 2 if clean else 0
     payload = _str(client_id)
-    if will_topic is not None:
-        flags |= 4 | (will_qos << 3) | (0x20 if will_retain else 0)
-        payload += _str(will_topic) + _str(will_payload)
+    if will is not None:
+        flags |= 4 | (will[2] << 3) | (0x20 if will[3] else 0)
+        payload += _str(will[0]) + _str(will[1])
     if user is not None:
         flags |= 0x80
         payload += _str(user)
@@ -64,9 +64,7 @@ async def connect(c, reader, writer, clean, timeout_ms):
     c._ping_at = None
     c._last_rx = c._last_tx = c.hal.ticks_ms()
     c._tasks = (asyncio.create_task(c._rx_loop(reader)), asyncio.create_task(c._ticker()))
-    w = c.will or (None, b"", 0, False)
-    await c._send(connect_packet(c.client_id, c.keepalive_s, clean, c.user, c.password,
-                                 w[0], w[1], w[2], w[3]))
+    await c._send(connect_packet(c.client_id, c.keepalive_s, clean, c.user, c.password, c.will))
     await c._wait_for(_CONNACK, timeout_ms)
     sp, rc = c._got
     if rc:

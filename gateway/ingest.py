@@ -37,7 +37,7 @@ from gateway.store import records as records_store
 from gateway.store import rejections as rejections_store
 from gateway.store.db import Database
 from gateway.store.devices import DeviceRegistry, DeviceState, now_ms
-from protocol import messages
+from protocol import cpython, messages
 from protocol.errors import BadSignature, MalformedMessage, TopicMismatch, UnsupportedVersion
 from protocol.ids import record_id
 
@@ -386,8 +386,8 @@ class Ingest:
             entry[1].setdefault(p.rid, [p.m["rb"], p.m["rs"]])
         for st, pair_map in by_device.values():
             pairs = list(pair_map.values())
-            for i in range(0, len(pairs), messages.MAX_ACKS):
-                chunk = pairs[i:i + messages.MAX_ACKS]
+            for i in range(0, len(pairs), cpython.MAX_ACKS):
+                chunk = pairs[i:i + cpython.MAX_ACKS]
                 if await self.downlink.send_nowait(st, "ack", {"a": chunk}):
                     self.stats.acked += len(chunk)
 

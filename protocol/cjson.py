@@ -30,8 +30,8 @@ _ESC_FROM = const(b'"\\\n\r\t\x08\x0c')
 _ESC_TO = const(b'"\\nrtbf')
 
 
-def _string(s: str, out: list[str]) -> None:
-    out.append('"')
+def _string(s: str, buf: list[str]) -> None:
+    buf.append('"')
     b = s.encode()
     start = 0
     for i in range(len(b)):
@@ -39,54 +39,54 @@ def _string(s: str, out: list[str]) -> None:
         if c == 0x22 or c == 0x5C or c < 0x20:
             # an ASCII byte, so the runs either side of it are whole characters
             if i > start:
-                out.append(b[start:i].decode())
+                buf.append(b[start:i].decode())
             j = _ESC_FROM.find(bytes((c,)))
-            out.append("\\" + chr(_ESC_TO[j]) if j >= 0 else "\\u%04x" % c)
+            buf.append("\\" + chr(_ESC_TO[j]) if j >= 0 else "\\u%04x" % c)
             start = i + 1
-    out.append(s if start == 0 else b[start:].decode())
-    out.append('"')
+    buf.append(s if start == 0 else b[start:].decode())
+    buf.append('"')
 
 
-def _value(v: "Any", out: list[str]) -> None:
+def _value(v: "Any", buf: list[str]) -> None:
     t = type(v)
     if v is None:
-        out.append("null")
+        buf.append("null")
     elif v is True:
-        out.append("true")
+        buf.append("true")
     elif v is False:
-        out.append("false")
+        buf.append("false")
     elif t is int:
-        out.append(str(v))
+        buf.append(str(v))
     elif t is str:
-        _string(v, out)
+        _string(v, buf)
     elif t is list or t is tuple:
-        out.append("[")
+        buf.append("[")
         first = True
         for item in v:
             if not first:
-                out.append(",")
+                buf.append(",")
             first = False
-            _value(item, out)
-        out.append("]")
+            _value(item, buf)
+        buf.append("]")
     elif t is dict:
-        out.append("{")
+        buf.append("{")
         first = True
         for k in sorted(v):
             if type(k) is not str:
                 raise MalformedMessage("bad_field", "object key is not a string")
             if not first:
-                out.append(",")
+                buf.append(",")
             first = False
-            _string(k, out)
-            out.append(":")
-            _value(v[k], out)
-        out.append("}")
+            _string(k, buf)
+            buf.append(":")
+            _value(v[k], buf)
+        buf.append("}")
     else:
         raise MalformedMessage("bad_field", "value of type %s cannot be encoded" % t.__name__)
 
 
 def encode(obj: "Any") -> bytes:
     """Canonical UTF-8 bytes of obj."""
-    out: list[str] = []
-    _value(obj, out)
-    return "".join(out).encode("utf-8")
+    buf: list[str] = []
+    _value(obj, buf)
+    return "".join(buf).encode("utf-8")

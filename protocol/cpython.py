@@ -33,14 +33,17 @@ loads: Callable[[str], Any] = json.JSONDecoder(parse_constant=_no_constants).dec
 _FIELDS: dict[str, list[list[str]]] = {}
 
 
-def fields(spec: str) -> list[list[str]]:
+def fields(envelope: str, spec: str) -> list[list[str]]:
     """A type's field list (protocol.messages' compact text, envelope first) split at the colons,
     once per type: the gateway validates thousands of messages a second."""
     f = _FIELDS.get(spec)
     if f is None:
-        from protocol.messages import ENVELOPE
-        f = _FIELDS[spec] = [x.split(":") for x in (ENVELOPE + " " + spec).split()]
+        f = _FIELDS[spec] = [x.split(":") for x in (envelope + " " + spec).split()]
     return f
+
+
+# Record ids per ack message: the bound of the ack schema's "a" field.
+MAX_ACKS = 32
 
 
 def topic_for(m: dict[str, Any]) -> str:

@@ -32,7 +32,6 @@ if _TYPING:
 
 VERSION = 1                 # the "v" every message carries
 MAX_PAYLOAD = 1024          # bytes on the wire, mac included
-MAX_ACKS = 32               # record ids per ack message
 
 # Kinds of journal record a device sends ("rec", field k; the schema below lists them):
 #   rated     press while invited: the rating of that invitation
@@ -54,7 +53,7 @@ _UNPAIRED = const("unpaired")
 #   acks  list of a..b [rb, rs]                  cfg  flat object of at most b keys
 # Bounds: 2147483647 = 2^31-1, 281474976710655 = 2^48-1 (uptime ms), 8589934591 = 2^33-1
 # (wall seconds).
-ENVELOPE = "d:id:1:32 b:i:1:2147483647 n:i:0:2147483647"
+_ENVELOPE = const("d:id:1:32 b:i:1:2147483647 n:i:0:2147483647")
 
 UP_TYPES: "dict[str, str]" = {
     "hello": "fw:s:1:16 up:i:0:281474976710655 rst:s:0:16 cfg:i:0:2147483647 jd:i:0:2147483647"
@@ -102,11 +101,8 @@ def _ident_ok(s: str, extra: bytes) -> bool:
     return True
 
 
-def _check_int(name: str, v: "Any", lo: int, hi: int) -> None:
-    if type(v) is not int:
-        _bad(name, "not an integer")
-    if v < lo or v > hi:
-        _bad(name, "out of range")
+# An [rb, rs] element of an ack, checked as an "i" field.
+_ACK_ID = const(("", "i", "1", "2147483647"))
 
 
 def _check_field(name: str, f: "list[str]", v: "Any") -> None:
@@ -127,7 +123,10 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
     a = int(f[2])
     b = int(f[3])
     if kind == "i":
-        _check_int(name, v, a, b)
+        if tv is not int:
+            _bad(name, "not an integer")
+        if v < a or v > b:
+            _bad(name, "out of range")
     elif kind == "s":
         if tv is not str:
             _bad(name, "not a string")
@@ -149,8 +148,8 @@ def _check_field(name: str, f: "list[str]", v: "Any") -> None:
         for pair in v:
             if type(pair) is not list or len(pair) != 2:
                 _bad(name, "not [rb, rs]")
-            _check_int(name, pair[0], 1, 2147483647)
-            _check_int(name, pair[1], 1, 2147483647)
+            for x in pair:
+                _check_field(name, _ACK_ID, x)
     else:  # cfg
         if tv is not dict or len(v) > b:
             _bad(name, "not an object of <= %d keys" % b)
@@ -197,9 +196,9 @@ def validate(m: "Any") -> "dict[str, Any]":
         raise MalformedMessage("unknown_type", "message type %r" % (t,))
     names = []
     if _cp:
-        fields = _cp.fields(spec)
+        fields = _cp.fields(_ENVELOPE, spec)
     else:
-        fields = [x.split(":") for x in (ENVELOPE + " " + spec).split()]
+        fields = [x.split(":") for x in (_ENVELOPE + " " + spec).split()]
     for f in fields:
         name = f[0]
         if name not in m:

@@ -75,12 +75,6 @@ def _ws(b: bytes, i: int, n: int) -> int:
     return i
 
 
-def _digits(b: bytes, i: int, n: int) -> int:
-    while i < n and 0x30 <= b[i] <= 0x39:
-        i += 1
-    return i
-
-
 def _string(b: bytes, i: int, n: int) -> int:
     # b[i] is the opening quote
     i += 1
@@ -120,12 +114,15 @@ def _number(b: bytes, i: int, n: int) -> int:
     if b[i] == 0x30:  # a leading 0 stands alone
         i += 1
     elif 0x31 <= b[i] <= 0x39:
-        i = _digits(b, i, n)
+        while i < n and 0x30 <= b[i] <= 0x39:
+            i += 1
     else:
         return -1
     if i < n and b[i] == 0x2E:  # .
-        j = i + 1
-        i = _digits(b, j, n)
+        i += 1
+        j = i
+        while i < n and 0x30 <= b[i] <= 0x39:
+            i += 1
         if i == j:
             return -1
     if i < n and b[i] in b"eE":
@@ -133,7 +130,8 @@ def _number(b: bytes, i: int, n: int) -> int:
         if i < n and b[i] in b"+-":
             i += 1
         j = i
-        i = _digits(b, i, n)
+        while i < n and 0x30 <= b[i] <= 0x39:
+            i += 1
         if i == j:
             return -1
     return i

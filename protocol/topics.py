@@ -25,11 +25,11 @@ _DOWN = const("hcp/1/down/")
 
 
 def up(device: str, kind: str) -> str:
-    return "%s%s/%s" % (_UP, device, kind)
+    return "".join((_UP, device, "/", kind))
 
 
 def down(device: str, kind: str) -> str:
-    return "%s%s/%s" % (_DOWN, device, kind)
+    return "".join((_DOWN, device, "/", kind))
 
 
 def device_sub(device: str) -> str:

@@ -41,7 +41,7 @@ class VirtualClock:
 
     def __init__(self, speed=0, start_ms=0, wall_s=1767225600):
         self.speed = speed
-        self._ms = start_ms
+        self.ms = start_ms
         self._real0 = _real_ms()
         self.wall_s = wall_s      # host wall time at ms 0 (what the device's RTC would say)
 
@@ -50,14 +50,14 @@ class VirtualClock:
             d = _real_ms() - self._real0
             if not _CPYTHON:
                 d = d & _TICKS_MASK
-            return self._ms + int(d * self.speed)
-        return self._ms
+            return self.ms + int(d * self.speed)
+        return self.ms
 
     def advance(self, ms):
-        self._ms += ms
+        self.ms += ms
 
     def set(self, ms):
-        self._ms = ms
+        self.ms = ms
 
 
 class HostHal:
@@ -67,7 +67,7 @@ class HostHal:
                  display=True, durable=True, max_events=200, net=None, echo=False):
         self.root = root.rstrip("/")
         self.clock = clock if clock is not None else VirtualClock()
-        self._uid = uid
+        self.uid = uid
         self._reset_cause = reset_cause
         self.has_display = display
         self.durable = durable              # fsync on CPython; tests of speed may turn it off
@@ -173,7 +173,7 @@ class HostHal:
 
     # -- system ----------------------------------------------------------------------------
     def unique_id(self):
-        return self._uid
+        return self.uid
 
     def reset_cause(self):
         return self._reset_cause

@@ -90,7 +90,7 @@ class Device:
         return self.cmd({"t": "invite", "i": inv, "case": "C-1", "item": "item", "cd": cd})
 
     def kinds(self, limit=100):
-        return [(r.kind, r.grade, r.inv) for r in self.journal.pending(limit)]
+        return [(r["k"], r["g"], r["i"]) for r in self.journal.pending(limit)]
 
     def ack_all(self):
         n = 0
@@ -99,7 +99,7 @@ class Device:
             if not recs:
                 return n
             for r in recs:
-                check(self.journal.ack(r.rb, r.rs), "ack %d:%d refused" % (r.rb, r.rs))
+                check(self.journal.ack(r["rb"], r["rs"]), "ack %d:%d refused" % (r["rb"], r["rs"]))
                 n += 1
 
     def close(self):
@@ -113,7 +113,7 @@ def scenario_lifecycle(root):
     d = Device(root)
     app = d.app
     check(app.state_name() == "unpaired", "fresh device is unpaired")
-    check(d.fw.boot_no == 1, "first boot is 1")
+    check(d.fw.boot == 1, "first boot is 1")
     d.press(4)                                     # unpaired: counted, not a rating
     check(d.kinds() == [("unpaired", "vd", "")], "unpaired press journaled: %r" % d.kinds())
     check(d.hal.led_state == (True, False), "red light while unpaired")
@@ -135,13 +135,13 @@ def scenario_lifecycle(root):
     d.run(8000)
     check(app.state_name() == "idle", "cooldown over -> idle")
     recs = d.journal.pending(20)
-    check([(r.kind, r.grade, r.inv) for r in recs][1:] ==
+    check([(r["k"], r["g"], r["i"]) for r in recs][1:] ==
           [("rated", "d", "inv-1"), ("extra", "vs", "inv-1"), ("extra", "s", "inv-1")],
           "rated + two extras, bounces swallowed: %r" % recs)
     rated = recs[1]
-    check(rated.w >= WALL + 2 and rated.w <= WALL + 4, "rated carries wall time: %d" % rated.w)
-    check(recs[0].w == 0, "the press before the time sync has w=0")
-    check(rated.u > 2000, "uptime recorded: %d" % rated.u)
+    check(rated["w"] >= WALL + 2 and rated["w"] <= WALL + 4, "rated carries wall time: %d" % rated["w"])
+    check(recs[0]["w"] == 0, "the press before the time sync has w=0")
+    check(rated["u"] > 2000, "uptime recorded: %d" % rated["u"])
     # a re-sent invite for a rated case cannot rate twice
     check(not d.invite("inv-1"), "finished invitation refused")
     check(app.state_name() == "idle", "still idle after a duplicate invite")
@@ -178,7 +178,7 @@ def scenario_lifecycle(root):
     # ack -> journal empty
     total = d.journal.depth()
     check(total == 10, "10 records pending, got %d" % total)
-    ids = [(r.rb, r.rs) for r in d.journal.pending(100)]
+    ids = [(r["rb"], r["rs"]) for r in d.journal.pending(100)]
     check(ids == [(1, k) for k in range(1, 11)], "ids 1:1..1:10 in order: %r" % ids)
     check(d.ack_all() == 10 and d.journal.depth() == 0, "journal empty after acks")
     check(not d.journal.ack(1, 3), "second ack of the same record is refused")
@@ -189,11 +189,11 @@ def scenario_lifecycle(root):
     # reboot: pairing kept, boot 2, ids continue
     d2 = Device(root, cause="soft")
     check(d2.app.state_name() == "idle", "reboot comes back paired")
-    check(d2.fw.boot_no == 2, "boot counter 2")
-    check([(r.rb, r.rs) for r in d2.journal.pending(5)] == [(1, 11)], "unacked record survives")
+    check(d2.fw.boot == 2, "boot counter 2")
+    check([(r["rb"], r["rs"]) for r in d2.journal.pending(5)] == [(1, 11)], "unacked record survives")
     d2.press(1)
     d2.run(8100)
-    ids = [(r.rb, r.rs) for r in d2.journal.pending(5)]
+    ids = [(r["rb"], r["rs"]) for r in d2.journal.pending(5)]
     check(ids == [(1, 11), (2, 1)], "new boot numbers its records from 2:1: %r" % ids)
     d2.cmd({"t": "unpaired"})
     check(d2.app.state_name() == "unpaired", "unpaired command")
@@ -267,7 +267,7 @@ def scenario_safe_mode(root):
     d.close()
     d = Device(root, cause="wdt")
     check(d.fw.boot_fails == 0, "a healthy boot resets the failure count")
-    boots = d.fw.boot_no
+    boots = d.fw.boot
     d.close()
     # over serial (a technician): clear() keeps the boot number and leaves safe mode
     for _ in range(3):
@@ -278,7 +278,7 @@ def scenario_safe_mode(root):
     BootState(d.hal).clear()
     d.close()
     d = Device(root, cause="power-on")
-    check(not d.fw.safe and d.fw.boot_no == boots + 5, "serial clear() leaves safe mode, ids go on")
+    check(not d.fw.safe and d.fw.boot == boots + 5, "serial clear() leaves safe mode, ids go on")
     d.close()
     return {"boots": boots}
 
@@ -294,8 +294,8 @@ def _fill(root, n, acked):
         d.run(8100)
     recs = d.journal.pending(100)
     for r in recs[:acked]:
-        d.journal.ack(r.rb, r.rs)
-    want = [(r.rb, r.rs, r.kind, r.grade, r.inv, r.w, r.u) for r in d.journal.pending(100)]
+        d.journal.ack(r["rb"], r["rs"])
+    want = [(r["rb"], r["rs"], r["k"], r["g"], r["i"], r["w"], r["u"]) for r in d.journal.pending(100)]
     d.close()
     return want
 
@@ -320,17 +320,17 @@ def _write(path, data):
 def _after_cut(root, want, what):
     """Boot on a damaged journal: every complete record kept, ids continue above all of them."""
     d = Device(root, cause="power-on")
-    got = [(r.rb, r.rs, r.kind, r.grade, r.inv, r.w, r.u) for r in d.journal.pending(100)]
+    got = [(r["rb"], r["rs"], r["k"], r["g"], r["i"], r["w"], r["u"]) for r in d.journal.pending(100)]
     check(got == want, "%s: kept %r, want %r" % (what, got, want))
-    boot = d.fw.boot_no
+    boot = d.fw.boot
     d.invite("inv-after")
     d.press(0)
     got2 = d.journal.pending(100)
     last = got2[-1]
-    check((last.rb, last.rs) == (boot, 1), "%s: new record %d:%d" % (what, last.rb, last.rs))
+    check((last["rb"], last["rs"]) == (boot, 1), "%s: new record %d:%d" % (what, last["rb"], last["rs"]))
     seen = {}
     for r in got2:
-        key = (r.rb, r.rs)
+        key = (r["rb"], r["rs"])
         check(key not in seen, "%s: id %r twice" % (what, key))
         seen[key] = 1
     d.close()
@@ -369,14 +369,14 @@ def scenario_power_cut(root, n=4, acked=1, step=1):
         _write(seg, seg0)
         _write(ack, ack0[: 12 + k])
         d = Device(root + "x", cause="power-on")
-        got = [(r.rb, r.rs) for r in d.journal.pending(100)]
+        got = [(r["rb"], r["rs"]) for r in d.journal.pending(100)]
         check(got == [(1, 2)] + [(w[0], w[1]) for w in first][:], "ack cut at +%d: %r" % (k, got))
         d.close()
         cases += 1
     # both boot slots are kept apart: a torn boot-state write falls back to the other slot
     _write(root + "/data/boot.a", boot0[0][:7])
     d = Device(root, cause="power-on")
-    check(d.fw.boot_no > last_boot, "boot number still grows with a torn slot")
+    check(d.fw.boot > last_boot, "boot number still grows with a torn slot")
     d.close()
     return {"cases": cases, "last_boot": last_boot}
 

@@ -111,17 +111,21 @@ EXPECTED = {
     "d_disconnect": "E:unexpected",
     "d_type0": "E:unexpected",
     "d_type15": "E:unexpected",
-    # 2.2.3 framing: split_packet
-    "s_empty": "None",
-    "s_header_only": "None",
-    "s_length_cut": "None",
-    "s_body_cut": "None",
-    "s_pingresp_plus": "208,,2",
-    "s_rl_16384": "48,16384,16388",
+    # 2.2.3 framing: read_packet, the device's reader -> "first,body,complete,bytes read". A
+    # stream that ends inside a packet is a closed connection; a packet over 4096 bytes is read
+    # to its end (the stream stays in step) and comes back as its first 64 bytes, incomplete.
+    "s_empty": "E:closed",
+    "s_header_only": "E:closed",
+    "s_length_cut": "E:closed",
+    "s_body_cut": "E:closed",
+    "s_pingresp_plus": "208,,True,2",
+    "s_rl_16384": "48,64,False,16388",
     "s_rl_5_bytes": "E:bad_length",
-    "s_rl_127": "48,127,129",
-    "s_rl_128": "48,128,131",
-    "s_rl_16383": "48,16383,16386",
+    "s_rl_127": "48,127,True,129",
+    "s_rl_128": "48,128,True,131",
+    "s_rl_16383": "48,64,False,16386",
+    "s_rl_4096": "48,4096,True,4099",
+    "s_rl_4097": "48,64,False,4100",
 }
 
 _NAMES = {2: "CONNACK", 3: "PUBLISH", 4: "PUBACK", 9: "SUBACK", 11: "UNSUBACK", 13: "PINGRESP"}
@@ -147,12 +151,42 @@ def _h(s):
     return binascii.unhexlify(s.replace(" ", ""))
 
 
+class _Stream:
+    """A stream over fixed bytes that never waits: past its end, the peer has closed."""
+
+    def __init__(self, b):
+        self.b = b
+        self.i = 0
+
+    async def readexactly(self, n):
+        if self.i + n > len(self.b):
+            raise EOFError
+        self.i += n
+        return self.b[self.i - n:self.i]
+
+    async def read(self, n):
+        chunk = self.b[self.i:self.i + n]
+        self.i += len(chunk)
+        return chunk
+
+
+def _read_packet(b):
+    """mqtt.read_packet on b, run to its end without an event loop -> (packet, bytes read)."""
+    s = _Stream(b)
+    coro = mqtt.read_packet(s)
+    try:
+        coro.send(None)
+    except StopIteration as e:
+        return e.value, s.i
+    raise AssertionError("read_packet waited on a stream that never blocks")
+
+
 def _dec(hexs):
     b = _h(hexs)
-    r = mqtt.split_packet(b)
-    if r is None or r[2] != len(b):
+    (first, body, complete), used = _read_packet(b)
+    if not complete or used != len(b):
         raise AssertionError("vector %s is not one whole packet" % hexs)
-    return _fmt(mqtt.decode_packet(r[0], r[1]))
+    return _fmt(mqtt.decode_packet(first, body))
 
 
 def _rl(n):
@@ -162,11 +196,8 @@ def _rl(n):
 
 
 def _split(hexs):
-    r = mqtt.split_packet(_h(hexs))
-    if r is None:
-        return "None"
-    first, body, used = r
-    return "%d,%s,%d" % (first, _hex(body) if len(body) < 8 else str(len(body)), used)
+    (first, body, complete), used = _read_packet(_h(hexs))
+    return "%d,%s,%s,%d" % (first, _hex(body) if len(body) < 8 else str(len(body)), complete, used)
 
 
 def _refused(rc):
@@ -177,10 +208,10 @@ def _refused(rc):
 def cases():
     P = mqtt.publish_packet
     C = mqttconn.connect_packet
-    yield "connect_full", lambda: _hex(C("dev-1", 60, False, "dev-1", "pw", TOPIC_WILL, b"off", 1, True))
+    yield "connect_full", lambda: _hex(C("dev-1", 60, False, "dev-1", "pw", (TOPIC_WILL, b"off", 1, True)))
     yield "connect_clean_min", lambda: _hex(C("x", 0, True))
     yield "connect_user_only", lambda: _hex(C("x", 300, False, "dev-1"))
-    yield "connect_will_q0", lambda: _hex(C("x", 10, False, None, None, "w", b"z", 0, False))
+    yield "connect_will_q0", lambda: _hex(C("x", 10, False, None, None, ("w", b"z", 0, False)))
     yield "connect_password_without_user", lambda: _hex(C("x", 10, False, None, "pw"))
     yield "publish_q0", lambda: _hex(P("a/b", b"hi"))
     yield "publish_q0_retain", lambda: _hex(P("a/b", b"hi", 0, True))
@@ -257,6 +288,8 @@ def cases():
     yield "s_rl_127", lambda: _split("307f" + "00" * 127)
     yield "s_rl_128", lambda: _split("308001" + "00" * 128)
     yield "s_rl_16383", lambda: _split("30ff7f" + "00" * 16383)
+    yield "s_rl_4096", lambda: _split("308020" + "00" * 4096)
+    yield "s_rl_4097", lambda: _split("308120" + "00" * 4097)
 
 
 def run():

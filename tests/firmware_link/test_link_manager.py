@@ -193,7 +193,7 @@ async def test_forged_replayed_and_malformed_commands_are_counted_not_applied(
     await until(lambda: sum(rig.link.rejected.values()) == 6, 5, "6 rejections")
     assert rig.link.rejected == {"bad_mac": 1, "wrong_boot": 1, "not_json": 1, "topic_mismatch": 1,
                                  "replay": 2}
-    assert [(r.rb, r.rs) for r in rig.journal.pending(10)] == [(BOOT, 2)]
+    assert [(r["rb"], r["rs"]) for r in rig.journal.pending(10)] == [(BOOT, 2)]
     assert rig.link.connected and rig.link.reconnects == 0       # never crashed the link
 
 

@@ -206,3 +206,8 @@ def test_record_ids() -> None:
     for bad in ("x", "a:b:c", ":1:2", "a:0:1", "a:1:0"):
         with pytest.raises(ValueError):
             ids.parse_record_id(bad)
+
+
+def test_the_gateways_ack_batch_is_the_ack_schemas_bound() -> None:
+    from protocol import cpython
+    assert messages.DOWN_TYPES["ack"] == "a:acks:1:%d" % cpython.MAX_ACKS
