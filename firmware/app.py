@@ -25,7 +25,6 @@ except ImportError:          # CPython
     def const(x):
         return x
 
-_DONE = const(8)           # finished invitation ids remembered, so a re-sent invite cannot rate twice
 # Commands the app applies, and those it applies in safe mode.
 _COMMANDS = const(("invite", "cancel", "paired", "unpaired", "time", "config", "reboot"))
 _SAFE_COMMANDS = const(("paired", "unpaired", "time", "config", "reboot"))
@@ -33,31 +32,9 @@ _SAFE_COMMANDS = const(("paired", "unpaired", "time", "config", "reboot"))
 
 class App:
     def __init__(self, hal, cfg, journal, clock, clear_failed_boots, feedback, safe=False, now=0):
-        self.hal = hal
-        self.cfg = cfg
-        self.journal = journal
-        self.clock = clock
-        self._clear_failed_boots = clear_failed_boots   # Firmware.clear_failed_boots (reboot command)
-        self.feedback = feedback
-        self.safe = safe
-        self.state = "booting"
-        self.online = False
-        self.inv = ""              # the open invitation while invited
-        self.deadline = 0
-        self.thanks_until = 0
-        self.last_inv = ""         # invitation the current cooldown follows ("" after a walk-up)
-        self._done = [""] * _DONE   # oldest first
-        self.win = ""
-        self.clerk = ""
-        self.counts = {"rated": 0, "walkup": 0, "extra": 0, "unrated": 0, "unpaired": 0}
-        self.ignored = 0           # presses that made no record (walkup=ignore, safe mode)
-        self.lost = 0              # presses the journal could not store (full / flash error)
-        self.dropped_cmds = 0      # commands that did not apply (duplicate invite, stale cancel, ...)
-        self.reboot_at = 0
-        self.on_record = None      # set by main: the link's kick()
-        self._rare("load_pairing", None, now)
-        self.feedback.set_label(self._label(), now)
-        self._rest(now)
+        # Once per boot: the body is firmware/appcmd.py's init (rare work, unloaded after), which
+        # sets every attribute, then loads the stored pairing.
+        self._rare("init", (hal, cfg, journal, clock, clear_failed_boots, feedback, safe), now)
 
     def _label(self):
         if self.clerk:

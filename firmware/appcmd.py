@@ -1,4 +1,5 @@
-"""The app's rare work: pairing persistence and the paired, unpaired, config and reboot commands.
+"""The app's rare work: its construction (init, once per boot), pairing persistence and the
+paired, unpaired, config and reboot commands.
 
 App._rare imports this module for the call and unloads it right after (firmware.unload), so
 its bytecode is not in the device's RAM between a few commands a day. Each function takes the
@@ -17,6 +18,32 @@ except ImportError:          # CPython
 
 _PAIR_FILE = const("data/pair.json")   # the window and clerk this device is bound to
 _REBOOT_DELAY_MS = const(500)          # let the link ack the reboot command before going down
+_DONE = const(8)            # finished invitation ids remembered, so a re-sent invite cannot rate twice
+
+
+def init(app, args, now):
+    """App.__init__ (once per boot): its inputs, state and counters, then the stored pairing."""
+    app.hal, app.cfg, app.journal, app.clock, app._clear_failed_boots, app.feedback, app.safe = args
+    # app._clear_failed_boots is Firmware.clear_failed_boots (the reboot command)
+    app.state = "booting"
+    app.online = False
+    app.inv = ""               # the open invitation while invited
+    app.deadline = 0
+    app.thanks_until = 0
+    app.last_inv = ""          # invitation the current cooldown follows ("" after a walk-up)
+    app._done = [""] * _DONE   # finished invitations, oldest first
+    app.win = ""
+    app.clerk = ""
+    app.counts = {"rated": 0, "walkup": 0, "extra": 0, "unrated": 0, "unpaired": 0}
+    app.ignored = 0            # presses that made no record (walkup=ignore, safe mode)
+    app.lost = 0               # presses the journal could not store (full / flash error)
+    app.dropped_cmds = 0       # commands that did not apply (duplicate invite, stale cancel, ...)
+    app.reboot_at = 0
+    app.on_record = None       # set by main: the link's kick()
+    load_pairing(app, None, now)
+    app.feedback.set_label(app._label(), now)
+    app._rest(now)
+    return True
 
 
 def load_pairing(app, msg, now):

@@ -18,9 +18,7 @@ All time comes from the HAL (ticks_ms/ticks_diff/sleep_ms): the simulator accele
 """
 
 import firmware
-from firmware.mqtt import MQTTClient
 from protocol import messages, topics
-from protocol.auth import ReplayWindow
 from protocol.errors import ProtocolError
 
 try:
@@ -51,43 +49,14 @@ class Link:
     backoff_max_ms = 60000
 
     def __init__(self, hal, cfg, key, boot, journal, app):
-        self.hal = hal
-        self.cfg = cfg
-        self.key = key
-        self.boot = boot
-        self.journal = journal
-        self.app = app
-        dev = _get(cfg, "device_id")
-        self.device = dev
-        broker = _get(cfg, "broker") or {}
-        self.host = broker.get("host", "127.0.0.1")
-        self.port = broker.get("port", 1883)
-        self.fw = firmware.VERSION
-        self.keepalive_s = _get(cfg, "keepalive_s", 60)
-        # State visible to the app, the heartbeat and the tests.
-        self.connected = False
-        self.reconnects = 0
-        self.conn_no = 0                 # connections attempted in this boot ("c" of status)
-        self.rejected = {}               # dropped commands by error code
-        self.errors = {}                 # broken connections by error code
-        self.last_error = ""
-        self.records_sent = 0
-        self.records_acked = 0
-        self.ack_timeouts = 0
-        self._n = 0                      # per-boot message counter ("n" of every message)
-        self._replay = ReplayWindow()
-        self._sent = {}                  # (rb, rs) -> True: published on this connection, no ack yet
-        self._bad = {}                   # (rb, rs) the protocol refuses to sign: kept, counted, skipped
-        self._more = True                # the journal may hold records not yet sent
-        self._attempt = 0                # failed attempts since the last good connection
-        self._ack_at = 0
-        self._hb_at = 0
-        self._treq_at = 0
-        self._t_status = topics.up(dev, "status")
-        self._t_rec = topics.up(dev, "rec")
-        self._client = MQTTClient(hal, dev, user=dev, password=broker.get("password"),
-                                  keepalive_s=self.keepalive_s, window=self.window,
-                                  on_message=self._on_message)
+        # Once per boot: the body is firmware/linkup.py's init, loaded for it and unloaded after
+        # (so the constructor's bytecode does not stay in the device's RAM).
+        from firmware import linkup
+        try:
+            linkup.init(self, hal, cfg, key, boot, journal, app)
+        finally:
+            linkup = None
+            firmware.unload("firmware.linkup")
 
     # -- the app's side -------------------------------------------------------------------
 

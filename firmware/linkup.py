@@ -1,18 +1,20 @@
-"""Between connections and bringing the next one up: the last connection's error noted, a
-jittered backoff, the Wi-Fi wait, then TCP (bounded in HAL time), CONNECT with the will,
-SUBSCRIBE to the commands, status online, hello. Steps 1-3 and 5 of "One connection" in
-docs/firmware_link.md.
+"""The link's rare work: its construction (init, once per boot), and between connections and
+bringing the next one up: the last connection's error noted, a jittered backoff, the Wi-Fi wait,
+then TCP (bounded in HAL time), CONNECT with the will, SUBSCRIBE to the commands, status online,
+hello. Steps 1-3 and 5 of "One connection" in docs/firmware_link.md.
 
-Once-per-connection code: Link._session imports this module for it and unloads it right after
+Link.__init__ and Link._session import this module for the call and unload it right after
 (firmware.unload), so its bytecode is not in the device's RAM while connected.
 """
 
 import asyncio
 import random
 
+import firmware
 from firmware.link import _get
-from firmware.mqtt import MQTTError
+from firmware.mqtt import MQTTClient, MQTTError
 from protocol import topics
+from protocol.auth import ReplayWindow
 
 try:
     from micropython import const
@@ -21,6 +23,47 @@ except ImportError:          # CPython
         return x
 
 _WIFI_MIN_MS = const(4000)   # a Wi-Fi association takes seconds: do not restart it sooner
+
+
+def init(link, hal, cfg, key, boot, journal, app):
+    """Link.__init__ (once per boot): its configuration, counters and MQTT client."""
+    link.hal = hal
+    link.cfg = cfg
+    link.key = key
+    link.boot = boot
+    link.journal = journal
+    link.app = app
+    dev = _get(cfg, "device_id")
+    link.device = dev
+    broker = _get(cfg, "broker") or {}
+    link.host = broker.get("host", "127.0.0.1")
+    link.port = broker.get("port", 1883)
+    link.fw = firmware.VERSION
+    link.keepalive_s = _get(cfg, "keepalive_s", 60)
+    # State visible to the app, the heartbeat and the tests.
+    link.connected = False
+    link.reconnects = 0
+    link.conn_no = 0                 # connections attempted in this boot ("c" of status)
+    link.rejected = {}               # dropped commands by error code
+    link.errors = {}                 # broken connections by error code
+    link.last_error = ""
+    link.records_sent = 0
+    link.records_acked = 0
+    link.ack_timeouts = 0
+    link._n = 0                      # per-boot message counter ("n" of every message)
+    link._replay = ReplayWindow()
+    link._sent = {}                  # (rb, rs) -> True: published on this connection, no ack yet
+    link._bad = {}                   # (rb, rs) the protocol refuses to sign: kept, counted, skipped
+    link._more = True                # the journal may hold records not yet sent
+    link._attempt = 0                # failed attempts since the last good connection
+    link._ack_at = 0
+    link._hb_at = 0
+    link._treq_at = 0
+    link._t_status = topics.up(dev, "status")
+    link._t_rec = topics.up(dev, "rec")
+    link._client = MQTTClient(hal, dev, user=dev, password=broker.get("password"),
+                              keepalive_s=link.keepalive_s, window=link.window,
+                              on_message=link._on_message)
 
 
 async def connect(link, ended):
