@@ -5,12 +5,13 @@
 Boots one evaluator on the host HAL inside MicroPython with everything the device runs: the
 app, journal, link, MQTT client and protocol (tests/firmware/fw_image_run.py). The link is
 connected, over an in-memory stream pair, to a stand-in broker + gateway that sends the
-commands (paired, time, invitations) and a signed `ack` for every record, so each press goes
+commands (paired, time, invitations; with Chinese item names, case numbers and clerk name, as a
+hall's window system sends them) and a signed `ack` for every record, so each press goes
 button -> app -> journal -> link -> MQTT -> ack -> journal. Presses go through every record
 kind (rated, extra, walk-up, unrated). Prints the live heap (gc.collect() then gc.mem_alloc())
 before the firmware is imported, after boot with the link connected, at 100 presses and at the
 end, a second window of presses (a leak shows in both windows, one-time warm-up in the first
-only), the import cost of every module in dependency order (firmware/hal/esp32.py measured on
+only), the interned names (qstrs) at the end, the import cost of every module in dependency order (firmware/hal/esp32.py measured on
 stub machine/network modules, so the image's figure can be restated with the HAL that ships),
 and the .mpy sizes. Under the wasm port the GC runs only when the program yields to JS, so the
 measuring code awaits between collect() and mem_alloc(), and the presses run in chunks of 50 with
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -103,6 +105,8 @@ async def main():
     info.update({"base": base, "booted": booted, "at100": at100, "at_end": at_end, "probe": probe,
                  "second_window": more})
     print("RESULT " + json.dumps(info))
+    import micropython
+    micropython.qstr_info()      # after every figure: "qstr pool: n_pool=.., n_qstr=.., ..."
 
 await main()
 """
@@ -245,6 +249,9 @@ def measure(presses: int = 10000, timeout: float = 900, source: bool = False,
         files = dict(mpy_tree())
         r = run_micropython(code, files=files, tree=(), is_async=True, timeout=timeout)
     out: dict[str, Any] = _result(r.stdout, r.stderr)
+    q = re.search(r"n_pool=(\d+), n_qstr=(\d+)", r.stdout)
+    if q:
+        out["qstr_pools"], out["qstrs"] = int(q.group(1)), int(q.group(2))
     return out
 
 
@@ -326,6 +333,8 @@ def main() -> int:
         args.presses, app_end - app_100, HEAP_BOUND, GROWTH_BOUND))
     print("  growth over a second window of %d presses: %s B" % (args.presses - 100, m["second_window"]))
     print("  cost of one measurement itself (wasm JS proxies): %s B" % m["probe"])
+    print("  interned names (qstrs) at the end: %s in %s pools; this port's pools hold 20, 40, 80, ..."
+          " names: the 621st allocates a 640-name pool (4.5 KB)" % (m.get("qstrs"), m.get("qstr_pools")))
     print("  record kinds: %s" % json.dumps(m["counts"]))
     print("  journal: %s" % json.dumps(m["journal"]))
     if not args.source:
