@@ -2,23 +2,23 @@
 
     .venv/bin/python bench/firmware_memory.py [--presses 10000] [--source] [--no-mpy]
 
-Boots one evaluator on the host HAL inside MicroPython with everything the device runs: the
-app, journal, link, MQTT client and protocol (tests/firmware/fw_image_run.py). The link is
-connected, over an in-memory stream pair, to a stand-in broker + gateway that sends the
-commands (paired, time, invitations; with Chinese item names, case numbers and clerk name, as a
-hall's window system sends them) and a signed `ack` for every record, so each press goes
-button -> app -> journal -> link -> MQTT -> ack -> journal. Presses go through every record
-kind (rated, extra, walk-up, unrated). Prints the live heap (gc.collect() then gc.mem_alloc())
-before the firmware is imported, after boot with the link connected, at 100 presses and at the
-end, a second window of presses (a leak shows in both windows, one-time warm-up in the first
-only), the interned names (qstrs) at the end, the import cost of every module in dependency order (firmware/hal/esp32.py measured on
-stub machine/network modules, so the image's figure can be restated with the HAL that ships),
-and the .mpy sizes. Under the wasm port the GC runs only when the program yields to JS, so the
-measuring code awaits between collect() and mem_alloc(), and the presses run in chunks of 50 with
-a yield to JS between chunks, so the collector runs as a device's does when its heap fills (more
-often there). The verdict is on that run. Two controls are printed too: the image idle (no press)
-and the image pressed with no collection inside a window, where this port grows its heap instead
-and keeps some garbage alive afterwards (see PROGRAM).
+Boots one evaluator on the host HAL inside MicroPython with everything the device runs: the app,
+journal, link, MQTT client and protocol (tests/firmware/fw_image_run.py). The link is connected,
+over an in-memory stream pair, to a stand-in broker + gateway that sends the commands (paired,
+time, invitations; with Chinese item names, case numbers and clerk name, as a hall's window system
+sends them) and a signed `ack` for every record, so each press goes button -> app -> journal ->
+link -> MQTT -> ack -> journal. Presses go through every record kind (rated, extra, walk-up,
+unrated). Prints the live heap (gc.collect() then gc.mem_alloc()) before the firmware is imported,
+after boot with the link connected, at 100 presses and at the end, a second window of presses (a
+leak shows in both windows, one-time warm-up in the first only), the interned names (qstrs) at the
+end, the import cost of every module in dependency order (firmware/hal/esp32.py measured on stub
+machine/network modules, so the image's figure can be restated with the HAL that ships), and the
+.mpy sizes. Under the wasm port the GC runs only when the program yields to JS, so the measuring
+code awaits between collect() and mem_alloc(), and the presses run in chunks of 50 with a yield to
+JS between chunks, so the collector runs as a device's does when its heap fills (more often
+there). The verdict is on that run. Two controls are printed too: the image idle (no press) and
+the image pressed with no collection inside a window, where this port grows its heap instead and
+keeps some garbage alive afterwards (see PROGRAM).
 """
 
 from __future__ import annotations

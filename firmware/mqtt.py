@@ -158,7 +158,7 @@ def decode_packet(first, body):
 async def read_packet(reader):
     """Read one packet from an asyncio stream -> (first byte, body, complete).
 
-    An oversize packet (over _MAX_PACKET) is read and thrown away so the stream stays in sync; it comes back
+    A packet over _MAX_PACKET is read and thrown away so the stream stays in sync; it comes back
     with complete=False and only its first 64 body bytes, so the caller can still PUBACK it
     and count the rejection (rather than reconnect, get it redelivered, and loop forever)."""
     try:
