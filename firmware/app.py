@@ -34,7 +34,8 @@ class App:
     def __init__(self, hal, cfg, journal, clock, clear_failed_boots, feedback, safe=False, now=0):
         # Once per boot: the body is firmware/appcmd.py's init (rare work, unloaded after), which
         # sets every attribute, then loads the stored pairing.
-        self._rare("init", (hal, cfg, journal, clock, clear_failed_boots, feedback, safe), now)
+        firmware.rare("appcmd", "init", self, (hal, cfg, journal, clock, clear_failed_boots, feedback,
+                                               safe), now)
 
     def _label(self):
         if self.clerk:
@@ -169,16 +170,8 @@ class App:
         if t == "time":
             self.clock.set_wall(msg["w"], msg["u"], now)
             return True
-        return self._rare(t, msg, now)
-
-    def _rare(self, name, msg, now):
-        # pairing, config and reboot: firmware/appcmd.py, loaded for the call and unloaded after
-        from firmware import appcmd
-        try:
-            return getattr(appcmd, name)(self, msg, now)
-        finally:
-            appcmd = None
-            firmware.unload("firmware.appcmd", "firmware.fsutil")
+        # pairing, config and reboot: firmware/appcmd.py, loaded for the call (firmware.rare)
+        return firmware.rare("appcmd", t, self, msg, now)
 
     def _drop(self, why):
         self.dropped_cmds += 1

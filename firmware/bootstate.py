@@ -17,8 +17,6 @@ flash.
 import binascii
 import struct
 
-import firmware
-
 try:
     from micropython import const
 except ImportError:          # CPython
@@ -125,7 +123,7 @@ def load_config(hal):
     """/config.json -> firmware.config.Config; ConfigError when the device cannot run on it."""
     import json
 
-    from firmware import fsutil  # boot-time: boot() unloads fsutil after
+    from firmware import fsutil  # boot-time: firmware.rare unloads it after boot()
     from firmware.config import FILE, Config, ConfigError
     data = fsutil.read_atomic(hal.path(FILE))
     if data is None:
@@ -168,7 +166,6 @@ def boot(fw, hal):
     fw._on_press = fw.app.on_button        # bound once: no allocation per scan
     hal.log("firmware %s boot %d (%s) journal %d pending" % (
         VERSION, fw.boot, hal.reset_cause(), fw.journal.depth()))
-    firmware.unload("firmware.fsutil")     # used again only by rare work, which reloads it
 
 
 def start_link(fw):

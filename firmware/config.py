@@ -11,14 +11,7 @@ import json
 
 import firmware
 
-try:
-    from micropython import const
-except ImportError:          # CPython
-    def const(x):
-        return x
-
 FILE = "config.json"
-_CHECK = const("firmware.cfgcheck")   # the checks' module, loaded while they run
 
 
 class ConfigError(Exception):
@@ -32,24 +25,14 @@ class Config:
     def __init__(self, raw):
         self.raw = raw                     # everything in the file, unknown keys kept on persist
         self.warnings = []
-        from firmware import cfgcheck
-        try:
-            cfgcheck.fill(self, raw, ConfigError)
-        finally:
-            cfgcheck = None
-            firmware.unload(_CHECK)
+        firmware.rare("cfgcheck", "fill", self, raw, ConfigError)
 
     def apply(self, changes):
         """Apply a `config` command's cfg dict. Returns (applied keys, rejected {key: why}).
 
         All-or-nothing per key: a bad value leaves that key as it was.
         """
-        from firmware import cfgcheck
-        try:
-            return cfgcheck.apply(self, changes)
-        finally:
-            cfgcheck = None
-            firmware.unload(_CHECK)
+        return firmware.rare("cfgcheck", "apply", self, changes)
 
     def save(self, hal):
         from firmware import fsutil  # rare (a config command): its caller unloads fsutil again

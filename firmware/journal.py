@@ -75,7 +75,7 @@ class Journal:
     def open(self):
         """Open the newest complete generation (creating the first) and scan it (code in
         firmware/jmaint.py, loaded for this boot-time call)."""
-        self._maint("open_journal")
+        firmware.rare("jmaint", "open_journal", self)
         return self
 
     def _read_slot(self, i):
@@ -194,16 +194,7 @@ class Journal:
     def compact(self):
         """Copy the pending records to a fresh generation, then drop the old one (code in
         firmware/jmaint.py, loaded for the call)."""
-        self._maint("compact")
-
-    def _maint(self, name):
-        # opening and compaction run rarely: firmware/jmaint.py, loaded for the call, unloaded after
-        from firmware import jmaint
-        try:
-            getattr(jmaint, name)(self)
-        finally:
-            jmaint = None
-            firmware.unload("firmware.jmaint", "firmware.fsutil")
+        firmware.rare("jmaint", "compact", self)
 
     def close(self):
         for f in (self._seg, self._ackf):

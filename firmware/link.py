@@ -51,12 +51,7 @@ class Link:
     def __init__(self, hal, cfg, key, boot, journal, app):
         # Once per boot: the body is firmware/linkup.py's init, loaded for it and unloaded after
         # (so the constructor's bytecode does not stay in the device's RAM).
-        from firmware import linkup
-        try:
-            linkup.init(self, hal, cfg, key, boot, journal, app)
-        finally:
-            linkup = None
-            firmware.unload("firmware.linkup")
+        firmware.rare("linkup", "init", self, hal, cfg, key, boot, journal, app)
 
     # -- the app's side -------------------------------------------------------------------
 
@@ -113,16 +108,20 @@ class Link:
             if not self._synced() and hal.ticks_diff(now, self._treq_at) >= _TREQ_EVERY_MS:
                 await self._treq(now)
             if self._sent and hal.ticks_diff(now, self._ack_at) >= _ACK_TIMEOUT_MS:
-                # The gateway may have lost what the broker accepted: forget what is no longer
-                # on the wire so _fill() sends it again.
-                self._sent = {}
-                for tag in c.inflight_tags():
-                    if tag is not None:
-                        self._sent[tag] = True
-                self._more = True
+                # The gateway may have lost what the broker accepted
+                self._resend_unacked()
                 self._ack_at = now
                 self.ack_timeouts += 1
             await c.wait()
+
+    def _resend_unacked(self):
+        """Forget every record sent but not acked, except those still in the client's window
+        (which the client re-sends itself), so _fill() sends them again, oldest first."""
+        self._sent = {}
+        for tag in self._client.inflight_tags():
+            if tag is not None:
+                self._sent[tag] = True
+        self._more = True
 
     async def _fill(self):
         """Publish unsent journal records, oldest first, while the window has room."""

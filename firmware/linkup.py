@@ -83,11 +83,7 @@ async def connect(link, ended):
     reader = writer = None
     # Records still in the window are being re-sent (DUP) by the client; every other unacked
     # record goes again, oldest first.
-    link._sent = {}
-    for tag in c.inflight_tags():
-        if tag is not None:
-            link._sent[tag] = True
-    link._more = True
+    link._resend_unacked()
     await c.subscribe(topics.device_sub(link.device), 1, link.connect_timeout_ms)
     await c.publish(link._t_status, link._sign("status", {"s": "online", "c": link.conn_no}), 1, True)
     hello = link._sign("hello", {

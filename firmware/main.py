@@ -6,7 +6,7 @@ synchronous scan + tick (tests and the simulator's virtual time call it directly
 adds the watchdog, NTP, the link task and the 10 ms loop. /main.py calls run().
 """
 
-from firmware import unload
+from firmware import rare
 
 try:
     from micropython import const
@@ -20,17 +20,6 @@ _WDT_MS = const(8000)
 _NTP_RETRY_MS = const(3600000)
 
 
-def _boot_only(name, *args):
-    # firmware.bootstate's `name`(*args): boot-only code, imported for the call and unloaded
-    # right after (see firmware.unload); an object it returns keeps working without the module
-    from firmware import bootstate
-    try:
-        return getattr(bootstate, name)(*args)
-    finally:
-        bootstate = None
-        unload("firmware.bootstate")
-
-
 class Firmware:
     def __init__(self, hal):
         self.hal = hal
@@ -39,7 +28,7 @@ class Firmware:
         self._ntp_at = 0
         # The boot order (config, journal, durable boot number, app) is boot-only code: it lives
         # in firmware/bootstate.py, which is unloaded once it has run.
-        _boot_only("boot", self, hal)
+        rare("bootstate", "boot", self, hal)
 
     def step(self):
         """One scan: buttons, app tick, health. Returns the uptime it ran at."""
@@ -48,20 +37,20 @@ class Firmware:
         self.app.tick(now)
         if not self.healthy and now >= _HEALTHY_MS:
             self.healthy = True
-            boot = _boot_only("BootState", self.hal)
+            boot = rare("bootstate", "BootState", self.hal)
             boot.mark_healthy()
             self.boot_fails = boot.fails
         return now
 
     def clear_failed_boots(self):
         """The gateway's reboot command: forget failed boots (leaves safe mode at the next boot)."""
-        _boot_only("BootState", self.hal).clear()
+        rare("bootstate", "BootState", self.hal).clear()
         self.boot_fails = 0
 
     def start_link(self):
         """Create the link task's object; None when firmware/link.py is not installed. Once per
         boot: the code is firmware.bootstate.start_link."""
-        return _boot_only("start_link", self)
+        return rare("bootstate", "start_link", self)
 
     async def run_async(self):
         import asyncio
