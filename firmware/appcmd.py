@@ -1,7 +1,7 @@
 """The app's rare work: its construction (init, once per boot), pairing persistence and the
 paired, unpaired, config and reboot commands.
 
-App._rare imports this module for the call and unloads it right after (firmware.unload), so
+App imports this module for the call and unloads it right after (firmware.rare), so
 its bytecode is not in the device's RAM between a few commands a day. Each function takes the
 App, the verified command dict and the uptime, and returns True if something changed.
 """

@@ -1,7 +1,7 @@
 """Checking /config.json: defaults, the validation of every key, the gateway's `config` command.
 
 Rare work: firmware.config imports this module when the device boots and when a `config` command
-arrives, and unloads it right after (firmware.unload), so its bytecode is not in the device's RAM
+arrives, and unloads it right after (firmware.rare), so its bytecode is not in the device's RAM
 in between. Keys and format: docs/architecture.md section 2.
 """
 

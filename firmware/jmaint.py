@@ -3,7 +3,7 @@ segment and the ack log: torn last record / entry dropped, corrupt records count
 rebuilt) and compaction (pending records copied to generation gen+1).
 
 Journal.open() and Journal.compact() import this module for the call and unload it right after
-(firmware.unload), so its bytecode is not in the device's RAM between compactions. Format:
+(firmware.rare), so its bytecode is not in the device's RAM between compactions. Format:
 firmware/journal.py.
 """
 

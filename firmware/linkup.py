@@ -3,8 +3,8 @@ bringing the next one up: the last connection's error noted, a jittered backoff,
 then TCP (bounded in HAL time), CONNECT with the will, SUBSCRIBE to the commands, status online,
 hello. Steps 1-3 and 5 of "One connection" in docs/firmware_link.md.
 
-Link.__init__ and Link._session import this module for the call and unload it right after
-(firmware.unload), so its bytecode is not in the device's RAM while connected.
+Link.__init__ (through firmware.rare) and Link._session import this module for the call and
+unload it right after, so its bytecode is not in the device's RAM while connected.
 """
 
 import asyncio

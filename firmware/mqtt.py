@@ -49,6 +49,7 @@ _MAX_LENGTH = const(268435455)  # 4-byte remaining length limit of MQTT 3.1.1
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"
 
+
 class MQTTError(ProtocolError):
     """Any MQTT-level failure; `code` is stable and machine-readable, args = (code, detail[, rc]).
 
