@@ -9,7 +9,7 @@ yields to JS; inside a window it grows its heap instead, docs/firmware.md "The g
 presses"). Measured that way the image does not grow, and it stays within 48 KB: both asserted
 here (docs/firmware.md, "Memory"). The firmware core alone keeps its 48 KB and no-growth bounds.
 
-The margin is not large (about 0.8 KB at 10,000 presses on 2026-11-22) and the qstr pools grow in
+The margin is not large (about 0.5 KB at 10,000 presses on 2026-11-22) and the qstr pools grow in
 doubling steps: about 8 more interned names than today would make this port allocate its next
 pool (4.5 KB) and fail the bound. bench/firmware_memory.py prints the figures and the qstr count.
 """
