@@ -22,10 +22,11 @@ import enum
 import functools
 import html
 import io
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import segno
@@ -45,6 +46,20 @@ __all__ = [
 ]
 
 DEFAULT_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")  # Debian fonts-wqy-microhei
+
+P = ParamSpec("P")
+R = TypeVar("R")
+# fontTools loads tables lazily and reportlab registers fonts in a global registry: neither is
+# safe to use from two threads at once, so renders (run in worker threads) take turns.
+_LOCK = threading.RLock()
+
+
+def _serialised(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _LOCK:
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 class PaperSize(enum.StrEnum):
@@ -211,6 +226,7 @@ def _matrix(url: str, ec: str) -> tuple[tuple[bool, ...], ...]:
     return tuple(tuple(bool(m) for m in row) for row in qr.matrix_iter(scale=1, border=0))
 
 
+@_serialised
 def layout_plate(info: PlateInfo, settings: PlateSettings | None = None) -> Layout:
     """Where everything goes, in millimetres from the top-left, for a portrait A4 or A5 page."""
     s = settings or PlateSettings()
@@ -277,6 +293,7 @@ def _fmt(v: float) -> str:
     return f"{v:.3f}".rstrip("0").rstrip(".")
 
 
+@_serialised
 def render_svg(info: PlateInfo, settings: PlateSettings | None = None) -> bytes:
     s = settings or PlateSettings()
     lay = layout_plate(info, s)
@@ -322,6 +339,7 @@ def render_svg(info: PlateInfo, settings: PlateSettings | None = None) -> bytes:
     return svg.encode("utf-8")
 
 
+@_serialised
 def render_png(info: PlateInfo, settings: PlateSettings | None = None) -> bytes:
     s = settings or PlateSettings()
     lay = layout_plate(info, s)
@@ -332,7 +350,7 @@ def render_png(info: PlateInfo, settings: PlateSettings | None = None) -> bytes:
     draw.rectangle((inset, inset, img.width - inset, img.height - inset), outline=(0xC0, 0, 0),
                    width=max(1, round(0.8 * lay.width_mm / 210 * ppm)))
     for t in lay.texts:
-        f = ImageFont.truetype(str(s.font_path), size=max(1, round(t.size_mm * ppm)), index=s.font_index)
+        f = _pil_font(str(s.font_path), s.font_index, max(1, round(t.size_mm * ppm)))
         draw.text((t.x_mm * ppm, t.baseline_mm * ppm), t.text, font=f, fill="black", anchor="ms")
     q = lay.qr
     # Whole pixels per module, centred where the layout puts the code: crisp for scanners.
@@ -347,6 +365,11 @@ def render_png(info: PlateInfo, settings: PlateSettings | None = None) -> bytes:
     return buf.getvalue()
 
 
+@functools.lru_cache(maxsize=64)
+def _pil_font(path: str, index: int, size_px: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(path, size=size_px, index=index)
+
+
 def _reportlab_font(s: PlateSettings) -> str:
     name = f"HCPPlate-{abs(hash((str(s.font_path), s.font_index))):x}"
     if name not in pdfmetrics.getRegisteredFontNames():
@@ -354,6 +377,7 @@ def _reportlab_font(s: PlateSettings) -> str:
     return name
 
 
+@_serialised
 def render_pdf(info: PlateInfo, settings: PlateSettings | None = None) -> bytes:
     s = settings or PlateSettings()
     lay = layout_plate(info, s)
@@ -384,7 +408,8 @@ def render_pdf(info: PlateInfo, settings: PlateSettings | None = None) -> bytes:
     return buf.getvalue()
 
 
-_RENDERERS: dict[str, Any] = {"svg": render_svg, "png": render_png, "pdf": render_pdf}
+_RENDERERS: dict[str, Callable[[PlateInfo, PlateSettings | None], bytes]] = {
+    "svg": render_svg, "png": render_png, "pdf": render_pdf}
 
 
 async def render_plate(info: PlateInfo, fmt: str, settings: PlateSettings | None = None) -> bytes:

@@ -6,6 +6,7 @@ extracted with pypdf, rasterised by poppler's pdftoppm, then decoded.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import subprocess
@@ -136,6 +137,14 @@ def test_bad_inputs() -> None:
 async def test_render_plate_async() -> None:
     png = await render_plate(_info(), "png")
     assert png.startswith(b"\x89PNG")
+    # Concurrent renders in worker threads (fonts shared between them) all come out right.
+    names = ["张三", "李四", "王五", "赵六"]
+    outs = await asyncio.gather(*(render_plate(_info(clerk_name=n), f)
+                                  for n in names for f in ("pdf", "svg")))
+    for n, pdf in zip(names, outs[0::2], strict=True):
+        assert n in PdfReader(io.BytesIO(pdf)).pages[0].extract_text()
+    for n, svg in zip(names, outs[1::2], strict=True):
+        assert f"工作人员：{n}" in svg.decode("utf-8")
     with pytest.raises(PlateError, match="svg, png or pdf"):
         await render_plate(_info(), "gif")
 
