@@ -403,11 +403,23 @@ def _write_charts(ws: Worksheet, t: Table, s: ExportSettings) -> None:
         chart.x_axis.delete = False
         chart.y_axis.delete = False
         if spec.percent:
-            chart.y_axis.number_format = "0%"
+            # Rates cluster near 100%: whole percents would label every tick "100%".
+            chart.y_axis.number_format = "0.00%"
+        if spec.kind == "bar":
+            chart.y_axis.scaling.min = 0  # bars from zero: a cut axis exaggerates differences
+        values = [v for ser in spec.series for v in ser.values if v is not None]
+        if spec.kind == "bar" and spec.percent and values and max(values) <= 1:
+            chart.y_axis.scaling.max = 1  # a rate's bar is read against 100%
+        if not spec.percent and values and all(float(v).is_integer() for v in values):
+            chart.y_axis.majorUnit = max(1, math.ceil(max(values) / 8))  # counts: no 0.5 ticks
         data = Reference(ws, min_col=2, max_col=1 + len(spec.series), min_row=header, max_row=last_row)
         cats = Reference(ws, min_col=1, min_row=header + 1, max_row=last_row)
         chart.add_data(data, titles_from_data=True)
         chart.set_categories(cats)
+        if isinstance(chart, LineChart):
+            for ser in chart.series:
+                ser.smooth = False  # a trend of measured points, not a fitted curve
+                ser.marker.symbol = "circle"
         chart.height = 9  # cm
         chart.width = max(16, math.ceil(1.3 * len(spec.categories)) + 6)
         if len(spec.series) == 1:
@@ -419,6 +431,11 @@ def _write_charts(ws: Worksheet, t: Table, s: ExportSettings) -> None:
             ws.column_dimensions["A"].width or 8.43,
             min(30.0, max(display_width(c) for c in spec.categories) + 2) if spec.categories else 10.0)
         row = max(last_row + 2, row + 18)  # the chart is ~17 rows tall: never overlap the next
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4 if s.paper == "A4" else ws.PAPERSIZE_A3
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
 
 
 # --- files ---------------------------------------------------------------------------------

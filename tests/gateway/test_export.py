@@ -176,6 +176,12 @@ def test_native_charts_with_their_data() -> None:
         assert title == spec.title
         deletes = [d.get("val") for d in r.findall(f".//{C}delete")]
         assert deletes and set(deletes) == {"0"}  # axes shown (openpyxl's default hides them in Excel)
+        if spec.kind == "bar":  # bars start at zero (and a rate's bars end at 100%)
+            assert r.find(f".//{C}valAx/{C}scaling/{C}min").get("val") == "0"  # type: ignore[union-attr]
+            if spec.percent:
+                assert r.find(f".//{C}valAx/{C}scaling/{C}max").get("val") == "1"  # type: ignore[union-attr]
+        else:  # measured points joined by straight lines, not a fitted curve
+            assert {x.get("val") for x in r.findall(f".//{C}ser/{C}smooth")} == {"0"}
         refs = [f.text or "" for f in r.findall(f".//{C}val//{C}f")]
         assert len(refs) == len(spec.series) and all(x.startswith("'图表'!$B$") or
                                                      x.startswith("'图表'!$C$") for x in refs), refs
