@@ -304,15 +304,15 @@ async def _ack_watchdog(devs: list[BenchDevice]) -> None:
 
 
 async def _register(db_path: Path, creds: dict[str, tuple[str, str]]) -> None:
-    from gateway.config import parse_config
-    from gateway.store.db import open_db
-    from gateway.store.devices import register_device
+    from gateway.broker_accounts import NoBrokerAccounts
+    from gateway.devices import DeviceService
+    from gateway.store import open_store
 
-    cfg = parse_config({"store": {"path": str(db_path)}}, db_path.parent)
-    db = await open_db(db_path)
+    db = await open_store(db_path)
     try:
+        svc = DeviceService(db, NoBrokerAccounts())
         for d, (secret, pw) in creds.items():
-            await register_device(db, cfg, d, secret, pw)
+            await svc.register(d, secret, pw)
     finally:
         await db.close()
 

@@ -34,7 +34,14 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: Path
+    """`url`: "sqlite:///path", a plain path (SQLite), or "postgresql://..."."""
+
+    url: str
+    path: Path | None = None      # the SQLite file, None on PostgreSQL
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
 
 
 @dataclass(frozen=True)
@@ -119,8 +126,10 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
     hall = _section(raw, "hall")
     devices = _section(raw, "devices")
     ingest = _section(raw, "ingest")
-    if "path" not in store:
-        raise ConfigError("[store] path is required")
+    if "path" not in store and "url" not in store:
+        raise ConfigError("[store] path is required (or url)")
+    if "path" in store and "url" in store:
+        raise ConfigError("[store] give path or url, not both")
     return Config(
         path=path,
         mqtt=MqttConfig(
@@ -131,7 +140,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
             client_id=_str(mqtt, "mqtt", "client_id", "hcp-gateway"),
             keepalive_s=_int(mqtt, "mqtt", "keepalive_s", 30, 5, 3600),
         ),
-        store=StoreConfig(path=_path(store, "store", "path", base_dir) or base_dir / "gateway.db"),
+        store=_store(store, base_dir),
         broker=BrokerConfig(
             password_file=_path(broker, "broker", "password_file", base_dir),
             pid_file=_path(broker, "broker", "pid_file", base_dir),
@@ -149,6 +158,20 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
         ),
         raw=raw,
     )
+
+
+def _store(sec: dict[str, Any], base_dir: Path) -> StoreConfig:
+    if "url" in sec:
+        url = _str(sec, "store", "url", "")
+        if url.startswith(("postgresql://", "postgres://")):
+            return StoreConfig(url=url)
+        if not url.startswith("sqlite://") or len(url) <= len("sqlite://"):
+            raise ConfigError('[store] url must be "sqlite:///path" or "postgresql://..."')
+        p = Path(url[len("sqlite://"):]).expanduser()
+    else:
+        p = _path(sec, "store", "path", base_dir) or base_dir / "gateway.db"
+    p = p if p.is_absolute() else base_dir / p
+    return StoreConfig(url=str(p), path=p)
 
 
 def _hall(sec: dict[str, Any]) -> HallConfig:

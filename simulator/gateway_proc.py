@@ -151,7 +151,7 @@ class GatewayProcess:
         self.terminate()
 
 
-def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Path,
+def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Path | str,
                  mqtt_host: str = "127.0.0.1", client_id: str = "hcp-gateway",
                  batch_ms: int = 5, batch_max: int = 500, extra: str = "",
                  password_file: Path | None = None, pid_file: Path | None = None) -> Path:
@@ -159,7 +159,7 @@ def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Pat
     lines = [
         "[mqtt]", f'host = "{mqtt_host}"', f"port = {mqtt_port}", 'username = "gateway"',
         f'password = "{mqtt_password}"', f'client_id = "{client_id}"', "",
-        "[store]", f'path = "{db_path}"', "",
+        "[store]", (f'url = "{db_path}"' if str(db_path).startswith("postgresql://") else f'path = "{db_path}"'), "",
         "[ingest]", f"batch_ms = {batch_ms}", f"batch_max = {batch_max}", "rejection_log_s = 1", "",
     ]
     if password_file is not None or pid_file is not None:

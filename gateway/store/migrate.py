@@ -10,6 +10,7 @@ applied file has no effect (add a new one instead, for both backends).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,7 @@ def applied_versions(conn: Conn) -> set[int]:
     return {int(r[0]) for r in conn.rows("SELECT version FROM schema_version")}
 
 
-def migrate(conn: Conn, run_script: ScriptRunner, directory: Path | None = None) -> list[int]:
+def migrate(conn: Conn, run_script: Callable[[str], object], directory: Path | None = None) -> list[int]:
     """Apply every not-yet-applied migration in order; return the versions applied now.
     conn is in autocommit mode; run_script runs a multi-statement text as it is."""
     d = directory or migrations_dir(conn.dialect)
@@ -76,13 +77,10 @@ def migrate(conn: Conn, run_script: ScriptRunner, directory: Path | None = None)
             run_script(script)
         except Exception as e:
             try:
-                run_script("ROLLBACK")
+                conn.execute("ROLLBACK")
             except Exception:  # noqa: BLE001 - nothing open to roll back
                 pass
             raise MigrationError(f"migration {mig.path.name} failed: {e}") from e
         applied.append(mig.version)
     return applied
 
-
-class ScriptRunner:  # typing aid: a callable taking a script
-    def __call__(self, script: str) -> None: ...

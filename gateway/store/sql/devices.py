@@ -26,7 +26,7 @@ class SqlDevices:
                        % (_COLS, " AND enabled = 1" if enabled_only else ""), (device_id,))
         return None if r is None else _row(r)
 
-    def list(self, enabled_only: bool = False) -> list[DeviceRow]:
+    def all(self, enabled_only: bool = False) -> list[DeviceRow]:
         return [_row(r) for r in self.c.rows("SELECT %s FROM devices%s ORDER BY device_id"
                                              % (_COLS, " WHERE enabled = 1" if enabled_only else ""))]
 

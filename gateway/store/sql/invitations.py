@@ -20,7 +20,7 @@ class SqlInvitations:
         r = self.c.one("SELECT %s FROM invitations WHERE id = ?" % _COLUMNS, (inv_id,))
         return None if r is None else Invitation(*r)
 
-    def list(self, status: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
+    def find(self, status: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
              limit: int = 1000) -> tuple[list[Invitation], int]:
         """Oldest first, at most limit rows (the newest limit), and how many matched."""
         where: list[str] = ["1=1"]
@@ -36,6 +36,9 @@ class SqlInvitations:
             [*args, max(1, limit)])]
         rows.reverse()
         return rows, total
+
+    def count(self, status: str) -> int:
+        return int(self.c.scalar("SELECT count(*) FROM invitations WHERE status = ?", (status,)))
 
     def pending_ids(self, device_id: str) -> list[str]:
         return [r[0] for r in self.c.rows(

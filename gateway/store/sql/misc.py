@@ -18,7 +18,7 @@ class SqlAudit:
         self.c.execute("INSERT INTO audit_log (at_ms, actor, action, detail_json) VALUES (?, ?, ?, ?)",
                        (at_ms, actor, action, json.dumps(detail, ensure_ascii=False, sort_keys=True)))
 
-    def list(self, limit: int = 100) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.c.dicts("SELECT id, at_ms, actor, action, detail_json FROM audit_log"
                             " ORDER BY id DESC LIMIT ?", (limit,))
         rows.reverse()
@@ -59,7 +59,7 @@ class SqlLeases:
             " SET holder = excluded.holder, expires_ms = excluded.expires_ms"
             " WHERE leases.holder = excluded.holder OR leases.expires_ms < ?",
             (name, holder, now_ms + ttl_ms, now_ms))
-        return self.c.scalar("SELECT holder FROM leases WHERE name = ?", (name,)) == holder
+        return bool(self.c.scalar("SELECT holder FROM leases WHERE name = ?", (name,)) == holder)
 
     def release(self, name: str, holder: str) -> None:
         self.c.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))

@@ -80,7 +80,7 @@ class SqlBindings:
         """Every binding of the device, latest start first."""
         return self._where("b.device_id = ? ORDER BY b.valid_from_ms DESC, b.id DESC", (device_id,))
 
-    def list(self, history: bool = False) -> list[Binding]:
+    def listing(self, history: bool = False) -> list[Binding]:
         if history:
             return self._where("1=1 ORDER BY b.device_id, b.valid_from_ms, b.id", ())
         return self._where("b.valid_to_ms IS NULL ORDER BY b.window_id", ())

@@ -58,7 +58,8 @@ class SqlRecords:
     def search(self, lo: int | None = None, hi: int | None = None, window_id: str | None = None,
                staff_account: str | None = None, kind: str | None = None,
                limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
-        """Records by press time (newest `limit` of them, oldest first) and how many matched."""
+        """Records by press time (the first `limit`, oldest first), each with its invitation's
+        case and whether it is that invitation's one rating, and how many matched in all."""
         where, args = ["1=1"], []  # type: tuple[list[str], list[Any]]
         for cond, val in (("r.pressed_at_ms >= ?", lo), ("r.pressed_at_ms < ?", hi),
                           ("r.window_id = ?", window_id), ("r.staff_account = ?", staff_account),
@@ -70,10 +71,12 @@ class SqlRecords:
         total = int(self.c.scalar("SELECT count(*) FROM records r WHERE " + w, args))
         rows = self.c.dicts(
             "SELECT r.record_id, r.pressed_at_ms, r.time_source, r.kind, r.grade, r.window_id,"
-            " r.staff_account, s.display_name, r.invitation_id, r.flags, r.device_id"
-            " FROM records r LEFT JOIN staff s ON s.account = r.staff_account WHERE " + w
-            + " ORDER BY r.pressed_at_ms DESC, r.record_id DESC LIMIT ?", [*args, limit])
-        rows.reverse()
+            " r.staff_account, r.invitation_id, i.case_no,"
+            " CASE WHEN i.record_id = r.record_id THEN 1 ELSE 0 END AS counted, r.flags"
+            " FROM records r LEFT JOIN invitations i ON i.id = r.invitation_id WHERE " + w
+            + " ORDER BY r.pressed_at_ms, r.record_id LIMIT ?", [*args, limit])
+        for r in rows:
+            r["counted"] = bool(r["counted"])
         return rows, total
 
     def day_presses(self, lo: int, hi: int) -> list[tuple[str | None, str | None, str, str]]:
@@ -131,3 +134,7 @@ class SqlRejections:
 
     def totals(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self.c.rows("SELECT reason, count FROM rejections")}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """reason, count, last_at, by reason."""
+        return self.c.dicts("SELECT reason, count, last_at FROM rejections ORDER BY reason")

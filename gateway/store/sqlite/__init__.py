@@ -19,12 +19,15 @@ from gateway.store.worker import Worker
 BUSY_TIMEOUT_MS = 10000
 
 
-def _connect(path: Path) -> Conn:
+def _connect(path: Path, writer: bool = True) -> Conn:
     raw = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                           check_same_thread=False)
     try:
         raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        raw.execute("PRAGMA journal_mode = WAL")
+        if writer:
+            # WAL is a property of the file: the writer sets it once (switching needs an
+            # exclusive lock that the busy timeout does not wait for).
+            raw.execute("PRAGMA journal_mode = WAL")
         raw.execute("PRAGMA synchronous = FULL")
         raw.execute("PRAGMA foreign_keys = ON")
     except BaseException:
@@ -41,10 +44,10 @@ class SqliteStore(SqlStore):
     backend = "sqlite"
     begin_write = "BEGIN IMMEDIATE"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, writer: Worker[Conn]) -> None:
         self.path = path
-        super().__init__(Worker("store-writer", lambda: _connect(path), _close),
-                         Worker("store-reader", lambda: _connect(path), _close), "sqlite:%s" % path)
+        super().__init__(writer, Worker("store-reader", lambda: _connect(path, writer=False), _close),
+                         "sqlite:%s" % path)
 
     def _rollback(self, conn: Conn) -> None:
         if conn.raw.in_transaction:
@@ -53,9 +56,14 @@ class SqliteStore(SqlStore):
 
 async def open_sqlite(path: Path, run_migrations: bool = True) -> SqliteStore:
     path.parent.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(path)
+    writer: Worker[Conn] = Worker("store-writer", lambda: _connect(path), _close)
     try:
-        await store._writer.started()
+        await writer.started()
+    except BaseException:
+        await writer.stop()
+        raise
+    store = SqliteStore(path, writer)
+    try:
         await store._reader.started()
         if run_migrations:
             await store._writer.call(lambda c: migrate(c, c.raw.executescript))
