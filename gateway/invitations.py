@@ -13,8 +13,12 @@ the commit (a command must never announce something that was rolled back).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import re
 import secrets
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +40,8 @@ from gateway.store import Store
 from gateway.store.api import Tx
 from gateway.store.errors import IntegrityError
 from gateway.store.rows import Invitation, NewInvitation
+
+log = logging.getLogger("gateway.invitations")
 
 INVITATION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 MAX_COUNTDOWN_S = 600
@@ -224,3 +230,19 @@ async def expire_due(store: Store, at_ms: int | None = None) -> list[str]:
                 audit(tx, "gateway", "invitation.expire", inv_id, {}, t)
     await store.write(unit)
     return due
+
+
+def expiry_job(store: Store, clock: Callable[[], int], every_s: float) -> Callable[[asyncio.Event],
+                                                                                  Coroutine[Any, Any, None]]:
+    """The leader's task: expire due invitations every every_s until the event is set."""
+    async def job(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
+            try:
+                done = await expire_due(store, clock())
+                if done:
+                    log.info("expired %d invitation(s): %s", len(done), ", ".join(done))
+            except Exception:
+                log.exception("invitation expiry failed; will retry")
+    return job

@@ -127,20 +127,6 @@ async def _changes_loop(registry: DeviceRegistry) -> None:
             log.warning("change feed not read: %s", e)
 
 
-def _expiry_job(store: Store) -> Job:
-    async def job(stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), EXPIRE_EVERY_S)
-            try:
-                done = await invitations.expire_due(store)
-                if done:
-                    log.info("expired %d invitation(s): %s", len(done), ", ".join(done))
-            except Exception:
-                log.exception("invitation expiry failed; will retry")
-    return job
-
-
 def _uplink_job(store: Store, config: Config) -> Job:
     async def job(stop: asyncio.Event) -> None:
         await run_scheduler(store, config, stop)
@@ -183,7 +169,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             task.add_done_callback(restoring.discard)
 
         ingest.hello_hooks.append(on_hello)
-        jobs: list[tuple[str, Job]] = [("invitation-expiry", _expiry_job(store))]
+        jobs: list[tuple[str, Job]] = [("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S))]
         uplink_label = "uplink=off"
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))

@@ -10,8 +10,8 @@ applied file has no effect (add a new one instead, for both backends).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -16,8 +16,8 @@ The result is plain data (to_dict) so the simulator's end-to-end checker can reu
 from __future__ import annotations
 
 import time
-from functools import partial
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 from gateway.store import Store

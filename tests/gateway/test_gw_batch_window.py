@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway.registry import DeviceState
 
 from gateway import timesync
 from gateway.config import parse_config
 from gateway.ingest import Ingest, PendingRecord
 from gateway.mqtt import Downlink
+from gateway.registry import DeviceState
 from protocol.auth import Key
 
 WINDOW_MS = 200

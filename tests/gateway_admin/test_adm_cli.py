@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from gateway.bindings import now_ms
 from gateway.cli import cli, main
 from gateway.config import load_config
-from gateway.store.db import open_db
+from gateway.store import open_store
 from simulator.netutil import free_port
 
 SECRET = "ab" * 32
@@ -155,7 +155,7 @@ def test_ratings_invitations_report_tables(cfg_path: Path, capsys: pytest.Captur
 
         from gateway import invitations
 
-        db = await open_db(cfg.store.path)
+        db = await open_store(cfg.store.url)
         try:
             store = Store(db, cfg)
             out = await invitations.create(
@@ -212,8 +212,9 @@ class ServiceApi:
 
         async def up() -> None:
             from gateway.api import make_app
-
-            self.runner = web.AppRunner(make_app(self.cfg.store.path, self.cfg, self.send))
+            from gateway.store import open_store
+            self.gw_store = await open_store(self.cfg.store.url)
+            self.runner = web.AppRunner(make_app(self.gw_store, self.cfg, self.send))
             await self.runner.setup()
             await web.TCPSite(self.runner, "127.0.0.1", port).start()
 
@@ -222,6 +223,7 @@ class ServiceApi:
     def stop(self) -> None:
         if self.runner is not None:
             asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+            asyncio.run_coroutine_threadsafe(self.gw_store.close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()

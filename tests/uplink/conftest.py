@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from gateway.store.db import Database, open_db
 from up_support import Seeder
 
-from gateway.store.db import Database, open_db
 from gateway.uplink.adapters import make_adapter
 from gateway.uplink.settings import UplinkSettings
 from simulator.platform import PlatformStandIn

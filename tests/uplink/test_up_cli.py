@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gateway.store.db import open_db
 from up_support import Seeder
 
-from gateway.store.db import open_db
 from gateway.uplink.reconcile import reconcile
 from gateway.uplink.settings import UplinkSettings
 from simulator.netutil import free_port, wait_port

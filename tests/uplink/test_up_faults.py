@@ -7,9 +7,9 @@ import asyncio
 import datetime as dt
 import random
 
+from gateway.store.db import Database
 from up_support import TZ, Seeder, fast_settings, local_ms
 
-from gateway.store.db import Database
 from gateway.uplink import state
 from gateway.uplink.pacing import Backoff
 from gateway.uplink.push import Pusher, push_once

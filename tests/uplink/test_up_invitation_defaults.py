@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from gateway.store.db import Database, open_db
 from up_support import DEPT, CaseFlow, Seeder, fast_settings, local_ms
 
-from gateway.store.db import Database, open_db
 from gateway.store.migrate import MIGRATIONS_DIR, migrate
 from gateway.uplink import state
 from gateway.uplink.adapters import make_adapter

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+from gateway.store.db import Database
 from up_support import TZ, Seeder, local_ms
 
-from gateway.store.db import Database
 from gateway.uplink import state
 from gateway.uplink.scheduler import Scheduler, last_due_daily, next_daily, run_scheduler
 from gateway.uplink.settings import UplinkSettings

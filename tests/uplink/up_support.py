@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.store.db import Database
+
 from gateway.uplink.settings import UplinkSettings
 
 TZ = ZoneInfo("Asia/Shanghai")
