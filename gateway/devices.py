@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.broker_accounts import BrokerAccounts, BrokerAuthError
 from gateway.clock import now_ms
-from gateway.errors import BadInput, NotFound, Unavailable
+from gateway.errors import BadInput, NotFound
 from gateway.store import Store
 from gateway.store.api import Tx
 from protocol.auth import parse_secret
@@ -46,7 +46,8 @@ def validate_registration(device_id: Any, secret_hex: Any, broker_password: Any)
 def add_device(tx: Tx, device_id: str, secret_hex: str, fw: str | None, actor: str, at_ms: int) -> bool:
     """Inside a unit of work: store or re-key the device, audit, note the change; True if new."""
     created = tx.devices.upsert(device_id, secret_hex, fw, at_ms)
-    tx.audit.add(at_ms, actor, "device.add" if created else "device.rekey", {"device_id": device_id, "fw": fw})
+    tx.audit.add(at_ms, actor, "device.add" if created else "device.rekey",
+                 {"device_id": device_id, "fw": fw})
     tx.changes.note("device.key", device_id, at_ms)
     return created
 
@@ -69,8 +70,9 @@ class DeviceService:
         try:
             await self.accounts.set_device(device_id, broker_password)
         except BrokerAuthError as e:
-            raise Unavailable(f"device {device_id} stored, but the broker was not updated: {e}",
-                              "broker_not_updated") from e
+            # Same answer as before the refactoring (HTTP 400 bad_registration): running the
+            # same registration again repairs it.
+            raise RegistrationError(f"device {device_id} stored, but the broker was not updated: {e}") from e
         return created
 
     async def get(self, device_id: str) -> dict[str, Any]:

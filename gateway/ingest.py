@@ -9,7 +9,7 @@ Every refusal is counted by reason (memory + table `rejections`) and logged at m
 per reason per interval, without payloads or secrets.
 
 Group commit: the committer takes up to batch_max queued records, waits at most batch_ms
-after the first one, and stores the batch in ONE transaction (INSERT OR IGNORE by record
+after the first one, and stores the batch in ONE transaction (a stored record
 id), so one fsync covers many records. The whole transaction (dedupe, attribution, insert,
 anchors, COMMIT) is one unit of work in the store's thread: one hand-over per batch. Only
 after COMMIT returns does it publish an ack for every record of the batch, duplicates

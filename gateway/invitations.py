@@ -184,8 +184,9 @@ async def create(store: Store, req: InvitationRequest, actor: str, rules: Invita
         if rated is not None:
             raise Conflict("case %s already has its rating (invitation %s)" % (req.case_no, rated),
                            "case_already_rated")
-        superseded = close_pending_invitations(tx, b.device_id, "superseded", "superseded by a new invitation",
-                                               t, actor, "invitation.supersede", {"device": b.device_id})
+        superseded = close_pending_invitations(tx, b.device_id, "superseded",
+                                               "superseded by a new invitation", t, actor,
+                                               "invitation.supersede", {"device": b.device_id})
         commands: list[tuple[str, Command]] = [(b.device_id, ("cancel", {"i": i})) for i in superseded]
         inv_id = req.invitation_id or new_invitation_id()
         expires = t + (cd + rules.grace_s) * 1000

@@ -69,7 +69,8 @@ def _state_from_row(row: DeviceRow) -> DeviceState:
     st = DeviceState(
         device_id=row.device_id, secret_hex=row.secret_hex, key=Key(row.secret_hex),
         boot=row.boot or 0, online=row.online,
-        status_bc=(row.status_b, row.status_c) if row.status_b is not None and row.status_c is not None else None,
+        status_bc=((row.status_b, row.status_c)
+                   if row.status_b is not None and row.status_c is not None else None),
         last_seen=row.last_seen, fw=row.fw, journal_depth=row.journal_depth,
         reconnects=row.reconnects, last_rst=row.last_rst,
         last_hb_json=row.last_hb_json, last_hello_json=row.last_hello_json,

@@ -169,7 +169,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             task.add_done_callback(restoring.discard)
 
         ingest.hello_hooks.append(on_hello)
-        jobs: list[tuple[str, Job]] = [("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S))]
+        jobs: list[tuple[str, Job]] = [
+            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S))]
         uplink_label = "uplink=off"
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))

@@ -10,6 +10,8 @@ command -v mosquitto_passwd >/dev/null 2>&1 || need_apt+=(mosquitto)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+# PostgreSQL 15 for the store's second backend (the tests start their own server).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

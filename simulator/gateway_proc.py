@@ -159,7 +159,8 @@ def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Pat
     lines = [
         "[mqtt]", f'host = "{mqtt_host}"', f"port = {mqtt_port}", 'username = "gateway"',
         f'password = "{mqtt_password}"', f'client_id = "{client_id}"', "",
-        "[store]", (f'url = "{db_path}"' if str(db_path).startswith("postgresql://") else f'path = "{db_path}"'), "",
+        "[store]",
+        f'url = "{db_path}"' if str(db_path).startswith("postgresql://") else f'path = "{db_path}"', "",
         "[ingest]", f"batch_ms = {batch_ms}", f"batch_max = {batch_max}", "rejection_log_s = 1", "",
     ]
     if password_file is not None or pid_file is not None:

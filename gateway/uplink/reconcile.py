@@ -92,7 +92,8 @@ async def reconcile(store: Store, settings: UplinkSettings, date: str,
     start, end = day_bounds(date, settings.tz)
     res = ReconcileResult(date=date)
     rows, inv_rows = await store.read(lambda tx: (
-        tx.records.day_with_uplink(start, end), tx.invitations.closed_for_uplink(start, end, UNRATED_STATUSES)))
+        tx.records.day_with_uplink(start, end),
+        tx.invitations.closed_for_uplink(start, end, UNRATED_STATUSES)))
     uploadable = set(settings.uploadable_kinds())
     counts = {"records": len(rows), "uploadable": 0, "acked": 0, "rejected": 0, "sent": 0, "unsent": 0,
               "held": 0, "covered": 0, "invitation_defaults": 0, "held_invitations": 0}

@@ -147,7 +147,8 @@ async def start_run(store: Store, trigger: str, date: str | None, now_ms: int) -
 
 async def finish_run(store: Store, run_id: int, outcome: str, batches: int, acked: int, rejected: int,
                      error: str | None, now_ms: int) -> None:
-    await store.write(lambda tx: tx.uplink.finish_run(run_id, outcome, batches, acked, rejected, error, now_ms))
+    await store.write(lambda tx: tx.uplink.finish_run(run_id, outcome, batches, acked, rejected, error,
+                                                      now_ms))
 
 
 async def last_full_success(store: Store) -> dict[str, Any] | None:

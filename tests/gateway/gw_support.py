@@ -202,7 +202,8 @@ def make_env(tmp: Path, device_ids: list[str], batch_ms: int = 5, batch_max: int
     broker = Mosquitto(tmp / "mosquitto", users=users, acl=standard_acl())
     broker.start()
     (tmp / "gw").mkdir(parents=True, exist_ok=True)
-    db_path: Path | str = store_url if store_url is not None and is_pg(store_url) else tmp / "gw" / "gateway.db"
+    db_path: Path | str = (store_url if store_url is not None and is_pg(store_url)
+                           else tmp / "gw" / "gateway.db")
     # Its own thread and loop: make_env may be called from inside an async test.
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         ex.submit(asyncio.run, _register_all(db_path, devices)).result()

@@ -34,7 +34,8 @@ async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: P
         secret = secrets.token_hex(32)
         db = await open_store(cfg.store.url)
         try:
-            await DeviceService(db, broker_accounts(cfg.broker)).register("dev-new", secret, "s3cret-pw", fw="1.0")
+            await DeviceService(db, broker_accounts(cfg.broker)).register(
+                "dev-new", secret, "s3cret-pw", fw="1.0")
         finally:
             await db.close()
         assert "dev-new:" in broker.passwd_path.read_text()

@@ -129,7 +129,8 @@ async def open_store(tmp: Path, store_url: str | None = None, **sections: Any) -
     cfg = make_config(tmp, store_url, **sections)
     db = await gw_open_store(cfg.store.url)
     t = now_ms()
-    await db.write(lambda tx: [add_device(tx, d, secrets.token_hex(32), "test-1", "test", t) for d in DEVICES])
+    await db.write(lambda tx: [add_device(tx, d, secrets.token_hex(32), "test-1", "test", t)
+                               for d in DEVICES])
     for w, name in WINDOWS:
         await bindings.add_window(db, w, "11370300MB0000000X", name, "test")
     for a, name in STAFF:

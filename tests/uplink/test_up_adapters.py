@@ -8,8 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-from gateway.store.db import Database
-from up_support import Seeder, fast_settings, local_ms
+from up_support import Database, Seeder, fast_settings, local_ms
 
 from gateway.uplink.adapters import MappingError, UplinkRecord, make_adapter
 from gateway.uplink.push import push_once

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway.store.db import open_db
-from up_support import Seeder
+from up_support import Seeder, open_db
 
 from gateway.uplink.reconcile import reconcile
 from gateway.uplink.settings import UplinkSettings

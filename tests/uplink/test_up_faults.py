@@ -7,8 +7,7 @@ import asyncio
 import datetime as dt
 import random
 
-from gateway.store.db import Database
-from up_support import TZ, Seeder, fast_settings, local_ms
+from up_support import TZ, Database, Seeder, fast_settings, local_ms
 
 from gateway.uplink import state
 from gateway.uplink.pacing import Backoff

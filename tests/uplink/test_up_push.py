@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from gateway.store.db import Database, open_db
-from up_support import Seeder, fast_settings
+from up_support import Database, Seeder, fast_settings, open_db
 
 from gateway.uplink import state
 from gateway.uplink.push import Pusher, push_once

@@ -25,7 +25,8 @@ class SqlInvitations:
         """Oldest first, at most limit rows (the newest limit), and how many matched."""
         where: list[str] = ["1=1"]
         args: list[Any] = []
-        for cond, val in (("status = ?", status), ("created_ms >= ?", since_ms), ("created_ms < ?", until_ms)):
+        for cond, val in (("status = ?", status), ("created_ms >= ?", since_ms),
+                          ("created_ms < ?", until_ms)):
             if val is not None:
                 where.append(cond)
                 args.append(val)
@@ -83,8 +84,9 @@ class SqlInvitations:
             self.c.execute("UPDATE invitations SET status = ?, closed_ms = ?, close_reason = ?, record_id = ?"
                            " WHERE id = ?", (status, closed_ms, reason, record_id, inv_id))
         else:
-            self.c.execute("UPDATE invitations SET status = ?, closed_ms = ?, close_reason = ?, record_id = ?,"
-                           " grade = ? WHERE id = ?", (status, closed_ms, reason, record_id, grade, inv_id))
+            self.c.execute("UPDATE invitations SET status = ?, closed_ms = ?, close_reason = ?,"
+                           " record_id = ?, grade = ? WHERE id = ?",
+                           (status, closed_ms, reason, record_id, grade, inv_id))
 
     # -- reports -------------------------------------------------------------------------------
 

@@ -90,7 +90,8 @@ class SqlUplink:
 
     def mark_covered(self, items: Sequence[tuple[str, str]]) -> None:
         self.c.executemany(
-            "INSERT INTO uplink_items (record_id, status, default_flag, covered_by) VALUES (?, 'covered', 1, ?)"
+            "INSERT INTO uplink_items (record_id, status, default_flag, covered_by)"
+            " VALUES (?, 'covered', 1, ?)"
             " ON CONFLICT(record_id) DO UPDATE SET status = 'covered', covered_by = excluded.covered_by",
             items)
 
@@ -99,7 +100,8 @@ class SqlUplink:
                        (error, batch_id))
 
     def finish_batch(self, batch_id: str, status: str, error: str | None, now_ms: int) -> None:
-        self.c.execute("UPDATE uplink_batches SET status = ?, last_error = ?, finished_ms = ? WHERE batch_id = ?",
+        self.c.execute("UPDATE uplink_batches SET status = ?, last_error = ?, finished_ms = ?"
+                       " WHERE batch_id = ?",
                        (status, error, now_ms, batch_id))
 
     def apply_results(self, batch_id: str, acked: Sequence[tuple[int, str, str]],
@@ -132,7 +134,8 @@ class SqlUplink:
             "SELECT u.record_id, COALESCE(r.kind, 'default') AS kind,"
             " COALESCE(r.pressed_at_ms, i.closed_ms) AS pressed_at_ms, u.reject_origin, u.reject_code,"
             " u.reject_reason, u.rejected_ms, u.batch_id, u.requeued FROM uplink_items u"
-            " LEFT JOIN records r ON r.record_id = u.record_id LEFT JOIN invitations i ON i.id = u.invitation_id"
+            " LEFT JOIN records r ON r.record_id = u.record_id"
+            " LEFT JOIN invitations i ON i.id = u.invitation_id"
             " WHERE u.status = 'rejected' ORDER BY u.rejected_ms, u.record_id LIMIT ?", (limit,))
         return rows, total
 
