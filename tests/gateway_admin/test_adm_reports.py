@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from adm_support import Store, open_store
+from adm_support import Store, make_config, open_store
 
 from gateway import bindings, invitations, reports
 from gateway.config import ConfigError
@@ -74,12 +74,9 @@ async def test_weights_come_from_the_config(tmp_path: Path) -> None:
         assert z.score == round((10 + 8 + 3) / 3, 2)
     finally:
         await store.db.close()
-    bad = await open_store(tmp_path / "b", report={"weights": {"vs": 10}})
-    try:
-        with pytest.raises(ConfigError, match="weights"):
-            reports.ReportSettings.from_config(bad.cfg)
-    finally:
-        await bad.db.close()
+    # A bad [report] now stops the config at load (every section is checked whole).
+    with pytest.raises(ConfigError, match="weights"):
+        make_config(tmp_path / "b", report={"weights": {"vs": 10}})
 
 
 def test_day_bounds_follow_the_hall_time_zone(tmp_path: Path) -> None:
