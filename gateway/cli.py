@@ -94,7 +94,7 @@ def run_db(state: CliState, body: Callable[[Store], Awaitable[T]], create: bool 
 
     async def go() -> T:
         try:
-            store = await open_store(cfg.store.url)
+            store = await open_store(cfg.store.url, create=create)
         except StoreError as e:
             raise CliError("store: %s" % e) from None
         try:

@@ -139,7 +139,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     http_settings = HttpSettings.from_raw(config.raw)
     uplink_settings = load_settings(config) if "uplink" in config.raw else None
     rules = AttributionRules.from_config(config)
-    store = await open_store(config.store.url)
+    store = await open_store(config.store.url, create=False)
     tasks: list[asyncio.Task[None]] = []
     running: list[Running] = []
     ingest: Ingest | None = None

@@ -84,3 +84,37 @@ def migrate(conn: Conn, run_script: Callable[[str], object], directory: Path | N
         applied.append(mig.version)
     return applied
 
+
+
+# Tables every store has once migrated (the uplink's included): a store missing one is
+# damaged or not ours, never taken for a fresh one.
+EXPECTED_TABLES = ("devices", "device_boots", "records", "rejections", "audit_log", "windows", "staff",
+                   "bindings", "invitations", "uplink_items", "uplink_batches", "uplink_runs",
+                   "changes", "leases")
+
+
+def check_schema(conn: Conn, where: str, fresh_ok: bool) -> int:
+    """Refuse (StoreUnusable, one line) a store that is not ours: no schema_version, a version
+    newer than this gateway knows, or a missing table. A store with no tables at all is fresh
+    (allowed only with fresh_ok). Returns the schema version."""
+    from gateway.store.errors import StoreUnusable
+    if conn.dialect == "sqlite":
+        tables = {r[0] for r in conn.rows("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    else:
+        tables = {r[0] for r in conn.rows(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    if not tables and fresh_ok:
+        return 0
+    if "schema_version" not in tables:
+        raise StoreUnusable(f"store {where} is not a gateway store (no schema_version table)")
+    version = int(conn.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+    latest = latest_version(conn.dialect)
+    if version > latest:
+        raise StoreUnusable(f"store {where} has schema version {version}, newer than this gateway "
+                            f"knows ({latest}): upgrade the gateway")
+    if version == latest:
+        missing = [t for t in EXPECTED_TABLES if t not in tables]
+        if missing:
+            raise StoreUnusable(f"store {where} is damaged: table {missing[0]} is missing"
+                                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    return version

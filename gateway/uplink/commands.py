@@ -18,6 +18,7 @@ import click
 
 from gateway.config import Config, ConfigError, load_config
 from gateway.store import Store, open_store
+from gateway.store.errors import StoreError
 from gateway.uplink import state
 from gateway.uplink.push import push_once
 from gateway.uplink.reconcile import ReconcileResult, reconcile, reconcile_with_platform
@@ -47,7 +48,11 @@ def _run(ctx: click.Context, config: str | None,
         sys.exit(2)
 
     async def go() -> T:
-        store = await open_store(cfg.store.url)
+        try:
+            store = await open_store(cfg.store.url, create=False)
+        except StoreError as e:
+            click.echo("error: %s" % e, err=True)
+            sys.exit(1)
         try:
             return await body(store, settings)
         finally:

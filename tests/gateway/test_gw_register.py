@@ -25,6 +25,7 @@ async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: P
     cfg_path = write_config(tmp_path / "gw" / "gateway.toml", mqtt_port=broker.port,
                             mqtt_password=GW_PASSWORD, db_path=db_path,
                             password_file=broker.passwd_path, pid_file=pid_file)
+    await (await open_store(db_path)).close()   # `hcp-gateway init`: serve refuses a missing store
     gw = GatewayProcess(cfg_path)
     try:
         gw.start()

@@ -30,6 +30,9 @@ def config(tmp: Path, mqtt_port: int, http_port: int, client_id: str) -> Path:
         '[http]\nhost = "127.0.0.1"\nport = %d\nwindow_token = "%s"\nadmin_token = "%s"\n'
         % (mqtt_port, client_id, tmp / "gw.db", http_port, WINDOW_TOKEN, ADMIN_TOKEN)
     )
+    # serve refuses a store that does not exist: `init` creates it, as the runbook says.
+    subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(p), "init"], check=True,
+                   capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     return p
 
 

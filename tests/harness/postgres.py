@@ -104,7 +104,10 @@ class PostgresServer:
             async def go() -> None:
                 s = await open_store(url)
                 await s.close()
-            asyncio.run(go())
+            # Its own thread and loop: the caller may be inside a running event loop.
+            import concurrent.futures
+            with concurrent.futures.ThreadPoolExecutor(1) as ex:
+                ex.submit(asyncio.run, go()).result()
             self.template = "hcp_template"
         return self.template
 

@@ -10,7 +10,8 @@ from typing import Any
 import psycopg
 
 from gateway.store.base import SqlStore
-from gateway.store.migrate import migrate
+from gateway.store.errors import StoreUnusable
+from gateway.store.migrate import check_schema, migrate
 from gateway.store.sql.conn import Conn
 from gateway.store.worker import Worker
 
@@ -54,13 +55,19 @@ def _migrate_locked(c: Conn) -> list[int]:
         c.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
 
 
-async def open_postgres(url: str, run_migrations: bool = True) -> PostgresStore:
+async def open_postgres(url: str, run_migrations: bool = True, create: bool = True) -> PostgresStore:
     store = PostgresStore(url)
     try:
-        await store._writer.started()
-        await store._reader.started()
+        try:
+            await store._writer.started()
+            await store._reader.started()
+        except psycopg.OperationalError as e:
+            why = (str(e).strip().splitlines() or ["?"])[0]
+            raise StoreUnusable("store %s cannot be reached: %s" % (redact(url), why)) from None
+        await store._writer.call(lambda c: check_schema(c, redact(url), fresh_ok=create))
         if run_migrations:
             await store._writer.call(_migrate_locked)
+            await store._writer.call(lambda c: check_schema(c, redact(url), fresh_ok=False))
     except BaseException:
         await store.close()
         raise
