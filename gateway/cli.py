@@ -1,6 +1,6 @@
 """`hcp-gateway`: the hall admin's command line (and `serve`, which runs the service).
 
-    hcp-gateway --config gateway.toml devices [add ID --secret S --broker-password P]
+    hcp-gateway --config gateway.toml devices [add ID [--secret-file F --broker-password-file F]]
     hcp-gateway windows [add W --dept CODE --name NAME | list]
     hcp-gateway staff [add ACCOUNT --name NAME | list]
     hcp-gateway pair DEVICE --window W --staff ACCOUNT [--force]
@@ -237,16 +237,39 @@ def devices_list(ctx: click.Context, as_json: bool) -> None:
            d["binding"]["staff_account"] if d["binding"] else "-") for d in rows], "(no devices)")
 
 
+def _read_secret(path: str | None, what: str, stdin_lines: list[str]) -> str:
+    """A secret from a file (its first line), or the next line of standard input: never argv,
+    where every local user could read it (ps, /proc)."""
+    if path is not None and path != "-":
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.readline().strip()
+        except OSError as e:
+            raise CliError("cannot read the %s from %s: %s" % (what, path, e.strerror)) from None
+    if not stdin_lines:
+        stdin_lines.extend(line.strip() for line in sys.stdin.read().splitlines())
+    if not stdin_lines:
+        raise CliError("no %s on standard input (one line each: secret, then broker password)" % what)
+    return stdin_lines.pop(0)
+
+
 @devices.command("add")
 @click.argument("device_id")
-@click.option("--secret", required=True, help="64 lower-case hex characters (the device key)")
-@click.option("--broker-password", required=True, help="the device's mosquitto password")
+@click.option("--secret-file", default=None, metavar="FILE",
+              help="file whose first line is the device key (64 lower-case hex); default: stdin")
+@click.option("--broker-password-file", default=None, metavar="FILE",
+              help="file whose first line is the device's broker password; default: stdin")
 @click.option("--fw", default=None, help="firmware version")
 @click.pass_context
-def devices_add(ctx: click.Context, device_id: str, secret: str, broker_password: str,
-                fw: str | None) -> None:
-    """Register (or re-key) a device: store its key, write its broker password entry."""
+def devices_add(ctx: click.Context, device_id: str, secret_file: str | None,
+                broker_password_file: str | None, fw: str | None) -> None:
+    """Register (or re-key) a device: store its key, set its broker account. The secrets come
+    from files or standard input (secret, then broker password, one line each), never argv."""
     state = _state(ctx, False)
+    lines: list[str] = []
+    secret = _read_secret(secret_file, "device secret", lines)
+    broker_password = _read_secret(broker_password_file, "broker password", lines)
+
     async def body(store: Store) -> None:
         await DeviceService(store, broker_accounts(state.cfg.broker)).register(
             device_id, secret, broker_password, fw, actor())
