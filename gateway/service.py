@@ -33,7 +33,7 @@ from gateway.ingest import Ingest
 from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Downlink, incoming, session
 from gateway.registry import DeviceRegistry
-from gateway.store import Store, open_store
+from gateway.store import Store, claim_single_instance, open_store
 from gateway.uplink.scheduler import run_scheduler
 from gateway.uplink.settings import load_settings
 from protocol import topics
@@ -139,7 +139,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     http_settings = HttpSettings.from_raw(config.raw)
     uplink_settings = load_settings(config) if "uplink" in config.raw else None
     rules = AttributionRules.from_config(config)
-    store = await open_store(config.store.url, create=False)
+    instance = claim_single_instance(config.store.url)
+    try:
+        store = await open_store(config.store.url, create=False)
+    except BaseException:
+        instance.release()
+        raise
     tasks: list[asyncio.Task[None]] = []
     running: list[Running] = []
     ingest: Ingest | None = None
@@ -204,7 +209,10 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             t.result()
     finally:
         stopping.set()
-        await _shutdown(store, tasks, running, ingest, downlink, registry, anchors)
+        try:
+            await _shutdown(store, tasks, running, ingest, downlink, registry, anchors)
+        finally:
+            instance.release()
 
 
 async def _wait_first(connected: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.store.api import Store
 
-__all__ = ["Store", "open_store", "is_postgres_url", "sqlite_path"]
+__all__ = ["Store", "open_store", "is_postgres_url", "sqlite_path", "claim_single_instance"]
 
 
 def is_postgres_url(url: str) -> bool:
@@ -32,3 +32,41 @@ async def open_store(url: str | Path, run_migrations: bool = True, create: bool 
         return await open_postgres(u, run_migrations, create)
     from gateway.store.sqlite import open_sqlite
     return await open_sqlite(sqlite_path(u), run_migrations, create)
+
+
+class InstanceLock:
+    """Held by a serving gateway on a SQLite store for as long as it runs."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def release(self) -> None:
+        import os
+        if self._fd is not None:
+            os.close(self._fd)   # closing drops the lock
+            self._fd = None
+
+
+def claim_single_instance(url: str | Path) -> InstanceLock:
+    """On SQLite, one serving gateway per store file: a second one is refused with one line
+    (two would fight over the client id and double the pushes). PostgreSQL stores are shared
+    by design (shared subscriptions, the leader lease): nothing to claim."""
+    import fcntl
+    import os
+
+    from gateway.store.errors import StoreUnusable
+    u = str(url)
+    if is_postgres_url(u):
+        return InstanceLock(None)
+    lock = Path(str(sqlite_path(u)) + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreUnusable(f"another gateway (pid {other}) is already serving store {sqlite_path(u)}; "
+                            "a second instance needs a PostgreSQL store") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return InstanceLock(fd)
