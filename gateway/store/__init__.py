@@ -58,7 +58,10 @@ def claim_single_instance(url: str | Path) -> InstanceLock:
     u = str(url)
     if is_postgres_url(u):
         return InstanceLock(None)
-    lock = Path(str(sqlite_path(u)) + ".lock")
+    db = sqlite_path(u)
+    if not db.is_file() or db.stat().st_size == 0:
+        return InstanceLock(None)   # nothing to serve: open_store refuses it with its own line
+    lock = Path(str(db) + ".lock")
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
