@@ -30,6 +30,7 @@ class SqlStore:
         self._reader = reader
         self.label = label          # for logs and the readiness line: never a password
         self._closed = False
+        self._txs: dict[int, SqlTx] = {}   # one (stateless) SqlTx per connection, reused
 
     async def write(self, fn: Callable[[Any], T]) -> T:
         return await self._writer.call(lambda c: self._unit(c, fn, self.begin_write))
@@ -38,9 +39,12 @@ class SqlStore:
         return await self._reader.call(lambda c: self._unit(c, fn, self.begin_read))
 
     def _unit(self, conn: Conn, fn: Callable[[Any], T], begin: str) -> T:
+        tx = self._txs.get(id(conn))
+        if tx is None:
+            tx = self._txs[id(conn)] = SqlTx(conn)
         conn.execute(begin)
         try:
-            out = fn(SqlTx(conn))
+            out = fn(tx)
             conn.execute("COMMIT")
         except BaseException:
             # A failed COMMIT (I/O error) can leave the transaction open: close it.
