@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gateway.store.db import Database, open_db  # noqa: E402
+
 from gateway.uplink.push import Pusher  # noqa: E402
 from gateway.uplink.settings import UplinkSettings  # noqa: E402
 from simulator.netutil import free_port, wait_port  # noqa: E402

@@ -14,7 +14,7 @@ import sys
 
 from gateway.config import ConfigError, load_config
 from gateway.service import configure_logging, serve
-from gateway.store.migrate import MigrationError
+from gateway.store.errors import StoreError
 
 log = logging.getLogger("gateway")
 
@@ -49,7 +49,7 @@ def serve_main(config_path: str, log_level: str = "INFO") -> int:
     except ConfigError as e:
         print(f"gateway: config error: {e}", file=sys.stderr)
         return 2
-    except MigrationError as e:
+    except StoreError as e:
         print(f"gateway: store error: {e}", file=sys.stderr)
         return 1
     except OSError as e:

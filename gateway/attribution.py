@@ -1,7 +1,7 @@
 """Crediting each new record to a clerk, a window and an invitation — by the time of the press.
 
-The core's ingest calls `attribute_sync(conn, rec)` in the database thread, inside its batch
-transaction, for every new record before it inserts it (`attribute` is the asyncio form).
+The core's ingest calls `Attribution.batch(tx, recs)` inside its batch's unit of work (in the
+store's thread, one transaction) for the new records before it inserts them.
 Nothing is dropped here: a record that cannot be credited is stored with flags that say why.
 Flags (comma list in records.flags):
   unbound        no binding at press time (the record has no clerk)
@@ -16,14 +16,13 @@ The one rating of an invitation is the record named by invitations.record_id.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from gateway.config import Config, ConfigError, HallConfig
-from gateway.store.db import run_in_thread
+from gateway.flags import add_flag
+from gateway.store.api import Tx
+from gateway.store.rows import Binding
 
 PRESS_KINDS = ("rated", "walkup", "extra", "unpaired")
 
@@ -52,47 +51,34 @@ class AttributionRules:
         return cls(hall=cfg.hall, **vals)
 
 
-_rules = AttributionRules()
-
-# Presses seen by record-by-record attribution in this process, per device: record_id ->
-# pressed_at_ms. A caller may attribute several records before inserting them (ingest's
-# fallback after a failed batch), so the records table alone would not show them to the
-# burst check. attribute_batch keeps its own per-batch set instead (StoredPresses.batch):
-# scanning this one cost ~10 us a record.
-_recent: dict[str, dict[str, int]] = {}
+# Presses seen by record-by-record attribution, per device: record_id -> pressed_at_ms. A
+# caller may attribute several records before inserting them (ingest's fallback after a
+# failed batch), so the records table alone would not show them to the burst check.
+# attribute_batch keeps its own per-batch set instead (StoredPresses.batch).
+Recent = dict[str, dict[str, int]]
 _RECENT_MAX = 64
 
 
-def configure(rules: AttributionRules) -> None:
-    """Set the rules `attribute` uses when the caller passes none (the core's ingest calls
-    attribute(conn, rec); gateway.api.start configures it from the config at start)."""
-    global _rules
-    _rules = rules
+class Attribution:
+    """The hook ingest calls: the rules from the config and this process's recent presses."""
+
+    def __init__(self, rules: AttributionRules) -> None:
+        self.rules = rules
+        self.recent: Recent = {}
+
+    def batch(self, tx: Tx, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return attribute_batch(tx, recs, self.rules)
+
+    def one(self, tx: Tx, rec: dict[str, Any]) -> dict[str, Any]:
+        return attribute_sync(tx, rec, self.rules, recent=self.recent)
 
 
-def current_rules() -> AttributionRules:
-    return _rules
-
-
-def forget_recent() -> None:
-    """Drop the in-memory press history (tests that reuse device ids with a new store)."""
-    _recent.clear()
-
-
-def add_flag(flags: str, flag: str) -> str:
-    parts = [f for f in flags.split(",") if f]
-    if flag not in parts:
-        parts.append(flag)
-    return ",".join(parts)
-
-
-def attribute_batch(conn: sqlite3.Connection, recs: list[dict[str, Any]],
-                    rules: AttributionRules | None = None) -> list[dict[str, Any]]:
+def attribute_batch(tx: Tx, recs: list[dict[str, Any]], rules: AttributionRules) -> list[dict[str, Any]]:
     """attribute_sync for each record of one ingest batch, in order, in one transaction.
     A device's bindings are read once per batch (nothing here changes bindings)."""
     cache = BindingCache()
-    presses = StoredPresses.for_batch(recs, rules or _rules)
-    return [attribute_sync(conn, rec, rules, cache, presses) for rec in recs]
+    presses = StoredPresses.for_batch(recs, rules)
+    return [attribute_sync(tx, rec, rules, cache, presses) for rec in recs]
 
 
 class StoredPresses:
@@ -119,20 +105,18 @@ class StoredPresses:
             spans[rec["device_id"]] = (min(lo, p), max(hi, p))
         return cls(spans, rules.burst_window_s * 1000)
 
-    def around(self, conn: sqlite3.Connection, device_id: str, lo: int, hi: int,
+    def around(self, tx: Tx, device_id: str, lo: int, hi: int,
                record_id: str) -> list[list[Any]] | None:
         """[record_id, pressed_at_ms, flags] of the stored presses with lo < pressed < hi
-        (other than record_id), in press order -- what _PRESSES_AROUND returns -- or None
+        (other than record_id), in press order -- what presses_between returns -- or None
         when the range is not covered (then the caller queries)."""
         span = self._spans.get(device_id)
         if span is None or lo < span[0] - self._window_ms or hi > span[1] + self._window_ms:
             return None
         rows = self._by_device.get(device_id)
         if rows is None:
-            rows = self._by_device[device_id] = [
-                [r[0], int(r[1]), r[2] or ""] for r in conn.execute(
-                    _PRESSES_AROUND, (device_id, span[0] - self._window_ms,
-                                      span[1] + self._window_ms, ""))]
+            rows = self._by_device[device_id] = tx.records.presses_between(
+                device_id, span[0] - self._window_ms, span[1] + self._window_ms, "")
         return [r for r in rows if lo < r[1] < hi and r[0] != record_id]
 
 
@@ -140,95 +124,64 @@ class BindingCache:
     """Each device's bindings, read once, for the records of one transaction."""
 
     def __init__(self) -> None:
-        self._by_device: dict[str, list[tuple[int, str, str, int, int | None]]] = {}
+        self._by_device: dict[str, list[Binding]] = {}
 
-    def at(self, conn: sqlite3.Connection, device_id: str, at_ms: int) -> tuple[int, str, str, int] | None:
+    def at(self, tx: Tx, device_id: str, at_ms: int) -> Binding | None:
         rows = self._by_device.get(device_id)
         if rows is None:
-            rows = self._by_device[device_id] = [
-                (int(r[0]), str(r[1]), str(r[2]), int(r[3]), None if r[4] is None else int(r[4]))
-                for r in conn.execute(_BINDINGS_OF_DEVICE, (device_id,))]
-        # Same answer as _BINDING_AT: the latest-starting binding whose [from, to) holds at_ms.
-        for bid, window, staff, start, end in rows:
-            if start <= at_ms and (end is None or end > at_ms):
-                return bid, window, staff, start
+            rows = self._by_device[device_id] = tx.bindings.of_device(device_id)
+        # Same answer as tx.bindings.at: the latest-starting binding whose [from, to) holds at_ms.
+        for b in rows:
+            if b.valid_from_ms <= at_ms and (b.valid_to_ms is None or b.valid_to_ms > at_ms):
+                return b
         return None
 
 
-def attribute_sync(conn: sqlite3.Connection, rec: dict[str, Any],
-                   rules: AttributionRules | None = None,
+def _binding_at(tx: Tx, device_id: str, at_ms: int) -> Binding | None:
+    return tx.bindings.at(device_id, at_ms)
+
+
+def attribute_sync(tx: Tx, rec: dict[str, Any], rules: AttributionRules,
                    bindings_cache: BindingCache | None = None,
-                   presses: StoredPresses | None = None) -> dict[str, Any]:
+                   presses: StoredPresses | None = None, recent: Recent | None = None) -> dict[str, Any]:
     """Set binding_id / window_id / staff_account / flags on rec (a records row as a dict:
     record_id, device_id, kind, grade, invitation_id, pressed_at_ms, flags) and close its
     invitation when it rates or unrates it. Returns rec.
 
-    Synchronous, on a plain sqlite3 connection, inside the caller's transaction: the core's
-    ingest runs a whole batch of these in the database thread (one thread hop per batch,
-    not one per statement); `attribute` is the asyncio form of the same logic."""
-    if rules is None:
-        rules = _rules
+    Synchronous, inside the caller's unit of work: the core's ingest runs a whole batch of
+    these in the store's thread (one hand-over per batch, not one per statement)."""
     device = rec["device_id"]
     kind = rec["kind"]
     pressed = int(rec["pressed_at_ms"])
     flags = rec.get("flags") or ""
 
     binding_at = _binding_at if bindings_cache is None else bindings_cache.at
-    b = binding_at(conn, device, pressed)
+    b = binding_at(tx, device, pressed)
     if b is None:
         # Device clocks tick in whole seconds: a press stamped just before a binding began
         # (with no binding before it) belongs to that binding.
-        b = binding_at(conn, device, pressed + rules.clock_slack_ms)
-        if b is not None and b[3] <= pressed:
+        b = binding_at(tx, device, pressed + rules.clock_slack_ms)
+        if b is not None and b.valid_from_ms <= pressed:
             b = None
     if b is None:
         rec["binding_id"] = rec["window_id"] = rec["staff_account"] = None
         flags = add_flag(flags, "unbound")
     else:
-        rec["binding_id"], rec["window_id"], rec["staff_account"] = b[0], b[1], b[2]
+        rec["binding_id"], rec["window_id"], rec["staff_account"] = b.id, b.window_id, b.staff_account
 
     inv_id = rec.get("invitation_id") or None
     if kind in ("rated", "extra", "unrated") and inv_id is not None:
-        flags = _link_invitation(conn, rec, inv_id, pressed, flags, rules)
+        flags = _link_invitation(tx, rec, inv_id, pressed, flags, rules)
     elif kind in PRESS_KINDS:
         flags = add_flag(flags, "no_invitation")
 
     if kind in PRESS_KINDS:
         if not rules.hall.is_open(pressed):
             flags = add_flag(flags, "after_hours")
-        if _burst(conn, rec, pressed, rules, presses):
+        if _burst(tx, rec, pressed, rules, presses, recent):
             flags = add_flag(flags, "burst")
     rec["flags"] = flags
     return rec
-
-
-async def attribute(conn: aiosqlite.Connection, rec: dict[str, Any],
-                    rules: AttributionRules | None = None) -> dict[str, Any]:
-    """attribute_sync run in the aiosqlite connection's thread (inside the caller's
-    transaction on that connection). Returns rec."""
-    return await run_in_thread(conn, lambda c: attribute_sync(c, rec, rules))
-
-
-# The binding of a device at an instant (a period is [from, to)), as gateway.bindings.binding_at
-# reads it (same join, same order), reduced to what attribution stores.
-_BINDING_AT = (
-    "SELECT b.id, b.window_id, b.staff_account, b.valid_from_ms"
-    " FROM bindings b JOIN staff s ON s.account = b.staff_account"
-    " WHERE b.device_id = ? AND b.valid_from_ms <= ? AND (b.valid_to_ms IS NULL OR b.valid_to_ms > ?)"
-    " ORDER BY b.valid_from_ms DESC LIMIT 1"
-)
-
-
-_BINDINGS_OF_DEVICE = (
-    "SELECT b.id, b.window_id, b.staff_account, b.valid_from_ms, b.valid_to_ms"
-    " FROM bindings b JOIN staff s ON s.account = b.staff_account"
-    " WHERE b.device_id = ? ORDER BY b.valid_from_ms DESC, b.id DESC"
-)
-
-
-def _binding_at(conn: sqlite3.Connection, device_id: str, at_ms: int) -> tuple[int, str, str, int] | None:
-    row = conn.execute(_BINDING_AT, (device_id, at_ms, at_ms)).fetchone()
-    return None if row is None else (int(row[0]), str(row[1]), str(row[2]), int(row[3]))
 
 
 def _open_until(status: str, expires_ms: int, closed_ms: int | None) -> int:
@@ -239,15 +192,13 @@ def _open_until(status: str, expires_ms: int, closed_ms: int | None) -> int:
     return closed_ms
 
 
-def _link_invitation(conn: sqlite3.Connection, rec: dict[str, Any], inv_id: str, pressed: int,
+def _link_invitation(tx: Tx, rec: dict[str, Any], inv_id: str, pressed: int,
                      flags: str, rules: AttributionRules) -> str:
-    row = conn.execute(
-        "SELECT device_id, status, created_ms, expires_ms, closed_ms, record_id"
-        " FROM invitations WHERE id = ?", (inv_id,),
-    ).fetchone()
-    if row is None:
+    inv = tx.invitations.get(inv_id)
+    if inv is None:
         return add_flag(flags, "no_invitation")
-    inv_device, status, created, expires, closed, closing_record = row
+    inv_device, status, created, expires, closed, closing_record = (
+        inv.device_id, inv.status, inv.created_ms, inv.expires_ms, inv.closed_ms, inv.record_id)
     if inv_device != rec["device_id"]:
         return add_flag(flags, "foreign_invitation")
     if closing_record == rec["record_id"]:
@@ -260,43 +211,34 @@ def _link_invitation(conn: sqlite3.Connection, rec: dict[str, Any], inv_id: str,
     in_time = created - slack <= pressed <= _open_until(status, expires, closed) + slack
     if kind == "unrated":
         if status in ("pending", "expired"):
-            conn.execute(
-                "UPDATE invitations SET status = 'unrated', closed_ms = ?, close_reason = ?, record_id = ?"
-                " WHERE id = ?", (pressed, "no press before the countdown ended", rec["record_id"], inv_id))
+            tx.invitations.set_outcome(inv_id, "unrated", pressed, "no press before the countdown ended",
+                                       rec["record_id"], None)
         return flags
     if not in_time:
         return add_flag(flags, "late")
     # A press inside the open period is the rating, even if the record arrives after the
     # server-side expiry or after a cancel that happened later than the press.
-    conn.execute(
-        "UPDATE invitations SET status = 'rated', closed_ms = ?, close_reason = NULL, record_id = ?,"
-        " grade = ? WHERE id = ?", (pressed, rec["record_id"], rec["grade"], inv_id))
+    tx.invitations.set_outcome(inv_id, "rated", pressed, None, rec["record_id"], rec["grade"])
     return flags
 
 
-_PRESSES_AROUND = (
-    "SELECT record_id, pressed_at_ms, flags FROM records WHERE device_id = ? AND pressed_at_ms > ?"
-    " AND pressed_at_ms < ? AND kind IN ('rated', 'walkup', 'extra', 'unpaired') AND record_id != ?"
-    " ORDER BY pressed_at_ms"
-)
-
-
-def _burst(conn: sqlite3.Connection, rec: dict[str, Any], pressed: int, rules: AttributionRules,
-           presses: StoredPresses | None = None) -> bool:
+def _burst(tx: Tx, rec: dict[str, Any], pressed: int, rules: AttributionRules,
+           presses: StoredPresses | None = None, recent: Recent | None = None) -> bool:
     """More than burst_presses presses within burst_window_s (this one included)? Flags the
     stored ones too, so the burst is visible whatever order the journal delivers them in."""
     lo = pressed - rules.burst_window_s * 1000
     hi = pressed + rules.burst_window_s * 1000
-    cached = None if presses is None else presses.around(conn, rec["device_id"], lo, hi, rec["record_id"])
+    cached = None if presses is None else presses.around(tx, rec["device_id"], lo, hi, rec["record_id"])
     if cached is None:
-        cached = [[r[0], int(r[1]), r[2] or ""] for r in conn.execute(
-            _PRESSES_AROUND, (rec["device_id"], lo, hi, rec["record_id"]))]
+        cached = tx.records.presses_between(rec["device_id"], lo, hi, rec["record_id"])
     others = [(r[0], r[1], r[2]) for r in cached]
     stored = {rid for rid, _, _ in others}
     me = rec["record_id"]
     # A batch's own earlier presses are all it has that is not in the table yet.
-    seen = _recent.setdefault(rec["device_id"], {}) if presses is None else presses.batch.setdefault(
-        rec["device_id"], {})
+    if presses is not None:
+        seen = presses.batch.setdefault(rec["device_id"], {})
+    else:
+        seen = (recent if recent is not None else {}).setdefault(rec["device_id"], {})
     unstored = [p for rid, p in seen.items() if lo < p < hi and rid not in stored and rid != me]
     seen[me] = pressed
     if presses is None and len(seen) > _RECENT_MAX:
@@ -318,5 +260,5 @@ def _burst(conn: sqlite3.Connection, rec: dict[str, Any], pressed: int, rules: A
         rid, p, f = row
         if hit_lo <= p <= hit_hi and "burst" not in f.split(","):
             row[2] = add_flag(f, "burst")  # also in StoredPresses, for the batch's later records
-            conn.execute("UPDATE records SET flags = ? WHERE record_id = ?", (row[2], rid))
+            tx.records.set_flags(rid, row[2])
     return True

@@ -1,6 +1,6 @@
 """`hcp-gateway`: the hall admin's command line (and `serve`, which runs the service).
 
-    hcp-gateway --config gateway.toml devices [add ID --secret S --broker-password P]
+    hcp-gateway --config gateway.toml devices [add ID [--secret-file F --broker-password-file F]]
     hcp-gateway windows [add W --dept CODE --name NAME | list]
     hcp-gateway staff [add ACCOUNT --name NAME | list]
     hcp-gateway pair DEVICE --window W --staff ACCOUNT [--force]
@@ -38,9 +38,12 @@ import click
 from gateway import bindings, invitations, reports
 from gateway.api.settings import HttpSettings
 from gateway.bindings import AdminError
+from gateway.broker_accounts import broker_accounts
 from gateway.config import Config, ConfigError, load_config
-from gateway.store.db import Database, open_db
-from gateway.store.migrate import MigrationError
+from gateway.devices import DeviceService
+from gateway.store import Store, open_store
+from gateway.store.api import Tx
+from gateway.store.errors import StoreError
 
 T = TypeVar("T")
 DEFAULT_CONFIG = "gateway.toml"
@@ -81,28 +84,28 @@ def actor() -> str:
         return "cli:uid%d" % os.getuid()
 
 
-def run_db(state: CliState, body: Callable[[Database], Awaitable[T]], create: bool = False) -> T:
-    """Open the configured store (refusing a path that does not exist unless create), run body."""
+def run_db(state: CliState, body: Callable[[Store], Awaitable[T]], create: bool = False) -> T:
+    """Open the configured store (refusing a file that does not exist unless create), run body."""
     cfg = state.cfg
     path = cfg.store.path
-    if not create and not path.exists():
-        raise CliError("store %s does not exist (check [store] path in %s, or run `hcp-gateway init`)"
+    if not create and path is not None and not path.exists():
+        raise CliError("store %s does not exist (check [store] in %s, or run `hcp-gateway init`)"
                        % (path, state.config_path))
 
     async def go() -> T:
         try:
-            db = await open_db(path)
-        except MigrationError as e:
+            store = await open_store(cfg.store.url, create=create)
+        except StoreError as e:
             raise CliError("store: %s" % e) from None
         try:
-            return await body(db)
+            return await body(store)
         finally:
-            await db.close()
+            await store.close()
 
     try:
         return asyncio.run(go())
     except OSError as e:
-        raise CliError("store %s: %s" % (path, e.strerror or e)) from None
+        raise CliError("store %s: %s" % (path or cfg.store.url, e.strerror or e)) from None
 
 
 # ---- output --------------------------------------------------------------------------------
@@ -195,12 +198,11 @@ def init(ctx: click.Context) -> None:
     """Create the store (if missing) and apply every migration."""
     state: CliState = ctx.find_root().obj
 
-    async def body(db: Database) -> int:
-        row = await db.fetchone("SELECT MAX(version) FROM schema_version")
-        return int(row[0]) if row and row[0] is not None else 0
+    async def body(store: Store) -> int:
+        return await store.read(lambda tx: tx.schema.version())
 
     v = run_db(state, body, create=True)
-    click.echo("store %s ready (schema version %d)" % (state.cfg.store.path, v))
+    click.echo("store %s ready (schema version %d)" % (state.cfg.store.path or "postgresql", v))
 
 
 # ---- devices ---------------------------------------------------------------------------------
@@ -220,12 +222,10 @@ def devices(ctx: click.Context, as_json: bool) -> None:
 def devices_list(ctx: click.Context, as_json: bool) -> None:
     """Registered devices, health and binding."""
     state = _state(ctx, as_json)
-    from gateway.store import devices as devices_store
-
-    async def body(db: Database) -> list[dict[str, Any]]:
-        out = await devices_store.list_devices(db)
+    async def body(store: Store) -> list[dict[str, Any]]:
+        out = await DeviceService(store, broker_accounts(state.cfg.broker)).list()
         for d in out:
-            b = await bindings.active_binding(db.conn, d["device_id"])
+            b = await bindings.active_binding(store, d["device_id"])
             d["binding"] = b.as_dict() if b else None
         return out
 
@@ -237,24 +237,42 @@ def devices_list(ctx: click.Context, as_json: bool) -> None:
            d["binding"]["staff_account"] if d["binding"] else "-") for d in rows], "(no devices)")
 
 
+def _read_secret(path: str | None, what: str, stdin_lines: list[str]) -> str:
+    """A secret from a file (its first line), or the next line of standard input: never argv,
+    where every local user could read it (ps, /proc)."""
+    if path is not None and path != "-":
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.readline().strip()
+        except OSError as e:
+            raise CliError("cannot read the %s from %s: %s" % (what, path, e.strerror)) from None
+    if not stdin_lines:
+        stdin_lines.extend(line.strip() for line in sys.stdin.read().splitlines())
+    if not stdin_lines:
+        raise CliError("no %s on standard input (one line each: secret, then broker password)" % what)
+    return stdin_lines.pop(0)
+
+
 @devices.command("add")
 @click.argument("device_id")
-@click.option("--secret", required=True, help="64 lower-case hex characters (the device key)")
-@click.option("--broker-password", required=True, help="the device's mosquitto password")
+@click.option("--secret-file", default=None, metavar="FILE",
+              help="file whose first line is the device key (64 lower-case hex); default: stdin")
+@click.option("--broker-password-file", default=None, metavar="FILE",
+              help="file whose first line is the device's broker password; default: stdin")
 @click.option("--fw", default=None, help="firmware version")
 @click.pass_context
-def devices_add(ctx: click.Context, device_id: str, secret: str, broker_password: str,
-                fw: str | None) -> None:
-    """Register (or re-key) a device: store its key, write its broker password entry."""
+def devices_add(ctx: click.Context, device_id: str, secret_file: str | None,
+                broker_password_file: str | None, fw: str | None) -> None:
+    """Register (or re-key) a device: store its key, set its broker account. The secrets come
+    from files or standard input (secret, then broker password, one line each), never argv."""
     state = _state(ctx, False)
-    from gateway.store import devices as devices_store
+    lines: list[str] = []
+    secret = _read_secret(secret_file, "device secret", lines)
+    broker_password = _read_secret(broker_password_file, "broker password", lines)
 
-    async def body(db: Database) -> None:
-        try:
-            await devices_store.register_device(db, state.cfg, device_id, secret, broker_password, fw,
-                                                actor())
-        except devices_store.RegistrationError as e:
-            raise CliError(str(e)) from None
+    async def body(store: Store) -> None:
+        await DeviceService(store, broker_accounts(state.cfg.broker)).register(
+            device_id, secret, broker_password, fw, actor())
 
     run_db(state, body, create=True)
     click.echo("device %s registered" % device_id)
@@ -276,7 +294,7 @@ def windows(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def windows_list(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
-    rows = run_db(state, lambda db: bindings.list_windows(db.conn))
+    rows = run_db(state, bindings.list_windows)
     emit(state, [w.__dict__ for w in rows], ["window", "dept_code", "name"],
          [(w.window_id, w.dept_code, w.name) for w in rows], "(no windows)")
 
@@ -306,7 +324,7 @@ def staff(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def staff_list(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
-    rows = run_db(state, lambda db: bindings.list_staff(db.conn))
+    rows = run_db(state, bindings.list_staff)
     emit(state, [s.__dict__ for s in rows], ["account", "name"],
          [(s.account, s.display_name) for s in rows], "(no staff)")
 
@@ -455,7 +473,7 @@ def unpair(ctx: click.Context, device: str, via: str, as_json: bool) -> None:
 def bindings_cmd(ctx: click.Context, history: bool, as_json: bool) -> None:
     """Active bindings (or the whole history)."""
     state = _state(ctx, as_json)
-    rows = [b.as_dict() for b in run_db(state, lambda db: bindings.list_bindings(db.conn, history))]
+    rows = [b.as_dict() for b in run_db(state, lambda store: bindings.list_bindings(store, history))]
     emit(state, rows, BINDING_HEADERS, _binding_rows(state, rows), "(no bindings)")
 
 
@@ -476,27 +494,11 @@ def ratings(ctx: click.Context, date: str | None, window: str | None, staff_acco
             kind: str | None, limit: int, as_json: bool) -> None:
     """Stored records with their attribution; `counted` marks the one rating of an invitation."""
     state = _state(ctx, as_json)
-    where: list[str] = ["1"]
-    args: list[Any] = []
+    lo = hi = None
     if date is not None:
         lo, hi = reports.day_bounds(check_date(date), state.cfg)
-        where.append("r.pressed_at_ms >= ? AND r.pressed_at_ms < ?")
-        args += [lo, hi]
-    for col, val in (("r.window_id", window), ("r.staff_account", staff_account), ("r.kind", kind)):
-        if val is not None:
-            where.append(col + " = ?")
-            args.append(val)
-    sql = ("SELECT r.record_id, r.pressed_at_ms, r.time_source, r.kind, r.grade, r.window_id,"
-           " r.staff_account, r.invitation_id, i.case_no, (i.record_id = r.record_id) AS counted, r.flags"
-           " FROM records r LEFT JOIN invitations i ON i.id = r.invitation_id WHERE %s"
-           " ORDER BY r.pressed_at_ms, r.record_id LIMIT %d" % (" AND ".join(where), limit))
-
-    async def body(db: Database) -> list[dict[str, Any]]:
-        return [dict(r) for r in await db.fetchall(sql, tuple(args))]
-
-    rows = run_db(state, body)
-    for r in rows:
-        r["counted"] = bool(r["counted"])
+    rows, _total = run_db(state, lambda store: store.read(
+        lambda tx: tx.records.search(lo, hi, window, staff_account, kind, limit)))
     cfg = state.cfg
     emit(state, rows, ["record", "pressed", "kind", "grade", "window", "staff", "case", "counted", "flags"],
          [(r["record_id"], local_time(cfg, r["pressed_at_ms"]), r["kind"], r["grade"], r["window_id"],
@@ -515,7 +517,7 @@ def invitations_cmd(ctx: click.Context, status: str | None, date: str | None, as
     lo = hi = None
     if date is not None:
         lo, hi = reports.day_bounds(check_date(date), state.cfg)
-    rows = run_db(state, lambda db: invitations.list_invitations(db.conn, status, lo, hi))
+    rows = run_db(state, lambda store: invitations.list_invitations(store, status, lo, hi))
     cfg = state.cfg
     emit(state, [i.public() for i in rows],
          ["invitation", "created", "window", "staff", "device", "case", "status", "grade", "record"],
@@ -531,16 +533,14 @@ def health(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
     silent_ms = state.cfg.devices.silent_after_s * 1000
 
-    async def body(db: Database) -> dict[str, Any]:
-        devs = [dict(r) for r in await db.fetchall(
-            "SELECT device_id, online, last_seen, fw, boot, journal_depth, reconnects, last_rst"
-            " FROM devices WHERE enabled = 1 ORDER BY device_id")]
-        rej = [dict(r) for r in await db.fetchall(
-            "SELECT reason, count, last_at FROM rejections ORDER BY reason")]
-        pending = await db.fetchone("SELECT COUNT(*) FROM invitations WHERE status = 'pending'")
-        return {"devices": devs, "rejections": rej, "pending_invitations": pending[0] if pending else 0}
+    keys = ("device_id", "online", "last_seen", "fw", "boot", "journal_depth", "reconnects", "last_rst")
 
-    data = run_db(state, body)
+    def read(tx: Tx) -> dict[str, Any]:
+        devs = [{k: d.public()[k] for k in keys} for d in tx.devices.all(enabled_only=True)]
+        return {"devices": devs, "rejections": tx.rejections.rows(),
+                "pending_invitations": tx.invitations.count("pending")}
+
+    data = run_db(state, lambda store: store.read(read))
     now = bindings.now_ms()
     for d in data["devices"]:
         d["silent"] = d["last_seen"] is None or now - d["last_seen"] > silent_ms
@@ -574,7 +574,7 @@ def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
         settings = reports.ReportSettings.from_config(cfg)
     except ConfigError as e:
         raise CliError("config: %s" % e, 2) from None
-    rep = run_db(state, lambda db: reports.day_report(db.conn, cfg, day, settings))
+    rep = run_db(state, lambda store: reports.day_report(store, cfg, day, settings))
     if state.json:
         click.echo(json.dumps(rep.to_dict(), ensure_ascii=False, indent=1, sort_keys=True))
         return

@@ -1,23 +1,131 @@
-"""The gateway's TOML configuration, parsed once into typed, frozen sections.
+"""The gateway's TOML configuration: ONE declarative schema (`SCHEMA`), checked whole at load.
 
-Sections this module owns: [mqtt], [store], [broker], [hall], [devices], [ingest].
-Every other subsystem ([http], [uplink], ...) reads its own section from `Config.raw`,
-so adding a subsystem never needs a change here. Relative paths are resolved against
-the directory of the config file, so a config and its data can move together.
+`load_config` (used by `serve`, `init` and every command) first checks the file against the
+schema: an unknown section or key is refused with its name and a "did you mean" suggestion,
+every value's type and range is checked, and ALL errors are reported at once (one line
+each, in one ConfigError). Then each section's builder makes its typed object ([mqtt],
+[store], [broker], [hall], [devices], [ingest] here; [http], [uplink], [attribution],
+[invitations], [report] by their owners, called from `_build_sections`), so a bad value
+anywhere stops the start before anything is opened. Relative paths are resolved against
+the directory of the config file. Adding a section: docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import tomllib
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 
 class ConfigError(Exception):
-    """The config file is missing, not TOML, or has a bad value; the message says which."""
+    """The config file is missing, not TOML, or has bad values; the message says which (one
+    line per error)."""
+
+
+# ---- the schema ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a section: its type ("str", "int", "number", "bool", "path", "list[str]",
+    "list[int]", "table", "any"), an inclusive range for numbers, allowed values, and whether
+    it holds a secret (never echoed in an error)."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[Any, ...] | None = None
+    secret: bool = False
+
+
+SCHEMA: dict[str, dict[str, Key]] = {
+    "mqtt": {"host": Key("str"), "port": Key("int", 1, 65535), "username": Key("str"),
+             "password": Key("str", secret=True), "client_id": Key("str"),
+             "keepalive_s": Key("int", 5, 3600)},
+    "store": {"path": Key("path"), "url": Key("str", secret=True)},
+    "broker": {"password_file": Key("path"), "pid_file": Key("path"), "passwd_command": Key("str")},
+    "hall": {"id": Key("str"), "area_code": Key("str"), "timezone": Key("str"),
+             "opening_hours": Key("list[str]"), "opening_days": Key("list[int]")},
+    "devices": {"silent_after_s": Key("int", 1, 10**7), "health_check_s": Key("int", 1, 86400)},
+    "ingest": {"batch_ms": Key("int", 0, 10**6), "batch_max": Key("int", 1, 100000),
+               "rejection_log_s": Key("int", 0, 86400)},
+    "http": {"host": Key("str"), "port": Key("int", 0, 65535), "enabled": Key("bool"),
+             "window_token": Key("str", secret=True), "admin_token": Key("str", secret=True)},
+    "attribution": {"burst_presses": Key("int", 1, 1000), "burst_window_s": Key("int", 1, 3600),
+                    "clock_slack_ms": Key("int", 0, 600000)},
+    "invitations": {"default_countdown_s": Key("int", 5, 600), "grace_s": Key("int", 0, 86400)},
+    "report": {"weights": Key("table")},
+    "uplink": {k: Key(t) for k, t in (
+        ("enabled", "bool"), ("url", "str"), ("batch_path", "str"), ("token_path", "str"),
+        ("query_path", "str"), ("app_key", "str"), ("adapter", "str"), ("timezone", "str"),
+        ("area_code", "str"), ("pf", "int"), ("tag_version", "str"), ("fields", "table"),
+        ("grade_codes", "str"), ("time_format", "str"), ("envelope", "str"),
+        ("require_project_no", "bool"), ("dept_code_pattern", "str"), ("unrated", "str"),
+        ("default_grade", "str"), ("default_after_s", "int"), ("walkup", "str"), ("unpaired", "str"),
+        ("batch_size", "int"), ("max_batches_per_second", "number"), ("request_timeout_s", "number"),
+        ("backoff_base_s", "number"), ("backoff_max_s", "number"), ("max_attempts", "int"),
+        ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"))}
+    | {"app_secret": Key("str", secret=True)},
+}
+
+
+def add_section(name: str, keys: dict[str, Key]) -> None:
+    """Declare a section (a subsystem's own [name]): its keys become known to the check."""
+    if name in SCHEMA:
+        raise ValueError("config section [%s] declared twice" % name)
+    SCHEMA[name] = dict(keys)
+
+
+_KIND_CHECK: dict[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "path": lambda v: isinstance(v, str) and v != "",
+    "int": lambda v: type(v) is int,
+    "number": lambda v: type(v) in (int, float),
+    "bool": lambda v: type(v) is bool,
+    "list[str]": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "list[int]": lambda v: isinstance(v, list) and all(type(x) is int for x in v),
+    "table": lambda v: isinstance(v, dict),
+    "any": lambda v: True,
+}
+_KIND_TEXT = {"str": "a string", "path": "a non-empty path string", "int": "an integer",
+              "number": "a number", "bool": "true or false", "list[str]": "a list of strings",
+              "list[int]": "a list of integers", "table": "a table", "any": "a value"}
+
+
+def _suggest(word: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+    return " (did you mean %s?)" % close[0] if close else ""
+
+
+def check_schema(raw: dict[str, Any]) -> list[str]:
+    """Every schema error of a parsed TOML document, one line each (none: an empty list)."""
+    errors: list[str] = []
+    for name, sec in raw.items():
+        spec = SCHEMA.get(name)
+        if spec is None:
+            errors.append("unknown section [%s]%s" % (name, _suggest(name, list(SCHEMA))))
+            continue
+        if not isinstance(sec, dict):
+            errors.append("[%s] must be a table" % name)
+            continue
+        for key, value in sec.items():
+            k = spec.get(key)
+            if k is None:
+                errors.append("[%s] unknown key %s%s" % (name, key, _suggest(key, list(spec))))
+                continue
+            shown = "***" if k.secret else repr(value)
+            if not _KIND_CHECK[k.kind](value):
+                errors.append("[%s] %s must be %s, got %s" % (name, key, _KIND_TEXT[k.kind], shown))
+            elif k.kind in ("int", "number") and (
+                    (k.lo is not None and value < k.lo) or (k.hi is not None and value > k.hi)):
+                errors.append("[%s] %s must be in %s..%s, got %s" % (name, key, k.lo, k.hi, shown))
+            elif k.choices is not None and value not in k.choices:
+                errors.append("[%s] %s must be one of %s" % (name, key, ", ".join(map(str, k.choices))))
+    return errors
 
 
 @dataclass(frozen=True)
@@ -34,7 +142,14 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    path: Path
+    """`url`: "sqlite:///path", a plain path (SQLite), or "postgresql://..."."""
+
+    url: str
+    path: Path | None = None      # the SQLite file, None on PostgreSQL
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
 
 
 @dataclass(frozen=True)
@@ -96,6 +211,9 @@ class Config:
     devices: DevicesConfig
     ingest: IngestConfig
     raw: dict[str, Any] = field(default_factory=dict)
+    # Typed objects of the sections owned by other modules ("http", "uplink", "attribution",
+    # "invitations", "report"), built and checked at load.
+    sections: dict[str, Any] = field(default_factory=dict)
 
 
 def load_config(path: str | Path) -> Config:
@@ -112,15 +230,62 @@ def load_config(path: str | Path) -> Config:
     return parse_config(raw, base_dir=p.resolve().parent, path=p.resolve())
 
 
-def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) -> Config:
+def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None,
+                 check_all: bool = True) -> Config:
+    """The whole config, checked: schema errors first (all of them at once), then each
+    section's own rules (again all of them). check_all=False skips the other modules'
+    sections (for code that builds a Config piece by piece, e.g. tests of one subsystem)."""
+    errors = check_schema(raw)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    try:
+        cfg = _parse_core(raw, base_dir, path)
+    except ConfigError as e:
+        errors.append(str(e))
+        cfg = None
+    if check_all and cfg is not None:
+        errors += _build_sections(cfg)
+    if errors or cfg is None:
+        raise ConfigError("\n".join(errors))
+    return cfg
+
+
+def _build_sections(cfg: Config) -> list[str]:
+    """Build the typed object of each section another module owns; their errors, one each.
+    Imported here, not at module level: those modules import this one."""
+    from gateway.api.settings import HttpSettings
+    from gateway.attribution import AttributionRules
+    from gateway.invitations import InvitationRules
+    from gateway.reports import ReportSettings
+    from gateway.uplink.settings import load_settings
+
+    builders: list[tuple[str, Callable[[Config], Any]]] = [
+        ("http", lambda c: HttpSettings.from_raw(c.raw)),
+        ("attribution", AttributionRules.from_config),
+        ("invitations", InvitationRules.from_config),
+        ("report", ReportSettings.from_config),
+        ("uplink", lambda c: load_settings(c) if "uplink" in c.raw else None),
+    ]
+    errors: list[str] = []
+    for name, build in builders:
+        try:
+            cfg.sections[name] = build(cfg)
+        except ConfigError as e:
+            errors.append(str(e))
+    return errors
+
+
+def _parse_core(raw: dict[str, Any], base_dir: Path, path: Path | None) -> Config:
     mqtt = _section(raw, "mqtt")
     store = _section(raw, "store")
     broker = _section(raw, "broker")
     hall = _section(raw, "hall")
     devices = _section(raw, "devices")
     ingest = _section(raw, "ingest")
-    if "path" not in store:
-        raise ConfigError("[store] path is required")
+    if "path" not in store and "url" not in store:
+        raise ConfigError("[store] path is required (or url)")
+    if "path" in store and "url" in store:
+        raise ConfigError("[store] give path or url, not both")
     return Config(
         path=path,
         mqtt=MqttConfig(
@@ -131,7 +296,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
             client_id=_str(mqtt, "mqtt", "client_id", "hcp-gateway"),
             keepalive_s=_int(mqtt, "mqtt", "keepalive_s", 30, 5, 3600),
         ),
-        store=StoreConfig(path=_path(store, "store", "path", base_dir) or base_dir / "gateway.db"),
+        store=_store(store, base_dir),
         broker=BrokerConfig(
             password_file=_path(broker, "broker", "password_file", base_dir),
             pid_file=_path(broker, "broker", "pid_file", base_dir),
@@ -149,6 +314,20 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
         ),
         raw=raw,
     )
+
+
+def _store(sec: dict[str, Any], base_dir: Path) -> StoreConfig:
+    if "url" in sec:
+        url = _str(sec, "store", "url", "")
+        if url.startswith(("postgresql://", "postgres://")):
+            return StoreConfig(url=url)
+        if not url.startswith("sqlite://") or len(url) <= len("sqlite://"):
+            raise ConfigError('[store] url must be "sqlite:///path" or "postgresql://..."')
+        p = Path(url[len("sqlite://"):]).expanduser()
+    else:
+        p = _path(sec, "store", "path", base_dir) or base_dir / "gateway.db"
+    p = p if p.is_absolute() else base_dir / p
+    return StoreConfig(url=str(p), path=p)
 
 
 def _hall(sec: dict[str, Any]) -> HallConfig:

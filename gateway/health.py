@@ -15,8 +15,8 @@ import json
 import logging
 from typing import Any
 
-from gateway.store.db import Database
-from gateway.store.devices import DeviceRegistry, DeviceState
+from gateway.registry import DeviceRegistry, DeviceState
+from gateway.store import Store
 
 log = logging.getLogger("gateway.health")
 
@@ -72,14 +72,10 @@ def touch(st: DeviceState, arrival_ms: int) -> None:
         st.dirty = True
 
 
-async def silent_devices(db: Database, now_ms: int, silent_after_s: int) -> list[dict[str, Any]]:
+async def silent_devices(store: Store, now_ms: int, silent_after_s: int) -> list[dict[str, Any]]:
     """Enabled devices with no accepted message for longer than silent_after_s (or never)."""
     cutoff = now_ms - silent_after_s * 1000
-    rows = await db.fetchall(
-        "SELECT device_id, last_seen, online, boot, journal_depth FROM devices"
-        " WHERE enabled = 1 AND (last_seen IS NULL OR last_seen < ?) ORDER BY device_id",
-        (cutoff,))
-    return [{k: r[k] for k in r.keys()} for r in rows]
+    return await store.read(lambda tx: tx.devices.silent(cutoff))
 
 
 def silent_in_memory(registry: DeviceRegistry, now_ms: int, silent_after_s: int) -> list[str]:

@@ -9,9 +9,9 @@ Every refusal is counted by reason (memory + table `rejections`) and logged at m
 per reason per interval, without payloads or secrets.
 
 Group commit: the committer takes up to batch_max queued records, waits at most batch_ms
-after the first one, and stores the batch in ONE transaction (INSERT OR IGNORE by record
+after the first one, and stores the batch in ONE transaction (a stored record
 id), so one fsync covers many records. The whole transaction (dedupe, attribution, insert,
-anchors, COMMIT) is one call into the database thread: one thread hop per batch. Only
+anchors, COMMIT) is one unit of work in the store's thread: one hand-over per batch. Only
 after COMMIT returns does it publish an ack for every record of the batch, duplicates
 included: a duplicate is acked again, never stored twice. If the gateway dies before
 COMMIT, nothing was acked, the device still has the records in its journal and re-sends
@@ -21,56 +21,40 @@ them.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from gateway import health, timesync
+from gateway.clock import now_ms
 from gateway.config import Config
+from gateway.flags import FLAG_ATTRIBUTION_ERROR, FLAG_UNPAIRED, add_flag
 from gateway.mqtt import Downlink, verify_received
-from gateway.store import records as records_store
-from gateway.store import rejections as rejections_store
-from gateway.store.db import Database
-from gateway.store.devices import DeviceRegistry, DeviceState, now_ms
+from gateway.registry import DeviceRegistry, DeviceState
+from gateway.store import Store
+from gateway.store.api import Tx
 from protocol import cpython, messages
 from protocol.errors import BadSignature, MalformedMessage, TopicMismatch, UnsupportedVersion
 from protocol.ids import record_id
 
 log = logging.getLogger("gateway.ingest")
 
-# The attribution hook, synchronous: it runs in the database thread inside the batch
-# transaction. `batch` attributes a whole batch in order; `one` a single record (the
-# fallback after a failure, so only the failing record is flagged).
-@dataclass(frozen=True)
-class Attribute:
-    batch: Callable[[sqlite3.Connection, list[dict[str, Any]]], list[dict[str, Any]]]
-    one: Callable[[sqlite3.Connection, dict[str, Any]], dict[str, Any]]
+class Attribute(Protocol):
+    """The attribution hook (gateway.attribution.Attribution), synchronous: it runs in the
+    store's thread inside the batch's unit of work. `batch` attributes a whole batch in
+    order; `one` a single record (the fallback after a failure, so only the failing record
+    is flagged)."""
+
+    def batch(self, tx: Tx, recs: list[dict[str, Any]]) -> list[dict[str, Any]]: ...
+
+    def one(self, tx: Tx, rec: dict[str, Any]) -> dict[str, Any]: ...
+
 
 HelloHook = Callable[[str], Awaitable[None]]
 
-# Flags ingest itself may set on a record (attribution adds its own).
-FLAG_ATTRIBUTION_ERROR = "attribution_error"
-FLAG_UNPAIRED = "unpaired"
 _ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
-
-
-def load_attribution() -> Attribute | None:
-    """gateway.attribution's attribute_batch and attribute_sync, if that module exists (the
-    bindings engineer's hook)."""
-    if importlib.util.find_spec("gateway.attribution") is None:
-        return None
-    mod = importlib.import_module("gateway.attribution")
-    batch = getattr(mod, "attribute_batch", None)
-    one = getattr(mod, "attribute_sync", None)
-    if not callable(batch) or not callable(one):
-        raise RuntimeError("gateway.attribution exists but lacks attribute_batch(conn, recs) "
-                           "or attribute_sync(conn, rec)")
-    return Attribute(batch, one)
 
 
 class Rejections:
@@ -94,13 +78,13 @@ class Rejections:
             log.warning("rejected %s from %s%s%s", reason, who, f" ({detail})" if detail else "",
                         f" [{n} since last report]" if n > 1 else "")
 
-    async def save(self, db: Database) -> None:
+    async def save(self, store: Store) -> None:
         if not self._unsaved:
             return
         counts, self._unsaved = self._unsaved, {}
+        at = now_ms()
         try:
-            async with db.transaction() as conn:
-                await rejections_store.add_counts(conn, counts, now_ms())
+            await store.write(lambda tx: tx.rejections.add_counts(counts, at))
         except BaseException:
             for k, v in counts.items():
                 self._unsaved[k] = self._unsaved.get(k, 0) + v
@@ -132,11 +116,11 @@ def _who(topic: str) -> str:
 
 
 class Ingest:
-    def __init__(self, cfg: Config, db: Database, registry: DeviceRegistry, anchors: timesync.Anchors,
+    def __init__(self, cfg: Config, store: Store, registry: DeviceRegistry, anchors: timesync.Anchors,
                  downlink: Downlink, clock_ms: Callable[[], int] = now_ms,
                  attribute: Attribute | None = None) -> None:
         self.cfg = cfg
-        self.db = db
+        self.store = store
         self.registry = registry
         self.anchors = anchors
         self.downlink = downlink
@@ -298,17 +282,19 @@ class Ingest:
         await self._ack(batch)
 
     async def _store(self, batch: list[PendingRecord]) -> int:
-        """One transaction for the batch, run as ONE call in the database thread: dedupe by
-        record id, attribution, INSERT OR IGNORE, improved time anchors, COMMIT. A thread hop
-        per statement would cost more than the statements (and the GIL hand-over per hop
-        adds latency while the event loop is busy receiving)."""
+        """One unit of work for the batch, ONE call into the store's thread: dedupe by record
+        id, attribution, insert (a stored id is left alone), improved time anchors, COMMIT. A
+        thread hop per statement would cost more than the statements (and the GIL hand-over
+        per hop adds latency while the event loop is busy receiving)."""
         first: dict[str, PendingRecord] = {}
         for p in batch:
             first.setdefault(p.rid, p)
-        rows = [await self._row(p) for p in first.values()]
+        # In record-id order: two instances inserting overlapping batches take the row locks
+        # in the same order (PostgreSQL), so they never deadlock.
+        rows = sorted([await self._row(p) for p in first.values()], key=lambda r: str(r["record_id"]))
         anchor_rows = self.anchors.take_dirty(self.clock_ms())
         try:
-            new = await self.db.write(lambda conn: self._store_sync(conn, rows, anchor_rows))
+            new = await self.store.write(lambda tx: self._store_sync(tx, rows, anchor_rows))
         except BaseException:
             self.anchors.mark_all_dirty([(r[0], r[1]) for r in anchor_rows])  # with a later batch
             raise
@@ -318,15 +304,15 @@ class Ingest:
                 self.rejections.add("unpaired", row["device_id"], "stored flagged")
         return len(new)
 
-    def _store_sync(self, conn: sqlite3.Connection, rows: list[dict[str, Any]],
+    def _store_sync(self, tx: Tx, rows: list[dict[str, Any]],
                     anchor_rows: list[timesync.AnchorRow]) -> list[dict[str, Any]]:
-        """In the database thread, inside the batch transaction: the rows stored now."""
-        existing = records_store.existing_ids_sync(conn, [r["record_id"] for r in rows])
+        """In the store's thread, inside the batch's unit of work: the rows stored now."""
+        existing = tx.records.existing_ids([r["record_id"] for r in rows])
         new = [r for r in rows if r["record_id"] not in existing]
         if self.attribute is not None and new:
-            new = self._attribute_all(conn, new)
-        records_store.insert_records_sync(conn, new)
-        timesync.write_rows_sync(conn, anchor_rows)
+            new = self._attribute_all(tx, new)
+        tx.records.insert_many(new)
+        tx.anchors.save(anchor_rows)
         return new
 
     async def _row(self, p: PendingRecord) -> dict[str, Any]:
@@ -334,7 +320,7 @@ class Ingest:
         hit, anchor = self.anchors.cached(p.st.device_id, m["rb"])
         if not hit and m["w"] == 0:
             # Once per (device, boot) and process: the anchor persisted by an earlier run.
-            anchor = await self.anchors.get(self.db.conn, p.st.device_id, m["rb"])
+            anchor = await self.anchors.get(self.store, p.st.device_id, m["rb"])
         pt = timesync.press_time(m["w"], m["u"], anchor, p.arrival_ms)
         return {
             "record_id": p.rid, "device_id": p.st.device_id, "rb": m["rb"], "rs": m["rs"],
@@ -346,35 +332,28 @@ class Ingest:
             "flags": FLAG_UNPAIRED if m["k"] == "unpaired" else "",  # a press while unpaired
         }
 
-    def _attribute_all(self, conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _attribute_all(self, tx: Tx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The hook for every new record under one savepoint; if any call fails, undo them
         all and redo record by record, so only the failing record ends up flagged
         attribution_error."""
         assert self.attribute is not None
-        conn.execute("SAVEPOINT attribution_batch")
         try:
-            answers = self.attribute.batch(conn, [dict(row) for row in rows])
-            out = [_merge(row, a) for row, a in zip(rows, answers, strict=True)]
+            with tx.savepoint():
+                answers = self.attribute.batch(tx, [dict(row) for row in rows])
+                return [_merge(row, a) for row, a in zip(rows, answers, strict=True)]
         except Exception:
-            conn.execute("ROLLBACK TO attribution_batch")
-            conn.execute("RELEASE attribution_batch")
-            return [self._attribute(conn, row) for row in rows]
-        conn.execute("RELEASE attribution_batch")
-        return out
+            return [self._attribute(tx, row) for row in rows]
 
-    def _attribute(self, conn: sqlite3.Connection, row: dict[str, Any]) -> dict[str, Any]:
+    def _attribute(self, tx: Tx, row: dict[str, Any]) -> dict[str, Any]:
         """The hook inside a savepoint: a failing hook leaves no partial writes and the
         record is still stored, flagged, instead of blocking the batch."""
         assert self.attribute is not None
-        conn.execute("SAVEPOINT attribution")
         try:
-            out = self.attribute.one(conn, dict(row))
+            with tx.savepoint():
+                out = self.attribute.one(tx, dict(row))
         except Exception:
-            conn.execute("ROLLBACK TO attribution")
-            conn.execute("RELEASE attribution")
             log.exception("attribution failed for %s; stored flagged", row["record_id"])
-            return {**row, "flags": _add_flag(row["flags"], FLAG_ATTRIBUTION_ERROR)}
-        conn.execute("RELEASE attribution")
+            return {**row, "flags": add_flag(row["flags"], FLAG_ATTRIBUTION_ERROR)}
         return _merge(row, out)
 
     async def _ack(self, batch: list[PendingRecord]) -> None:
@@ -413,10 +392,3 @@ def _merge(row: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
             merged[k] = out[k]
     merged["flags"] = merged["flags"] or ""
     return merged
-
-
-def _add_flag(flags: str, flag: str) -> str:
-    parts = [f for f in flags.split(",") if f]
-    if flag not in parts:
-        parts.append(flag)
-    return ",".join(parts)

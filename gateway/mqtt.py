@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from gateway.config import MqttConfig
-from gateway.store.devices import DeviceRegistry, DeviceState
+from gateway.registry import DeviceRegistry, DeviceState
 from protocol import messages, topics
 from protocol.auth import Key
 from protocol.errors import BadSignature

@@ -19,9 +19,9 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import aiosqlite
-
 from gateway.config import Config, ConfigError
+from gateway.store import Store
+from gateway.store.api import Tx
 from protocol.grades import BAD, GRADES
 
 DEFAULT_WEIGHTS = {"vs": 100, "s": 75, "bs": 50, "d": 25, "vd": 0}
@@ -109,7 +109,7 @@ def day_bounds(date: str, cfg: Config) -> tuple[int, int]:
     return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
-async def day_report(conn: aiosqlite.Connection, cfg: Config, date: str,
+async def day_report(store: Store, cfg: Config, date: str,
                      settings: ReportSettings | None = None) -> DayReport:
     settings = settings or ReportSettings.from_config(cfg)
     lo, hi = day_bounds(date, cfg)
@@ -122,42 +122,32 @@ async def day_report(conn: aiosqlite.Connection, cfg: Config, date: str,
             r = rows[key] = Row(key[0], key[1])
         return r
 
-    async with conn.execute(
-        "SELECT window_id, staff_account, COUNT(DISTINCT case_no) FROM invitations"
-        " WHERE created_ms >= ? AND created_ms < ? GROUP BY window_id, staff_account", (lo, hi)
-    ) as cur:
-        async for win, staff, n in cur:
-            row(win, staff).cases = n
-    async with conn.execute(
-        "SELECT window_id, staff_account, status, grade, COUNT(*) FROM invitations"
-        " WHERE created_ms >= ? AND created_ms < ? GROUP BY window_id, staff_account, status, grade",
-        (lo, hi),
-    ) as cur:
-        async for win, staff, status, grade, n in cur:
-            r = row(win, staff)
-            if status == "rated":
-                r.ratings += n
-                r.grades[grade] += n
-            elif status in ("unrated", "expired", "cancelled", "superseded", "pending"):
-                setattr(r, status, getattr(r, status) + n)
-    async with conn.execute(
-        "SELECT window_id, staff_account, kind, flags FROM records"
-        " WHERE pressed_at_ms >= ? AND pressed_at_ms < ? AND kind != 'unrated'", (lo, hi)
-    ) as cur:
-        async for win, staff, kind, flags in cur:
-            r = row(win, staff)
-            fl = set((flags or "").split(","))
-            if kind == "extra" or "extra" in fl:
-                r.extras += 1
-            elif "late" in fl:
-                r.late += 1
-            elif "no_invitation" in fl or kind in ("walkup", "unpaired"):
-                r.walkups += 1
-            r.unbound += "unbound" in fl
-            r.after_hours += "after_hours" in fl
-            r.burst += "burst" in fl
-    async with conn.execute("SELECT account, display_name FROM staff") as cur:
-        names = {a: n async for a, n in cur}
+    def read(tx: Tx) -> tuple[Any, ...]:
+        return (tx.invitations.cases_by_window_staff(lo, hi), tx.invitations.outcomes_by_window_staff(lo, hi),
+                tx.records.day_presses(lo, hi), tx.org.list_staff(), tx.invitations.distinct_cases(lo, hi))
+    cases, outcomes, presses, staff, distinct = await store.read(read)
+    for win, staff_account, n in cases:
+        row(win, staff_account).cases = n
+    for win, staff_account, status, grade, n in outcomes:
+        r = row(win, staff_account)
+        if status == "rated":
+            r.ratings += n
+            r.grades[grade] += n
+        elif status in ("unrated", "expired", "cancelled", "superseded", "pending"):
+            setattr(r, status, getattr(r, status) + n)
+    for win, staff_account, kind, flags in presses:
+        r = row(win, staff_account)
+        fl = set(flags.split(","))
+        if kind == "extra" or "extra" in fl:
+            r.extras += 1
+        elif "late" in fl:
+            r.late += 1
+        elif "no_invitation" in fl or kind in ("walkup", "unpaired"):
+            r.walkups += 1
+        r.unbound += "unbound" in fl
+        r.after_hours += "after_hours" in fl
+        r.burst += "burst" in fl
+    names = {s.account: s.display_name for s in staff}
     total = Row("*", "*")
     out = []
     for key in sorted(rows):
@@ -167,10 +157,6 @@ async def day_report(conn: aiosqlite.Connection, cfg: Config, date: str,
         total.add(r)
         out.append(r)
     # A case invited at two windows is one case of the hall, not two.
-    async with conn.execute(
-        "SELECT COUNT(DISTINCT case_no) FROM invitations WHERE created_ms >= ? AND created_ms < ?", (lo, hi)
-    ) as cur:
-        one = await cur.fetchone()
-    total.cases = int(one[0]) if one else 0
+    total.cases = distinct
     total.finish(settings.weights)
     return DayReport(date, cfg.hall.timezone, settings.weights, out, total)

@@ -1,43 +1,48 @@
-"""The gateway service: MQTT ingest, group committer, health, and the other subsystems.
+"""The gateway service: every subsystem built and wired here, in one place.
 
-`serve(config)` runs until cancelled (SIGTERM/SIGINT in `python -m gateway serve`). It
-prints one readiness line once the MQTT subscription is in place and every subsystem has
+`serve(config)` runs until cancelled (SIGTERM/SIGINT in `python -m gateway serve`). It opens
+the store, builds the broker accounts, the device registry, the downlink, ingest (with
+attribution), the device service, the HTTP API and the leader (which runs the uplink
+scheduler and invitation expiry on one instance at a time), and hands each what it needs.
+It prints one readiness line once the MQTT subscription is in place and every subsystem has
 started, e.g. "gateway ready mqtt=127.0.0.1:1883 http=127.0.0.1:8080 pid=1234"; the test
 runner (simulator/gateway_proc.py) waits for it.
-
-Other subsystems plug in without this file knowing them: a module in SUBSYSTEMS that
-defines `async def start(ctx: GatewayContext) -> Running` is started after the store is
-open and stopped (`await running.stop()`) before it closes; `running.label` (e.g.
-"http=127.0.0.1:8080") goes into the readiness line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import aiomqtt
 
-from gateway import health, timesync
+from gateway import bindings, health, invitations, timesync
+from gateway.api import start_http
+from gateway.api.settings import HttpSettings
+from gateway.attribution import Attribution, AttributionRules
+from gateway.broker_accounts import broker_accounts
+from gateway.clock import now_ms
 from gateway.config import Config
-from gateway.ingest import Ingest, load_attribution
+from gateway.devices import DeviceService
+from gateway.ingest import Ingest
+from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Downlink, incoming, session
-from gateway.store.db import Database, open_db
-from gateway.store.devices import DeviceRegistry, now_ms
+from gateway.registry import DeviceRegistry
+from gateway.store import Store, claim_single_instance, open_store
+from gateway.uplink.scheduler import run_scheduler
+from gateway.uplink.settings import load_settings
 from protocol import topics
 
 log = logging.getLogger("gateway.service")
 
-SUBSYSTEMS = ("gateway.api", "gateway.uplink")
 FLUSH_EVERY_S = 1.0
+CHANGES_EVERY_S = 0.25     # how soon a re-key by another process is in force here
+EXPIRE_EVERY_S = 1.0
 # Stopping a task: cancel, wait this long, cancel again (a cancel can be lost, see
 # _stop_task), for at most TASK_STOP_LIMIT_S in all.
 TASK_CANCEL_RETRY_S = 0.25
@@ -49,23 +54,6 @@ class Running(Protocol):
     label: str
 
     async def stop(self) -> None: ...
-
-
-@dataclass
-class GatewayContext:
-    """What a subsystem gets: config, the core's store and its command sender."""
-
-    config: Config
-    db: Database                      # the ingest's connection: prefer open_store() for writers
-    registry: DeviceRegistry
-    downlink: Downlink
-    ingest: Ingest
-    send_command: Callable[[str, str, dict[str, Any]], Awaitable[None]]
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    async def open_store(self) -> Database:
-        """A separate connection to the same database (own transactions; WAL makes this cheap)."""
-        return await open_db(self.config.store.path, run_migrations=False)
 
 
 async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected: asyncio.Event,
@@ -112,71 +100,108 @@ async def _stats_loop(ingest: Ingest, downlink: Downlink) -> None:
             last = (s.received, s.acked)
 
 
-async def _flush_loop(db: Database, registry: DeviceRegistry, anchors: timesync.Anchors,
+async def _flush_loop(store: Store, registry: DeviceRegistry, anchors: timesync.Anchors,
                       ingest: Ingest) -> None:
     while True:
         await asyncio.sleep(FLUSH_EVERY_S)
         try:
-            await _flush(db, registry, anchors, ingest)
+            await _flush(store, registry, anchors, ingest)
         except Exception:
             log.exception("periodic flush of device health failed; will retry")
 
 
-async def _flush(db: Database, registry: DeviceRegistry, anchors: timesync.Anchors, ingest: Ingest) -> None:
+async def _flush(store: Store, registry: DeviceRegistry, anchors: timesync.Anchors, ingest: Ingest) -> None:
     # Anchors first: whoever sees a heartbeat's health fields stored also finds its anchor.
-    async with db.transaction() as conn:
-        await anchors.save(conn, now_ms())
+    await anchors.save(store, now_ms())
     await registry.flush()
-    await ingest.rejections.save(db)
+    await ingest.rejections.save(store)
 
 
-async def _start_subsystems(ctx: GatewayContext, started: list[Running]) -> None:
-    """Start each subsystem, appending it to `started` at once: if a later one fails, the
-    shutdown still stops those already running."""
-    for name in SUBSYSTEMS:
+async def _changes_loop(registry: DeviceRegistry) -> None:
+    """Re-keys by the API, the CLI or another instance are in force here within CHANGES_EVERY_S."""
+    while True:
+        await asyncio.sleep(CHANGES_EVERY_S)
         try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            continue
-        mod = importlib.import_module(name)
-        start = getattr(mod, "start", None)
-        if start is None:
-            continue
-        started.append(await start(ctx))
+            await registry.poll_changes()
+        except Exception as e:  # noqa: BLE001 - the store may be away for a moment
+            log.warning("change feed not read: %s", e)
 
 
-async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
-    db = await open_db(config.store.path)
+def _uplink_job(store: Store, config: Config) -> Job:
+    async def job(stop: asyncio.Event) -> None:
+        await run_scheduler(store, config, stop)
+    return job
+
+
+async def serve(config: Config, ready: asyncio.Event | None = None, *,
+                extra: Sequence[Callable[[], Awaitable[Running]]] = ()) -> None:
+    """extra: further subsystems to start after the API (tests use it for a failing one)."""
+    http_settings = HttpSettings.from_raw(config.raw)
+    uplink_settings = load_settings(config) if "uplink" in config.raw else None
+    rules = AttributionRules.from_config(config)
+    instance = claim_single_instance(config.store.url)
+    try:
+        store = await open_store(config.store.url, create=False)
+    except BaseException:
+        instance.release()
+        raise
     tasks: list[asyncio.Task[None]] = []
     running: list[Running] = []
     ingest: Ingest | None = None
     downlink: Downlink | None = None
-    registry = DeviceRegistry(db)
+    registry = DeviceRegistry(store)
     anchors = timesync.Anchors()
     stopping = asyncio.Event()
     try:
         n = await registry.load()
         downlink = Downlink(registry)
-        ingest = Ingest(config, db, registry, anchors, downlink, attribute=load_attribution())
-        ctx = GatewayContext(config, db, registry, downlink, ingest, downlink.send_command)
+        ingest = Ingest(config, store, registry, anchors, downlink, attribute=Attribution(rules))
+        devices = DeviceService(store, broker_accounts(config.broker), on_rekey=registry.rekey)
+        send = downlink.send_command
+        restoring: set[asyncio.Task[None]] = set()
+
+        async def restore(device_id: str) -> None:
+            try:
+                for t, fields in await bindings.state_for_device(store, device_id):
+                    await send(device_id, t, fields)
+            except Exception as e:  # noqa: BLE001 - the next hello tries again
+                log.warning("state for %s after hello not sent: %s", device_id, e)
+
+        async def on_hello(device_id: str) -> None:
+            # Not awaited in the MQTT receive loop: sending waits for the broker's PUBACK.
+            task = asyncio.create_task(restore(device_id))
+            restoring.add(task)
+            task.add_done_callback(restoring.discard)
+
+        ingest.hello_hooks.append(on_hello)
+        jobs: list[tuple[str, Job]] = [
+            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S))]
+        uplink_label = "uplink=off"
+        if uplink_settings is not None and uplink_settings.enabled:
+            jobs.append(("uplink", _uplink_job(store, config)))
+            uplink_label = "uplink=%s@%s" % (uplink_settings.adapter, uplink_settings.url)
+        leader = Leader(store, instance_id(), jobs)
+        # The HTTP port first: a port already taken ends the start before any MQTT connection
+        # exists (a paho client left half-connected at exit printed a traceback).
+        running.append(await start_http(store, config, send, devices, http_settings))
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
-        tasks.append(asyncio.create_task(_flush_loop(db, registry, anchors, ingest), name="flush"))
+        tasks.append(asyncio.create_task(_flush_loop(store, registry, anchors, ingest), name="flush"))
         tasks.append(asyncio.create_task(_stats_loop(ingest, downlink), name="stats"))
+        tasks.append(asyncio.create_task(_changes_loop(registry), name="changes"))
         dev_cfg = config.devices
         tasks.append(asyncio.create_task(
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),
             name="health"))
         tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected, stopping),
                                          name="mqtt"))
-        await _start_subsystems(ctx, running)
+        running.append(leader.start())
+        for start_extra in extra:
+            running.append(await start_extra())
         await _wait_first(connected, tasks)
-        labels = " ".join(r.label for r in running) or "http=off"
-        print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} "
-              f"devices={n} pid={os.getpid()}", flush=True)
-        log.info("attribution hook: %s", "gateway.attribution" if ingest.attribute else "none")
+        labels = " ".join(r.label for r in running if r is not leader)
+        print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} {uplink_label} "
+              f"store={store.backend} devices={n} pid={os.getpid()}", flush=True)
         if ready is not None:
             ready.set()
         # asyncio.wait (unlike gather) leaves the tasks running when serve() is cancelled,
@@ -186,7 +211,10 @@ async def serve(config: Config, ready: asyncio.Event | None = None) -> None:
             t.result()
     finally:
         stopping.set()
-        await _shutdown(db, tasks, running, ingest, downlink, registry, anchors)
+        try:
+            await _shutdown(store, tasks, running, ingest, downlink, registry, anchors)
+        finally:
+            instance.release()
 
 
 async def _wait_first(connected: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
@@ -202,7 +230,7 @@ async def _wait_first(connected: asyncio.Event, tasks: list[asyncio.Task[None]])
             raise RuntimeError(f"task {t.get_name()} ended before the gateway was ready")
 
 
-async def _shutdown(db: Database, tasks: list[asyncio.Task[None]], running: list[Running],
+async def _shutdown(store: Store, tasks: list[asyncio.Task[None]], running: list[Running],
                     ingest: Ingest | None, downlink: Downlink | None, registry: DeviceRegistry,
                     anchors: timesync.Anchors) -> None:
     # Stop receiving first, then commit+ack what was received, then close the store.
@@ -224,8 +252,8 @@ async def _shutdown(db: Database, tasks: list[asyncio.Task[None]], running: list
         await _stop_task(t)
     if ingest is not None:
         with contextlib.suppress(Exception):
-            await _flush(db, registry, anchors, ingest)
-    await db.close()
+            await _flush(store, registry, anchors, ingest)
+    await store.close()
     if ingest is not None:
         log.info("stopped: %s%s", ingest.stats, "" if committer_done else " (queued records not committed)")
 

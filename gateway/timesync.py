@@ -22,10 +22,9 @@ anchor that is too late by the step until the device reboots.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-import aiosqlite
+from gateway.store import Store
 
 DEVICE = "device"
 RECONSTRUCTED = "reconstructed"
@@ -62,40 +61,33 @@ class Anchors:
             return True, self._anchor[key]
         return False, None
 
-    async def get(self, conn: aiosqlite.Connection, device_id: str, boot: int) -> int | None:
-        """The anchor of that boot, reading device_boots on a cache miss."""
+    async def get(self, store: Store, device_id: str, boot: int) -> int | None:
+        """The anchor of that boot, reading the store on a cache miss."""
         hit, value = self.cached(device_id, boot)
         if hit:
             return value
-        async with conn.execute(
-                "SELECT anchor_ms FROM device_boots WHERE device_id = ? AND boot = ?",
-                (device_id, boot)) as cur:
-            row = await cur.fetchone()
-        value = None if row is None or row[0] is None else int(row[0])
+        value = await store.read(lambda tx: tx.anchors.get(device_id, boot))
         key = (device_id, boot)
         if key in self._anchor:  # an observation raced in while we read
             return self._anchor[key]
         self._anchor[key] = value
         return value
 
-    async def save(self, conn: aiosqlite.Connection, at_ms: int) -> int:
-        """Persist improved anchors (inside the caller's transaction)."""
+    async def save(self, store: Store, at_ms: int) -> int:
+        """Persist improved anchors (an anchor only ever moves earlier)."""
         rows = self.take_dirty(at_ms)
-        if rows:
-            await conn.executemany(_SAVE_ANCHOR, rows)
-        return len(rows)
-
-    def save_sync(self, conn: sqlite3.Connection, at_ms: int) -> int:
-        """save() on a plain sqlite3 connection, for code already in the connection's thread
-        and the thread that owns this object."""
-        rows = self.take_dirty(at_ms)
-        write_rows_sync(conn, rows)
+        if not rows:
+            return 0
+        try:
+            await store.write(lambda tx: tx.anchors.save(rows))
+        except BaseException:
+            self.mark_all_dirty([(r[0], r[1]) for r in rows])
+            raise
         return len(rows)
 
     def take_dirty(self, at_ms: int) -> list[AnchorRow]:
-        """The improved anchors as device_boots rows, now counted as saved. For a write in
-        another thread (ingest's batch transaction): take them here, in the thread that
-        observes, write them there with write_rows_sync; if that fails, mark_all_dirty."""
+        """The improved anchors as rows to store, now counted as saved (ingest writes them in
+        its batch's unit of work; if that fails, mark_all_dirty)."""
         if not self._dirty:
             return []
         rows = [(d, b, self._anchor[(d, b)], at_ms) for d, b in self._dirty]
@@ -108,20 +100,6 @@ class Anchors:
 
 # (device_id, boot, anchor_ms, first_seen)
 AnchorRow = tuple[str, int, int | None, int]
-
-_SAVE_ANCHOR = (
-    "INSERT INTO device_boots(device_id, boot, anchor_ms, first_seen) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT(device_id, boot) DO UPDATE SET anchor_ms ="
-    " MIN(COALESCE(anchor_ms, excluded.anchor_ms), excluded.anchor_ms)"
-)
-
-
-def write_rows_sync(conn: sqlite3.Connection, rows: list[AnchorRow]) -> None:
-    """Store rows from Anchors.take_dirty (inside the caller's transaction); an anchor only
-    ever moves earlier."""
-    if rows:
-        conn.executemany(_SAVE_ANCHOR, rows)
-
 
 def press_time(w: int, u: int, anchor_ms: int | None, arrival_ms: int) -> PressTime:
     """The best estimate of a press's UTC epoch ms (see the module docstring)."""

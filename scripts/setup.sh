@@ -10,6 +10,8 @@ command -v mosquitto_passwd >/dev/null 2>&1 || need_apt+=(mosquitto)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
+# PostgreSQL 15 for the store's second backend (the tests start their own server).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)  # QR plates
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)  # plate tests rasterise PDFs
 /sbin/ldconfig -p 2>/dev/null | grep 'libcairo\.so\.2' >/dev/null || need_apt+=(libcairo2)  # cairosvg

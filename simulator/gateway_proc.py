@@ -56,6 +56,23 @@ class GatewayProcess:
     def returncode(self) -> int | None:
         return None if self._proc is None else self._proc.poll()
 
+    def _init_store(self, env: dict[str, str]) -> None:
+        """`hcp-gateway init` first when the store file is missing, as the runbook does: serve
+        refuses a store that does not exist (it never takes one for a fresh store)."""
+        import tomllib
+        try:
+            store = tomllib.loads(self.config_path.read_text()).get("store", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            return   # serve reports the config problem itself
+        path = store.get("path")
+        if not isinstance(path, str):
+            return
+        p = Path(path) if Path(path).is_absolute() else self.config_path.parent / path
+        if p.exists():
+            return
+        subprocess.run([self.python, "-m", "gateway.cli", "--config", str(self.config_path), "init"],
+                       stdin=subprocess.DEVNULL, capture_output=True, cwd=self.workdir, env=env, timeout=60)
+
     def start(self, timeout: float = 20.0) -> str:
         """Start and wait for the readiness line; return it."""
         if self.running:
@@ -67,6 +84,7 @@ class GatewayProcess:
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         if self.env:
             env.update(self.env)
+        self._init_store(env)
         with open(self.log_path, "ab") as out:
             proc = subprocess.Popen(
                 [self.python, "-m", "gateway", "serve", "--config", str(self.config_path),
@@ -151,7 +169,7 @@ class GatewayProcess:
         self.terminate()
 
 
-def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Path,
+def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Path | str,
                  mqtt_host: str = "127.0.0.1", client_id: str = "hcp-gateway",
                  batch_ms: int = 5, batch_max: int = 500, extra: str = "",
                  password_file: Path | None = None, pid_file: Path | None = None) -> Path:
@@ -159,7 +177,8 @@ def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Pat
     lines = [
         "[mqtt]", f'host = "{mqtt_host}"', f"port = {mqtt_port}", 'username = "gateway"',
         f'password = "{mqtt_password}"', f'client_id = "{client_id}"', "",
-        "[store]", f'path = "{db_path}"', "",
+        "[store]",
+        f'url = "{db_path}"' if str(db_path).startswith("postgresql://") else f'path = "{db_path}"', "",
         "[ingest]", f"batch_ms = {batch_ms}", f"batch_max = {batch_max}", "rejection_log_s = 1", "",
     ]
     if password_file is not None or pid_file is not None:

@@ -235,14 +235,15 @@ class Hall:
         write; done in-process before the gateway starts because 1,000 HTTP registrations
         (each a mosquitto reload) would take minutes."""
         from gateway import bindings
-        from gateway.store.db import open_db
-        from gateway.store.devices import add_device_row
+        from gateway.clock import now_ms
+        from gateway.devices import add_device
+        from gateway.store import open_store
 
-        db = await open_db(self.store_path)
+        db = await open_store(self.store_path)
         try:
-            async with db.transaction() as conn:
-                for d in self.devices:
-                    await add_device_row(conn, d.device_id, d.secret_hex, "sim", actor="hcp-sim")
+            t = now_ms()
+            await db.write(lambda tx: [add_device(tx, d.device_id, d.secret_hex, "sim", "hcp-sim", t)
+                                       for d in self.devices])
             depts_done: set[str] = set()
             for w in self.windows:
                 if w.dept_code not in depts_done:
@@ -503,11 +504,11 @@ class Hall:
             return proc.returncode == 0, (text[-1] if text else "exit %d" % proc.returncode)
         # No admin CLI yet: the uplink's own Pusher, in this process, on the same store.
         from gateway.config import load_config
-        from gateway.store.db import open_db
+        from gateway.store import open_store
         from gateway.uplink.push import Pusher
         from gateway.uplink.settings import load_settings
         cfg = load_config(self.config_path)
-        db = await open_db(self.store_path, run_migrations=False)
+        db = await open_store(self.store_path, run_migrations=False)
         pusher = Pusher(db, load_settings(cfg))
         try:
             rep = await pusher.run(date=date, trigger="hcp-sim")
@@ -526,13 +527,13 @@ class Hall:
         except ImportError:
             return await asyncio.to_thread(self.report_rows)
         from gateway.config import load_config
-        from gateway.store.db import open_db
+        from gateway.store import open_store
         cfg = load_config(self.config_path)
-        db = await open_db(self.store_path, run_migrations=False)
+        db = await open_store(self.store_path, run_migrations=False)
         merged: dict[tuple[str, str], Any] = {}
         try:
             for date in self.store_dates():
-                rep = await day_report(db.conn, cfg, date)
+                rep = await day_report(db, cfg, date)
                 for r in rep.rows:
                     key = (r.window_id, r.staff_account)
                     if key in merged:
@@ -600,9 +601,9 @@ class Hall:
 
         Its `device_backlog` (journal depth from the last heartbeat) is only a note here: that
         heartbeat may predate the final acks, and the drain phase checked the journals directly."""
-        from gateway.store.db import open_db
+        from gateway.store import open_store
         from gateway.uplink.reconcile import reconcile
-        db = await open_db(self.store_path, run_migrations=False)
+        db = await open_store(self.store_path, run_migrations=False)
         try:
             for date in self.store_dates():
                 ids = [r[0] for r in self.platform.db.execute(

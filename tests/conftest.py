@@ -39,6 +39,47 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield b
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store", default=None, choices=["sqlite", "postgresql"],
+                     help="store backend for the gateway/admin/uplink suites (default: $HCP_STORE or sqlite)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import os
+
+    import harness.store
+    chosen = config.getoption("--store")
+    if chosen:
+        os.environ["HCP_STORE"] = chosen
+        harness.store.BACKEND = chosen
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[object]:
+    """One real PostgreSQL 15 for the session (only started when a test asks for it)."""
+    from harness.postgres import PostgresServer, PostgresUnavailable
+    try:
+        server = PostgresServer().start()
+    except PostgresUnavailable as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty store for this test: a SQLite path under tmp_path, or a new PostgreSQL
+    database (migrated from the session's template) when HCP_STORE=postgresql."""
+    import harness.store
+    if harness.store.BACKEND == "postgresql":
+        server = request.getfixturevalue("pg_server")
+        return str(server.fresh_database())
+    (tmp_path / "gw").mkdir(exist_ok=True)
+    return str(tmp_path / "gw" / "gateway.db")
+
+
 @pytest.fixture(scope="session")
 def mpy_runtime() -> None:
     """Fail (never skip) when node or the npm MicroPython package is missing."""

@@ -10,13 +10,10 @@ undo the change: the device receives its state at its next hello (state_for_devi
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -24,36 +21,48 @@ from aiohttp import web
 from gateway import bindings, invitations
 from gateway.api.openapi import openapi_spec
 from gateway.api.settings import HttpSettings
-from gateway.bindings import AdminError, BadInput, Command, SendCommand
+from gateway.bindings import Command, SendCommand
+from gateway.broker_accounts import broker_accounts
+from gateway.clock import now_ms
 from gateway.config import Config
-from gateway.store import devices as devices_store
-from gateway.store.db import Database, open_db
+from gateway.devices import DeviceService
+from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
+from gateway.store import Store
 
 log = logging.getLogger("gateway.api")
 
-EXPIRE_EVERY_S = 1.0
 MAX_BODY = 16 * 1024
 
-DB_KEY = web.AppKey("db", Database)
+STORE_KEY = web.AppKey("store", Store)
+DEVICES_KEY = web.AppKey("devices", DeviceService)
 CFG_KEY = web.AppKey("cfg", Config)
 HTTP_KEY = web.AppKey("http", HttpSettings)
 SEND_KEY: web.AppKey[SendCommand] = web.AppKey("send")
 RULES_KEY = web.AppKey("rules", invitations.InvitationRules)
 CLOCK_KEY: web.AppKey[Callable[[], int]] = web.AppKey("clock")
-# Called after a device is (re-)registered, so the running ingest uses the new key at once.
-REGISTERED_KEY: web.AppKey[Callable[[str, str], None]] = web.AppKey("registered")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
 
 
-class ApiError(AdminError):
+# Domain errors by kind -> HTTP status (the domain knows nothing of HTTP).
+STATUS: tuple[tuple[type[DomainError], int], ...] = (
+    (BadInput, 400), (NotFound, 404), (Conflict, 409), (Unavailable, 502))
+
+
+class ApiError(DomainError):
     """An HTTP-level refusal (auth, body) with its status."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message, code)
         self.http_status = status
+
+
+def http_status(e: DomainError) -> int:
+    if isinstance(e, ApiError):
+        return e.http_status
+    return next((st for cls, st in STATUS if isinstance(e, cls)), 400)
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:
@@ -64,10 +73,8 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except AdminError as e:
-        return error_response(e.http_status, e.code, str(e))
-    except devices_store.RegistrationError as e:
-        return error_response(400, "bad_registration", str(e))
+    except DomainError as e:
+        return error_response(http_status(e), e.code, str(e))
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -128,8 +135,8 @@ async def _send_all(request: web.Request, commands: list[tuple[str, Command]]) -
 async def post_invitation(request: web.Request) -> web.Response:
     actor = require(request, "window")
     req = invitations.InvitationRequest.from_json(await _json_body(request))
-    db = request.app[DB_KEY]
-    out = await invitations.create(db, req, actor, request.app[RULES_KEY], at_ms=request.app[CLOCK_KEY]())
+    store = request.app[STORE_KEY]
+    out = await invitations.create(store, req, actor, request.app[RULES_KEY], at_ms=request.app[CLOCK_KEY]())
     sent = await _send_all(request, out.commands) if out.commands else True
     body: dict[str, Any] = {
         "invitation_id": out.invitation.id, "device_id": out.invitation.device_id,
@@ -144,32 +151,32 @@ async def post_invitation(request: web.Request) -> web.Response:
 
 async def get_invitation(request: web.Request) -> web.Response:
     require(request, "window")
-    db = request.app[DB_KEY]
+    store = request.app[STORE_KEY]
     # Expire lazily too, so a status read never shows an overdue invitation as pending.
-    await invitations.expire_due(db, request.app[CLOCK_KEY]())
-    inv = await invitations.get_invitation(db.conn, request.match_info["inv_id"])
+    await invitations.expire_due(store, request.app[CLOCK_KEY]())
+    inv = await invitations.get_invitation(store, request.match_info["inv_id"])
     return web.json_response(inv.public())
 
 
 async def list_invitations(request: web.Request) -> web.Response:
     require(request, "window")
-    db = request.app[DB_KEY]
-    await invitations.expire_due(db, request.app[CLOCK_KEY]())
+    store = request.app[STORE_KEY]
+    await invitations.expire_due(store, request.app[CLOCK_KEY]())
     try:
         limit = int(request.query.get("limit", "1000"))
     except ValueError:
         raise BadInput("limit must be an integer", "bad_limit") from None
     if not 1 <= limit <= 10000:
         raise BadInput("limit must be in 1..10000", "bad_limit")
-    rows = await invitations.list_invitations(db.conn, request.query.get("status"), limit=limit)
+    rows = await invitations.list_invitations(store, request.query.get("status"), limit=limit)
     return web.json_response({"invitations": [i.public() for i in rows]})
 
 
 async def delete_invitation(request: web.Request) -> web.Response:
     actor = require(request, "window")
-    db = request.app[DB_KEY]
-    await invitations.expire_due(db, request.app[CLOCK_KEY]())
-    out = await invitations.cancel(db, request.match_info["inv_id"], actor, at_ms=request.app[CLOCK_KEY]())
+    store = request.app[STORE_KEY]
+    await invitations.expire_due(store, request.app[CLOCK_KEY]())
+    out = await invitations.cancel(store, request.match_info["inv_id"], actor, at_ms=request.app[CLOCK_KEY]())
     sent = await _send_all(request, out.commands)
     return web.json_response({**out.invitation.public(), "sent": sent})
 
@@ -190,12 +197,9 @@ async def post_device(request: web.Request) -> web.Response:
     fw = body.get("fw")
     if fw is not None and (not isinstance(fw, str) or len(fw) > 16):
         raise BadInput("fw must be a string of at most 16 characters")
-    db = request.app[DB_KEY]
-    existed = await devices_store.get_device(db, body["id"]) is not None
-    await devices_store.register_device(db, request.app[CFG_KEY], body["id"], body["secret"],
-                                        body["broker_password"], fw, actor)
-    request.app[REGISTERED_KEY](body["id"], body["secret"])
-    return web.json_response({"id": body["id"], "created": not existed}, status=200 if existed else 201)
+    created = await request.app[DEVICES_KEY].register(body["id"], body["secret"], body["broker_password"],
+                                                      fw, actor)
+    return web.json_response({"id": body["id"], "created": created}, status=201 if created else 200)
 
 
 async def post_binding(request: web.Request) -> web.Response:
@@ -215,11 +219,11 @@ async def post_binding(request: web.Request) -> web.Response:
     who = body.get("actor")
     if who is not None:
         actor = "%s (%s)" % (actor, bindings.check_text("actor", who, 1, 64))
-    db = request.app[DB_KEY]
-    change = await bindings.pair(db, body["device"], body["window"], body["staff_account"], actor,
+    store = request.app[STORE_KEY]
+    change = await bindings.pair(store, body["device"], body["window"], body["staff_account"], actor,
                                  force=force)
     unreachable = [] if change.unchanged else await bindings.on_binding_change(
-        db.conn, request.app[SEND_KEY], change)
+        store, request.app[SEND_KEY], change)
     assert change.created is not None
     return web.json_response({
         "binding": change.created.as_dict(), "closed": [b.as_dict() for b in change.closed],
@@ -233,9 +237,9 @@ async def delete_binding(request: web.Request) -> web.Response:
     who = request.query.get("actor")
     if who:
         actor = "%s (%s)" % (actor, bindings.check_text("actor", who, 1, 64))
-    db = request.app[DB_KEY]
-    change = await bindings.unpair(db, request.match_info["device"], actor)
-    unreachable = await bindings.on_binding_change(db.conn, request.app[SEND_KEY], change)
+    store = request.app[STORE_KEY]
+    change = await bindings.unpair(store, request.match_info["device"], actor)
+    unreachable = await bindings.on_binding_change(store, request.app[SEND_KEY], change)
     return web.json_response({
         "closed": [b.as_dict() for b in change.closed],
         "cancelled_invitations": [i for i, _ in change.cancelled_invitations],
@@ -246,7 +250,7 @@ async def delete_binding(request: web.Request) -> web.Response:
 async def get_bindings(request: web.Request) -> web.Response:
     require(request, "admin")
     history = request.query.get("history", "0") in ("1", "true", "yes")
-    rows = await bindings.list_bindings(request.app[DB_KEY].conn, history)
+    rows = await bindings.list_bindings(request.app[STORE_KEY], history)
     return web.json_response({"bindings": [b.as_dict() for b in rows]})
 
 
@@ -269,43 +273,19 @@ ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] 
 ]
 
 
-async def _expire_loop(app: web.Application, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        try:
-            done = await invitations.expire_due(app[DB_KEY], app[CLOCK_KEY]())
-            if done:
-                log.info("expired %d invitation(s): %s", len(done), ", ".join(done))
-        except Exception:
-            log.exception("invitation expiry failed; will retry")
-
-
-def make_app(conn_or_db: Database | str | Path, cfg: Config, send_command: SendCommand, *,
-             clock: Callable[[], int] = bindings.now_ms,
-             expire_every_s: float = EXPIRE_EVERY_S,
-             on_registered: Callable[[str, str], None] | None = None) -> web.Application:
-    """The API app. Given a path, it opens (and closes) its own connection to the store,
-    which keeps its transactions apart from the ingest's; given a Database, it shares it."""
+def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
+             clock: Callable[[], int] = now_ms, devices: DeviceService | None = None,
+             http: HttpSettings | None = None) -> web.Application:
+    """The API app over the services it is handed (gateway.service wires them; a test may
+    let it build the device service from the config)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app[CFG_KEY] = cfg
-    app[HTTP_KEY] = HttpSettings.from_raw(cfg.raw)
+    app[HTTP_KEY] = http or HttpSettings.from_raw(cfg.raw)
     app[SEND_KEY] = send_command
     app[RULES_KEY] = invitations.InvitationRules.from_config(cfg)
     app[CLOCK_KEY] = clock
-    app[REGISTERED_KEY] = on_registered or (lambda device_id, secret_hex: None)
+    app[STORE_KEY] = store
+    app[DEVICES_KEY] = devices or DeviceService(store, broker_accounts(cfg.broker))
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
-
-    async def lifecycle(app: web.Application) -> Any:
-        own = not isinstance(conn_or_db, Database)
-        app[DB_KEY] = conn_or_db if isinstance(conn_or_db, Database) else await open_db(conn_or_db)
-        task = asyncio.create_task(_expire_loop(app, expire_every_s), name="invitation-expiry")
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if own:
-            await app[DB_KEY].close()
-
-    app.cleanup_ctx.append(lifecycle)
     return app

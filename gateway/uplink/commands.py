@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 import click
 
 from gateway.config import Config, ConfigError, load_config
-from gateway.store.db import Database, open_db
+from gateway.store import Store, open_store
+from gateway.store.errors import StoreError
 from gateway.uplink import state
 from gateway.uplink.push import push_once
 from gateway.uplink.reconcile import ReconcileResult, reconcile, reconcile_with_platform
@@ -37,7 +38,7 @@ def _config_path(ctx: click.Context, given: str | None) -> str:
 
 
 def _run(ctx: click.Context, config: str | None,
-         body: Callable[[Database, UplinkSettings], Awaitable[T]]) -> T:
+         body: Callable[[Store, UplinkSettings], Awaitable[T]]) -> T:
     path = _config_path(ctx, config)
     try:
         cfg: Config = load_config(path)
@@ -47,11 +48,15 @@ def _run(ctx: click.Context, config: str | None,
         sys.exit(2)
 
     async def go() -> T:
-        db = await open_db(cfg.store.path)
         try:
-            return await body(db, settings)
+            store = await open_store(cfg.store.url, create=False)
+        except StoreError as e:
+            click.echo("error: %s" % e, err=True)
+            sys.exit(1)
+        try:
+            return await body(store, settings)
         finally:
-            await db.close()
+            await store.close()
 
     return asyncio.run(go())
 
@@ -129,7 +134,7 @@ def reconcile_cmd(ctx: click.Context, date: str, no_platform: bool, as_json: boo
     day = _check_date(date)
     assert day is not None
 
-    async def body(db: Database, s: UplinkSettings) -> ReconcileResult:
+    async def body(db: Store, s: UplinkSettings) -> ReconcileResult:
         if no_platform:
             return await reconcile(db, s, day)
         return await reconcile_with_platform(db, s, day)
@@ -157,9 +162,8 @@ def uplink() -> None:
 def status_cmd(ctx: click.Context, config: str | None) -> None:
     """Records per uplink state and the last runs."""
 
-    async def body(db: Database, s: UplinkSettings) -> tuple[dict[str, int], list[Any]]:
-        runs = await db.fetchall("SELECT * FROM uplink_runs ORDER BY id DESC LIMIT 5")
-        return await state.status_counts(db), [dict(r) for r in runs]
+    async def body(db: Store, s: UplinkSettings) -> tuple[dict[str, int], list[Any]]:
+        return await state.status_counts(db), await state.recent_runs(db, 5)
 
     counts, runs = _run(ctx, config, body)
     click.echo("records: " + (" ".join("%s=%d" % kv for kv in sorted(counts.items())) or "none yet"))

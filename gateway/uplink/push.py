@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from gateway.store.db import Database
+from gateway.store import Store
 from gateway.uplink import state
 from gateway.uplink.adapters import (
     INVITATION_ID_PREFIX,
@@ -64,9 +64,9 @@ class PushReport:
 class Pusher:
     """Sends pending records; one instance may serve many runs (keeps the rate limiter)."""
 
-    def __init__(self, db: Database, settings: UplinkSettings, client: PlatformClient | None = None,
+    def __init__(self, store: Store, settings: UplinkSettings, client: PlatformClient | None = None,
                  now_ms: Callable[[], int] = wall_ms, backoff: Backoff | None = None) -> None:
-        self.db = db
+        self.store = store
         self.s = settings
         self.adapter: Adapter = make_adapter(settings)
         self.client = client or PlatformClient(settings)
@@ -79,12 +79,12 @@ class Pusher:
 
     async def run(self, date: str | None = None, trigger: str = "manual",
                   stop: asyncio.Event | None = None) -> PushReport:
-        run_id = await state.start_run(self.db, trigger, date, self.now_ms())
+        run_id = await state.start_run(self.store, trigger, date, self.now_ms())
         report = PushReport()
         try:
             await self._run(report, date, stop)
         finally:
-            await state.finish_run(self.db, run_id, report.outcome, report.batches, report.acked,
+            await state.finish_run(self.store, run_id, report.outcome, report.batches, report.acked,
                                    report.rejected + report.local_rejected, report.error, self.now_ms())
         log.info("uplink push (%s%s): %s, %d batches, %d accepted, %d duplicates, %d rejected,"
                  " %d not mappable, %d invitation defaults sent, %d covered%s", trigger,
@@ -98,11 +98,11 @@ class Pusher:
         kinds = self.s.uploadable_kinds()
 
         async def records_after(after: str) -> list[UplinkRecord]:
-            return await state.select_eligible(self.db, kinds, after, self.s.batch_size, bounds)
+            return await state.select_eligible(self.store, kinds, after, self.s.batch_size, bounds)
 
         async def defaults_after(after: str) -> list[UplinkRecord]:
             due = self.now_ms() - self.s.default_after_s * 1000
-            return await state.select_invitation_defaults(self.db, after, self.s.batch_size, due, bounds)
+            return await state.select_invitation_defaults(self.store, after, self.s.batch_size, due, bounds)
 
         # Records first: a device record of an invitation wins over the invitation's default.
         if not await self._push_all(report, records_after, stop):
@@ -146,11 +146,11 @@ class Pusher:
                                             r.invitation_id if is_default else None))
                 report.invitation_defaults += is_default
             if covered:
-                await state.mark_covered(self.db, covered)
+                await state.mark_covered(self.store, covered)
                 report.covered += len(covered)
             if unmappable:
                 # Kept with the reason for admins; not retried until one re-queues them.
-                await state.reject(self.db, unmappable, "gateway", self.now_ms())
+                await state.reject(self.store, unmappable, "gateway", self.now_ms())
                 report.local_rejected += len(unmappable)
             if not records:
                 continue
@@ -173,7 +173,7 @@ class Pusher:
         batch_id = uuid.uuid4().hex
         body, digest = encode_batch(batch_id, records, self.adapter.envelope)
         ids = [i.upload_id for i in items]
-        await state.mark_sent(self.db, batch_id, digest, items, self.now_ms())
+        await state.mark_sent(self.store, batch_id, digest, items, self.now_ms())
         report.batches += 1
         attempt = 0
         while True:
@@ -185,9 +185,9 @@ class Pusher:
             try:
                 results: list[RecordResult] = await self.client.send_batch(batch_id, body)
             except PlatformUnavailable as e:
-                await state.note_attempt(self.db, batch_id, e.reason)
+                await state.note_attempt(self.store, batch_id, e.reason)
                 if attempt >= self.s.max_attempts:
-                    await state.finish_batch(self.db, batch_id, "failed", e.reason, self.now_ms())
+                    await state.finish_batch(self.store, batch_id, "failed", e.reason, self.now_ms())
                     report.outcome, report.error = "unavailable", e.reason
                     return False
                 delay = self.backoff.delay(attempt, e.retry_after_s)
@@ -198,18 +198,18 @@ class Pusher:
                     return False
                 continue
             except PlatformRefused as e:
-                await state.note_attempt(self.db, batch_id, str(e))
-                await state.finish_batch(self.db, batch_id, "refused", str(e), self.now_ms())
+                await state.note_attempt(self.store, batch_id, str(e))
+                await state.finish_batch(self.store, batch_id, "refused", str(e), self.now_ms())
                 report.error = str(e)
                 if e.code == "auth":   # our credentials: nothing is wrong with the records
                     report.outcome = "refused"
                     return False
                 # The whole batch refused on purpose: keep every record with the reason.
-                await state.reject(self.db, [(rid, e.code, e.reason) for rid in ids], "platform",
+                await state.reject(self.store, [(rid, e.code, e.reason) for rid in ids], "platform",
                                    self.now_ms())
                 report.rejected += len(ids)
                 return True
-            applied = await state.apply_results(self.db, batch_id, ids, results, self.now_ms())
+            applied = await state.apply_results(self.store, batch_id, ids, results, self.now_ms())
             report.accepted += applied.accepted
             report.duplicates += applied.duplicates
             report.rejected += applied.rejected
@@ -217,9 +217,9 @@ class Pusher:
             return True
 
 
-async def push_once(db: Database, settings: UplinkSettings, date: str | None = None,
+async def push_once(store: Store, settings: UplinkSettings, date: str | None = None,
                     trigger: str = "manual", stop: asyncio.Event | None = None) -> PushReport:
-    pusher = Pusher(db, settings)
+    pusher = Pusher(store, settings)
     try:
         return await pusher.run(date, trigger, stop)
     finally:

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
-from gateway.store.db import Database
+from gateway.store import Store
+from gateway.store.api import Tx
+from gateway.store.rows import DeviceRow
 from gateway.uplink.adapters import INVITATION_ID_PREFIX, invitation_upload_id
 from gateway.uplink.client import PlatformClient
 from gateway.uplink.settings import UplinkSettings
@@ -76,20 +79,7 @@ class ReconcileResult:
         return d
 
 
-# Invitations closed on the day: those closed without a rating, and any whose default rating
-# was already queued or sent (even if a late record has rated it since).
-_INVITATIONS_CLOSED = """
-SELECT i.id, i.device_id, i.status AS inv_status, i.closed_ms,
-       u.status, u.reject_origin, u.reject_code, u.reject_reason,
-       EXISTS (SELECT 1 FROM records r WHERE r.invitation_id = i.id AND r.device_id = i.device_id
-               AND r.kind IN ('rated', 'unrated')) AS has_record
-FROM invitations i LEFT JOIN uplink_items u ON u.invitation_id = i.id
-WHERE i.closed_ms >= ? AND i.closed_ms < ? AND (i.status IN (%s) OR u.status IS NOT NULL)
-ORDER BY i.device_id, i.id
-"""
-
-
-async def reconcile(db: Database, settings: UplinkSettings, date: str,
+async def reconcile(store: Store, settings: UplinkSettings, date: str,
                     platform_ids: list[str] | None = None, now_ms: int | None = None) -> ReconcileResult:
     """Compare for local date D; platform_ids = what the platform holds for D, if known.
 
@@ -101,12 +91,9 @@ async def reconcile(db: Database, settings: UplinkSettings, date: str,
     now = int(time.time() * 1000) if now_ms is None else now_ms
     start, end = day_bounds(date, settings.tz)
     res = ReconcileResult(date=date)
-    rows = await db.fetchall(
-        "SELECT r.record_id, r.device_id, r.rb, r.rs, r.kind, COALESCE(r.window_id, '') AS window_id,"
-        " u.status, u.reject_origin, u.reject_code, u.reject_reason"
-        " FROM records r LEFT JOIN uplink_items u ON u.record_id = r.record_id"
-        " WHERE r.pressed_at_ms >= ? AND r.pressed_at_ms < ? ORDER BY r.device_id, r.rb, r.rs",
-        (start, end))
+    rows, inv_rows = await store.read(lambda tx: (
+        tx.records.day_with_uplink(start, end),
+        tx.invitations.closed_for_uplink(start, end, UNRATED_STATUSES)))
     uploadable = set(settings.uploadable_kinds())
     counts = {"records": len(rows), "uploadable": 0, "acked": 0, "rejected": 0, "sent": 0, "unsent": 0,
               "held": 0, "covered": 0, "invitation_defaults": 0, "held_invitations": 0}
@@ -130,8 +117,6 @@ async def reconcile(db: Database, settings: UplinkSettings, date: str,
         _count_upload(res, counts, acked, dev, r["record_id"], r, "")
 
     # Invitations closed that day without any device record: their default ratings.
-    inv_rows = await db.fetchall(_INVITATIONS_CLOSED % ",".join("?" * len(UNRATED_STATUSES)),
-                                 (start, end, *UNRATED_STATUSES))
     due_before = now - settings.default_after_s * 1000
     for r in inv_rows:
         if r["status"] is None and r["has_record"]:
@@ -151,17 +136,15 @@ async def reconcile(db: Database, settings: UplinkSettings, date: str,
     # Device numbering: within a boot, seqs 1..max must all be stored (on any date).
     for dev, view in devices.items():
         for rb, top in sorted(view.boots.items()):
-            got = await db.fetchall("SELECT rs FROM records WHERE device_id = ? AND rb = ? AND rs <= ?",
-                                    (dev, rb, top))
-            present = {int(g["rs"]) for g in got}
+            present = await store.read(partial(_seqs, dev, rb, top))
             for rs in range(1, top + 1):
                 if rs not in present:
                     view.missing_seq += 1
                     res.add(Mismatch("seq_gap", dev, record_id(dev, rb, rs),
                                      "boot %d seq %d never reached the gateway" % (rb, rs)))
-        row = await db.fetchone("SELECT journal_depth FROM devices WHERE device_id = ?", (dev,))
-        if row is not None and row["journal_depth"] is not None:
-            view.journal_depth = int(row["journal_depth"])
+        drow = await store.read(partial(_device, dev))
+        if drow is not None and drow.journal_depth is not None:
+            view.journal_depth = int(drow.journal_depth)
             if view.journal_depth > 0:
                 res.add(Mismatch("device_backlog", dev, "",
                                  "device reports %d records not yet acknowledged" % view.journal_depth))
@@ -180,6 +163,14 @@ async def reconcile(db: Database, settings: UplinkSettings, date: str,
             res.add(Mismatch("platform_extra", dev, rid,
                              "the platform holds a record of this date the gateway does not"))
     return res
+
+
+def _seqs(dev: str, rb: int, top: int, tx: Tx) -> set[int]:
+    return tx.records.seqs(dev, rb, top)
+
+
+def _device(dev: str, tx: Tx) -> DeviceRow | None:
+    return tx.devices.get(dev)
 
 
 def _count_upload(res: ReconcileResult, counts: dict[str, int], acked: list[tuple[str, str]], dev: str,
@@ -201,7 +192,7 @@ def _count_upload(res: ReconcileResult, counts: dict[str, int], acked: list[tupl
                          "%suplink state %s" % (prefix, status or "never sent")))
 
 
-async def reconcile_with_platform(db: Database, settings: UplinkSettings, date: str,
+async def reconcile_with_platform(store: Store, settings: UplinkSettings, date: str,
                                   client: PlatformClient | None = None) -> ReconcileResult:
     """reconcile() with the platform's own list for D when it offers a query endpoint."""
     own = client is None
@@ -211,4 +202,4 @@ async def reconcile_with_platform(db: Database, settings: UplinkSettings, date: 
     finally:
         if own:
             await c.close()
-    return await reconcile(db, settings, date, ids)
+    return await reconcile(store, settings, date, ids)

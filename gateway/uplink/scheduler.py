@@ -1,8 +1,7 @@
 """When to push: daily at a local time, optionally every N minutes, retries after outages.
 
-`run_scheduler(db, cfg, stop_event)` is the task the gateway service starts. It opens its
-own connection to the store (WAL: its transactions never interleave with ingest's) and
-runs one push at a time until stop_event is set. The clock is injectable so tests can
+`run_scheduler(store, cfg, stop_event)` is the task the gateway service starts (on the
+leader instance). It runs one push at a time until stop_event is set. The clock is injectable so tests can
 live through a week of outage in a second.
 """
 
@@ -16,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from gateway.store.db import Database, open_db
+from gateway.store import Store
 from gateway.uplink import state
 from gateway.uplink.client import PlatformClient
 from gateway.uplink.pacing import sleep_or_stop
@@ -71,19 +70,19 @@ def next_daily(now_ms: int, tz: ZoneInfo, hm: tuple[int, int]) -> int:
 
 
 class Scheduler:
-    def __init__(self, db: Database, settings: UplinkSettings, clock: Clock | None = None,
+    def __init__(self, store: Store, settings: UplinkSettings, clock: Clock | None = None,
                  client: PlatformClient | None = None) -> None:
-        self.db = db
+        self.store = store
         self.s = settings
         self.clock: Clock = clock or WallClock()
-        self.pusher = Pusher(db, settings, client, now_ms=self.clock.now_ms)
+        self.pusher = Pusher(store, settings, client, now_ms=self.clock.now_ms)
         self.runs: list[tuple[str, PushReport]] = []
         # Tests and the simulator may watch each run.
         self.on_run: Callable[[str, PushReport], Awaitable[None]] | None = None
 
     async def _missed_daily(self) -> bool:
         """After a restart: was the latest daily push time passed without a successful run?"""
-        last = await state.last_full_success(self.db)
+        last = await state.last_full_success(self.store)
         due = last_due_daily(self.clock.now_ms(), self.s.tz, self.s.daily_hm)
         return last is None or int(last["started_ms"]) < due
 
@@ -127,7 +126,7 @@ class Scheduler:
         await self.pusher.close()
 
 
-async def run_scheduler(db: Database, cfg: Any, stop_event: asyncio.Event,
+async def run_scheduler(store: Store, cfg: Any, stop_event: asyncio.Event,
                         clock: Clock | None = None) -> None:
     """The gateway service's uplink task: returns when stop_event is set."""
     settings = load_settings(cfg)
@@ -135,10 +134,8 @@ async def run_scheduler(db: Database, cfg: Any, stop_event: asyncio.Event,
         log.info("uplink disabled ([uplink] enabled = false)")
         await stop_event.wait()
         return
-    own = await open_db(db.path, run_migrations=False)
-    sched = Scheduler(own, settings, clock)
+    sched = Scheduler(store, settings, clock)
     try:
         await sched.run(stop_event)
     finally:
         await sched.close()
-        await own.close()

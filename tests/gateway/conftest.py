@@ -17,9 +17,9 @@ from gw_support import GatewayEnv, make_env  # noqa: E402
 
 
 @pytest.fixture
-def gw_env(tmp_path: Path) -> Iterator[GatewayEnv]:
+def gw_env(tmp_path: Path, store_url: str) -> Iterator[GatewayEnv]:
     """Broker + registered devices dev-a, dev-b + a started gateway (batch_ms 5)."""
-    env = make_env(tmp_path, ["dev-a", "dev-b"])
+    env = make_env(tmp_path, ["dev-a", "dev-b"], store_url=store_url)
     try:
         env.gateway.start()
         yield env
@@ -29,11 +29,12 @@ def gw_env(tmp_path: Path) -> Iterator[GatewayEnv]:
 
 
 @pytest.fixture
-def gw_env_factory(tmp_path: Path) -> Iterator[object]:
+def gw_env_factory(tmp_path: Path, store_url: str) -> Iterator[object]:
     """make_env(...) with cleanup; the test starts the gateway itself."""
     made: list[GatewayEnv] = []
 
     def factory(device_ids: list[str], **kw: object) -> GatewayEnv:
+        kw.setdefault("store_url", store_url)
         env = make_env(tmp_path, device_ids, **kw)  # type: ignore[arg-type]
         made.append(env)
         return env

@@ -1,4 +1,4 @@
-"""A gateway subsystem (see gateway.service.SUBSYSTEMS) that fails at start after DELAY_S:
+"""A gateway subsystem (gateway.service.serve's `extra`) that fails at start after DELAY_S:
 the shutdown tests sweep the delay across the MQTT connect, so the failure lands before,
 during and after the broker's CONNACK."""
 
@@ -14,6 +14,6 @@ class SubsystemStartFailed(RuntimeError):
     pass
 
 
-async def start(ctx: Any) -> Any:
+async def start() -> Any:
     await asyncio.sleep(DELAY_S)
     raise SubsystemStartFailed(f"test subsystem failed at start after {DELAY_S * 1000:.1f} ms")

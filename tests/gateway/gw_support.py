@@ -11,7 +11,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+from harness.store import is_pg, query
 
 from protocol import messages, topics
 from protocol.auth import Key
@@ -167,16 +167,12 @@ async def wait_for(pred: Callable[[], bool], limit_s: float = 10.0, what: str = 
         await asyncio.sleep(0.02)
 
 
-def db_query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """A separate read-only connection: sees exactly what is committed."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=10)
-    try:
-        return list(conn.execute(sql, params).fetchall())
-    finally:
-        conn.close()
+def db_query(db_path: Path | str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """A separate connection: sees exactly what is committed (SQLite or PostgreSQL)."""
+    return query(db_path, sql, params)
 
 
-def rejection_counts(db_path: Path) -> dict[str, int]:
+def rejection_counts(db_path: Path | str) -> dict[str, int]:
     return {r: n for r, n in db_query(db_path, "SELECT reason, count FROM rejections")}
 
 
@@ -184,7 +180,7 @@ def rejection_counts(db_path: Path) -> dict[str, int]:
 class GatewayEnv:
     tmp: Path
     broker: Mosquitto
-    db_path: Path
+    db_path: Path | str      # the SQLite file, or the PostgreSQL url
     config_path: Path
     gateway: GatewayProcess
     devices: dict[str, tuple[str, str]]   # id -> (secret_hex, broker password)
@@ -198,15 +194,16 @@ class GatewayEnv:
 
 
 def make_env(tmp: Path, device_ids: list[str], batch_ms: int = 5, batch_max: int = 500,
-             extra_config: str = "") -> GatewayEnv:
+             extra_config: str = "", store_url: str | None = None) -> GatewayEnv:
     """Broker (gateway + device users, standard ACL), a DB with the devices registered,
     a config; the gateway process is created but not started."""
     devices = {d: (secrets.token_hex(32), "pw-" + d) for d in device_ids}
     users = {"gateway": GW_PASSWORD, **{d: pw for d, (_, pw) in devices.items()}}
     broker = Mosquitto(tmp / "mosquitto", users=users, acl=standard_acl())
     broker.start()
-    db_path = tmp / "gw" / "gateway.db"
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    (tmp / "gw").mkdir(parents=True, exist_ok=True)
+    db_path: Path | str = (store_url if store_url is not None and is_pg(store_url)
+                           else tmp / "gw" / "gateway.db")
     # Its own thread and loop: make_env may be called from inside an async test.
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         ex.submit(asyncio.run, _register_all(db_path, devices)).result()
@@ -215,15 +212,15 @@ def make_env(tmp: Path, device_ids: list[str], batch_ms: int = 5, batch_max: int
     return GatewayEnv(tmp, broker, db_path, cfg, GatewayProcess(cfg, log_level="DEBUG"), devices)
 
 
-async def _register_all(db_path: Path, devices: dict[str, tuple[str, str]]) -> None:
-    from gateway.config import parse_config
-    from gateway.store.db import open_db
-    from gateway.store.devices import register_device
+async def _register_all(db_path: Path | str, devices: dict[str, tuple[str, str]]) -> None:
+    from gateway.broker_accounts import NoBrokerAccounts
+    from gateway.devices import DeviceService
+    from gateway.store import open_store
 
-    cfg = parse_config({"store": {"path": str(db_path)}}, db_path.parent)
-    db = await open_db(db_path)
+    store = await open_store(db_path)
     try:
+        svc = DeviceService(store, NoBrokerAccounts())
         for d, (secret, pw) in devices.items():
-            await register_device(db, cfg, d, secret, pw, fw="test-1")
+            await svc.register(d, secret, pw, fw="test-1")
     finally:
-        await db.close()
+        await store.close()

@@ -20,7 +20,7 @@ from gateway import timesync
 from gateway.config import parse_config
 from gateway.ingest import Ingest, PendingRecord
 from gateway.mqtt import Downlink
-from gateway.store.devices import DeviceState
+from gateway.registry import DeviceState
 from protocol.auth import Key
 
 WINDOW_MS = 200

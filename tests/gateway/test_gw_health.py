@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from gw_support import GatewayEnv, db_query, wait_for
+from harness.store import execute
 
-from gateway.config import parse_config
+from gateway.broker_accounts import NoBrokerAccounts
+from gateway.devices import DeviceService
 from gateway.health import silent_devices
-from gateway.store.db import open_db
-from gateway.store.devices import register_device
+from gateway.store import open_store
 
 
 def _dev_row(env: GatewayEnv, device_id: str) -> dict[str, object]:
@@ -58,16 +58,14 @@ async def test_status_order_and_heartbeat(gw_env: GatewayEnv) -> None:
     assert row["online"] == 1 and row["boot"] == 2
 
 
-async def test_silent_devices_query(tmp_path: Path) -> None:
-    cfg = parse_config({"store": {"path": str(tmp_path / "g.db")}}, tmp_path)
-    db = await open_db(cfg.store.path)
+async def test_silent_devices_query(store_url: str) -> None:
+    db = await open_store(store_url)
     try:
         for d in ("dev-a", "dev-b", "dev-c"):
-            await register_device(db, cfg, d, "ab" * 32, "pw")
+            await DeviceService(db, NoBrokerAccounts()).register(d, "ab" * 32, "pw")
         now = 10_000_000
-        async with db.transaction() as conn:
-            await conn.execute("UPDATE devices SET last_seen = ? WHERE device_id = 'dev-a'", (now - 5_000,))
-            await conn.execute("UPDATE devices SET last_seen = ? WHERE device_id = 'dev-b'", (now - 700_000,))
+        execute(store_url, "UPDATE devices SET last_seen = ? WHERE device_id = 'dev-a'", (now - 5_000,))
+        execute(store_url, "UPDATE devices SET last_seen = ? WHERE device_id = 'dev-b'", (now - 700_000,))
         silent = await silent_devices(db, now, 600)
     finally:
         await db.close()

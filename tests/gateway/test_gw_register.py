@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from gw_support import GW_PASSWORD, TestDevice, db_query, wait_for
 
-from gateway.config import parse_config
-from gateway.store.db import open_db
-from gateway.store.devices import RegistrationError, register_device
+from gateway.broker_accounts import NoBrokerAccounts, broker_accounts
+from gateway.devices import DeviceService, RegistrationError
+from gateway.store import open_store
 from simulator.broker import Mosquitto, standard_acl
 from simulator.gateway_proc import GatewayProcess, write_config
 
@@ -25,6 +25,7 @@ async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: P
     cfg_path = write_config(tmp_path / "gw" / "gateway.toml", mqtt_port=broker.port,
                             mqtt_password=GW_PASSWORD, db_path=db_path,
                             password_file=broker.passwd_path, pid_file=pid_file)
+    await (await open_store(db_path)).close()   # `hcp-gateway init`: serve refuses a missing store
     gw = GatewayProcess(cfg_path)
     try:
         gw.start()
@@ -32,9 +33,10 @@ async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: P
 
         cfg = load_config(cfg_path)
         secret = secrets.token_hex(32)
-        db = await open_db(cfg.store.path)
+        db = await open_store(cfg.store.url)
         try:
-            await register_device(db, cfg, "dev-new", secret, "s3cret-pw", fw="1.0")
+            await DeviceService(db, broker_accounts(cfg.broker)).register(
+                "dev-new", secret, "s3cret-pw", fw="1.0")
         finally:
             await db.close()
         assert "dev-new:" in broker.passwd_path.read_text()
@@ -60,13 +62,12 @@ async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: P
     ("dev-a", "xyz", "pw", "secret"),
     ("dev-a", "ab" * 32, "", "broker password"),
 ])
-async def test_bad_registration_is_refused_clearly(tmp_path: Path, device_id: str, secret: str, pw: str,
+async def test_bad_registration_is_refused_clearly(store_url: str, device_id: str, secret: str, pw: str,
                                                    why: str) -> None:
-    cfg = parse_config({"store": {"path": "g.db"}}, tmp_path)
-    db = await open_db(cfg.store.path)
+    db = await open_store(store_url)
     try:
         with pytest.raises(RegistrationError, match=why):
-            await register_device(db, cfg, device_id, secret, pw)
-        assert await db.fetchall("SELECT * FROM devices") == []
+            await DeviceService(db, NoBrokerAccounts()).register(device_id, secret, pw)
+        assert await db.read(lambda tx: tx.devices.all()) == []
     finally:
         await db.close()

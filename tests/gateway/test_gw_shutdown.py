@@ -56,14 +56,13 @@ async def test_failed_subsystem_start_ends_serve_promptly_every_time(
     stop the API it had started (its port is free again) and leave no task behind."""
     http_port = free_port()
     env = _env_with_http(tmp_path, http_port)
-    monkeypatch.setattr(service, "SUBSYSTEMS", ("gateway.api", "gw_failing_subsystem"))
     try:
         cfg = load_config(env.config_path)
         before = asyncio.all_tasks()
         for i in range(STARTS):
             gw_failing_subsystem.DELAY_S = i * SWEEP_STEP_S
             t0 = time.monotonic()
-            run = asyncio.create_task(service.serve(cfg))
+            run = asyncio.create_task(service.serve(cfg, extra=[gw_failing_subsystem.start]))
             done, _ = await asyncio.wait({run}, timeout=PROMPT_S)
             if not done:
                 run.cancel()

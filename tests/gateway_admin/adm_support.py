@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from gateway import attribution, bindings
+from gateway.clock import now_ms
 from gateway.config import Config, parse_config
-from gateway.store import records as records_store
-from gateway.store.db import Database, open_db
-from gateway.store.devices import add_device_row
+from gateway.devices import add_device
+from gateway.store import Store as GwStore
+from gateway.store import open_store as gw_open_store
+from gateway.store.api import Tx
 from protocol.ids import record_id
 
 DEVICES = ("dev-1", "dev-2", "dev-3")
@@ -27,9 +29,10 @@ WINDOW_TOKEN = "window-token-" + "w" * 16
 ADMIN_TOKEN = "admin-token-" + "a" * 16
 
 
-def make_config(tmp: Path, **sections: Any) -> Config:
+def make_config(tmp: Path, store_url: str | None = None, **sections: Any) -> Config:
+    url = store_url or str(tmp / "gateway.db")
     raw: dict[str, Any] = {
-        "store": {"path": str(tmp / "gateway.db")},
+        "store": {"url": url} if url.startswith("postgresql://") else {"path": url},
         "hall": dict(ALWAYS_OPEN),
         "http": {"host": "127.0.0.1", "port": 0, "window_token": WINDOW_TOKEN, "admin_token": ADMIN_TOKEN},
     }
@@ -55,13 +58,10 @@ class Recorder:
 
 @dataclass
 class Store:
-    db: Database
+    db: GwStore
     cfg: Config
     seq: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def conn(self) -> Any:
-        return self.db.conn
+    url: str = ""
 
     async def rec(
         self,
@@ -95,38 +95,47 @@ class Store:
             "staff_account": None,
             "flags": "unpaired" if kind == "unpaired" else "",
         }
-        async with self.db.transaction() as conn:
-            row = await attribution.attribute(
-                conn, row, rules or attribution.AttributionRules.from_config(self.cfg)
-            )
-            await records_store.insert_records(conn, [row])
-        return row
+        use = rules or attribution.AttributionRules.from_config(self.cfg)
+
+        def unit(tx: Tx) -> dict[str, Any]:
+            out = attribution.attribute_sync(tx, row, use)
+            tx.records.insert_many([out])
+            return out
+        return await self.db.write(unit)
+
+    async def execute(self, sql: str, params: tuple[Any, ...] = ()) -> int:
+        """Raw SQL through the store's own connection (tests of the schema's own rules)."""
+        return await self.db.write(lambda tx: tx.raw.execute(sql, params))
+
+    async def fetchall(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        return await self.db.read(lambda tx: tx.raw.rows(sql, params))
+
+    async def fetchone(self, sql: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def record(self, rid: str) -> dict[str, Any]:
-        r = await records_store.get_record(self.conn, rid)
+        r = await self.db.read(lambda tx: tx.records.get(rid))
         assert r is not None
         return r
 
     async def invitation_status(self, inv_id: str) -> tuple[str, str | None, str | None]:
-        row = await self.db.fetchone(
-            "SELECT status, record_id, grade FROM invitations WHERE id = ?", (inv_id,)
-        )
-        assert row is not None
-        return row[0], row[1], row[2]
+        inv = await self.db.read(lambda tx: tx.invitations.get(inv_id))
+        assert inv is not None
+        return inv.status, inv.record_id, inv.grade
 
 
-async def open_store(tmp: Path, **sections: Any) -> Store:
-    cfg = make_config(tmp, **sections)
-    attribution.forget_recent()
-    db = await open_db(cfg.store.path)
-    async with db.transaction() as conn:
-        for d in DEVICES:
-            await add_device_row(conn, d, secrets.token_hex(32), "test-1", "test")
+async def open_store(tmp: Path, store_url: str | None = None, **sections: Any) -> Store:
+    cfg = make_config(tmp, store_url, **sections)
+    db = await gw_open_store(cfg.store.url)
+    t = now_ms()
+    await db.write(lambda tx: [add_device(tx, d, secrets.token_hex(32), "test-1", "test", t)
+                               for d in DEVICES])
     for w, name in WINDOWS:
         await bindings.add_window(db, w, "11370300MB0000000X", name, "test")
     for a, name in STAFF:
         await bindings.add_staff(db, a, name, "test")
-    return Store(db, cfg)
+    return Store(db, cfg, url=cfg.store.url)
 
 
 def flags(row: dict[str, Any]) -> set[str]:

@@ -16,10 +16,10 @@ from adm_support import Store, open_store  # noqa: E402
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
+async def store(tmp_path: Path, store_url: str) -> AsyncIterator[Store]:
     """gateway.db in tmp_path, migrated, with devices dev-1..dev-3, windows A01..A03,
     clerks zhang/li/wang; hall open every day around the clock unless a test changes it."""
-    s = await open_store(tmp_path)
+    s = await open_store(tmp_path, store_url)
     try:
         yield s
     finally:

@@ -15,7 +15,7 @@ import pytest
 from adm_support import ADMIN_TOKEN, WINDOW_TOKEN, Recorder, Store, make_config
 from aiohttp import web
 
-from gateway import bindings
+from gateway import bindings, invitations
 from gateway.api import make_app
 from gateway.api.openapi import openapi_spec
 from simulator.netutil import free_port
@@ -49,7 +49,10 @@ class Api:
 async def api(store: Store) -> AsyncIterator[Api]:
     send = Recorder()
     clock = [bindings.now_ms()]
-    app = make_app(store.db, store.cfg, send, clock=lambda: clock[0], expire_every_s=0.05)
+    app = make_app(store.db, store.cfg, send, clock=lambda: clock[0])
+    # The service runs invitation expiry on its leader; here the same job on the test's clock.
+    stop = asyncio.Event()
+    expiry = asyncio.create_task(invitations.expiry_job(store.db, lambda: clock[0], 0.05)(stop))
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -59,6 +62,8 @@ async def api(store: Store) -> AsyncIterator[Api]:
         async with aiohttp.ClientSession() as http:
             yield Api("http://127.0.0.1:%d" % port, http, send, store, clock)
     finally:
+        stop.set()
+        await expiry
         await runner.cleanup()
 
 
@@ -133,7 +138,7 @@ async def test_idempotent_retry_staff_target_and_offline_device(api: Api) -> Non
     st, off = await api.call("POST", "/api/v1/invitations", {**CASE, "case_no": "C-OFF"})
     assert st == 201 and off["sent"] is False and "reconnects" in off["note"]
     # ... and the invitation is what the device gets back at its next hello.
-    state = await bindings.state_for_device(api.store.conn, "dev-1")
+    state = await bindings.state_for_device(api.store.db, "dev-1")
     assert state[0] == ("paired", {"win": "A01", "clerk": "张三"})
     assert state[1][0] == "invite" and state[1][1]["i"] == off["invitation_id"]
 
@@ -230,7 +235,7 @@ async def test_device_registration_writes_the_broker_password_file(store: Store,
                 assert r.status == 200 and (await r.json())["created"] is False
     finally:
         await runner.cleanup()
-    row = await store.db.fetchone("SELECT fw FROM devices WHERE device_id = 'dev-new'")
+    row = await store.fetchone("SELECT fw FROM devices WHERE device_id = 'dev-new'")
     assert row is not None and row[0] == "1.0.0"
     assert (tmp_path / "passwd").read_text().startswith("dev-new:")
 

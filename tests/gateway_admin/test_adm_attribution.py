@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from adm_support import Store, flags, open_store
 
@@ -64,7 +65,7 @@ async def test_one_rating_per_invitation(store: Store) -> None:
     assert flags(second) == {"extra"} and flags(cooldown) == {"extra"}
     assert await store.invitation_status(inv) == ("rated", first["record_id"], "vd")
     # Both presses are stored (nothing dropped), credited, but only one is the rating.
-    n = await store.db.fetchone("SELECT COUNT(*) FROM records WHERE invitation_id = ?", (inv,))
+    n = await store.fetchone("SELECT COUNT(*) FROM records WHERE invitation_id = ?", (inv,))
     assert n is not None and n[0] == 3
     # The case cannot be invited again once rated (一次一评).
     try:
@@ -149,7 +150,7 @@ async def test_burst_within_one_ingest_batch(store: Store) -> None:
     rules = attribution.AttributionRules(hall=store.cfg.hall, burst_presses=2, burst_window_s=10)
     t0 = bindings.now_ms() - 3600 * S
     rows = []
-    async with store.db.transaction() as conn:
+    def unit(tx: Any) -> None:
         for i in range(3):
             row = {
                 "record_id": "dev-2:1:%d" % (i + 1),
@@ -160,7 +161,9 @@ async def test_burst_within_one_ingest_batch(store: Store) -> None:
                 "pressed_at_ms": t0 + i * S,
                 "flags": "",
             }
-            rows.append(await attribution.attribute(conn, row, rules))
+            rows.append(hook.one(tx, row))
+    hook = attribution.Attribution(rules)
+    await store.db.write(unit)
     assert ["burst" in flags(r) for r in rows] == [False, False, True]
 
 

@@ -11,8 +11,6 @@ from adm_support import Store, open_store
 
 from gateway import attribution, bindings, invitations
 from gateway.invitations import InvitationRequest, InvitationRules
-from gateway.store import records as records_store
-from gateway.store.db import run_in_thread
 from protocol.ids import record_id
 
 S = 1000
@@ -53,12 +51,14 @@ def _rows(t0: int, inv: str) -> list[dict[str, Any]]:
 async def _attribute_and_store(store: Store, rows: list[dict[str, Any]], batch: bool) -> list[dict[str, Any]]:
     rules = attribution.AttributionRules(hall=store.cfg.hall, burst_presses=5, burst_window_s=10)
 
+    hook = attribution.Attribution(rules)   # record by record: as ingest's fallback does
+
     def work(conn: Any) -> list[dict[str, Any]]:
         if batch:
             out = attribution.attribute_batch(conn, [dict(r) for r in rows], rules)
         else:
-            out = [attribution.attribute_sync(conn, dict(r), rules) for r in rows]
-        records_store.insert_records_sync(conn, out)
+            out = [hook.one(conn, dict(r)) for r in rows]
+        conn.records.insert_many(out)
         return out
 
     return await store.db.write(work)
@@ -73,7 +73,7 @@ async def test_batch_attribution_equals_record_by_record(tmp_path: Path) -> None
         try:
             inv = await _history(store, t0)
             attributed = await _attribute_and_store(store, _rows(t0, inv), batch)
-            stored = [await records_store.get_record(store.conn, r["record_id"]) for r in attributed]
+            stored = [await store.record(r["record_id"]) for r in attributed]
             status = await store.invitation_status(inv)
             results.append((attributed, stored, status))
         finally:
@@ -95,13 +95,12 @@ async def test_batch_attribution_equals_record_by_record(tmp_path: Path) -> None
     assert not any("burst" in r["flags"] for r in many[:7])
 
 
-async def test_attribute_async_wrapper_runs_in_the_connection_thread(store: Store) -> None:
-    """`attribute` (asyncio) is attribute_sync run in the aiosqlite connection's thread."""
+async def test_attribution_runs_inside_the_callers_unit_of_work(store: Store) -> None:
+    """attribute_sync runs inside the caller's unit of work (its transaction, the store's thread)."""
     t0 = bindings.now_ms() - 3600 * S
     await bindings.pair(store.db, "dev-2", "A02", "li", "t", at_ms=t0)
     row = {"record_id": "dev-2:1:1", "device_id": "dev-2", "kind": "walkup", "grade": "vs",
            "invitation_id": None, "pressed_at_ms": t0 + S, "flags": ""}
-    async with store.db.transaction() as conn:
-        out = await attribution.attribute(conn, row)
-        in_tx = await run_in_thread(conn, lambda c: c.in_transaction)
-    assert out["staff_account"] == "li" and in_tx
+    rules = attribution.AttributionRules.from_config(store.cfg)
+    out = await store.db.write(lambda tx: attribution.attribute_sync(tx, row, rules))
+    assert out["staff_account"] == "li"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 from adm_support import Recorder, Store
 
 from gateway import bindings
+from gateway.store.errors import IntegrityError
 
 INSERT = (
     "INSERT INTO bindings (device_id, window_id, staff_account, valid_from_ms, created_by)"
@@ -17,35 +17,36 @@ INSERT = (
 
 
 async def test_database_refuses_a_second_active_binding(store: Store) -> None:
-    await store.conn.execute(INSERT, ("dev-1", "A01", "zhang", 1000))
+    await store.execute(INSERT, ("dev-1", "A01", "zhang", 1000))
     # Same device, same clerk, same window: each is refused by its own partial unique index.
     for args, index in (
-        (("dev-1", "A02", "li", 2000), "bindings.device_id"),
-        (("dev-2", "A02", "zhang", 2000), "bindings.staff_account"),
-        (("dev-2", "A01", "li", 2000), "bindings.window_id"),
+        # (SQLite names the column, PostgreSQL the index)
+        (("dev-1", "A02", "li", 2000), "bindings.device_id|bindings_one_active_per_device"),
+        (("dev-2", "A02", "zhang", 2000), "bindings.staff_account|bindings_one_active_per_staff"),
+        (("dev-2", "A01", "li", 2000), "bindings.window_id|bindings_one_active_per_window"),
     ):
-        with pytest.raises(sqlite3.IntegrityError, match=index):
-            await store.conn.execute(INSERT, args)
+        with pytest.raises(IntegrityError, match=index):
+            await store.execute(INSERT, args)
     # Closed bindings do not count: history may hold many rows per device.
-    await store.conn.execute("UPDATE bindings SET valid_to_ms = 1500 WHERE device_id = 'dev-1'")
-    await store.conn.execute(INSERT, ("dev-1", "A02", "li", 2000))
-    rows = await store.db.fetchall("SELECT device_id, valid_to_ms FROM bindings ORDER BY id")
+    await store.execute("UPDATE bindings SET valid_to_ms = 1500 WHERE device_id = 'dev-1'")
+    await store.execute(INSERT, ("dev-1", "A02", "li", 2000))
+    rows = await store.fetchall("SELECT device_id, valid_to_ms FROM bindings ORDER BY id")
     assert [tuple(r) for r in rows] == [("dev-1", 1500), ("dev-1", None)]
 
 
 async def test_history_is_append_only_and_never_overlaps(store: Store) -> None:
-    await store.conn.execute(INSERT, ("dev-1", "A01", "zhang", 1000))
-    with pytest.raises(sqlite3.IntegrityError, match="immutable"):
-        await store.conn.execute("UPDATE bindings SET staff_account = 'li'")
-    with pytest.raises(sqlite3.IntegrityError, match="immutable"):
-        await store.conn.execute("DELETE FROM bindings")
-    await store.conn.execute("UPDATE bindings SET valid_to_ms = 5000")
-    with pytest.raises(sqlite3.IntegrityError, match="already closed"):
-        await store.conn.execute("UPDATE bindings SET valid_to_ms = 6000")
-    with pytest.raises(sqlite3.IntegrityError, match="overlaps"):
-        await store.conn.execute(INSERT, ("dev-1", "A02", "li", 4000))  # starts inside the closed one
-    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        await store.conn.execute(INSERT, ("dev-9", "A02", "li", 7000))  # unknown device
+    await store.execute(INSERT, ("dev-1", "A01", "zhang", 1000))
+    with pytest.raises(IntegrityError, match="immutable"):
+        await store.execute("UPDATE bindings SET staff_account = 'li'")
+    with pytest.raises(IntegrityError, match="immutable"):
+        await store.execute("DELETE FROM bindings")
+    await store.execute("UPDATE bindings SET valid_to_ms = 5000")
+    with pytest.raises(IntegrityError, match="already closed"):
+        await store.execute("UPDATE bindings SET valid_to_ms = 6000")
+    with pytest.raises(IntegrityError, match="overlaps"):
+        await store.execute(INSERT, ("dev-1", "A02", "li", 4000))  # starts inside the closed one
+    with pytest.raises(IntegrityError, match="(?i)foreign key"):
+        await store.execute(INSERT, ("dev-9", "A02", "li", 7000))  # unknown device
 
 
 async def test_pair_conflict_force_and_audit(store: Store) -> None:
@@ -61,16 +62,16 @@ async def test_pair_conflict_force_and_audit(store: Store) -> None:
     moved = await bindings.pair(store.db, "dev-2", "A02", "zhang", "cli:bob", force=True, at_ms=3000)
     assert [(b.device_id, b.valid_to_ms, b.ended_by) for b in moved.closed] == [("dev-1", 3000, "cli:bob")]
     assert moved.devices == ["dev-1", "dev-2"]
-    hist = await bindings.list_bindings(store.conn, history=True)
+    hist = await bindings.list_bindings(store.db, history=True)
     assert [(b.device_id, b.window_id, b.valid_from_ms, b.valid_to_ms) for b in hist] == [
         ("dev-1", "A01", 1000, 3000),
         ("dev-2", "A02", 3000, None),
     ]
-    assert await bindings.binding_at(store.conn, "dev-1", 2999) is not None
-    assert await bindings.binding_at(store.conn, "dev-1", 3000) is None
+    assert await bindings.binding_at(store.db, "dev-1", 2999) is not None
+    assert await bindings.binding_at(store.db, "dev-1", 3000) is None
     audit = [
         (r[0], r[1], json.loads(r[2]))
-        for r in await store.db.fetchall(
+        for r in await store.fetchall(
             "SELECT actor, action, detail_json FROM audit_log WHERE action LIKE 'binding.%' ORDER BY id"
         )
     ]
@@ -102,16 +103,16 @@ async def test_pair_refuses_unknown_names(store: Store) -> None:
 async def test_device_commands_for_a_change_and_after_hello(store: Store) -> None:
     send = Recorder()
     c = await bindings.pair(store.db, "dev-1", "A01", "zhang", "t")
-    assert await bindings.on_binding_change(store.conn, send, c) == []
+    assert await bindings.on_binding_change(store.db, send, c) == []
     assert send.sent == [("dev-1", "paired", {"win": "A01", "clerk": "张三"})]
     # A forced move: the old device is told it is unpaired, the new one paired; an offline
     # device is reported (it learns at its next hello), the others still get theirs.
     send = Recorder(fail={"dev-1"})
     c = await bindings.pair(store.db, "dev-2", "A01", "li", "t", force=True)
-    assert await bindings.on_binding_change(store.conn, send, c) == ["dev-1"]
+    assert await bindings.on_binding_change(store.db, send, c) == ["dev-1"]
     assert send.sent == [("dev-2", "paired", {"win": "A01", "clerk": "李四"})]
-    assert await bindings.state_for_device(store.conn, "dev-1") == [("unpaired", {})]
-    assert await bindings.state_for_device(store.conn, "dev-2") == [
+    assert await bindings.state_for_device(store.db, "dev-1") == [("unpaired", {})]
+    assert await bindings.state_for_device(store.db, "dev-2") == [
         ("paired", {"win": "A01", "clerk": "李四"})
     ]
 

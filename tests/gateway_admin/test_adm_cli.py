@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from gateway.bindings import now_ms
 from gateway.cli import cli, main
 from gateway.config import load_config
-from gateway.store.db import open_db
+from gateway.store import open_store
 from simulator.netutil import free_port
 
 SECRET = "ab" * 32
@@ -54,15 +54,15 @@ def cfg_path(tmp_path: Path) -> Path:
     """A config whose [http] port has no service behind it, and a seeded store."""
     p = write_config(tmp_path, free_port())
     r = CliRunner()
-    for args in (
-        ["devices", "add", "dev-1", "--secret", SECRET, "--broker-password", "p1"],
-        ["devices", "add", "dev-2", "--secret", SECRET, "--broker-password", "p2"],
-        ["windows", "add", "A01", "--name", "综合窗口", "--dept", "11370303004253591J"],
-        ["windows", "add", "A02", "--name", "社保窗口"],
-        ["staff", "add", "zhang", "--name", "张三"],
-        ["staff", "add", "li", "--name", "李四"],
+    for args, stdin in (
+        (["devices", "add", "dev-1"], SECRET + "\np1\n"),        # secrets on stdin, never argv
+        (["devices", "add", "dev-2"], SECRET + "\np2\n"),
+        (["windows", "add", "A01", "--name", "综合窗口", "--dept", "11370303004253591J"], None),
+        (["windows", "add", "A02", "--name", "社保窗口"], None),
+        (["staff", "add", "zhang", "--name", "张三"], None),
+        (["staff", "add", "li", "--name", "李四"], None),
     ):
-        res = r.invoke(cli, ["--config", str(p), *args])
+        res = r.invoke(cli, ["--config", str(p), *args], input=stdin)
         assert res.exit_code == 0, res.output
     return p
 
@@ -118,7 +118,9 @@ def test_pair_force_unpair_and_history(cfg_path: Path, capsys: pytest.CaptureFix
         (["ratings", "--date", "22/11/2026"], 2, "--date must be YYYY-MM-DD"),
         (["ratings", "--kind", "weird"], 2, "Invalid value for '--kind'"),
         (["invitations", "--status", "nope"], 2, "Invalid value for '--status'"),
-        (["devices", "add", "BAD", "--secret", "00", "--broker-password", "x"], 1, "device id must match"),
+        (["devices", "add", "BAD", "--secret-file", "/dev/null", "--broker-password-file", "/dev/null"], 1,
+         "device id must match"),
+        (["devices", "add", "dev-1", "--secret", "00"], 2, "No such option '--secret'"),
         (["frobnicate"], 2, "No such command 'frobnicate'"),
     ],
 )
@@ -155,7 +157,7 @@ def test_ratings_invitations_report_tables(cfg_path: Path, capsys: pytest.Captur
 
         from gateway import invitations
 
-        db = await open_db(cfg.store.path)
+        db = await open_store(cfg.store.url)
         try:
             store = Store(db, cfg)
             out = await invitations.create(
@@ -212,8 +214,9 @@ class ServiceApi:
 
         async def up() -> None:
             from gateway.api import make_app
-
-            self.runner = web.AppRunner(make_app(self.cfg.store.path, self.cfg, self.send))
+            from gateway.store import open_store
+            self.gw_store = await open_store(self.cfg.store.url)
+            self.runner = web.AppRunner(make_app(self.gw_store, self.cfg, self.send))
             await self.runner.setup()
             await web.TCPSite(self.runner, "127.0.0.1", port).start()
 
@@ -222,6 +225,7 @@ class ServiceApi:
     def stop(self) -> None:
         if self.runner is not None:
             asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+            asyncio.run_coroutine_threadsafe(self.gw_store.close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
@@ -273,3 +277,18 @@ def test_the_real_console_script(cfg_path: Path, tmp_path: Path) -> None:
     r = hcp("--config", str(cfg_path), "--json", "bindings")
     data: list[dict[str, Any]] = json.loads(r.stdout)
     assert r.returncode == 0 and [b["staff_account"] for b in data] == ["li"]
+
+
+def test_devices_add_reads_secrets_from_files(cfg_path: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    sf, pf = tmp_path / "secret", tmp_path / "pw"
+    sf.write_text(SECRET + "\n")
+    pf.write_text("pw-3\n")
+    code, out, err = run(capsys, "--config", str(cfg_path), "devices", "add", "dev-3",
+                         "--secret-file", str(sf), "--broker-password-file", str(pf))
+    assert code == 0 and "dev-3 registered" in out, err
+    pf.write_text("x\n")
+    sf.write_text("00\n")
+    code, _, err = run(capsys, "--config", str(cfg_path), "devices", "add", "BAD", "--secret-file", str(sf),
+                       "--broker-password-file", str(pf))
+    assert code == 1 and "device id must match" in err

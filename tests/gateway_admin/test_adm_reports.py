@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-from adm_support import Store, open_store
+from adm_support import Store, make_config, open_store
 
 from gateway import bindings, invitations, reports
 from gateway.config import ConfigError
@@ -46,7 +46,7 @@ async def seed_day(store: Store) -> tuple[str, int]:
 
 async def test_day_report_per_window_and_clerk(store: Store) -> None:
     day, _ = await seed_day(store)
-    rep = await reports.day_report(store.conn, store.cfg, day)
+    rep = await reports.day_report(store.db, store.cfg, day)
     by = {(r.window_id, r.staff_account): r for r in rep.rows}
     assert set(by) == {("A01", "zhang"), ("A02", "li"), ("(unbound)", "(unbound)")}
     z = by["A01", "zhang"]
@@ -61,7 +61,7 @@ async def test_day_report_per_window_and_clerk(store: Store) -> None:
     t = rep.total
     assert (t.cases, t.ratings, t.bad, t.extras, t.walkups, t.unbound) == (6, 4, 1, 1, 2, 1)
     # The day before and after: nothing.
-    empty = await reports.day_report(store.conn, store.cfg, "2026-11-23")
+    empty = await reports.day_report(store.db, store.cfg, "2026-11-23")
     assert empty.rows == [] and empty.total.rating_rate is None
 
 
@@ -69,17 +69,14 @@ async def test_weights_come_from_the_config(tmp_path: Path) -> None:
     store = await open_store(tmp_path, report={"weights": {"vs": 10, "s": 8, "bs": 6, "d": 3, "vd": 0}})
     try:
         day, _ = await seed_day(store)
-        rep = await reports.day_report(store.conn, store.cfg, day)
+        rep = await reports.day_report(store.db, store.cfg, day)
         z = next(r for r in rep.rows if r.staff_account == "zhang")
         assert z.score == round((10 + 8 + 3) / 3, 2)
     finally:
         await store.db.close()
-    bad = await open_store(tmp_path / "b", report={"weights": {"vs": 10}})
-    try:
-        with pytest.raises(ConfigError, match="weights"):
-            reports.ReportSettings.from_config(bad.cfg)
-    finally:
-        await bad.db.close()
+    # A bad [report] now stops the config at load (every section is checked whole).
+    with pytest.raises(ConfigError, match="weights"):
+        make_config(tmp_path / "b", report={"weights": {"vs": 10}})
 
 
 def test_day_bounds_follow_the_hall_time_zone(tmp_path: Path) -> None:

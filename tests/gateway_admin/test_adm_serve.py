@@ -22,14 +22,17 @@ HCP_GATEWAY = Path(sys.executable).parent / "hcp-gateway"
 pytestmark = pytest.mark.slow
 
 
-def config(tmp: Path, mqtt_port: int, http_port: int, client_id: str) -> Path:
+def config(tmp: Path, mqtt_port: int, http_port: int, client_id: str, db: str = "gw.db") -> Path:
     p = tmp / ("%s.toml" % client_id)
     p.write_text(
         '[mqtt]\nhost = "127.0.0.1"\nport = %d\nusername = "gateway"\npassword = "gwpass"\nclient_id = "%s"\n'
         '[store]\npath = "%s"\n'
         '[http]\nhost = "127.0.0.1"\nport = %d\nwindow_token = "%s"\nadmin_token = "%s"\n'
-        % (mqtt_port, client_id, tmp / "gw.db", http_port, WINDOW_TOKEN, ADMIN_TOKEN)
+        % (mqtt_port, client_id, tmp / db, http_port, WINDOW_TOKEN, ADMIN_TOKEN)
     )
+    # serve refuses a store that does not exist: `init` creates it, as the runbook says.
+    subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(p), "init"], check=True,
+                   capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2])
     return p
 
 
@@ -82,7 +85,8 @@ def test_serve_through_the_console_script(tmp_path: Path) -> None:
             # Its MQTT port is closed on purpose: cancelling the core's MQTT task in the instant
             # its CONNACK arrives can be lost on Python 3.11 (asyncio.wait_for, fixed in 3.12)
             # and hang the shutdown; that race is the core's (reported), not what this tests.
-            second = start_serve(config(tmp_path, free_port(), port, "gw-two"), tmp_path / "two.log")
+            second = start_serve(config(tmp_path, free_port(), port, "gw-two", "gw2.db"),
+                                 tmp_path / "two.log")
             try:
                 try:
                     second.wait(30)
@@ -99,5 +103,27 @@ def test_serve_through_the_console_script(tmp_path: Path) -> None:
                 line.startswith("gateway: ") and "cannot listen on 127.0.0.1:%d" % port in line
                 for line in text.splitlines()
             ), text
+        finally:
+            assert stop(first) == 0
+
+
+def test_second_instance_on_one_sqlite_store_is_refused(tmp_path: Path) -> None:
+    """Two gateways on one SQLite file would fight over the client id and push twice: the
+    second is refused at once with one line, the first keeps running."""
+    with Mosquitto(tmp_path / "mq", users={"gateway": "gwpass"}, acl=standard_acl()) as broker:
+        first = start_serve(config(tmp_path, broker.port, free_port(), "gw-one"), tmp_path / "one.log")
+        try:
+            assert wait_line(first, tmp_path / "one.log", "gateway ready ") is not None
+            second = start_serve(config(tmp_path, broker.port, free_port(), "gw-two"), tmp_path / "two.log")
+            try:
+                second.wait(30)
+            finally:
+                stop(second)
+            assert second.returncode == 1
+            text = (tmp_path / "two.log").read_text()
+            assert "Traceback" not in text
+            lines = [ln for ln in text.splitlines() if ln.startswith("gateway: ")]
+            assert len(lines) == 1 and "already serving store" in lines[0], text
+            assert first.poll() is None
         finally:
             assert stop(first) == 0

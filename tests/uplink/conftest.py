@@ -7,17 +7,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from up_support import Seeder
+from up_support import Database, Seeder, open_db
 
-from gateway.store.db import Database, open_db
 from gateway.uplink.adapters import make_adapter
 from gateway.uplink.settings import UplinkSettings
 from simulator.platform import PlatformStandIn
 
 
 @pytest.fixture
-async def gwdb(tmp_path: Path) -> AsyncIterator[Database]:
-    db = await open_db(tmp_path / "gateway.sqlite")
+async def gwdb(store_url: str) -> AsyncIterator[Database]:
+    db = await open_db(store_url)
     yield db
     await db.close()
 

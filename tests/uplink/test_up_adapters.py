@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from up_support import Seeder, fast_settings, local_ms
+from up_support import Database, Seeder, fast_settings, local_ms
 
-from gateway.store.db import Database
 from gateway.uplink.adapters import MappingError, UplinkRecord, make_adapter
 from gateway.uplink.push import push_once
 from gateway.uplink.schema import validate_record

@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from up_support import Seeder
+from up_support import Seeder, open_db
 
-from gateway.store.db import open_db
 from gateway.uplink.reconcile import reconcile
 from gateway.uplink.settings import UplinkSettings
 from simulator.netutil import free_port, wait_port

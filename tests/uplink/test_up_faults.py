@@ -7,9 +7,8 @@ import asyncio
 import datetime as dt
 import random
 
-from up_support import TZ, Seeder, fast_settings, local_ms
+from up_support import TZ, Database, Seeder, fast_settings, local_ms
 
-from gateway.store.db import Database
 from gateway.uplink import state
 from gateway.uplink.pacing import Backoff
 from gateway.uplink.push import Pusher, push_once

@@ -10,10 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from up_support import DEPT, CaseFlow, Seeder, fast_settings, local_ms
+from up_support import DEPT, CaseFlow, Database, Seeder, fast_settings, local_ms, open_db
 
-from gateway.store.db import Database, open_db
-from gateway.store.migrate import MIGRATIONS_DIR, migrate
+from gateway.store.migrate import migrate, migrations_dir
 from gateway.uplink import state
 from gateway.uplink.adapters import make_adapter
 from gateway.uplink.push import Pusher, push_once
@@ -257,18 +256,19 @@ async def test_migration_0101_keeps_delivery_state(tmp_path: Path) -> None:
     """A store migrated up to 0100 with delivered records keeps them through 0101."""
     old = tmp_path / "migrations"
     old.mkdir()
-    for f in MIGRATIONS_DIR.glob("*.sql"):
+    for f in migrations_dir("sqlite").glob("*.sql"):
         if int(f.name[:4]) <= 100:
             shutil.copy(f, old / f.name)
     db = await open_db(tmp_path / "gw.sqlite", run_migrations=False)
-    await migrate(db.conn, old)
+    writer = db.store._writer  # type: ignore[attr-defined]  # the migration runner's raw connection
+    await writer.call(lambda c: migrate(c, c.raw.executescript, old))
     seeder = Seeder(db)
     await seeder.device("hcp-dev1", "W01", "clerk01")
     ids = await seeder.records("hcp-dev1", DAY, 3)
     async with db.transaction() as c:
         await c.executemany("INSERT INTO uplink_items (record_id, status) VALUES (?, 'acked')",
                             [(i,) for i in ids])
-    assert 101 in await migrate(db.conn)
+    assert 101 in await writer.call(lambda c: migrate(c, c.raw.executescript))
     assert await state.status_counts(db) == {"acked": 3}
     cols = {r[1] for r in await db.fetchall("PRAGMA table_info(uplink_items)")}
     assert {"invitation_id", "covered_by"} <= cols

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from up_support import Seeder, fast_settings
+from up_support import Database, Seeder, fast_settings, open_db
 
-from gateway.store.db import Database, open_db
 from gateway.uplink import state
 from gateway.uplink.push import Pusher, push_once
 from simulator.platform import PlatformStandIn

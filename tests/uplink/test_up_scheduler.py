@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from up_support import TZ, Seeder, local_ms
+from up_support import TZ, Database, Seeder, local_ms
 
-from gateway.store.db import Database
 from gateway.uplink import state
 from gateway.uplink.scheduler import Scheduler, last_due_daily, next_daily, run_scheduler
 from gateway.uplink.settings import UplinkSettings
@@ -83,21 +82,20 @@ async def test_realtime_mode_pushes_every_n_minutes(gwdb: Database, seeder: Seed
     assert seen == [2, 4, 6]
 
 
-async def test_service_hook_start_and_stop(gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
-    """gateway.service calls gateway.uplink.start(ctx); without [uplink] it stays off."""
+async def test_leader_job_runs_until_stopped(gwdb: Database, seeder: Seeder,
+                                             platform: PlatformStandIn) -> None:
+    """gateway.service runs run_scheduler as a leader job: it pushes, and ends when its event is set."""
     from types import SimpleNamespace
 
-    import gateway.uplink as uplink
-    off = await uplink.start(SimpleNamespace(config=SimpleNamespace(raw={}), db=gwdb))
-    assert off.label == "uplink=off" and off.task is None
-    await off.stop()
+    from gateway.uplink.scheduler import run_scheduler
     await seeder.records("hcp-dev1", "2025-03-03", 3)
     raw = {"uplink": {"url": platform.url, "area_code": "540102"}}
-    on = await uplink.start(SimpleNamespace(config=SimpleNamespace(raw=raw), db=gwdb))
-    assert on.label == "uplink=default@" + platform.url
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_scheduler(gwdb.store, SimpleNamespace(raw=raw), stop))
     for _ in range(500):
         if len(platform.accepted_ids()) == 3:
             break
         await asyncio.sleep(0.01)
-    await on.stop()
-    assert on.task is not None and on.task.done() and len(platform.accepted_ids()) == 3
+    stop.set()
+    await asyncio.wait_for(task, 10.0)
+    assert task.done() and len(platform.accepted_ids()) == 3

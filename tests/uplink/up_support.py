@@ -3,13 +3,92 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from gateway.store.db import Database
+from gateway.store import Store, open_store
+from gateway.store.api import Tx
 from gateway.uplink.settings import UplinkSettings
 
+T = TypeVar("T")
 TZ = ZoneInfo("Asia/Shanghai")
+
+
+class Row(tuple):  # type: ignore[type-arg]
+    """A row readable by position and by column name (as the tests read them)."""
+
+    def __new__(cls, names: Sequence[str], values: Sequence[Any]) -> Row:
+        r = super().__new__(cls, values)
+        r._names = list(names)  # type: ignore[attr-defined]
+        return r
+
+    def __getitem__(self, k: Any) -> Any:  # type: ignore[override]
+        if isinstance(k, str):
+            return tuple.__getitem__(self, self._names.index(k))  # type: ignore[attr-defined]
+        return tuple.__getitem__(self, k)
+
+    def keys(self) -> list[str]:
+        return list(self._names)  # type: ignore[attr-defined]
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str, Any]] = []
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.ops.append(("one", sql, tuple(params)))
+
+    async def executemany(self, sql: str, seq: Sequence[Sequence[Any]]) -> None:
+        self.ops.append(("many", sql, [tuple(p) for p in seq]))
+
+
+class Database:
+    """The gateway's Store, plus raw SQL for seeding and inspecting (tests only)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.backend = store.backend
+        self.label = store.label
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        return await self.store.read(fn)
+
+    async def write(self, fn: Callable[[Tx], T]) -> T:
+        return await self.store.write(fn)
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        def q(tx: Tx) -> list[Row]:
+            rows = tx.raw.dicts(sql, params)  # type: ignore[attr-defined]
+            return [Row(list(r.keys()), list(r.values())) for r in rows]
+        return await self.store.read(q)
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[_Batch]:
+        """Statements queued, then run in one unit of work when the block ends."""
+        b = _Batch()
+        yield b
+
+        def run(tx: Tx) -> None:
+            for kind, sql, p in b.ops:
+                if kind == "one":
+                    tx.raw.execute(sql, p)  # type: ignore[attr-defined]
+                else:
+                    tx.raw.executemany(sql, p)  # type: ignore[attr-defined]
+        await self.store.write(run)
+
+
+async def open_db(url: str | Path, run_migrations: bool = True) -> Database:
+    return Database(await open_store(url, run_migrations))
 DEPT = "11540102MB0000001X"
 GRADES = ("vs", "s", "bs", "d", "vd")
 
@@ -116,14 +195,14 @@ class CaseFlow:
     async def device_record(self, device_id: str, kind: str, invitation_id: str | None, pressed_ms: int,
                             grade: str | None = None, boot: int = 1) -> str:
         """Store one device record the way the ingest does: attribution first, then the insert."""
-        from gateway.attribution import attribute
+        from gateway.attribution import AttributionRules, attribute_sync
         seq = self.seeder.seq.get((device_id, boot), 0) + 1
         self.seeder.seq[(device_id, boot)] = seq
         rid = "%s:%d:%d" % (device_id, boot, seq)
         rec: dict[str, Any] = {"record_id": rid, "device_id": device_id, "kind": kind, "grade": grade,
                                "invitation_id": invitation_id, "pressed_at_ms": pressed_ms, "flags": ""}
+        await self.db.write(lambda tx: attribute_sync(tx, rec, AttributionRules()))
         async with self.db.transaction() as c:
-            await attribute(c, rec)
             await c.execute(
                 "INSERT INTO records (record_id, device_id, rb, rs, kind, grade, invitation_id,"
                 " device_wall_s, uptime_ms, pressed_at_ms, time_source, received_at_ms, msg_boot,"

@@ -1,0 +1,144 @@
+"""What the repositories return: plain dataclasses, the same for every backend."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    device_id: str
+    secret_hex: str
+    fw: str | None
+    created_at: int
+    last_seen: int | None
+    online: bool
+    status_b: int | None
+    status_c: int | None
+    boot: int | None
+    last_hb_json: str | None
+    last_hello_json: str | None
+    journal_depth: int | None
+    reconnects: int
+    last_rst: str | None
+    cmd_boot: int | None
+    cmd_n_reserved: int
+    enabled: bool
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the secret (for the API and CLI)."""
+        d = asdict(self)
+        d.pop("secret_hex")
+        d["online"] = int(self.online)
+        d["enabled"] = int(self.enabled)
+        return d
+
+
+@dataclass(frozen=True)
+class DeviceHealth:
+    """The fields the registry writes back in batches."""
+
+    device_id: str
+    last_seen: int | None
+    online: bool
+    status_b: int | None
+    status_c: int | None
+    boot: int
+    fw: str | None
+    journal_depth: int | None
+    reconnects: int
+    last_rst: str | None
+    last_hb_json: str | None
+    last_hello_json: str | None
+
+
+@dataclass(frozen=True)
+class Window:
+    window_id: str
+    dept_code: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Staff:
+    account: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class Binding:
+    id: int
+    device_id: str
+    window_id: str
+    staff_account: str
+    display_name: str
+    valid_from_ms: int
+    valid_to_ms: int | None
+    created_by: str
+    ended_by: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.valid_to_ms is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Invitation:
+    id: str
+    device_id: str
+    window_id: str
+    staff_account: str
+    binding_id: int
+    case_no: str
+    task_code: str
+    task_name: str
+    dept_code: str
+    applicant_type: int | None
+    countdown_s: int
+    status: str
+    created_ms: int
+    expires_ms: int
+    closed_ms: int | None
+    close_reason: str | None
+    record_id: str | None
+    grade: str | None
+
+    def public(self) -> dict[str, Any]:
+        """The API's view (no internal ids beyond what the window system needs)."""
+        d = asdict(self)
+        d["invitation_id"] = d.pop("id")
+        d.pop("binding_id")
+        if self.status != "rated":
+            d.pop("grade")
+        return d
+
+
+@dataclass(frozen=True)
+class NewInvitation:
+    id: str
+    device_id: str
+    window_id: str
+    staff_account: str
+    binding_id: int
+    case_no: str
+    task_code: str
+    task_name: str
+    dept_code: str
+    applicant_type: int | None
+    countdown_s: int
+    created_ms: int
+    expires_ms: int
+    created_by: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change feed other instances and processes poll."""
+
+    id: int
+    kind: str        # e.g. "device.key"
+    subject: str     # e.g. the device id

@@ -1,0 +1,179 @@
+"""Uplink delivery state: items (one per upload id), batches and push runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gateway.store.sql.conn import Conn
+
+_ELIGIBLE = """
+SELECT r.record_id, r.device_id, r.kind, r.grade, r.invitation_id, r.pressed_at_ms,
+       r.received_at_ms, r.staff_account,
+       i.case_no, i.task_code, i.task_name,
+       COALESCE(NULLIF(i.dept_code, ''), w.dept_code) AS dept_code,
+       i.applicant_type, i.staff_account AS invitation_staff,
+       u.status AS item_status,
+       (SELECT d.status FROM uplink_items d WHERE d.invitation_id = r.invitation_id) AS default_status
+FROM records r
+LEFT JOIN uplink_items u ON u.record_id = r.record_id
+LEFT JOIN invitations i ON i.id = r.invitation_id
+LEFT JOIN windows w ON w.window_id = COALESCE(i.window_id, r.window_id)
+WHERE r.kind IN (%s)
+  AND (u.status IS NULL OR u.status IN ('pending', 'sent'))
+  AND r.record_id > ?
+  %s
+ORDER BY r.record_id
+LIMIT ?
+"""
+
+# Invitations due for a default rating: already in flight ("inv:" items pending or sent:
+# re-sent until answered), or closed without a rating, due, with no item yet and no device
+# record that rates or unrates them.
+_INVITATION_DEFAULTS = """
+SELECT * FROM (
+  SELECT u.record_id, i.id AS invitation_id, i.device_id, i.closed_ms, u.status AS item_status,
+         i.case_no, i.task_code, i.task_name, COALESCE(NULLIF(i.dept_code, ''), w.dept_code) AS dept_code,
+         i.applicant_type, i.staff_account
+  FROM uplink_items u JOIN invitations i ON i.id = u.invitation_id
+  LEFT JOIN windows w ON w.window_id = i.window_id
+  WHERE u.status IN ('pending', 'sent') %(date)s
+  UNION ALL
+  SELECT ? || i.id, i.id, i.device_id, i.closed_ms, NULL,
+         i.case_no, i.task_code, i.task_name, COALESCE(NULLIF(i.dept_code, ''), w.dept_code),
+         i.applicant_type, i.staff_account
+  FROM invitations i
+  LEFT JOIN windows w ON w.window_id = i.window_id
+  WHERE i.status IN ('unrated', 'expired', 'superseded') AND i.closed_ms <= ? %(date)s
+    AND NOT EXISTS (SELECT 1 FROM uplink_items u WHERE u.invitation_id = i.id)
+    AND NOT EXISTS (SELECT 1 FROM records r WHERE r.invitation_id = i.id AND r.device_id = i.device_id
+                    AND r.kind IN ('rated', 'unrated'))
+) AS due
+WHERE record_id > ?
+ORDER BY record_id
+LIMIT ?
+"""
+
+
+class SqlUplink:
+    def __init__(self, conn: Conn) -> None:
+        self.c = conn
+
+    def eligible(self, kinds: Sequence[str], after_id: str, limit: int,
+                 bounds: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        date_sql = ""
+        params: list[Any] = [*kinds, after_id]
+        if bounds is not None:
+            date_sql = "AND r.pressed_at_ms >= ? AND r.pressed_at_ms < ?"
+            params += list(bounds)
+        return self.c.dicts(_ELIGIBLE % (self.c.placeholders(len(kinds)), date_sql), [*params, limit])
+
+    def invitation_defaults(self, prefix: str, after_id: str, limit: int, due_before_ms: int,
+                            bounds: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        date_sql = "AND i.closed_ms >= ? AND i.closed_ms < ?" if bounds is not None else ""
+        b: list[Any] = list(bounds) if bounds is not None else []
+        return self.c.dicts(_INVITATION_DEFAULTS % {"date": date_sql},
+                            [*b, prefix, due_before_ms, *b, after_id, limit])
+
+    def mark_sent(self, batch_id: str, checksum: str, items: Sequence[tuple[str, int, str | None]],
+                  now_ms: int) -> None:
+        """Record the batch; its items (upload id, default flag, invitation id) go to 'sent'."""
+        self.c.execute("INSERT INTO uplink_batches (batch_id, created_ms, record_count, checksum, status)"
+                       " VALUES (?, ?, ?, ?, 'open')", (batch_id, now_ms, len(items), checksum))
+        self.c.executemany(
+            "INSERT INTO uplink_items (record_id, status, batch_id, attempts, first_sent_ms, last_sent_ms,"
+            " default_flag, invitation_id) VALUES (?, 'sent', ?, 1, ?, ?, ?, ?)"
+            " ON CONFLICT(record_id) DO UPDATE SET status = 'sent', batch_id = excluded.batch_id,"
+            " attempts = uplink_items.attempts + 1, last_sent_ms = excluded.last_sent_ms,"
+            " default_flag = excluded.default_flag",
+            [(uid, batch_id, now_ms, now_ms, flag, inv) for uid, flag, inv in items])
+
+    def mark_covered(self, items: Sequence[tuple[str, str]]) -> None:
+        self.c.executemany(
+            "INSERT INTO uplink_items (record_id, status, default_flag, covered_by)"
+            " VALUES (?, 'covered', 1, ?)"
+            " ON CONFLICT(record_id) DO UPDATE SET status = 'covered', covered_by = excluded.covered_by",
+            items)
+
+    def note_attempt(self, batch_id: str, error: str | None) -> None:
+        self.c.execute("UPDATE uplink_batches SET attempts = attempts + 1, last_error = ? WHERE batch_id = ?",
+                       (error, batch_id))
+
+    def finish_batch(self, batch_id: str, status: str, error: str | None, now_ms: int) -> None:
+        self.c.execute("UPDATE uplink_batches SET status = ?, last_error = ?, finished_ms = ?"
+                       " WHERE batch_id = ?",
+                       (status, error, now_ms, batch_id))
+
+    def apply_results(self, batch_id: str, acked: Sequence[tuple[int, str, str]],
+                      rejected: Sequence[tuple[str, str | None, int, str]], counts: tuple[int, int, int],
+                      now_ms: int, error: str | None) -> None:
+        """acked: (acked_ms, ack_status, id); rejected: (code, reason, rejected_ms, id)."""
+        self.c.executemany("UPDATE uplink_items SET status = 'acked', acked_ms = ?, ack_status = ?"
+                           " WHERE record_id = ?", acked)
+        self.c.executemany(
+            "UPDATE uplink_items SET status = 'rejected', reject_origin = 'platform', reject_code = ?,"
+            " reject_reason = ?, rejected_ms = ? WHERE record_id = ?", rejected)
+        self.c.execute(
+            "UPDATE uplink_batches SET status = 'answered', attempts = attempts + 1, accepted = ?,"
+            " duplicates = ?, rejected = ?, finished_ms = ?, last_error = ? WHERE batch_id = ?",
+            (*counts, now_ms, error, batch_id))
+
+    def reject(self, items: Sequence[tuple[str, str, str]], origin: str, now_ms: int) -> None:
+        self.c.executemany(
+            "INSERT INTO uplink_items (record_id, status, reject_origin, reject_code, reject_reason,"
+            " rejected_ms) VALUES (?, 'rejected', ?, ?, ?, ?)"
+            " ON CONFLICT(record_id) DO UPDATE SET status = 'rejected',"
+            " reject_origin = excluded.reject_origin, reject_code = excluded.reject_code,"
+            " reject_reason = excluded.reject_reason, rejected_ms = excluded.rejected_ms",
+            [(rid, origin, code, reason, now_ms) for rid, code, reason in items])
+
+    def rejections(self, limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
+        """Rejected items ("inv:" items: kind 'default', the invitation's close time), and how many."""
+        total = int(self.c.scalar("SELECT count(*) FROM uplink_items WHERE status = 'rejected'"))
+        rows = self.c.dicts(
+            "SELECT u.record_id, COALESCE(r.kind, 'default') AS kind,"
+            " COALESCE(r.pressed_at_ms, i.closed_ms) AS pressed_at_ms, u.reject_origin, u.reject_code,"
+            " u.reject_reason, u.rejected_ms, u.batch_id, u.requeued FROM uplink_items u"
+            " LEFT JOIN records r ON r.record_id = u.record_id"
+            " LEFT JOIN invitations i ON i.id = u.invitation_id"
+            " WHERE u.status = 'rejected' ORDER BY u.rejected_ms, u.record_id LIMIT ?", (limit,))
+        return rows, total
+
+    def requeue(self, record_ids: Sequence[str] | None = None, code: str | None = None) -> int:
+        where, params = "status = 'rejected'", []  # type: tuple[str, list[Any]]
+        if record_ids is not None:
+            where += " AND record_id IN (%s)" % self.c.placeholders(len(record_ids))
+            params += list(record_ids)
+        if code is not None:
+            where += " AND reject_code = ?"
+            params.append(code)
+        return self.c.execute("UPDATE uplink_items SET status = 'pending', requeued = requeued + 1 WHERE "
+                              + where, params)
+
+    def status_counts(self) -> dict[str, int]:
+        return {str(r[0]): int(r[1]) for r in self.c.rows(
+            "SELECT status, count(*) FROM uplink_items GROUP BY status")}
+
+    def start_run(self, trigger: str, date: str | None, now_ms: int) -> int:
+        return int(self.c.scalar("INSERT INTO uplink_runs (trigger, for_date, started_ms) VALUES (?, ?, ?)"
+                                 " RETURNING id", (trigger, date, now_ms)))
+
+    def finish_run(self, run_id: int, outcome: str, batches: int, acked: int, rejected: int,
+                   error: str | None, now_ms: int) -> None:
+        self.c.execute("UPDATE uplink_runs SET finished_ms = ?, outcome = ?, batches = ?, acked = ?,"
+                       " rejected = ?, error = ? WHERE id = ?",
+                       (now_ms, outcome, batches, acked, rejected, error, run_id))
+
+    def last_full_success(self) -> dict[str, Any] | None:
+        return self.c.one_dict("SELECT * FROM uplink_runs WHERE outcome = 'done' AND for_date IS NULL"
+                               " ORDER BY started_ms DESC, id DESC LIMIT 1")
+
+    def recent_runs(self, limit: int = 5) -> list[dict[str, Any]]:
+        return self.c.dicts("SELECT * FROM uplink_runs ORDER BY id DESC LIMIT ?", (limit,))
+
+    def runs_for(self, trigger: str, date: str | None) -> list[dict[str, Any]]:
+        """Push runs of a trigger (and local date): the leader test counts the daily push."""
+        if date is None:
+            return self.c.dicts("SELECT * FROM uplink_runs WHERE trigger = ? ORDER BY id", (trigger,))
+        return self.c.dicts("SELECT * FROM uplink_runs WHERE trigger = ? AND for_date = ? ORDER BY id",
+                            (trigger, date))
