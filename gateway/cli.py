@@ -143,7 +143,12 @@ def emit(state: CliState, data: Any, headers: Sequence[str], rows: Sequence[Sequ
 def local_time(cfg: Config, ms: int | None) -> str:
     if ms is None:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, tz=cfg.hall.tz).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(ms / 1000, tz=cfg.hall.tz).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        # Outside datetime's years 1..9999 (a value stored before device times were checked):
+        # shown raw, so one bad row never stops a listing.
+        return "epoch-ms %d" % ms
 
 
 def check_date(date: str) -> str:

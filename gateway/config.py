@@ -1,6 +1,6 @@
 """The gateway's TOML configuration, parsed once into typed, frozen sections.
 
-Sections this module owns: [mqtt], [store], [broker], [hall], [devices], [ingest].
+Sections this module owns: [mqtt], [store], [broker], [hall], [devices], [ingest], [time].
 Every other subsystem ([http], [uplink], ...) reads its own section from `Config.raw`,
 so adding a subsystem never needs a change here. Relative paths are resolved against
 the directory of the config file, so a config and its data can move together.
@@ -66,7 +66,10 @@ class HallConfig:
 
     def is_open(self, epoch_ms: int) -> bool:
         """Whether the hall is open at this UTC instant (by its local opening hours)."""
-        local = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=self.tz)
+        try:
+            local = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=self.tz)
+        except (OverflowError, ValueError, OSError):
+            return False  # outside datetime's years 1..9999: certainly not in opening hours
         if local.isoweekday() not in self.opening_days:
             return False
         minute = local.hour * 60 + local.minute
@@ -86,6 +89,28 @@ class IngestConfig:
     rejection_log_s: float = 10.0   # at most one log line per reason per this interval
 
 
+# ---- [time]: which device times the gateway believes (issue 14, hardening) -----------------
+
+@dataclass(frozen=True)
+class TimeWindowConfig:
+    """A press is believed if its time lies in [arrival - max_age_days, arrival + max_future_s];
+    a device uptime (hello/hb up, treq/rec u) if it is at most max_uptime_days. Outside, the
+    time is not used: the message is counted (`bad_time`), the record stored at its arrival
+    time, flagged `bad_time` and credited to nobody."""
+
+    max_future_s: int = 600           # device clock ahead of the gateway's (synced: seconds)
+    max_age_days: int = 366           # journal kept offline this long at most
+    max_uptime_days: int = 3660       # ten years without a reboot
+
+    @property
+    def max_uptime_ms(self) -> int:
+        return self.max_uptime_days * 86_400_000
+
+    def believable(self, pressed_ms: int, arrival_ms: int) -> bool:
+        earliest = arrival_ms - self.max_age_days * 86_400_000
+        return earliest <= pressed_ms <= arrival_ms + self.max_future_s * 1000
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None
@@ -96,6 +121,7 @@ class Config:
     devices: DevicesConfig
     ingest: IngestConfig
     raw: dict[str, Any] = field(default_factory=dict)
+    time: TimeWindowConfig = field(default_factory=TimeWindowConfig)
 
 
 def load_config(path: str | Path) -> Config:
@@ -119,6 +145,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
     hall = _section(raw, "hall")
     devices = _section(raw, "devices")
     ingest = _section(raw, "ingest")
+    times = _section(raw, "time")
     if "path" not in store:
         raise ConfigError("[store] path is required")
     return Config(
@@ -148,6 +175,11 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
             rejection_log_s=float(_int(ingest, "ingest", "rejection_log_s", 10, 0, 86400)),
         ),
         raw=raw,
+        time=TimeWindowConfig(
+            max_future_s=_int(times, "time", "max_future_s", 600, 0, 86400),
+            max_age_days=_int(times, "time", "max_age_days", 366, 1, 3660),
+            max_uptime_days=_int(times, "time", "max_uptime_days", 3660, 1, 36600),
+        ),
     )
 
 
