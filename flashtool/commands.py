@@ -155,7 +155,7 @@ def run_verify(port: str, timeout: float = 3.0, baud: int = 115200) -> VerifyRep
             drift.append(
                 f"config   device_id {cfg.get('device_id')!r} != provisioned {man.get('device_id')!r}"
             )
-        if not isinstance(cfg.get("secret"), str) or not device_config.HEX64.match(cfg["secret"]):
+        if not isinstance(cfg.get("secret"), str) or not device_config.HEX64.fullmatch(cfg["secret"]):
             drift.append("config   secret is not 64 hex characters")
         try:
             identity: dict[str, Any] = {k: cfg[k] for k in device_config.IDENTITY_KEYS}

@@ -17,8 +17,8 @@ from typing import Any
 
 from flashtool.errors import FlashError
 
-DEVICE_ID = re.compile(r"^[a-z0-9-]{1,32}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+DEVICE_ID = re.compile(r"[a-z0-9-]{1,32}")  # fullmatch: no trailing newline
+HEX64 = re.compile(r"[0-9a-f]{64}")
 DEFAULTS: dict[str, Any] = {
     "buttons": ["vs", "s", "bs", "d", "vd"],
     "pins": {
@@ -65,7 +65,7 @@ def device_id_for(requested: str, uid: str | None) -> str:
         raise FlashError("the device reports no unique id (no machine.unique_id, no /.uid): pass --device-id")
     else:
         dev = "hcp-" + uid.lower()
-    if not DEVICE_ID.match(dev):
+    if not DEVICE_ID.fullmatch(dev):
         raise FlashError(f"device id {dev!r} must match [a-z0-9-]{{1,32}}")
     return dev
 
@@ -87,7 +87,7 @@ def build(ident: Identity, existing: dict[str, Any] | None, rotate: bool) -> dic
         and not rotate
         and existing.get("device_id") == ident.device_id
         and isinstance(existing.get("secret"), str)
-        and HEX64.match(existing["secret"]) is not None
+        and HEX64.fullmatch(existing["secret"]) is not None
         and isinstance(existing.get("broker"), dict)
         and isinstance(existing["broker"].get("password"), str)
         and len(existing["broker"]["password"]) >= 16

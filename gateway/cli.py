@@ -35,7 +35,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from gateway import bindings, invitations, reports
+from gateway import bindings, invitations, reports, tls
 from gateway.api.settings import HttpSettings
 from gateway.bindings import AdminError
 from gateway.config import Config, ConfigError, load_config
@@ -332,16 +332,18 @@ def _service_call(state: CliState, method: str, path: str,
                   body: dict[str, Any] | None) -> dict[str, Any] | None:
     """Call the running service's admin API; None when no service answers (or no admin token).
     An answer with an error status raises CliError with the service's message."""
-    http = HttpSettings.from_raw(state.cfg.raw)
+    http = HttpSettings.from_config(state.cfg)
     if not http.enabled or not http.admin_token:
         return None
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
+    # HTTPS: trust exactly the certificate the service is configured to present.
+    ssl_ctx = tls.client_context(http.tls_cert, trust_leaf=True) if http.tls_cert is not None else None
     req = urllib.request.Request(
-        "http://%s:%d%s" % (host, http.port, path), method=method,
+        "%s://%s:%d%s" % ("https" if ssl_ctx else "http", host, http.port, path), method=method,
         data=json.dumps(body).encode() if body is not None else None,
         headers={"Authorization": "Bearer " + http.admin_token, "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=SERVICE_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(req, timeout=SERVICE_TIMEOUT_S, context=ssl_ctx) as resp:
             data: dict[str, Any] = json.loads(resp.read())
             return data
     except urllib.error.HTTPError as e:
@@ -606,6 +608,17 @@ def _register_uplink() -> None:
 
 
 _register_uplink()
+
+
+def _register_hardening() -> None:
+    """`tls` (and `broker`) command groups, each from its own module (issue 14)."""
+    from gateway.broker_cli import register as register_broker
+    from gateway.tls_cli import register as register_tls
+    register_tls(cli)
+    register_broker(cli)
+
+
+_register_hardening()
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -30,6 +30,9 @@ class MqttConfig:
     # what arrives while the gateway is down.
     client_id: str = "hcp-gateway"
     keepalive_s: int = 30
+    # -- hardening (issue 14): TLS to the broker. Set: connect with TLS and trust only this
+    # CA (the hall CA of `hcp-gateway tls init`); the broker's certificate must name `host`.
+    tls_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
             password=_str(mqtt, "mqtt", "password", ""),
             client_id=_str(mqtt, "mqtt", "client_id", "hcp-gateway"),
             keepalive_s=_int(mqtt, "mqtt", "keepalive_s", 30, 5, 3600),
+            tls_ca=_path(mqtt, "mqtt", "tls_ca", base_dir),
         ),
         store=StoreConfig(path=_path(store, "store", "path", base_dir) or base_dir / "gateway.db"),
         broker=BrokerConfig(

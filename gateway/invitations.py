@@ -39,7 +39,7 @@ from gateway.bindings import (
 from gateway.config import Config, ConfigError
 from gateway.store.db import Database
 
-INVITATION_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+INVITATION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # fullmatch: no trailing newline
 MAX_COUNTDOWN_S = 600
 STATUSES = ("pending", "rated", "unrated", "cancelled", "expired", "superseded")
 
@@ -137,7 +137,7 @@ class InvitationRequest:
         if cd is not None and (type(cd) is not int or not MIN_COUNTDOWN_S <= cd <= MAX_COUNTDOWN_S):
             raise BadInput("countdown_s must be an integer in %d..%d" % (MIN_COUNTDOWN_S, MAX_COUNTDOWN_S))
         inv_id = body.get("invitation_id")
-        if inv_id is not None and (not isinstance(inv_id, str) or not INVITATION_ID.match(inv_id)):
+        if inv_id is not None and (not isinstance(inv_id, str) or not INVITATION_ID.fullmatch(inv_id)):
             raise BadInput("invitation_id must match [A-Za-z0-9_-]{1,32}")
         return cls(case_no=case_no, window_id=window, staff_account=staff, task_code=task_code,
                    task_name=task_name, dept_code=dept_code, applicant_type=applicant,
@@ -162,7 +162,7 @@ def new_invitation_id() -> str:
 
 
 async def get_invitation(conn: aiosqlite.Connection, inv_id: str) -> Invitation:
-    if not INVITATION_ID.match(inv_id):
+    if not INVITATION_ID.fullmatch(inv_id):
         raise BadInput("invitation id must match [A-Za-z0-9_-]{1,32}", "bad_invitation_id")
     async with conn.execute("SELECT %s FROM invitations WHERE id = ?" % _COLUMNS, (inv_id,)) as cur:
         r = await cur.fetchone()

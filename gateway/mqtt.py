@@ -24,6 +24,7 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from gateway import tls
 from gateway.config import MqttConfig
 from gateway.store.devices import DeviceRegistry, DeviceState
 from protocol import messages, topics
@@ -312,6 +313,7 @@ def make_client(cfg: MqttConfig) -> aiomqtt.Client:
         username=cfg.username or None, password=cfg.password or None,
         identifier=cfg.client_id, clean_session=False, keepalive=cfg.keepalive_s,
         max_inflight_messages=MAX_INFLIGHT, socket_options=[NODELAY],
+        tls_context=tls.client_context(cfg.tls_ca) if cfg.tls_ca is not None else None,
     )
     # aiomqtt warns on every publish beyond 10 unconfirmed ones; acks are many by design.
     client.pending_calls_threshold = 100000

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway import attribution, bindings
+from gateway import attribution, bindings, tls
+from gateway.api import guard
 from gateway.api.app import make_app
 from gateway.api.settings import HttpSettings
 from gateway.store.db import Database
@@ -47,7 +48,8 @@ class ApiRunning:
 async def start(ctx: GatewayContext) -> ApiRunning:
     cfg = ctx.config
     attribution.configure(attribution.AttributionRules.from_config(cfg))
-    http = HttpSettings.from_raw(cfg.raw)
+    http = HttpSettings.from_config(cfg)
+    ssl_context = tls.server_context(http.tls_cert, http.tls_key) if http.https else None
     db = await ctx.open_store()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -69,9 +71,12 @@ async def start(ctx: GatewayContext) -> ApiRunning:
         # No token configured: nobody could use the API, so do not listen at all.
         return ApiRunning("http=off", None, db, tasks)
     app = make_app(db, cfg, ctx.send_command, on_registered=ctx.registry.rekey)
-    runner = web.AppRunner(app, access_log=None)
+    # logger: aiohttp logs every request its parser refuses with a traceback; the guard's
+    # logger counts them and logs one line per interval instead.
+    server_log, _ = guard.server_logger()
+    runner = web.AppRunner(app, access_log=None, logger=server_log)
     await runner.setup()
-    site = web.TCPSite(runner, http.host, http.port)
+    site = web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as e:
@@ -83,4 +88,4 @@ async def start(ctx: GatewayContext) -> ApiRunning:
     for addr in runner.addresses:  # the real port when [http] port = 0
         if isinstance(addr, tuple) and len(addr) >= 2:
             port = int(addr[1])
-    return ApiRunning("http=%s:%d" % (http.host, port), runner, db, tasks)
+    return ApiRunning("%s=%s:%d" % ("https" if http.https else "http", http.host, port), runner, db, tasks)

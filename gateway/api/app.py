@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway import bindings, invitations
+from gateway.api import guard
 from gateway.api.openapi import openapi_spec
 from gateway.api.settings import HttpSettings
 from gateway.bindings import AdminError, BadInput, Command, SendCommand
@@ -42,6 +42,7 @@ RULES_KEY = web.AppKey("rules", invitations.InvitationRules)
 CLOCK_KEY: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 # Called after a device is (re-)registered, so the running ingest uses the new key at once.
 REGISTERED_KEY: web.AppKey[Callable[[str, str], None]] = web.AppKey("registered")
+FAILED_TOKENS_KEY = web.AppKey("failed_tokens", guard.FailedTokens)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -63,7 +64,12 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        guard.check_url(request)
         return await handler(request)
+    except guard.GuardError as e:
+        resp = error_response(e.http_status, e.code, str(e))
+        resp.headers.update(e.headers)
+        return resp
     except AdminError as e:
         return error_response(e.http_status, e.code, str(e))
     except devices_store.RegistrationError as e:
@@ -77,13 +83,6 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, "internal", "internal error (logged on the gateway)")
 
 
-def _token(request: web.Request) -> str:
-    h = request.headers.get("Authorization", "")
-    if not h.startswith("Bearer "):
-        raise ApiError(401, "unauthorized", "missing 'Authorization: Bearer <token>' header")
-    return h[len("Bearer "):].strip()
-
-
 def _matches(given: str, configured: str) -> bool:
     return bool(configured) and hmac.compare_digest(given.encode(), configured.encode())
 
@@ -92,22 +91,20 @@ def require(request: web.Request, role: str) -> str:
     """Check the bearer token for role "window" (window or admin token) or "admin";
     returns the audit actor name."""
     http = request.app[HTTP_KEY]
-    given = _token(request)
-    if _matches(given, http.admin_token):
+    failed = request.app[FAILED_TOKENS_KEY]
+    addr = request.remote or "?"
+    failed.check(addr)  # 429 while this address has too many wrong tokens
+    given = guard.bearer_token(request)
+    if given and _matches(given, http.admin_token):
         return "api:admin"
-    if role == "window" and _matches(given, http.window_token):
+    if given and role == "window" and _matches(given, http.window_token):
         return "api:window"
+    failed.fail(addr)
     raise ApiError(401, "unauthorized", "bad token for this endpoint")
 
 
 async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "body_too_large", "body over %d bytes" % MAX_BODY)
-    text = await request.text()
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise ApiError(400, "bad_json", "body is not valid JSON") from None
+    return await guard.json_body(request, MAX_BODY)
 
 
 async def _send_all(request: web.Request, commands: list[tuple[str, Command]]) -> bool:
@@ -288,7 +285,8 @@ def make_app(conn_or_db: Database | str | Path, cfg: Config, send_command: SendC
     which keeps its transactions apart from the ingest's; given a Database, it shares it."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app[CFG_KEY] = cfg
-    app[HTTP_KEY] = HttpSettings.from_raw(cfg.raw)
+    app[HTTP_KEY] = http = HttpSettings.from_config(cfg)
+    app[FAILED_TOKENS_KEY] = guard.FailedTokens(http.auth_fail_limit, http.auth_fail_window_s)
     app[SEND_KEY] = send_command
     app[RULES_KEY] = invitations.InvitationRules.from_config(cfg)
     app[CLOCK_KEY] = clock

@@ -14,14 +14,13 @@ start continues from the persisted X. A crash wastes at most one lease, never re
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
-from gateway import broker_auth
+from gateway import broker_auth, device_ids
 from gateway.config import Config
 from gateway.store.db import Database
 from protocol.auth import Key, ReplayWindow, parse_secret
@@ -30,7 +29,7 @@ from protocol.errors import MalformedMessage
 CMD_LEASE = 10000
 _KEY_REFRESH_S = 5.0       # re-read a key from the DB at most this often per device
 _NEGATIVE_CACHE_S = 5.0    # an unknown id is looked up again after this long
-DEVICE_ID = re.compile(r"^[a-z0-9-]{1,32}$")
+DEVICE_ID = device_ids.DEVICE_ID  # use with fullmatch
 
 
 class RegistrationError(Exception):
@@ -221,9 +220,11 @@ async def add_device_row(conn: aiosqlite.Connection, device_id: str, secret_hex:
     return not existed
 
 
-def validate_registration(device_id: str, secret_hex: str, broker_password: str) -> None:
-    if not isinstance(device_id, str) or not DEVICE_ID.match(device_id):
-        raise RegistrationError("device id must match [a-z0-9-]{1,32}")
+def validate_registration(device_id: str, secret_hex: str, broker_password: str,
+                          reserved: set[str] | frozenset[str] = frozenset()) -> None:
+    why = device_ids.problem(device_id, reserved)
+    if why is not None:
+        raise RegistrationError(why)
     try:
         parse_secret(secret_hex)
     except MalformedMessage:
@@ -242,7 +243,7 @@ async def register_device(db: Database | aiosqlite.Connection, cfg: Config, devi
     Re-registering an existing id replaces its secret and password (re-flash). The DB row
     comes first: if the broker step fails, running the same registration again repairs it.
     """
-    validate_registration(device_id, secret_hex, broker_password)
+    validate_registration(device_id, secret_hex, broker_password, device_ids.reserved_by(cfg))
     if isinstance(db, Database):
         async with db.transaction() as conn:
             await add_device_row(conn, device_id, secret_hex, fw, actor)

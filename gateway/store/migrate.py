@@ -16,7 +16,7 @@ from pathlib import Path
 import aiosqlite
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 
 
 class MigrationError(Exception):
@@ -33,7 +33,7 @@ class Migration:
 def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     found: dict[int, Migration] = {}
     for p in sorted(directory.glob("*.sql")):
-        m = _NAME.match(p.name)
+        m = _NAME.fullmatch(p.name)
         if m is None:
             raise MigrationError(f"migration file {p.name} is not named NNNN_name.sql")
         version = int(m.group(1))

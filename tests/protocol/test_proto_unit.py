@@ -203,7 +203,7 @@ def test_topics() -> None:
 def test_record_ids() -> None:
     assert ids.record_id(D, 3, 17) == D + ":3:17"
     assert ids.parse_record_id(D + ":3:17") == (D, 3, 17)
-    for bad in ("x", "a:b:c", ":1:2", "a:0:1", "a:1:0"):
+    for bad in ("x", "a:b:c", ":1:2", "a:0:1", "a:1:0", "a:1:2\n", "a: 1:2", "a:+1:2", "a:01:2", "a:1_0:2"):
         with pytest.raises(ValueError):
             ids.parse_record_id(bad)
 
