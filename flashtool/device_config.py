@@ -47,6 +47,18 @@ class Identity:
     wifi_password: str
     broker_host: str
     broker_port: int
+    ca: str | None = None  # the hall CA (PEM): TLS to the broker (flash.py --ca)
+
+
+def read_ca(path: str) -> str:
+    """The hall CA certificate file (hcp-gateway tls init's ca.pem) as PEM text."""
+    try:
+        text = open(path, encoding="ascii").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FlashError(f"--ca {path}: cannot read a PEM certificate: {e}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text or "PRIVATE KEY" in text:
+        raise FlashError(f"--ca {path}: not a PEM CA certificate (ca.pem of `hcp-gateway tls init`)")
+    return text
 
 
 def parse_broker(value: str) -> tuple[str, int]:
@@ -109,7 +121,8 @@ def build(ident: Identity, existing: dict[str, Any] | None, rotate: bool) -> dic
             "hall": ident.hall,
             "secret": secret,
             "wifi": {"ssid": ident.wifi_ssid, "password": ident.wifi_password},
-            "broker": {"host": ident.broker_host, "port": ident.broker_port, "password": broker_password},
+            "broker": {"host": ident.broker_host, "port": ident.broker_port, "password": broker_password,
+                       **({"ca": ident.ca} if ident.ca else {})},
         }
     )
     return cfg

@@ -47,6 +47,19 @@ class BrokerConfig:
     password_file: Path | None = None
     pid_file: Path | None = None
     passwd_command: str = "mosquitto_passwd"
+    # -- hardening (issue 14): device accounts through mosquitto's dynamic security plugin.
+    # dynsec = true: registration creates/updates the device's account (tied to its own
+    # client id) over $CONTROL/dynamic-security/v1 with this control account, on the broker
+    # of [mqtt] (host, port, tls_ca). One control account (and client id) per gateway
+    # instance; both are reserved: no device may be registered under them.
+    dynsec: bool = False
+    control_username: str = "hcp-gateway-ctl"
+    control_password: str = ""
+    control_client_id: str = "hcp-gateway-ctl"
+
+    @property
+    def reserved_names(self) -> tuple[str, ...]:
+        return (self.control_username, self.control_client_id) if self.dynsec else ()
 
 
 @dataclass(frozen=True)
@@ -151,6 +164,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
     times = _section(raw, "time")
     if "path" not in store:
         raise ConfigError("[store] path is required")
+    if broker.get("dynsec") is True and not broker.get("control_password"):
+        raise ConfigError("[broker] dynsec = true needs control_password (the gateway's dynsec account)")
     return Config(
         path=path,
         mqtt=MqttConfig(
@@ -167,6 +182,10 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None) 
             password_file=_path(broker, "broker", "password_file", base_dir),
             pid_file=_path(broker, "broker", "pid_file", base_dir),
             passwd_command=_str(broker, "broker", "passwd_command", "mosquitto_passwd"),
+            dynsec=_bool(broker, "broker", "dynsec", False),
+            control_username=_str(broker, "broker", "control_username", "hcp-gateway-ctl"),
+            control_password=_str(broker, "broker", "control_password", ""),
+            control_client_id=_str(broker, "broker", "control_client_id", "hcp-gateway-ctl"),
         ),
         hall=_hall(hall),
         devices=DevicesConfig(
@@ -238,6 +257,13 @@ def _str(sec: dict[str, Any], name: str, key: str, default: str) -> str:
     v = sec.get(key, default)
     if not isinstance(v, str):
         raise ConfigError(f"[{name}] {key} must be a string")
+    return v
+
+
+def _bool(sec: dict[str, Any], name: str, key: str, default: bool) -> bool:
+    v = sec.get(key, default)
+    if type(v) is not bool:
+        raise ConfigError(f"[{name}] {key} must be true or false")
     return v
 
 

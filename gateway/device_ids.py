@@ -38,5 +38,5 @@ def problem(device_id: object, reserved: Iterable[str] = ()) -> str | None:
 def reserved_by(cfg: Config) -> set[str]:
     """The account names and client ids this gateway's config uses on the broker."""
     names = {cfg.mqtt.username, cfg.mqtt.client_id}
-    names.update(getattr(cfg.broker, "reserved_names", ()))
+    names.update(cfg.broker.reserved_names)
     return {n for n in names if n}

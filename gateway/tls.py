@@ -22,13 +22,16 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.config import ConfigError
+
 CA_CERT, CA_KEY, SERVER_CERT, SERVER_KEY = "ca.pem", "ca.key", "server.pem", "server.key"
 DEFAULT_DAYS = 3650        # ten years: a hall renews its certificate with the hardware
 CA_DAYS = 7300
 
 
-class TlsError(Exception):
-    """A TLS file is missing, unreadable, too widely readable or not what it should be."""
+class TlsError(ConfigError):
+    """A TLS file is missing, unreadable, too widely readable or not what it should be (a
+    config error: the service refuses to start with one line, exit 2)."""
 
 
 def check_private(path: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from gateway import broker_auth, device_ids
+from gateway import broker_accounts, device_ids
 from gateway.config import Config
 from gateway.store.db import Database
 from protocol.auth import Key, ReplayWindow, parse_secret
@@ -238,7 +238,8 @@ def validate_registration(device_id: str, secret_hex: str, broker_password: str,
 async def register_device(db: Database | aiosqlite.Connection, cfg: Config, device_id: str,
                           secret_hex: str, broker_password: str, fw: str | None = None,
                           actor: str = "gateway") -> None:
-    """Store the device key, write its broker password entry, make the broker reload.
+    """Store the device key, then set its broker account (gateway.broker_accounts: dynsec, or
+    a password entry and a broker reload).
 
     Re-registering an existing id replaces its secret and password (re-flash). The DB row
     comes first: if the broker step fails, running the same registration again repairs it.
@@ -256,10 +257,11 @@ async def register_device(db: Database | aiosqlite.Connection, cfg: Config, devi
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
+    accounts = broker_accounts.for_config(cfg)
     try:
-        if await broker_auth.set_password(cfg.broker, device_id, broker_password):
-            broker_auth.reload_broker(cfg.broker)
-    except broker_auth.BrokerAuthError as e:
+        if accounts is not None:
+            await accounts.set_device(device_id, broker_password)
+    except broker_accounts.BrokerAccountsError as e:
         raise RegistrationError(f"device {device_id} stored, but the broker was not updated: {e}") from e
 
 
