@@ -334,3 +334,73 @@ def test_stored_absurd_times_never_break_a_listing(tmp_path: Path,
     assert _cli(env.config_path, "--json", "ratings") == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 6
+
+
+# ---- item 2, on the real path: a takeover attempt against the running gateway -------------------
+
+async def test_device_with_the_gateways_client_id_is_refused_and_ingest_goes_on(gw_env: GatewayEnv) -> None:
+    import aiomqtt
+    from gw_support import GW_CLIENT_ID
+    dev = gw_env.device("dev-a")
+    await dev.connect()
+    try:
+        for clean in (True, False):
+            with pytest.raises(aiomqtt.MqttError, match="135|[Nn]ot authori"):
+                async with aiomqtt.Client(gw_env.broker.host, gw_env.broker.port, username="dev-a",
+                                          password=gw_env.devices["dev-a"][1], identifier=GW_CLIENT_ID,
+                                          clean_session=clean):
+                    pass
+        rid = await dev.press()
+        await wait_for(lambda: rid in dev.acks, what="ack after the takeover attempts")
+    finally:
+        await dev.disconnect()
+    assert "reconnected to mqtt" not in gw_env.gateway.log_text()   # never knocked off
+
+
+# ---- config: the [time] window and [broker] dynsec -----------------------------------------------
+
+def test_time_and_dynsec_config_are_checked(tmp_path: Path) -> None:
+    from gateway.config import ConfigError, parse_config
+    base = {"store": {"path": "g.db"}}
+    cfg = parse_config(base, tmp_path)
+    assert (cfg.time.max_future_s, cfg.time.max_age_days, cfg.time.max_uptime_days) == (600, 366, 3660)
+    for bad in ({"time": {"max_future_s": -1}}, {"time": {"max_age_days": "1"}},
+                {"time": {"max_uptime_days": 0}}, {"broker": {"dynsec": True}},
+                {"broker": {"dynsec": "yes", "control_password": "x"}}):
+        with pytest.raises(ConfigError):
+            parse_config({**base, **bad}, tmp_path)
+    cfg = parse_config({**base, "broker": {"dynsec": True, "control_password": "c" * 20}}, tmp_path)
+    assert cfg.broker.reserved_names == ("hcp-gateway-ctl", "hcp-gateway-ctl")
+
+
+def test_broker_init_writes_this_gateways_accounts_0600(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Once per gateway instance against the same file: each keeps its own accounts."""
+    dyn = tmp_path / "broker" / "dynsec.json"
+    for i in (1, 2):
+        p = tmp_path / ("gw%d.toml" % i)
+        p.write_text('[mqtt]\nusername = "gateway-%d"\npassword = "pw-%d-0123456789"\n'
+                     'client_id = "hcp-gateway-%d"\n[store]\npath = "g%d.db"\n[broker]\ndynsec = true\n'
+                     'control_username = "hcp-gateway-ctl-%d"\ncontrol_password = "ctl-%d-0123456789"\n'
+                     'control_client_id = "hcp-gateway-ctl-%d"\n' % (i, i, i, i, i, i, i))
+        assert _cli(p, "broker", "init", str(dyn)) == 0
+    out = capsys.readouterr().out
+    assert "plugin /usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so" in out
+    assert dyn.stat().st_mode & 0o777 == 0o600
+    data = json.loads(dyn.read_text())
+    got = {c["username"]: c.get("clientid") for c in data["clients"]}
+    assert got == {"gateway-1": "hcp-gateway-1", "hcp-gateway-ctl-1": "hcp-gateway-ctl-1",
+                   "gateway-2": "hcp-gateway-2", "hcp-gateway-ctl-2": "hcp-gateway-ctl-2"}
+    assert "pw-1-0123456789" not in dyn.read_text()
+    # the file works: mosquitto starts with it and gateway-2 connects with its own client id only
+    from harness.mqtt import MqttProbe
+
+    from simulator.broker import Mosquitto
+    b = Mosquitto(tmp_path / "mq", users={})
+    b.dynsec_path.parent.mkdir(parents=True)
+    b.dynsec_path.write_bytes(dyn.read_bytes())
+    with b:
+        with MqttProbe(b.host, b.port, "gateway-2", "pw-2-0123456789", client_id="hcp-gateway-2") as p:
+            p.connect_ok()
+        with MqttProbe(b.host, b.port, "gateway-2", "pw-2-0123456789", client_id="hcp-gateway-1") as p:
+            assert p.connect().is_failure
