@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import secrets
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,8 @@ class DynsecAccounts:
         self.tls_ca = tls_ca
         self.timeout_s = timeout_s
 
-    _lock: asyncio.Lock | None = None
+    # One lock per event loop (an asyncio.Lock belongs to the loop that first waits on it).
+    _locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_config(cls, cfg: Config) -> DynsecAccounts:
@@ -206,9 +208,8 @@ class DynsecAccounts:
 
     async def run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send commands in one control message; their responses, in order."""
-        if DynsecAccounts._lock is None:
-            DynsecAccounts._lock = asyncio.Lock()
-        async with DynsecAccounts._lock:
+        lock = self._locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock:
             try:
                 return await self._run_once(commands)
             except (aiomqtt.MqttError, TimeoutError):
