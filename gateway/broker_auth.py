@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 
 from gateway.config import BrokerConfig
 
@@ -30,8 +31,7 @@ async def set_password(broker: BrokerConfig, username: str, password: str) -> bo
     async with _file_lock:
         path.parent.mkdir(parents=True, exist_ok=True)
         args = ["-b", str(path), username, password]
-        if not path.exists():
-            args.insert(0, "-c")  # create the file
+        _private_file(path)
         try:
             proc = await asyncio.create_subprocess_exec(
                 broker.passwd_command, *args,
@@ -45,6 +45,19 @@ async def set_password(broker: BrokerConfig, username: str, password: str) -> bo
         text = (err or out).decode(errors="replace").replace(password, "***").strip()
         raise BrokerAuthError(f"{broker.passwd_command} failed ({proc.returncode}): {text}")
     return True
+
+
+def _private_file(path: Path) -> None:
+    """The password file (hashes) readable by its owner only: created 0600 here (then
+    mosquitto_passwd -b, without -c, keeps that mode), and tightened if it is wider. The broker
+    must run as its owner (issue 14: it was created 0644 by mosquitto_passwd -c)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return
+    os.close(fd)
 
 
 def reload_broker(broker: BrokerConfig) -> bool:

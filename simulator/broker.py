@@ -443,6 +443,9 @@ class Mosquitto:
             if not name or ":" in name or "\n" in name or "\n" in password:
                 raise ValueError(f"invalid MQTT username/password for the password file: {name!r}")
         tmp = self.passwd_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # hashes: owner only
+        os.fchmod(fd, 0o600)
+        os.close(fd)
         tmp.write_text("".join(f"{u}:{p}\n" for u, p in self._users.items()))
         if self._users:
             res = subprocess.run(

@@ -184,6 +184,7 @@ def test_password_file_mode_still_works(tmp_path: Path) -> None:
     """auth="password_file": the older set-up (for the gateway's password-file accounts)."""
     from simulator.broker import standard_acl
     with Mosquitto(tmp_path / "pf", users={"dev-a": "pa"}, acl=standard_acl(), auth="password_file") as b:
+        assert b.passwd_path.stat().st_mode & 0o777 == 0o600   # hashes: owner only
         subprocess.run(["mosquitto_passwd", "-b", str(b.passwd_path), "dev-x", "px"], check=True)
         b.reload()
         with MqttProbe(b.host, b.port, "dev-x", "px", client_id="any-id") as p:

@@ -40,8 +40,10 @@ async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: P
             await register_device(db, cfg, "dev-new", secret, "s3cret-pw", fw="1.0")
         finally:
             await db.close()
-        stored = (broker.dynsec_path if auth == "dynsec" else broker.passwd_path).read_text()
+        stored_at = broker.dynsec_path if auth == "dynsec" else broker.passwd_path
+        stored = stored_at.read_text()
         assert "dev-new" in stored and "s3cret-pw" not in stored  # hashed
+        assert stored_at.stat().st_mode & 0o777 == 0o600
         if auth == "password_file":
             await wait_for(lambda: b"Reloading config" in broker.log_path.read_bytes(), what="broker reload")
         else:
