@@ -126,6 +126,11 @@ def firmware(port: str, image: str, chip: str, baud: int, offset: str, no_erase:
 @click.option("--source", is_flag=True, help="Upload .py sources instead of precompiled .mpy.")
 @click.option("--rotate-secrets", is_flag=True, help="New device secret and broker password even if present.")
 @click.option(
+    "--ca", "ca_file", type=click.Path(dir_okay=False),
+    help="Hall CA (ca.pem of `hcp-gateway tls init`): the device uses TLS to the broker (give its TLS port "
+    "in --broker); also trusted for an https --gateway-url.",
+)
+@click.option(
     "--label-file", type=click.Path(dir_okay=False), help="Also append the label line to this file."
 )
 @timeout_option
@@ -141,6 +146,7 @@ def provision(
     gateway_token: str,
     source: bool,
     rotate_secrets: bool,
+    ca_file: str | None,
     label_file: str | None,
     timeout: float,
     baud: int,
@@ -149,6 +155,7 @@ def provision(
 
     def body() -> None:
         from flashtool.commands import ProvisionOptions, run_provision
+        from flashtool.device_config import read_ca
 
         opts = ProvisionOptions(
             port,
@@ -163,6 +170,7 @@ def provision(
             rotate_secrets,
             timeout,
             baud,
+            ca=read_ca(ca_file) if ca_file else None,
         )
         res = run_provision(opts, ClickConsole())
         label = f"LABEL {res.device_id}  hall={hall}  fw={res.fw}"

@@ -225,7 +225,7 @@ async def run(args: argparse.Namespace, work: Path, store: str = "sqlite") -> in
     ids = [f"bench-{i:03d}" for i in range(args.devices)]
     creds = {d: (secrets.token_hex(32), "pw-" + d) for d in ids}
     broker = Mosquitto(work / "mq", users={"gateway": GW_PASSWORD, **{d: p for d, (_, p) in creds.items()}},
-                       acl=standard_acl())
+                       acl=standard_acl(), client_ids={"gateway": "hcp-gateway-bench"})
     broker.start()
     (work / "gw").mkdir(parents=True)
     pg = None

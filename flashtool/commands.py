@@ -59,6 +59,7 @@ class ProvisionOptions:
     timeout: float = 3.0
     baud: int = 115200
     source_root: pathlib.Path = bundle_mod.REPO  # where firmware/ and protocol/ are read from
+    ca: str | None = None  # hall CA (PEM): written into the config; trusted for an https gateway
 
 
 def _choose_bundle(
@@ -88,7 +89,7 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
         device_config.device_id_for(o.device_id, None)  # bad ids fail before the board is touched
     started = time.monotonic()
     # A wrong token or a gateway out of reach fails here, before a byte goes to the board.
-    registry.check_access(o.gateway_url, o.gateway_token)
+    registry.check_access(o.gateway_url, o.gateway_token, ca=o.ca)
     with Link(o.port, o.baud, o.timeout) as link:
         link.enter_raw(soft_reset=True)
         info = provision.read_info(link)
@@ -99,7 +100,8 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
         dev_id = device_config.device_id_for(o.device_id, info.uid)
         bundle = _choose_bundle(info, o.source, con, o.source_root)
         state = provision.read_state(link)
-        ident = device_config.Identity(dev_id, o.hall, o.wifi, o.wifi_password, broker_host, broker_port)
+        ident = device_config.Identity(dev_id, o.hall, o.wifi, o.wifi_password, broker_host, broker_port,
+                                       o.ca)
         cfg = device_config.build(ident, state.config, o.rotate_secrets)
         plan = provision.plan(bundle, state, cfg)
         if plan.nothing_to_do:
@@ -113,7 +115,8 @@ def run_provision(o: ProvisionOptions, con: Console) -> provision.Result:
                 provision.stage(link, plan, step)
         # Registered before the commit: the board never runs with a secret the gateway lacks.
         status = registry.register(
-            o.gateway_url, o.gateway_token, dev_id, cfg["secret"], cfg["broker"]["password"], plan.fw
+            o.gateway_url, o.gateway_token, dev_id, cfg["secret"], cfg["broker"]["password"], plan.fw,
+            ca=o.ca,
         )
         con.info(f"{dev_id}: {'registered' if status == 201 else 're-registered'} with the gateway")
         if not plan.nothing_to_do:
@@ -155,7 +158,7 @@ def run_verify(port: str, timeout: float = 3.0, baud: int = 115200) -> VerifyRep
             drift.append(
                 f"config   device_id {cfg.get('device_id')!r} != provisioned {man.get('device_id')!r}"
             )
-        if not isinstance(cfg.get("secret"), str) or not device_config.HEX64.match(cfg["secret"]):
+        if not isinstance(cfg.get("secret"), str) or not device_config.HEX64.fullmatch(cfg["secret"]):
             drift.append("config   secret is not 64 hex characters")
         try:
             identity: dict[str, Any] = {k: cfg[k] for k in device_config.IDENTITY_KEYS}

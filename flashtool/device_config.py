@@ -17,8 +17,8 @@ from typing import Any
 
 from flashtool.errors import FlashError
 
-DEVICE_ID = re.compile(r"^[a-z0-9-]{1,32}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
+DEVICE_ID = re.compile(r"[a-z0-9-]{1,32}")  # fullmatch: no trailing newline
+HEX64 = re.compile(r"[0-9a-f]{64}")
 DEFAULTS: dict[str, Any] = {
     "buttons": ["vs", "s", "bs", "d", "vd"],
     "pins": {
@@ -47,6 +47,18 @@ class Identity:
     wifi_password: str
     broker_host: str
     broker_port: int
+    ca: str | None = None  # the hall CA (PEM): TLS to the broker (flash.py --ca)
+
+
+def read_ca(path: str) -> str:
+    """The hall CA certificate file (hcp-gateway tls init's ca.pem) as PEM text."""
+    try:
+        text = open(path, encoding="ascii").read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise FlashError(f"--ca {path}: cannot read a PEM certificate: {e}") from None
+    if "-----BEGIN CERTIFICATE-----" not in text or "PRIVATE KEY" in text:
+        raise FlashError(f"--ca {path}: not a PEM CA certificate (ca.pem of `hcp-gateway tls init`)")
+    return text
 
 
 def parse_broker(value: str) -> tuple[str, int]:
@@ -65,7 +77,7 @@ def device_id_for(requested: str, uid: str | None) -> str:
         raise FlashError("the device reports no unique id (no machine.unique_id, no /.uid): pass --device-id")
     else:
         dev = "hcp-" + uid.lower()
-    if not DEVICE_ID.match(dev):
+    if not DEVICE_ID.fullmatch(dev):
         raise FlashError(f"device id {dev!r} must match [a-z0-9-]{{1,32}}")
     return dev
 
@@ -87,7 +99,7 @@ def build(ident: Identity, existing: dict[str, Any] | None, rotate: bool) -> dic
         and not rotate
         and existing.get("device_id") == ident.device_id
         and isinstance(existing.get("secret"), str)
-        and HEX64.match(existing["secret"]) is not None
+        and HEX64.fullmatch(existing["secret"]) is not None
         and isinstance(existing.get("broker"), dict)
         and isinstance(existing["broker"].get("password"), str)
         and len(existing["broker"]["password"]) >= 16
@@ -109,7 +121,8 @@ def build(ident: Identity, existing: dict[str, Any] | None, rotate: bool) -> dic
             "hall": ident.hall,
             "secret": secret,
             "wifi": {"ssid": ident.wifi_ssid, "password": ident.wifi_password},
-            "broker": {"host": ident.broker_host, "port": ident.broker_port, "password": broker_password},
+            "broker": {"host": ident.broker_host, "port": ident.broker_port, "password": broker_password,
+                       **({"ca": ident.ca} if ident.ca else {})},
         }
     )
     return cfg

@@ -14,6 +14,7 @@ The gateway's errors are JSON {"error": <stable code>, "message": ...}; we show 
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 
@@ -32,6 +33,15 @@ def check_url(gateway_url: str) -> None:
 def _base(gateway_url: str) -> str:
     check_url(gateway_url)
     return gateway_url.rstrip("/")
+
+
+def _context(ca: str | None) -> ssl.SSLContext | None:
+    """For an https gateway: trust the hall CA (flash.py --ca) besides the system's."""
+    if ca is None:
+        return None
+    ctx = ssl.create_default_context()
+    ctx.load_verify_locations(cadata=ca)
+    return ctx
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -61,14 +71,14 @@ def _unreachable(gateway_url: str, e: urllib.error.URLError | OSError) -> FlashE
     )
 
 
-def check_access(gateway_url: str, token: str, timeout: float = 10.0) -> None:
+def check_access(gateway_url: str, token: str, timeout: float = 10.0, ca: str | None = None) -> None:
     """Fail early on an unreachable gateway or a refused token; any other answer passes
     (the registration itself reports what is wrong, e.g. an older gateway without this path)."""
     if not token.strip():
         raise FlashError("--gateway-token is empty (or set HCP_GATEWAY_TOKEN)")
     req = urllib.request.Request(_base(gateway_url) + ACCESS_PATH, method="GET", headers=_headers(token))
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=_context(ca)) as resp:
             resp.read()
     except urllib.error.HTTPError as e:
         if e.code in (401, 403):
@@ -88,6 +98,7 @@ def register(
     broker_password: str,
     fw: str,
     timeout: float = 10.0,
+    ca: str | None = None,
 ) -> int:
     """POST the registration; return the HTTP status (201 new, 200 re-registered)."""
     if len(fw) > FW_MAX:
@@ -99,7 +110,7 @@ def register(
         _base(gateway_url) + DEVICES_PATH, data=body, method="POST", headers=_headers(token)
     )
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout, context=_context(ca)) as resp:
             status: int = resp.status
             return status
     except urllib.error.HTTPError as e:

@@ -1,10 +1,18 @@
-"""Device accounts on the broker, behind the `BrokerAccounts` interface the device
+"""Device accounts on the MQTT broker, behind the `BrokerAccounts` interface the device
 registration service calls.
 
-`PasswordFileAccounts`: mosquitto password entries and a config reload. The broker username
-of a device is its id. `mosquitto_passwd -b` writes the hashed entry
-(run as a subprocess, never blocking the event loop); SIGHUP makes mosquitto re-read its
-password file, so a freshly registered device can connect at once.
+A device's broker account is its id (username == client id == device id). Registering a
+device sets its account's password; removing it deletes the account. Implementations:
+  gateway.broker_dynsec.DynsecAccounts   mosquitto's dynamic security plugin, through its
+                                         control API (the hall deployment; issue 14)
+  PasswordFileAccounts (below)           mosquitto password entries and a config reload:
+                                         `mosquitto_passwd -b` writes the hashed entry (a
+                                         subprocess, never blocking the event loop); SIGHUP
+                                         makes mosquitto re-read its password file, so a freshly
+                                         registered device can connect at once
+  NoBrokerAccounts                       the broker is managed by hand: registration only
+                                         stores the device's key
+`for_config` picks the one the [broker] section configures.
 """
 
 from __future__ import annotations
@@ -12,14 +20,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from typing import Protocol
 
-from gateway.config import BrokerConfig
+from gateway.config import BrokerConfig, Config
 
 _file_lock = asyncio.Lock()  # one mosquitto_passwd at a time: it rewrites the whole file
 
 
-class BrokerAuthError(Exception):
+class BrokerAccountsError(Exception):
+    """The broker did not take the change; the message says why (never the password)."""
+
+
+class BrokerAuthError(BrokerAccountsError):
     """The password entry could not be written or the broker could not be signalled."""
 
 
@@ -30,7 +43,7 @@ class BrokerAccounts(Protocol):
 
 
 class NoBrokerAccounts:
-    """No broker accounts are managed here (no [broker] password_file): a no-op."""
+    """No broker accounts are managed here (no dynsec, no [broker] password_file): a no-op."""
 
     async def set_device(self, device_id: str, password: str) -> None:
         return None
@@ -55,7 +68,16 @@ class PasswordFileAccounts:
             reload_broker(self.broker)
 
 
+def for_config(cfg: Config) -> BrokerAccounts:
+    """The accounts the [broker] section configures: dynsec, a password file, or none."""
+    if cfg.broker.dynsec:
+        from gateway.broker_dynsec import DynsecAccounts  # imports this module
+        return DynsecAccounts.from_config(cfg)
+    return broker_accounts(cfg.broker)
+
+
 def broker_accounts(broker: BrokerConfig) -> BrokerAccounts:
+    """Password-file accounts when [broker] password_file is set, else none (no dynsec)."""
     return PasswordFileAccounts(broker) if broker.password_file is not None else NoBrokerAccounts()
 
 
@@ -67,10 +89,21 @@ async def set_password(broker: BrokerConfig, username: str, password: str) -> bo
         raise BrokerAuthError("broker password must be non-empty and on one line")
     path = broker.password_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    args = ["-b", str(path), username, password]
-    if not path.exists():
-        args.insert(0, "-c")  # create the file
-    return await _run_passwd(broker, args, password)
+    _private_file(path)
+    return await _run_passwd(broker, ["-b", str(path), username, password], password)
+
+
+def _private_file(path: Path) -> None:
+    """The password file (hashes) readable by its owner only: created 0600 here (then
+    mosquitto_passwd -b, without -c, keeps that mode), and tightened if it is wider. The broker
+    must run as its owner (issue 14: it was created 0644 by mosquitto_passwd -c)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+        return
+    os.close(fd)
 
 
 async def _run_passwd(broker: BrokerConfig, args: list[str], secret: str) -> bool:

@@ -35,12 +35,11 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from gateway import bindings, invitations, reports
+from gateway import bindings, invitations, reports, tls
 from gateway.api.settings import HttpSettings
 from gateway.bindings import AdminError
-from gateway.broker_accounts import broker_accounts
 from gateway.config import Config, ConfigError, load_config
-from gateway.devices import DeviceService
+from gateway.devices import device_service
 from gateway.store import Store, open_store
 from gateway.store.api import Tx
 from gateway.store.errors import StoreError
@@ -146,7 +145,12 @@ def emit(state: CliState, data: Any, headers: Sequence[str], rows: Sequence[Sequ
 def local_time(cfg: Config, ms: int | None) -> str:
     if ms is None:
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, tz=cfg.hall.tz).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        return dt.datetime.fromtimestamp(ms / 1000, tz=cfg.hall.tz).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        # Outside datetime's years 1..9999 (a value stored before device times were checked):
+        # shown raw, so one bad row never stops a listing.
+        return "epoch-ms %d" % ms
 
 
 def check_date(date: str) -> str:
@@ -223,7 +227,7 @@ def devices_list(ctx: click.Context, as_json: bool) -> None:
     """Registered devices, health and binding."""
     state = _state(ctx, as_json)
     async def body(store: Store) -> list[dict[str, Any]]:
-        out = await DeviceService(store, broker_accounts(state.cfg.broker)).list()
+        out = await device_service(store, state.cfg).list()
         for d in out:
             b = await bindings.active_binding(store, d["device_id"])
             d["binding"] = b.as_dict() if b else None
@@ -271,7 +275,7 @@ def devices_add(ctx: click.Context, device_id: str, secret_file: str | None,
     broker_password = _read_secret(broker_password_file, "broker password", lines)
 
     async def body(store: Store) -> None:
-        await DeviceService(store, broker_accounts(state.cfg.broker)).register(
+        await device_service(store, state.cfg).register(
             device_id, secret, broker_password, fw, actor())
 
     run_db(state, body, create=True)
@@ -345,16 +349,18 @@ def _service_call(state: CliState, method: str, path: str,
                   body: dict[str, Any] | None) -> dict[str, Any] | None:
     """Call the running service's admin API; None when no service answers (or no admin token).
     An answer with an error status raises CliError with the service's message."""
-    http = HttpSettings.from_raw(state.cfg.raw)
+    http = HttpSettings.from_config(state.cfg)
     if not http.enabled or not http.admin_token:
         return None
     host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
+    # HTTPS: trust exactly the certificate the service is configured to present.
+    ssl_ctx = tls.client_context(http.tls_cert, trust_leaf=True) if http.tls_cert is not None else None
     req = urllib.request.Request(
-        "http://%s:%d%s" % (host, http.port, path), method=method,
+        "%s://%s:%d%s" % ("https" if ssl_ctx else "http", host, http.port, path), method=method,
         data=json.dumps(body).encode() if body is not None else None,
         headers={"Authorization": "Bearer " + http.admin_token, "Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=SERVICE_TIMEOUT_S) as resp:
+        with urllib.request.urlopen(req, timeout=SERVICE_TIMEOUT_S, context=ssl_ctx) as resp:
             data: dict[str, Any] = json.loads(resp.read())
             return data
     except urllib.error.HTTPError as e:
@@ -601,6 +607,17 @@ def _register_uplink() -> None:
 
 
 _register_uplink()
+
+
+def _register_hardening() -> None:
+    """`tls` (and `broker`) command groups, each from its own module (issue 14)."""
+    from gateway.broker_cli import register as register_broker
+    from gateway.tls_cli import register as register_tls
+    register_tls(cli)
+    register_broker(cli)
+
+
+_register_hardening()
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -4,7 +4,7 @@
 schema: an unknown section or key is refused with its name and a "did you mean" suggestion,
 every value's type and range is checked, and ALL errors are reported at once (one line
 each, in one ConfigError). Then each section's builder makes its typed object ([mqtt],
-[store], [broker], [hall], [devices], [ingest] here; [http], [uplink], [attribution],
+[store], [broker], [hall], [devices], [ingest], [time] here; [http], [uplink], [attribution],
 [invitations], [report] by their owners, called from `_build_sections`), so a bad value
 anywhere stops the start before anything is opened. Relative paths are resolved against
 the directory of the config file. Adding a section: docs/architecture.md.
@@ -45,16 +45,22 @@ class Key:
 SCHEMA: dict[str, dict[str, Key]] = {
     "mqtt": {"host": Key("str"), "port": Key("int", 1, 65535), "username": Key("str"),
              "password": Key("str", secret=True), "client_id": Key("str"),
-             "keepalive_s": Key("int", 5, 3600)},
+             "keepalive_s": Key("int", 5, 3600), "tls_ca": Key("path")},
     "store": {"path": Key("path"), "url": Key("str", secret=True)},
-    "broker": {"password_file": Key("path"), "pid_file": Key("path"), "passwd_command": Key("str")},
+    "broker": {"password_file": Key("path"), "pid_file": Key("path"), "passwd_command": Key("str"),
+               "dynsec": Key("bool"), "control_username": Key("str"),
+               "control_password": Key("str", secret=True), "control_client_id": Key("str")},
     "hall": {"id": Key("str"), "area_code": Key("str"), "timezone": Key("str"),
              "opening_hours": Key("list[str]"), "opening_days": Key("list[int]")},
     "devices": {"silent_after_s": Key("int", 1, 10**7), "health_check_s": Key("int", 1, 86400)},
     "ingest": {"batch_ms": Key("int", 0, 10**6), "batch_max": Key("int", 1, 100000),
                "rejection_log_s": Key("int", 0, 86400)},
+    "time": {"max_future_s": Key("int", 0, 86400), "max_age_days": Key("int", 1, 3660),
+             "max_uptime_days": Key("int", 1, 36600)},
     "http": {"host": Key("str"), "port": Key("int", 0, 65535), "enabled": Key("bool"),
-             "window_token": Key("str", secret=True), "admin_token": Key("str", secret=True)},
+             "window_token": Key("str", secret=True), "admin_token": Key("str", secret=True),
+             "auth_fail_limit": Key("int", 1, 100000), "auth_fail_window_s": Key("int", 1, 86400),
+             "tls_cert": Key("path"), "tls_key": Key("path")},
     "attribution": {"burst_presses": Key("int", 1, 1000), "burst_window_s": Key("int", 1, 3600),
                     "clock_slack_ms": Key("int", 0, 600000)},
     "invitations": {"default_countdown_s": Key("int", 5, 600), "grace_s": Key("int", 0, 86400)},
@@ -138,6 +144,9 @@ class MqttConfig:
     # what arrives while the gateway is down.
     client_id: str = "hcp-gateway"
     keepalive_s: int = 30
+    # -- hardening (issue 14): TLS to the broker. Set: connect with TLS and trust only this
+    # CA (the hall CA of `hcp-gateway tls init`); the broker's certificate must name `host`.
+    tls_ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +168,19 @@ class BrokerConfig:
     password_file: Path | None = None
     pid_file: Path | None = None
     passwd_command: str = "mosquitto_passwd"
+    # -- hardening (issue 14): device accounts through mosquitto's dynamic security plugin.
+    # dynsec = true: registration creates/updates the device's account (tied to its own
+    # client id) over $CONTROL/dynamic-security/v1 with this control account, on the broker
+    # of [mqtt] (host, port, tls_ca). One control account (and client id) per gateway
+    # instance; both are reserved: no device may be registered under them.
+    dynsec: bool = False
+    control_username: str = "hcp-gateway-ctl"
+    control_password: str = ""
+    control_client_id: str = "hcp-gateway-ctl"
+
+    @property
+    def reserved_names(self) -> tuple[str, ...]:
+        return (self.control_username, self.control_client_id) if self.dynsec else ()
 
 
 @dataclass(frozen=True)
@@ -181,7 +203,10 @@ class HallConfig:
 
     def is_open(self, epoch_ms: int) -> bool:
         """Whether the hall is open at this UTC instant (by its local opening hours)."""
-        local = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=self.tz)
+        try:
+            local = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=self.tz)
+        except (OverflowError, ValueError, OSError):
+            return False  # outside datetime's years 1..9999: certainly not in opening hours
         if local.isoweekday() not in self.opening_days:
             return False
         minute = local.hour * 60 + local.minute
@@ -201,6 +226,28 @@ class IngestConfig:
     rejection_log_s: float = 10.0   # at most one log line per reason per this interval
 
 
+# ---- [time]: which device times the gateway believes (issue 14, hardening) -----------------
+
+@dataclass(frozen=True)
+class TimeWindowConfig:
+    """A press is believed if its time lies in [arrival - max_age_days, arrival + max_future_s];
+    a device uptime (hello/hb up, treq/rec u) if it is at most max_uptime_days. Outside, the
+    time is not used: the message is counted (`bad_time`), the record stored at its arrival
+    time, flagged `bad_time` and credited to nobody."""
+
+    max_future_s: int = 600           # device clock ahead of the gateway's (synced: seconds)
+    max_age_days: int = 366           # journal kept offline this long at most
+    max_uptime_days: int = 3660       # ten years without a reboot
+
+    @property
+    def max_uptime_ms(self) -> int:
+        return self.max_uptime_days * 86_400_000
+
+    def believable(self, pressed_ms: int, arrival_ms: int) -> bool:
+        earliest = arrival_ms - self.max_age_days * 86_400_000
+        return earliest <= pressed_ms <= arrival_ms + self.max_future_s * 1000
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None
@@ -211,6 +258,7 @@ class Config:
     devices: DevicesConfig
     ingest: IngestConfig
     raw: dict[str, Any] = field(default_factory=dict)
+    time: TimeWindowConfig = field(default_factory=TimeWindowConfig)
     # Typed objects of the sections owned by other modules ("http", "uplink", "attribution",
     # "invitations", "report"), built and checked at load.
     sections: dict[str, Any] = field(default_factory=dict)
@@ -260,7 +308,7 @@ def _build_sections(cfg: Config) -> list[str]:
     from gateway.uplink.settings import load_settings
 
     builders: list[tuple[str, Callable[[Config], Any]]] = [
-        ("http", lambda c: HttpSettings.from_raw(c.raw)),
+        ("http", HttpSettings.from_config),
         ("attribution", AttributionRules.from_config),
         ("invitations", InvitationRules.from_config),
         ("report", ReportSettings.from_config),
@@ -282,10 +330,13 @@ def _parse_core(raw: dict[str, Any], base_dir: Path, path: Path | None) -> Confi
     hall = _section(raw, "hall")
     devices = _section(raw, "devices")
     ingest = _section(raw, "ingest")
+    times = _section(raw, "time")
     if "path" not in store and "url" not in store:
         raise ConfigError("[store] path is required (or url)")
     if "path" in store and "url" in store:
         raise ConfigError("[store] give path or url, not both")
+    if broker.get("dynsec") is True and not broker.get("control_password"):
+        raise ConfigError("[broker] dynsec = true needs control_password (the gateway's dynsec account)")
     return Config(
         path=path,
         mqtt=MqttConfig(
@@ -295,12 +346,17 @@ def _parse_core(raw: dict[str, Any], base_dir: Path, path: Path | None) -> Confi
             password=_str(mqtt, "mqtt", "password", ""),
             client_id=_str(mqtt, "mqtt", "client_id", "hcp-gateway"),
             keepalive_s=_int(mqtt, "mqtt", "keepalive_s", 30, 5, 3600),
+            tls_ca=_path(mqtt, "mqtt", "tls_ca", base_dir),
         ),
         store=_store(store, base_dir),
         broker=BrokerConfig(
             password_file=_path(broker, "broker", "password_file", base_dir),
             pid_file=_path(broker, "broker", "pid_file", base_dir),
             passwd_command=_str(broker, "broker", "passwd_command", "mosquitto_passwd"),
+            dynsec=_bool(broker, "broker", "dynsec", False),
+            control_username=_str(broker, "broker", "control_username", "hcp-gateway-ctl"),
+            control_password=_str(broker, "broker", "control_password", ""),
+            control_client_id=_str(broker, "broker", "control_client_id", "hcp-gateway-ctl"),
         ),
         hall=_hall(hall),
         devices=DevicesConfig(
@@ -313,6 +369,11 @@ def _parse_core(raw: dict[str, Any], base_dir: Path, path: Path | None) -> Confi
             rejection_log_s=float(_int(ingest, "ingest", "rejection_log_s", 10, 0, 86400)),
         ),
         raw=raw,
+        time=TimeWindowConfig(
+            max_future_s=_int(times, "time", "max_future_s", 600, 0, 86400),
+            max_age_days=_int(times, "time", "max_age_days", 366, 1, 3660),
+            max_uptime_days=_int(times, "time", "max_uptime_days", 3660, 1, 36600),
+        ),
     )
 
 
@@ -381,6 +442,13 @@ def _str(sec: dict[str, Any], name: str, key: str, default: str) -> str:
     v = sec.get(key, default)
     if not isinstance(v, str):
         raise ConfigError(f"[{name}] {key} must be a string")
+    return v
+
+
+def _bool(sec: dict[str, Any], name: str, key: str, default: bool) -> bool:
+    v = sec.get(key, default)
+    if type(v) is not bool:
+        raise ConfigError(f"[{name}] {key} must be true or false")
     return v
 
 

@@ -9,19 +9,20 @@ broker step fails, running the same registration again repairs it.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from gateway.broker_accounts import BrokerAccounts, BrokerAuthError
+from gateway import broker_accounts, device_ids
+from gateway.broker_accounts import BrokerAccounts, BrokerAccountsError
 from gateway.clock import now_ms
+from gateway.config import Config
 from gateway.errors import BadInput, NotFound
 from gateway.store import Store
 from gateway.store.api import Tx
 from protocol.auth import parse_secret
 from protocol.errors import MalformedMessage
 
-DEVICE_ID = re.compile(r"[a-z0-9-]{1,32}")
+DEVICE_ID = device_ids.DEVICE_ID  # use with fullmatch
 
 
 class RegistrationError(BadInput):
@@ -30,9 +31,13 @@ class RegistrationError(BadInput):
     code = "bad_registration"
 
 
-def validate_registration(device_id: Any, secret_hex: Any, broker_password: Any) -> None:
-    if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
-        raise RegistrationError("device id must match [a-z0-9-]{1,32}")
+def validate_registration(device_id: Any, secret_hex: Any, broker_password: Any,
+                          reserved: Iterable[str] = ()) -> None:
+    """The id is also the device's broker account and client id: outside the pattern or
+    reserved (the gateway's, an admin's, the broker's names) is refused (gateway.device_ids)."""
+    why = device_ids.problem(device_id, reserved)
+    if why is not None:
+        raise RegistrationError(why)
     try:
         parse_secret(secret_hex)
     except MalformedMessage:
@@ -54,22 +59,24 @@ def add_device(tx: Tx, device_id: str, secret_hex: str, fw: str | None, actor: s
 
 class DeviceService:
     def __init__(self, store: Store, accounts: BrokerAccounts,
-                 on_rekey: Callable[[str, str], None] | None = None) -> None:
+                 on_rekey: Callable[[str, str], None] | None = None,
+                 reserved: Iterable[str] = ()) -> None:
         self.store = store
         self.accounts = accounts
+        self.reserved = frozenset(reserved)   # device_ids.reserved_by(config)
         self.on_rekey = on_rekey   # this process's registry, at once (others poll the change feed)
 
     async def register(self, device_id: str, secret_hex: str, broker_password: str, fw: str | None = None,
                        actor: str = "gateway") -> bool:
         """True if the device is new."""
-        validate_registration(device_id, secret_hex, broker_password)
+        validate_registration(device_id, secret_hex, broker_password, self.reserved)
         t = now_ms()
         created = await self.store.write(lambda tx: add_device(tx, device_id, secret_hex, fw, actor, t))
         if self.on_rekey is not None:
             self.on_rekey(device_id, secret_hex)
         try:
             await self.accounts.set_device(device_id, broker_password)
-        except BrokerAuthError as e:
+        except BrokerAccountsError as e:
             # Same answer as before the refactoring (HTTP 400 bad_registration): running the
             # same registration again repairs it.
             raise RegistrationError(f"device {device_id} stored, but the broker was not updated: {e}") from e
@@ -83,3 +90,11 @@ class DeviceService:
 
     async def list(self) -> list[dict[str, Any]]:
         return [r.public() for r in await self.store.read(lambda tx: tx.devices.all())]
+
+
+def device_service(store: Store, cfg: Config,
+                   on_rekey: Callable[[str, str], None] | None = None) -> DeviceService:
+    """The device service as the config sets it up: the broker accounts of [broker] (dynsec,
+    a password file, or none) and the names this gateway uses on the broker reserved."""
+    return DeviceService(store, broker_accounts.for_config(cfg), on_rekey=on_rekey,
+                         reserved=device_ids.reserved_by(cfg))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 FLAG_ATTRIBUTION_ERROR = "attribution_error"
 FLAG_UNPAIRED = "unpaired"
+# A device time outside the [time] window: stored at its arrival time, credited to nobody.
+FLAG_BAD_TIME = "bad_time"
 
 
 def add_flag(flags: str, flag: str) -> str:

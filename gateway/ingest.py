@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from gateway import health, timesync
 from gateway.clock import now_ms
 from gateway.config import Config
-from gateway.flags import FLAG_ATTRIBUTION_ERROR, FLAG_UNPAIRED, add_flag
+from gateway.flags import FLAG_ATTRIBUTION_ERROR, FLAG_BAD_TIME, FLAG_UNPAIRED, add_flag
 from gateway.mqtt import Downlink, verify_received
 from gateway.registry import DeviceRegistry, DeviceState
 from gateway.store import Store
@@ -55,6 +55,8 @@ class Attribute(Protocol):
 HelloHook = Callable[[str], Awaitable[None]]
 
 _ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
+# The rejection reason of a message whose handling raised (a bug, never a normal refusal).
+INTERNAL_ERROR = "internal_error"
 
 
 class Rejections:
@@ -135,41 +137,63 @@ class Ingest:
         self._opened_at = 0.0  # loop time at which the oldest queued record arrived
         self._batch_s = cfg.ingest.batch_ms / 1000
         self._batch_max = cfg.ingest.batch_max
+        self._max_uptime_ms = cfg.time.max_uptime_ms
         self.accepting = True  # False while shutting down: nothing new is queued
+        self._traced: set[str] = set()  # exception types already logged with a traceback
 
     # -- receive path --------------------------------------------------------------
 
     async def handle(self, topic: str, payload: bytes) -> None:
-        """One MQTT message from hcp/1/up/+/+. Never raises for bad input: it counts it."""
+        """One MQTT message from hcp/1/up/+/+. Never raises for bad input: it counts it.
+
+        Last resort: an exception of any type while handling a message (a decoder bug, a
+        payload nobody foresaw) is counted as `internal_error` and the message dropped unacked
+        (an authentic record is re-sent by its device). It never reaches the MQTT loop, which
+        it would end: a retained poison message would then stop every restart (issue 14).
+        """
         if not self.accepting:
             return  # shutting down: not acked, so the device re-sends it to the next run
-        arrival = self.clock_ms()
-        self.stats.received += 1
-        m = self._parse(topic, payload)
-        if m is None:
-            return
-        d = m["d"]
-        st = self.registry.get(d) or await self.registry.lookup(d)
-        if st is None:
-            self.rejections.add("unknown_device", d)
-            return
-        if not _mac_ok(m, st, payload):
-            # Maybe re-keyed by another process: one look at the store, then refuse.
-            if not await self.registry.refresh_key(st) or not _mac_ok(m, st, payload):
-                self.rejections.add("bad_mac", d)
+        try:
+            arrival = self.clock_ms()
+            self.stats.received += 1
+            m = self._parse(topic, payload)
+            if m is None:
                 return
-        if not self._apply(st, m, arrival):
-            return
-        t = m["t"]
-        if t == "hello":
-            for hook in self.hello_hooks:
-                try:
-                    await hook(d)
-                except Exception:
-                    log.exception("hello hook failed for %s", d)
-        elif t == "treq":
-            # w: gateway epoch seconds, rounded up so the device never starts behind.
-            await self.downlink.send_nowait(st, "time", {"w": (self.clock_ms() + 999) // 1000, "u": m["u"]})
+            d = m["d"]
+            st = self.registry.get(d) or await self.registry.lookup(d)
+            if st is None:
+                self.rejections.add("unknown_device", d)
+                return
+            if not _mac_ok(m, st, payload):
+                # Maybe re-keyed by another process: one look at the store, then refuse.
+                if not await self.registry.refresh_key(st) or not _mac_ok(m, st, payload):
+                    self.rejections.add("bad_mac", d)
+                    return
+            if not self._apply(st, m, arrival):
+                return
+            t = m["t"]
+            if t == "hello":
+                for hook in self.hello_hooks:
+                    try:
+                        await hook(d)
+                    except Exception:
+                        log.exception("hello hook failed for %s", d)
+            elif t == "treq":
+                # w: gateway epoch seconds, rounded up so the device never starts behind.
+                await self.downlink.send_nowait(st, "time", {"w": (self.clock_ms() + 999) // 1000,
+                                                             "u": m["u"]})
+        except Exception as e:  # noqa: BLE001 - see the docstring; CancelledError still passes
+            self._unexpected(topic, e)
+
+    def _unexpected(self, topic: str, e: Exception) -> None:
+        kind = type(e).__name__
+        self.rejections.add(INTERNAL_ERROR, _who(topic), kind)
+        if kind not in self._traced and len(self._traced) < 100:
+            # One traceback per exception type and run: enough to fix the bug, and a device
+            # repeating the message cannot fill the log.
+            self._traced.add(kind)
+            log.error("handling a message from %s raised %s (counted as %s; traced once per type)",
+                      _who(topic), kind, INTERNAL_ERROR, exc_info=e)
 
     def _parse(self, topic: str, payload: bytes) -> dict[str, Any] | None:
         """Structure, version and topic; None (counted) when refused."""
@@ -206,14 +230,23 @@ class Ingest:
         st.observe_boot(m["b"])
         if t == "hb":
             health.on_hb(st, m, arrival)
-            self.anchors.observe(d, m["b"], m["up"], arrival)
+            self._observe(d, m["b"], m["up"], arrival)
         elif t == "hello":
             health.on_hello(st, m, arrival)
-            self.anchors.observe(d, m["b"], m["up"], arrival)
+            self._observe(d, m["b"], m["up"], arrival)
         elif t == "treq":
             health.touch(st, arrival)
-            self.anchors.observe(d, m["b"], m["u"], arrival)
+            self._observe(d, m["b"], m["u"], arrival)
         return True
+
+    def _observe(self, d: str, b: int, uptime_ms: int, arrival: int) -> None:
+        """A time anchor observation, unless the uptime is beyond belief: the anchor is the
+        minimum over a boot's observations, so one absurd uptime would put that boot's clock
+        (every record it reconstructs) thousands of years back for good."""
+        if uptime_ms > self._max_uptime_ms:
+            self.rejections.add(FLAG_BAD_TIME, d, f"uptime {uptime_ms} ms not used as a time anchor")
+            return
+        self.anchors.observe(d, b, uptime_ms, arrival)
 
     def _on_rec(self, st: DeviceState, m: dict[str, Any], arrival: int) -> None:
         if m["rb"] > m["b"]:
@@ -299,9 +332,12 @@ class Ingest:
             self.anchors.mark_all_dirty([(r[0], r[1]) for r in anchor_rows])  # with a later batch
             raise
         for row in new:
-            if FLAG_UNPAIRED in row["flags"].split(","):
+            flags = row["flags"].split(",")
+            if FLAG_UNPAIRED in flags:
                 # Stored (never dropped) but not credited to anyone: counted like a refusal.
                 self.rejections.add("unpaired", row["device_id"], "stored flagged")
+            if FLAG_BAD_TIME in flags:
+                self.rejections.add(FLAG_BAD_TIME, row["device_id"], "record stored flagged, not credited")
         return len(new)
 
     def _store_sync(self, tx: Tx, rows: list[dict[str, Any]],
@@ -310,7 +346,13 @@ class Ingest:
         existing = tx.records.existing_ids([r["record_id"] for r in rows])
         new = [r for r in rows if r["record_id"] not in existing]
         if self.attribute is not None and new:
-            new = self._attribute_all(tx, new)
+            # A record whose time is not believed is credited to nobody (not to the binding
+            # of its arrival either): stored, flagged bad_time, for a person to look at.
+            untimed = [r for r in new if r["flags"] == FLAG_BAD_TIME]
+            if not untimed:
+                new = self._attribute_all(tx, new)
+            elif len(untimed) < len(new):
+                new = self._attribute_all(tx, [r for r in new if r["flags"] != FLAG_BAD_TIME]) + untimed
         tx.records.insert_many(new)
         tx.anchors.save(anchor_rows)
         return new
@@ -322,14 +364,18 @@ class Ingest:
             # Once per (device, boot) and process: the anchor persisted by an earlier run.
             anchor = await self.anchors.get(self.store, p.st.device_id, m["rb"])
         pt = timesync.press_time(m["w"], m["u"], anchor, p.arrival_ms)
+        flags = FLAG_UNPAIRED if m["k"] == "unpaired" else ""  # a press while unpaired
+        if not self.cfg.time.believable(pt.pressed_at_ms, p.arrival_ms) or (
+                m["w"] == 0 and m["u"] > self._max_uptime_ms):
+            pt = timesync.PressTime(p.arrival_ms, timesync.ARRIVAL)
+            flags = FLAG_BAD_TIME  # raw w and u stay in their columns
         return {
             "record_id": p.rid, "device_id": p.st.device_id, "rb": m["rb"], "rs": m["rs"],
             "kind": m["k"], "grade": m["g"] or None, "invitation_id": m["i"] or None,
             "device_wall_s": m["w"], "uptime_ms": m["u"],
             "pressed_at_ms": pt.pressed_at_ms, "time_source": pt.source,
             "received_at_ms": p.arrival_ms, "msg_boot": m["b"],
-            "binding_id": None, "window_id": None, "staff_account": None,
-            "flags": FLAG_UNPAIRED if m["k"] == "unpaired" else "",  # a press while unpaired
+            "binding_id": None, "window_id": None, "staff_account": None, "flags": flags,
         }
 
     def _attribute_all(self, tx: Tx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

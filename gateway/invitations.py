@@ -43,7 +43,7 @@ from gateway.store.rows import Invitation, NewInvitation
 
 log = logging.getLogger("gateway.invitations")
 
-INVITATION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
+INVITATION_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")  # fullmatch: no trailing newline
 MAX_COUNTDOWN_S = 600
 STATUSES = ("pending", "rated", "unrated", "cancelled", "expired", "superseded")
 

@@ -24,6 +24,7 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
+from gateway import tls
 from gateway.config import MqttConfig
 from gateway.registry import DeviceRegistry, DeviceState
 from protocol import messages, topics
@@ -312,6 +313,7 @@ def make_client(cfg: MqttConfig) -> aiomqtt.Client:
         username=cfg.username or None, password=cfg.password or None,
         identifier=cfg.client_id, clean_session=False, keepalive=cfg.keepalive_s,
         max_inflight_messages=MAX_INFLIGHT, socket_options=[NODELAY],
+        tls_context=tls.client_context(cfg.tls_ca) if cfg.tls_ca is not None else None,
     )
     # aiomqtt warns on every publish beyond 10 unconfirmed ones; acks are many by design.
     client.pending_calls_threshold = 100000
@@ -335,7 +337,13 @@ async def session(cfg: MqttConfig) -> AsyncIterator[aiomqtt.Client]:
     leave: aiomqtt's __aexit__ may raise MqttError while a CancelledError is unwinding, which
     would turn a shutdown into a reconnect; here the original exception always wins."""
     client = make_client(cfg)
-    await client.__aenter__()
+    try:
+        await client.__aenter__()
+    except BaseException:
+        # Cancelled (or failed) half-way through the connect: the socket may be open, and
+        # aiomqtt's keep-alive task with it; close it so nothing is left running.
+        _drop_socket(client)
+        raise
     try:
         yield client
     except BaseException:

@@ -25,10 +25,9 @@ from gateway import bindings, health, invitations, timesync
 from gateway.api import start_http
 from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
-from gateway.broker_accounts import broker_accounts
 from gateway.clock import now_ms
 from gateway.config import Config
-from gateway.devices import DeviceService
+from gateway.devices import device_service
 from gateway.ingest import Ingest
 from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Downlink, incoming, session
@@ -136,7 +135,7 @@ def _uplink_job(store: Store, config: Config) -> Job:
 async def serve(config: Config, ready: asyncio.Event | None = None, *,
                 extra: Sequence[Callable[[], Awaitable[Running]]] = ()) -> None:
     """extra: further subsystems to start after the API (tests use it for a failing one)."""
-    http_settings = HttpSettings.from_raw(config.raw)
+    http_settings = HttpSettings.from_config(config)
     uplink_settings = load_settings(config) if "uplink" in config.raw else None
     rules = AttributionRules.from_config(config)
     instance = claim_single_instance(config.store.url)
@@ -156,7 +155,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         n = await registry.load()
         downlink = Downlink(registry)
         ingest = Ingest(config, store, registry, anchors, downlink, attribute=Attribution(rules))
-        devices = DeviceService(store, broker_accounts(config.broker), on_rekey=registry.rekey)
+        devices = device_service(store, config, on_rekey=registry.rekey)
         send = downlink.send_command
         restoring: set[asyncio.Task[None]] = set()
 

@@ -13,7 +13,7 @@ from typing import Any
 MALFORMED_CODES = (
     "too_large",      # payload over MAX_PAYLOAD bytes
     "not_utf8",       # payload bytes are not UTF-8
-    "not_json",       # not parseable JSON
+    "not_json",       # not parseable JSON, or nested deeper than MAX_DEPTH
     "not_object",     # JSON, but not an object
     "unknown_type",   # "t" missing, not a string, or not a v1 message type
     "missing_field",  # a required field is absent
@@ -40,6 +40,16 @@ def fields(envelope: str, spec: str) -> list[list[str]]:
     if f is None:
         f = _FIELDS[spec] = [x.split(":") for x in (envelope + " " + spec).split()]
     return f
+
+
+# protocol/strict.py's depth limit (a private const there, free on the device): a payload with
+# more opening brackets than this might nest deeper, so the gateway runs the strict (iterative)
+# scan on it before CPython's recursive parser, which would raise RecursionError, not ValueError.
+MAX_DEPTH = 16
+
+
+def may_nest_too_deep(raw: bytes) -> bool:
+    return raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
 
 
 # Record ids per ack message: the bound of the ack schema's "a" field.

@@ -17,6 +17,6 @@ def parse_record_id(text: str) -> tuple[str, int, int]:
         raise ValueError("bad record id")
     rb = int(parts[1])
     rs = int(parts[2])
-    if rb < 1 or rs < 1:
-        raise ValueError("bad record id")
+    if rb < 1 or rs < 1 or record_id(parts[0], rb, rs) != text:
+        raise ValueError("bad record id")  # the round trip also refuses " 3", "+3", "03", "3\n"
     return parts[0], rb, rs

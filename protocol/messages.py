@@ -263,7 +263,7 @@ def parse(payload: bytes) -> "dict[str, Any]":
         text = raw.decode("utf-8")
     except UnicodeError:
         raise MalformedMessage("not_utf8", "payload is not UTF-8")
-    if (not _cp or b"\\u" in raw) and not strict.json_text(raw):
+    if (not _cp or b"\\u" in raw or _cp.may_nest_too_deep(raw)) and not strict.json_text(raw):
         raise MalformedMessage("not_json", "payload is not JSON")
     try:
         m = _cp.loads(text) if _cp else json.loads(text)

@@ -4,7 +4,8 @@ MicroPython's bytes.decode accepts overlong forms, UTF-16 surrogates and code po
 U+10FFFF, and its json.loads accepts leading zeros, trailing commas, raw control characters
 and unknown escapes. The same bytes must give the same error code on the device and on the
 gateway, so the device runs these checks before decoding; the gateway (CPython) runs only
-json_text() and only when a \\u escape is present (CPython's parser is otherwise strict).
+json_text() and only when a \\u escape is present or the payload could nest deeper than the
+limit (CPython's parser is otherwise strict, but recursive: RecursionError at ~1000 levels).
 Both are iterative with no recursion, so deep nesting cannot exhaust a small stack.
 """
 
@@ -67,6 +68,9 @@ def utf8(b: bytes) -> bool:
 # ASCII, and the bytes of a multi-byte UTF-8 character (checked by utf8() first) are all >= 0x80.
 _WS = const(b" \t\n\r")
 _HEX = const(b"0123456789abcdefABCDEF")
+# Deepest nesting of arrays and objects a v1 payload may have (v1 needs 3: an ack's pairs).
+# RFC 8259 section 9 lets a parser limit depth; protocol/cpython.py's MAX_DEPTH is this number.
+_MAX_DEPTH = const(16)
 
 
 def _ws(b: bytes, i: int, n: int) -> int:
@@ -144,7 +148,7 @@ _AFTER = const(2)
 
 def json_text(b: bytes) -> bool:
     """True if b (UTF-8) is exactly one JSON text by RFC 8259 (no NaN/Infinity, no surrogate
-    escapes)."""
+    escapes), nested at most _MAX_DEPTH deep."""
     n = len(b)
     i = 0
     stack: list[int] = []  # the closing bracket of each open container
@@ -183,6 +187,8 @@ def json_text(b: bytes) -> bool:
             continue
         # a value
         if c == 0x7B or c == 0x5B:  # { [
+            if len(stack) >= _MAX_DEPTH:
+                return False  # this container would be one level too deep
             close = c + 2  # } ]
             i = _ws(b, i + 1, n)
             if i < n and b[i] == close:

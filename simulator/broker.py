@@ -1,13 +1,24 @@
 """Run a real mosquitto 2.0 broker on 127.0.0.1 for tests, the demo and the simulator.
 
-The broker is configured like the hall deployment: no anonymous access, a password file, the
-project's ACL (devices may only publish under their own id and read their own commands) and
-on-disk persistence, so that queued QoS1 messages and persistent sessions survive a restart.
+The broker is configured like the hall deployment: no anonymous access, accounts and ACLs in
+mosquitto's dynamic security plugin (gateway/broker_dynsec.py: every device account tied to
+its own client id, the gateway's to its configured one; a device may only publish under its
+own id and read its own commands), an optional TLS listener, and on-disk persistence, so
+that queued QoS1 messages and persistent sessions survive a restart.
+
+The accounts are given as `users` (name -> password) and the rules as ACL text in mosquitto's
+acl_file syntax (`standard_acl()`), which is turned into one dynsec role per user (`pattern`
+lines with %u / %c filled in per user). `auth="password_file"` runs the older set-up instead
+(password file + acl_file + SIGHUP), for the gateway's password-file account code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -15,7 +26,10 @@ import time
 import weakref
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from gateway import broker_dynsec
+from gateway.broker_dynsec import Account
 from simulator.netutil import ProcessExited, free_port, port_open, wait_port
 from simulator.proc import stop_process
 
@@ -34,9 +48,9 @@ def standard_acl(gateway_user: str = "gateway") -> str:
     and ``hcp/1/down/<id>/...`` for receiving. ``pattern`` lines apply to every user, including the
     gateway (harmless: its ``topic readwrite hcp/#`` already covers them).
 
-    With mosquitto's acl_file, SUBSCRIBE itself is never refused (SUBACK grants the QoS); the ACL
-    is enforced per message at delivery time, so a foreign subscription simply receives nothing.
-    A denied PUBLISH is still acknowledged (MQTT 3.1.1: plain PUBACK; MQTT 5: reason code 135).
+    Under the dynsec plugin (the default) a SUBSCRIBE outside the rules is refused (SUBACK 0x80);
+    with acl_file (auth="password_file") it is granted and filtered per message. A denied
+    PUBLISH is still acknowledged (MQTT 3.1.1: plain PUBACK; MQTT 5: reason code 135).
     """
     return (
         f"user {gateway_user}\n"
@@ -76,7 +90,16 @@ class Mosquitto:
         acl: str | None = None,
         *,
         verbose: bool = False,
+        client_ids: dict[str, str] | None = None,
+        tls_files: tuple[Path, Path] | None = None,
+        auth: str = "dynsec",
     ) -> None:
+        """client_ids: the client id each named account is tied to; an account with no `user`
+        block in the ACL (a device, governed by `pattern` lines) is tied to its own name, any
+        other account (the gateway, test peers) to nothing unless named here.
+        tls_files: (certificate chain, private key): also listen with TLS on `tls_port`."""
+        if auth not in ("dynsec", "password_file"):
+            raise ValueError("auth must be dynsec or password_file")
         self.workdir = Path(workdir).resolve()
         self.host = "127.0.0.1"
         # Port 0 means "not chosen yet": start() picks one and keeps it across restarts.
@@ -84,12 +107,21 @@ class Mosquitto:
         self.port = 0 if port is None else port
         self._users: dict[str, str] = dict(users or {})
         self._acl = acl
+        self.auth = auth
+        self._client_ids = dict(client_ids or {})
+        self.tls_files = tls_files
+        self.tls_port = 0
+        # dynsec: the gateway's control account (a gateway config's [broker] control_*), and
+        # the runner's own (add_user while running): both may only use the control topic.
+        self.control = Account("hcp-gateway-ctl", secrets.token_urlsafe(18), "hcp-gateway-ctl")
+        self.admin = Account("broker-admin", secrets.token_urlsafe(18), "broker-admin")
         # verbose adds subscribe/unsubscribe/debug lines (e.g. "Denied PUBLISH ..."); off by
         # default because benchmarks push enough traffic to make the debug log large.
         self._verbose = verbose
         self.conf_path = self.workdir / "mosquitto.conf"
         self.passwd_path = self.workdir / "passwd"
         self.acl_path = self.workdir / "acl"
+        self.dynsec_path = self.workdir / "dynsec.json"
         self.persist_dir = self.workdir / "persist"
         self.log_path = self.workdir / "mosquitto.log"
         # The gateway's [broker] pid_file / password_file can point at these two, so that it
@@ -120,6 +152,8 @@ class Mosquitto:
         for attempt in range(attempts):
             if self._auto_port and (self.port == 0 or attempt > 0):
                 self.port = free_port(self.host)
+                if self.tls_files is not None:
+                    self.tls_port = free_port(self.host)
             marks = (self._size(self.stderr_path), self._size(self.log_path))
             try:
                 self._start_once(deadline)
@@ -151,6 +185,8 @@ class Mosquitto:
         self._finalizer = weakref.finalize(self, stop_process, proc, 2.0)
         try:
             wait_port(self.host, self.port, deadline, proc)
+            if self.tls_files is not None:
+                wait_port(self.host, self.tls_port, deadline, proc)
         except ProcessExited as exc:
             self._reap()
             raise BrokerError(
@@ -203,11 +239,41 @@ class Mosquitto:
     # ----------------------------------------------------------------- users
 
     def add_user(self, name: str, password: str) -> None:
-        """Add (or change) a user; a running broker reloads its password file before we return."""
+        """Add (or change) a user. Running: through the dynsec control API (in effect when
+        this returns), or a password file reload; stopped: in the files for the next start."""
         self._users[name] = password
-        self._write_passwd()
-        if self.running:
-            self.reload()
+        if self.auth == "password_file":
+            self._write_passwd()
+            if self.running:
+                self.reload()
+        elif self.running:
+            role = self._user_role(name)
+            entry = self._client(name)
+            account: dict[str, Any] = {k: entry[k] for k in ("username", "roles") if k in entry}
+            cmds: list[dict[str, Any]] = [
+                {"command": "createRole", "rolename": role["rolename"], "acls": role["acls"]},
+                {"command": "createClient", **account, "password": password,
+                 **({"clientid": entry["clientid"]} if "clientid" in entry else {})}]
+            got = self.control_api(cmds)
+            if "already exists" in str(got[1].get("error", "")):
+                self.control_api([dict(cmds[1], command="modifyClient")])
+        else:
+            self._write_dynsec()
+
+    def control_api(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Commands to the running broker's dynsec control topic (as the runner's admin
+        account); their responses. Blocking: runs its own event loop in a thread."""
+        ctl = broker_dynsec.DynsecAccounts(self.host, self.port, self.admin, set())
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            return ex.submit(asyncio.run, ctl.run(commands)).result()
+
+    def gateway_broker_toml(self) -> str:
+        """The [broker] section that lets a gateway manage device accounts on this broker."""
+        if self.auth == "password_file":
+            return '[broker]\npassword_file = "%s"\npid_file = "%s"\n' % (self.passwd_path, self.pid_path)
+        c = self.control
+        return ('[broker]\ndynsec = true\ncontrol_username = "%s"\ncontrol_password = "%s"\n'
+                'control_client_id = "%s"\n' % (c.username, c.password, c.client_id))
 
     def reload(self, timeout: float = 5.0) -> None:
         """SIGHUP: mosquitto re-reads password and ACL files.
@@ -239,16 +305,23 @@ class Mosquitto:
     def _write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.persist_dir.mkdir(exist_ok=True)
-        self._write_passwd()
         lines = [
             "# generated by simulator/broker.py; rewritten on every start",
             f"listener {self.port} {self.host}",
-            "allow_anonymous false",
-            f"password_file {self.passwd_path}",
         ]
-        if self._acl is not None:
-            self.acl_path.write_text(self._acl)
-            lines.append(f"acl_file {self.acl_path}")
+        if self.tls_files is not None:
+            cert, key = self.tls_files
+            lines += [f"listener {self.tls_port} {self.host}", f"certfile {cert}", f"keyfile {key}"]
+        lines.append("allow_anonymous false")
+        if self.auth == "password_file":
+            self._write_passwd()
+            lines.append(f"password_file {self.passwd_path}")
+            if self._acl is not None:
+                self.acl_path.write_text(self._acl)
+                lines.append(f"acl_file {self.acl_path}")
+        else:
+            self._write_dynsec()
+            lines += broker_dynsec.mosquitto_lines(self.dynsec_path)
         log_types = ["error", "warning", "notice", "information"]
         if self._verbose:
             log_types += ["subscribe", "unsubscribe", "debug"]
@@ -276,6 +349,87 @@ class Mosquitto:
             lines.append("user root")
         self.conf_path.write_text("\n".join(lines) + "\n")
 
+    # ----------------------------------------------------------------- dynsec
+
+    def _rules(self) -> tuple[dict[str, list[tuple[str, str]]], list[tuple[str, str]]]:
+        """The ACL text as (per-user topic rules, pattern rules), each (access, topic)."""
+        users: dict[str, list[tuple[str, str]]] = {}
+        patterns: list[tuple[str, str]] = []
+        current: list[tuple[str, str]] | None = None
+        for raw in (self._acl or "").splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            word, _, rest = line.partition(" ")
+            rest = rest.strip()
+            if word == "user":
+                current = users.setdefault(rest, [])
+                continue
+            if word not in ("topic", "pattern"):
+                raise BrokerError(f"ACL line {raw!r}: expected user, topic or pattern")
+            access, _, topic = rest.partition(" ")
+            if not topic:
+                access, topic = "readwrite", access
+            if access not in ("read", "write", "readwrite", "deny"):
+                raise BrokerError(f"ACL line {raw!r}: Invalid topic access type {access!r}")
+            if word == "pattern":
+                patterns.append((access, topic))
+            elif current is not None:
+                current.append((access, topic))
+            # topic lines before any user line are for anonymous clients: none are allowed
+        return users, patterns
+
+    def _client_id(self, name: str) -> str | None:
+        users, _ = self._rules()
+        return self._client_ids.get(name, None if name in users else name)
+
+    def _user_role(self, name: str) -> dict[str, Any]:
+        users, patterns = self._rules()
+        cid = self._client_id(name) or name
+        rules = users.get(name, []) + [(a, t.replace("%u", name).replace("%c", cid)) for a, t in patterns]
+        acls: list[dict[str, Any]] = []
+        for access, topic in rules:
+            types = {"read": ["publishClientReceive", "subscribePattern"], "write": ["publishClientSend"],
+                     "readwrite": ["publishClientSend", "publishClientReceive", "subscribePattern"],
+                     "deny": ["publishClientSend", "publishClientReceive", "subscribePattern"]}[access]
+            for t in types:
+                # deny first: dynsec takes the highest priority match
+                acls.append({"acltype": t, "topic": topic, "allow": access != "deny",
+                             "priority": 10 if access == "deny" else 0})
+        return {"rolename": self._role_name(name), "acls": acls}
+
+    def _role_name(self, name: str) -> str:
+        """A device (no `user` block) gets the role name the gateway gives device accounts, so
+        the gateway may re-register it; any other account its own ACL role."""
+        users, _ = self._rules()
+        return "acl-" + name if name in users else broker_dynsec.device_role(name)
+
+    def _client(self, name: str) -> dict[str, Any]:
+        return broker_dynsec.client_entry(name, self._users[name], self._client_id(name),
+                                          [self._role_name(name)])
+
+    def _write_dynsec(self) -> None:
+        """Create the plugin's file, or bring our users up to date in the one the broker
+        saved (accounts the gateway created through the control API are kept)."""
+        cfg: dict[str, Any] = {}
+        try:
+            saved = json.loads(self.dynsec_path.read_text())
+        except FileNotFoundError:
+            saved = None
+        except ValueError as e:
+            raise BrokerError(f"{self.dynsec_path} is not JSON: {e}") from None
+        if isinstance(saved, dict):
+            cfg = saved
+        base = broker_dynsec.bootstrap([self.control, self.admin], [])
+        ours = {c["username"]: c for c in [self._client(u) for u in self._users] + base["clients"]}
+        roles = {r["rolename"]: r for r in [self._user_role(u) for u in self._users] + base["roles"]}
+        cfg["clients"] = [c for c in cfg.get("clients", []) if c.get("username") not in ours] + [
+            *ours.values()]
+        cfg["roles"] = [r for r in cfg.get("roles", []) if r.get("rolename") not in roles] + [*roles.values()]
+        cfg.setdefault("groups", [])
+        cfg["defaultACLAccess"] = dict(broker_dynsec.DEFAULT_ACL_ACCESS)
+        broker_dynsec.write_file(self.dynsec_path, cfg)
+
     def _write_passwd(self) -> None:
         """Hash our users with one ``mosquitto_passwd -U`` call and merge them into the file.
 
@@ -289,6 +443,9 @@ class Mosquitto:
             if not name or ":" in name or "\n" in name or "\n" in password:
                 raise ValueError(f"invalid MQTT username/password for the password file: {name!r}")
         tmp = self.passwd_path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # hashes: owner only
+        os.fchmod(fd, 0o600)
+        os.close(fd)
         tmp.write_text("".join(f"{u}:{p}\n" for u, p in self._users.items()))
         if self._users:
             res = subprocess.run(

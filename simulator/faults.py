@@ -85,9 +85,9 @@ class Fault:
         return "t+%.0fs: %s" % (self.at_s, what)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*$")
-_SPEC = re.compile(r"^(?P<kind>[a-z-]+)(?:@(?P<at>[0-9.]+(?:ms|s|m)?))?(?:\+(?P<dur>[0-9.]+(?:ms|s|m)?))?"
-                   r"(?::(?P<target>[A-Za-z0-9_-]+))?$")
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m)?\s*")
+_SPEC = re.compile(r"(?P<kind>[a-z-]+)(?:@(?P<at>[0-9.]+(?:ms|s|m)?))?(?:\+(?P<dur>[0-9.]+(?:ms|s|m)?))?"
+                   r"(?::(?P<target>[A-Za-z0-9_-]+))?")
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -96,7 +96,7 @@ def parse_duration(text: str | int | float) -> float:
         if text < 0:
             raise FaultSpecError(f"duration {text} must be >= 0")
         return float(text)
-    m = _DURATION.match(str(text))
+    m = _DURATION.fullmatch(str(text))
     if not m:
         raise FaultSpecError(f"{text!r} is not a duration like 30s, 2m or 500ms")
     value = float(m.group(1))
@@ -119,7 +119,7 @@ def _make(kind: str, at: str | float | None, dur: str | float | None, target: st
 
 def parse_spec(spec: str) -> Fault:
     """One command-line fault: 'wifi-loss@10s+15s:all' (see the module docstring)."""
-    m = _SPEC.match(spec.strip())
+    m = _SPEC.fullmatch(spec.strip())
     if not m:
         raise FaultSpecError(
             f"fault {spec!r}: expected KIND@TIME[+DURATION][:TARGET], e.g. broker-restart@30s")

@@ -172,8 +172,10 @@ class GatewayProcess:
 def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Path | str,
                  mqtt_host: str = "127.0.0.1", client_id: str = "hcp-gateway",
                  batch_ms: int = 5, batch_max: int = 500, extra: str = "",
-                 password_file: Path | None = None, pid_file: Path | None = None) -> Path:
-    """A minimal gateway.toml for tests and the simulator (extra: more TOML appended)."""
+                 password_file: Path | None = None, pid_file: Path | None = None,
+                 broker_toml: str | None = None) -> Path:
+    """A minimal gateway.toml for tests and the simulator (extra: more TOML appended).
+    broker_toml: a whole [broker] section (Mosquitto.gateway_broker_toml(): dynsec control)."""
     lines = [
         "[mqtt]", f'host = "{mqtt_host}"', f"port = {mqtt_port}", 'username = "gateway"',
         f'password = "{mqtt_password}"', f'client_id = "{client_id}"', "",
@@ -188,5 +190,7 @@ def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Pat
         if pid_file is not None:
             lines.append(f'pid_file = "{pid_file}"')
         lines.append("")
+    elif broker_toml:
+        lines.append(broker_toml)
     path.write_text("\n".join(lines) + extra)
     return path

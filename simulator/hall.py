@@ -211,6 +211,7 @@ class Hall:
         return "\n".join([
             "[mqtt]", 'host = "127.0.0.1"', "port = %d" % mqtt_port, 'username = "gateway"',
             'password = "%s"' % self.gw_password, 'client_id = "hcp-gateway-sim"', "keepalive_s = 10",
+            "", self.broker.gateway_broker_toml(),
             "", "[store]", 'path = "gateway.db"',
             "", "[hall]", 'id = "hall-1"', 'area_code = "370303"', 'timezone = "Asia/Shanghai"',
             'opening_hours = ["00:00-24:00"]', "opening_days = [1, 2, 3, 4, 5, 6, 7]",
@@ -268,8 +269,10 @@ class Hall:
                 cooldown_s=o.cooldown_s, on_ack=self._on_ack))
 
         users = {"gateway": self.gw_password, **passwords}
-        self.broker = Mosquitto(self.workdir / "broker", users=users, acl=standard_acl())
-        self.c.phase("Starting mosquitto (MQTT broker) with %d accounts and the project's ACL" % len(users))
+        self.broker = Mosquitto(self.workdir / "broker", users=users, acl=standard_acl(),
+                                client_ids={"gateway": "hcp-gateway-sim"})
+        self.c.phase("Starting mosquitto (MQTT broker) with %d accounts, each tied to its client id, and the"
+                     " project's ACL (dynamic security plugin)" % len(users))
         await asyncio.to_thread(self.broker.start)
         self.c.note("mosquitto listening on 127.0.0.1:%d" % self.broker.port)
 

@@ -60,7 +60,9 @@ class VirtualDevice:
                  broker_password: str, *, hall: str = "hall-1", clock_speed: float = 1.0,
                  tick_ms: int = 200, keepalive_s: int = 30, durable: bool = False,
                  countdown_s: int = 60, cooldown_s: int = 8, hb_s: int = 60,
-                 on_ack: Callable[[str, float], None] | None = None) -> None:
+                 on_ack: Callable[[str, float], None] | None = None, broker_ca: str | None = None) -> None:
+        """broker_ca: the hall CA (PEM): written into config.json as flash.py does, and the
+        device connects to the broker with TLS, checking its certificate against it."""
         self.device_id = device_id
         self.root = Path(root)
         self.secret_hex = secret_hex
@@ -74,6 +76,7 @@ class VirtualDevice:
         self.cooldown_s = cooldown_s
         self.hb_s = hb_s
         self.on_ack = on_ack
+        self.broker_ca = broker_ca
         self.wifi_up = True
         self.powered = False
         self.boots = 0
@@ -94,7 +97,8 @@ class VirtualDevice:
         cfg = {
             "device_id": self.device_id, "hall": self.hall, "secret": self.secret_hex,
             "wifi": {"ssid": "hall-net", "password": "sim"},
-            "broker": {"host": host, "port": port, "password": password},
+            "broker": {"host": host, "port": port, "password": password,
+                       **({"ca": self.broker_ca} if self.broker_ca else {})},
             "buttons": list(DEFAULT_BUTTONS), "debounce_ms": 50, "countdown_s": self.countdown_s,
             "cooldown_s": self.cooldown_s, "walkup": "accept", "hb_s": self.hb_s, "cfg": 1,
             "keepalive_s": self.keepalive_s,
@@ -103,6 +107,15 @@ class VirtualDevice:
         tmp.write_text(json.dumps(cfg))
         os.replace(tmp, self.root / "config.json")
 
+    def _ca(self) -> str | None:
+        """The CA from the device's own config.json (what flash.py wrote), as its HAL would."""
+        try:
+            broker = json.loads((self.root / "config.json").read_text()).get("broker", {})
+        except (OSError, ValueError):
+            return None
+        ca = broker.get("ca") if isinstance(broker, dict) else None
+        return ca if isinstance(ca, str) else None
+
     # -- power -----------------------------------------------------------------------------
     async def power_on(self) -> None:
         if self.powered:
@@ -110,7 +123,7 @@ class VirtualDevice:
         reset = "power-on"
         hal = HostHal(root=str(self.root), clock=VirtualClock(speed=self.clock_speed),
                       uid=self.device_id.encode()[-6:], reset_cause=reset, display=True,
-                      durable=self.durable, max_events=16, net=HostNet(up=self.wifi_up))
+                      durable=self.durable, max_events=16, net=HostNet(up=self.wifi_up, ca=self._ca()))
         fw = Firmware(hal)
         link = fw.start_link()
         if link is not None:

@@ -1,4 +1,4 @@
-"""The real mosquitto with the project's password file and ACL (simulator/broker.py).
+"""The real mosquitto with the project's accounts and ACL in the dynsec plugin (simulator/broker.py).
 
 Denials are proven with a barrier instead of a sleep: after the forbidden message, the same
 publisher sends an allowed sentinel; mosquitto forwards one publisher's messages in order, so
@@ -52,8 +52,8 @@ def test_device_cannot_read_another_devices_commands(broker: Mosquitto) -> None:
         probe(broker, "dev-a").connect_ok() as a,
         probe(broker, "dev-b").connect_ok() as b,
     ):
-        # acl_file never refuses a SUBSCRIBE: the SUBACK grants QoS 1; filtering happens per message.
-        assert [rc.value for rc in a.subscribe("hcp/1/down/dev-b/#")] == [1]
+        # dynsec refuses the SUBSCRIBE itself (SUBACK 0x80), and would filter per message anyway.
+        assert [rc.value for rc in a.subscribe("hcp/1/down/dev-b/#")] == [0x80]
         a.subscribe("hcp/1/down/dev-a/#")
         b.subscribe("hcp/1/down/dev-b/#")
 
@@ -69,7 +69,9 @@ def test_device_cannot_read_another_devices_commands(broker: Mosquitto) -> None:
 def test_device_cannot_subscribe_to_everything(broker: Mosquitto) -> None:
     """A device subscribing to hcp/# still only receives its own commands (not uplink, not others')."""
     with probe(broker, "gateway").connect_ok() as gw, probe(broker, "dev-a").connect_ok() as a:
-        a.subscribe("hcp/#")
+        assert [rc.value for rc in a.subscribe("hcp/#")] == [0x80]   # refused outright (dynsec)
+        assert [rc.value for rc in a.subscribe("hcp/1/down/+/#")] == [0x80]
+        a.subscribe("hcp/1/down/dev-a/#")
         gw.publish("hcp/1/up/dev-b/rating", b"b's rating")
         gw.publish("hcp/1/down/dev-b/cmd", b"b's command")
         gw.publish("hcp/1/down/dev-a/cmd", b"a's command")
@@ -146,13 +148,18 @@ def test_queued_qos1_survives_restart(broker: Mosquitto) -> None:
         assert (msg.topic, msg.payload, msg.qos) == ("hcp/1/down/dev-b/cmd", b"queued", 1)
 
 
-def test_external_password_entries_survive_restart(broker: Mosquitto) -> None:
-    """The gateway registers devices with `mosquitto_passwd -b` on passwd_path and SIGHUPs the pid
-    in pid_path; a restart (which rewrites our own users) must keep those entries."""
-    subprocess.run(["mosquitto_passwd", "-b", str(broker.passwd_path), "dev-x", "px"], check=True)
+def test_accounts_made_through_the_control_api_survive_restart(broker: Mosquitto) -> None:
+    """The gateway creates device accounts through the dynsec control API; the broker saves
+    them in its file (0600), and a restart (which brings our own users up to date) keeps them."""
+    import asyncio
+
+    from gateway.broker_dynsec import DynsecAccounts
+    asyncio.run(DynsecAccounts(broker.host, broker.port, broker.control, set()).set_device("dev-x", "px"))
     assert broker.pid_path.read_text().strip() == str(broker.pid)
     broker.restart()
     assert broker.pid_path.read_text().strip() == str(broker.pid)
+    assert broker.dynsec_path.stat().st_mode & 0o777 == 0o600
+    assert "px" not in broker.dynsec_path.read_text()  # hashed
     with MqttProbe(broker.host, broker.port, "dev-x", "px") as p:
         p.connect_ok()
     with probe(broker, "dev-a") as a:  # our own users are still there too
@@ -161,7 +168,24 @@ def test_external_password_entries_survive_restart(broker: Mosquitto) -> None:
 
 def test_broken_config_raises_with_log_tail(tmp_path: Path) -> None:
     m = Mosquitto(tmp_path / "bad", users={"u": "p"}, acl="topic bogus-access hcp/#\n")
-    with pytest.raises(BrokerError, match=r"(?s)exited with code 3.*Invalid topic access type"):
+    with pytest.raises(BrokerError, match=r"Invalid topic access type"):
         m.start()
     assert not m.running
     m.stop()  # idempotent, also after a failed start
+    # A config mosquitto itself refuses: the error carries its log tail.
+    m = Mosquitto(tmp_path / "bad2", users={"u": "p"}, auth="password_file",
+                  acl="topic bogus-access hcp/#\n")
+    with pytest.raises(BrokerError, match=r"(?s)exited with code 3.*Invalid topic access type"):
+        m.start()
+    m.stop()
+
+
+def test_password_file_mode_still_works(tmp_path: Path) -> None:
+    """auth="password_file": the older set-up (for the gateway's password-file accounts)."""
+    from simulator.broker import standard_acl
+    with Mosquitto(tmp_path / "pf", users={"dev-a": "pa"}, acl=standard_acl(), auth="password_file") as b:
+        assert b.passwd_path.stat().st_mode & 0o777 == 0o600   # hashes: owner only
+        subprocess.run(["mosquitto_passwd", "-b", str(b.passwd_path), "dev-x", "px"], check=True)
+        b.reload()
+        with MqttProbe(b.host, b.port, "dev-x", "px", client_id="any-id") as p:
+            p.connect_ok()

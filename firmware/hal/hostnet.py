@@ -8,10 +8,16 @@ wasm tests, which bring their own net) does not carry it; HostHal loads it when 
 class HostNet:
     """The device's Wi-Fi as the simulator sees it: up or cut, an RSSI, TCP via asyncio."""
 
-    def __init__(self, up=True, rssi=-55):
+    def __init__(self, up=True, rssi=-55, ca=None):
         self.up = up
         self._rssi = rssi
         self._writers = []
+        # ca: the hall CA (PEM text, the config's broker.ca as flash.py writes it): TLS to the
+        # broker, its certificate checked against this CA and the host name.
+        self._ssl = None
+        if ca:
+            import ssl
+            self._ssl = ssl.create_default_context(cadata=ca)
 
     def is_up(self):
         return self.up
@@ -23,7 +29,7 @@ class HostNet:
         if not self.up:
             raise OSError(113, "wifi down")
         import asyncio
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port, ssl=self._ssl)
         self._writers = [w for w in self._writers if not w.is_closing()]
         self._writers.append(writer)
         return reader, writer

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import tls
+from gateway.api import guard
 from gateway.api.app import make_app
 from gateway.api.settings import HttpSettings
 from gateway.bindings import SendCommand
@@ -30,10 +32,14 @@ async def start_http(store: Store, cfg: Config, send_command: SendCommand, devic
     if not http.enabled:
         # No token configured: nobody could use the API, so do not listen at all.
         return ApiRunning("http=off", None)
+    ssl_context = tls.server_context(http.tls_cert, http.tls_key) if http.https else None
     app = make_app(store, cfg, send_command, devices=devices, http=http)
-    runner = web.AppRunner(app, access_log=None)
+    # logger: aiohttp logs every request its parser refuses with a traceback; the guard's
+    # logger counts them and logs one line per interval instead.
+    server_log, _ = guard.server_logger()
+    runner = web.AppRunner(app, access_log=None, logger=server_log)
     await runner.setup()
-    site = web.TCPSite(runner, http.host, http.port)
+    site = web.TCPSite(runner, http.host, http.port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as e:
@@ -44,4 +50,4 @@ async def start_http(store: Store, cfg: Config, send_command: SendCommand, devic
     for addr in runner.addresses:  # the real port when [http] port = 0
         if isinstance(addr, tuple) and len(addr) >= 2:
             port = int(addr[1])
-    return ApiRunning("http=%s:%d" % (http.host, port), runner)
+    return ApiRunning("%s=%s:%d" % ("https" if http.https else "http", http.host, port), runner)

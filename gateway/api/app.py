@@ -11,7 +11,6 @@ undo the change: the device receives its state at its next hello (state_for_devi
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,13 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway import bindings, invitations
+from gateway.api import guard
 from gateway.api.openapi import openapi_spec
 from gateway.api.settings import HttpSettings
 from gateway.bindings import Command, SendCommand
-from gateway.broker_accounts import broker_accounts
 from gateway.clock import now_ms
 from gateway.config import Config
-from gateway.devices import DeviceService
+from gateway.devices import DeviceService, device_service
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
 from gateway.store import Store
 
@@ -40,6 +39,7 @@ HTTP_KEY = web.AppKey("http", HttpSettings)
 SEND_KEY: web.AppKey[SendCommand] = web.AppKey("send")
 RULES_KEY = web.AppKey("rules", invitations.InvitationRules)
 CLOCK_KEY: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+FAILED_TOKENS_KEY = web.AppKey("failed_tokens", guard.FailedTokens)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -72,7 +72,12 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        guard.check_url(request)
         return await handler(request)
+    except guard.GuardError as e:
+        resp = error_response(e.http_status, e.code, str(e))
+        resp.headers.update(e.headers)
+        return resp
     except DomainError as e:
         return error_response(http_status(e), e.code, str(e))
     except web.HTTPException as e:
@@ -84,13 +89,6 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(500, "internal", "internal error (logged on the gateway)")
 
 
-def _token(request: web.Request) -> str:
-    h = request.headers.get("Authorization", "")
-    if not h.startswith("Bearer "):
-        raise ApiError(401, "unauthorized", "missing 'Authorization: Bearer <token>' header")
-    return h[len("Bearer "):].strip()
-
-
 def _matches(given: str, configured: str) -> bool:
     return bool(configured) and hmac.compare_digest(given.encode(), configured.encode())
 
@@ -99,22 +97,20 @@ def require(request: web.Request, role: str) -> str:
     """Check the bearer token for role "window" (window or admin token) or "admin";
     returns the audit actor name."""
     http = request.app[HTTP_KEY]
-    given = _token(request)
-    if _matches(given, http.admin_token):
+    failed = request.app[FAILED_TOKENS_KEY]
+    addr = request.remote or "?"
+    failed.check(addr)  # 429 while this address has too many wrong tokens
+    given = guard.bearer_token(request)
+    if given and _matches(given, http.admin_token):
         return "api:admin"
-    if role == "window" and _matches(given, http.window_token):
+    if given and role == "window" and _matches(given, http.window_token):
         return "api:window"
+    failed.fail(addr)
     raise ApiError(401, "unauthorized", "bad token for this endpoint")
 
 
 async def _json_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise ApiError(413, "body_too_large", "body over %d bytes" % MAX_BODY)
-    text = await request.text()
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise ApiError(400, "bad_json", "body is not valid JSON") from None
+    return await guard.json_body(request, MAX_BODY)
 
 
 async def _send_all(request: web.Request, commands: list[tuple[str, Command]]) -> bool:
@@ -280,12 +276,13 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
     let it build the device service from the config)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app[CFG_KEY] = cfg
-    app[HTTP_KEY] = http or HttpSettings.from_raw(cfg.raw)
+    app[HTTP_KEY] = http = http or HttpSettings.from_config(cfg)
+    app[FAILED_TOKENS_KEY] = guard.FailedTokens(http.auth_fail_limit, http.auth_fail_window_s)
     app[SEND_KEY] = send_command
     app[RULES_KEY] = invitations.InvitationRules.from_config(cfg)
     app[CLOCK_KEY] = clock
     app[STORE_KEY] = store
-    app[DEVICES_KEY] = devices or DeviceService(store, broker_accounts(cfg.broker))
+    app[DEVICES_KEY] = devices or device_service(store, cfg)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -19,7 +19,7 @@ from gateway.store.errors import MigrationError
 from gateway.store.sql.conn import Conn
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_NAME = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")  # fullmatch
 _VERSION_TABLE = ("CREATE TABLE IF NOT EXISTS schema_version ("
                   " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)")
 
@@ -34,7 +34,7 @@ class Migration:
 def discover(directory: Path) -> list[Migration]:
     found: dict[int, Migration] = {}
     for p in sorted(directory.glob("*.sql")):
-        m = _NAME.match(p.name)
+        m = _NAME.fullmatch(p.name)
         if m is None:
             raise MigrationError(f"migration file {p.name} is not named NNNN_name.sql")
         version = int(m.group(1))

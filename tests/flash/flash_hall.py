@@ -26,7 +26,10 @@ class RealHall:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
-        self.broker = Mosquitto(self.workdir / "mq", users={"gateway": GW_PASSWORD}, acl=standard_acl())
+        # The password-file set-up on purpose: these tests cover the gateway's password-file
+        # accounts (mosquitto_passwd + SIGHUP); dynsec registration is covered in tests/gateway.
+        self.broker = Mosquitto(self.workdir / "mq", users={"gateway": GW_PASSWORD}, acl=standard_acl(),
+                                auth="password_file")
         self.db_path = self.workdir / "gw" / "gateway.db"
         self.config_path = self.workdir / "gw" / "gateway.toml"
         self.gateway = GatewayProcess(self.config_path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from flash_support import FLASH, MPREMOTE, TOKEN, RegistryServer, provision_args, run_cli
@@ -120,6 +121,21 @@ def test_source_mode_uploads_py(vdev: VirtualSerialDevice, registry: RegistrySer
     assert out.strip() == "d:1:2"
 
 
+def settled_bytes(vdev: VirtualSerialDevice, quiet_s: float = 0.3, limit_s: float = 10.0) -> int:
+    """bytes_from_host once it has stopped changing: the pty relay thread counts what a
+    finished mpremote wrote last (its raw-REPL exit) a moment later, under load."""
+    deadline = time.monotonic() + limit_s
+    last, since = vdev.bytes_from_host, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = vdev.bytes_from_host
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+    return last
+
+
 def test_gateway_refusal_leaves_board_untouched(vdev: VirtualSerialDevice, registry: RegistryServer) -> None:
     registry.fail_with = 500
     r = run(provision_cmd(vdev.path, registry))
@@ -131,7 +147,7 @@ def test_gateway_refusal_leaves_board_untouched(vdev: VirtualSerialDevice, regis
     bad_token = provision_cmd(vdev.path, registry)
     bad_token[bad_token.index(TOKEN)] = "wrong"
     registry.fail_with = None
-    before = vdev.bytes_from_host
+    before = settled_bytes(vdev)
     r = run(bad_token)
     assert r.returncode == 1 and "refused the admin token (HTTP 401 unauthorized" in r.stderr
     assert vdev.bytes_from_host == before  # the token is checked before the port is opened

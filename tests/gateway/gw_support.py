@@ -27,6 +27,10 @@ from simulator.broker import Mosquitto, standard_acl
 from simulator.gateway_proc import GatewayProcess, write_config
 
 GW_PASSWORD = "gwpass"
+GW_CLIENT_ID = "hcp-gateway"
+# A test-only account that may publish on any uplink topic (what the gateway's account could
+# do before each account was tied to its client id): for messages no device ACL lets through.
+INJECTOR = ("test-injector", "injector-pw")
 
 
 @dataclass
@@ -198,8 +202,12 @@ def make_env(tmp: Path, device_ids: list[str], batch_ms: int = 5, batch_max: int
     """Broker (gateway + device users, standard ACL), a DB with the devices registered,
     a config; the gateway process is created but not started."""
     devices = {d: (secrets.token_hex(32), "pw-" + d) for d in device_ids}
-    users = {"gateway": GW_PASSWORD, **{d: pw for d, (_, pw) in devices.items()}}
-    broker = Mosquitto(tmp / "mosquitto", users=users, acl=standard_acl())
+    users = {"gateway": GW_PASSWORD, INJECTOR[0]: INJECTOR[1], **{d: pw for d, (_, pw) in devices.items()}}
+    # The hall's identity rules: the gateway's account tied to its client id, each device's to
+    # its id (dynsec); the gateway may create device accounts through the control API.
+    broker = Mosquitto(tmp / "mosquitto", users=users,
+                       acl=standard_acl() + "\nuser %s\ntopic write hcp/1/up/#\n" % INJECTOR[0],
+                       client_ids={"gateway": GW_CLIENT_ID})
     broker.start()
     (tmp / "gw").mkdir(parents=True, exist_ok=True)
     db_path: Path | str = (store_url if store_url is not None and is_pg(store_url)
@@ -208,7 +216,8 @@ def make_env(tmp: Path, device_ids: list[str], batch_ms: int = 5, batch_max: int
     with concurrent.futures.ThreadPoolExecutor(1) as ex:
         ex.submit(asyncio.run, _register_all(db_path, devices)).result()
     cfg = write_config(tmp / "gw" / "gateway.toml", mqtt_port=broker.port, mqtt_password=GW_PASSWORD,
-                       db_path=db_path, batch_ms=batch_ms, batch_max=batch_max, extra=extra_config)
+                       db_path=db_path, batch_ms=batch_ms, batch_max=batch_max, extra=extra_config,
+                       client_id=GW_CLIENT_ID, broker_toml=broker.gateway_broker_toml())
     return GatewayEnv(tmp, broker, db_path, cfg, GatewayProcess(cfg, log_level="DEBUG"), devices)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from gw_support import GatewayEnv, db_query, rejection_counts, wait_for
+from gw_support import INJECTOR, GatewayEnv, db_query, rejection_counts, wait_for
 
 from protocol import messages, topics
 
@@ -92,14 +92,15 @@ async def test_bad_input_is_rejected_and_counted(gw_env: GatewayEnv) -> None:
         # a payload whose d differs from its own topic id (allowed by the ACL: own topic)
         foreign = other.sign("rec", other.new_record())
         await dev.publish_raw(up, foreign)
-        # a device the gateway does not know (published with the gateway's credentials)
+        # a device the gateway does not know (published by a test account allowed on any uplink
+        # topic: the gateway's own account is tied to the gateway's client id)
         stranger = dev.sign("rec", dev.new_record(), d="dev-x")
         gw = gw_env.device("dev-a")
-        gw.device_id, gw.password = "gateway", "gwpass"
+        gw.device_id, gw.password = INJECTOR
         await gw.connect(announce=False)
         try:
             await gw.publish_raw(topics.up("dev-x", "rec"), stranger)
-            # topic/payload mismatch sent by the gateway user, which the ACL lets through
+            # topic/payload mismatch sent by that account, which the ACL lets through
             await gw.publish_raw(topics.up("dev-b", "rec"), dev.sign("rec", dev.new_record()))
         finally:
             await gw.disconnect()

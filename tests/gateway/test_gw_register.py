@@ -7,24 +7,27 @@ from pathlib import Path
 
 import pytest
 from gw_support import GW_PASSWORD, TestDevice, db_query, wait_for
+from harness.mqtt import MqttProbe
 
-from gateway.broker_accounts import NoBrokerAccounts, broker_accounts
-from gateway.devices import DeviceService, RegistrationError
+from gateway.broker_accounts import NoBrokerAccounts
+from gateway.devices import DeviceService, RegistrationError, device_service
 from gateway.store import open_store
 from simulator.broker import Mosquitto, standard_acl
 from simulator.gateway_proc import GatewayProcess, write_config
 
 
-async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: Path) -> None:
-    broker = Mosquitto(tmp_path / "mq", users={"gateway": GW_PASSWORD}, acl=standard_acl())
+@pytest.mark.parametrize("auth", ["dynsec", "password_file"])
+async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: Path, auth: str) -> None:
+    """dynsec: the account is made through the plugin's control API, tied to the device's id;
+    password_file: a hashed entry and a broker reload."""
+    broker = Mosquitto(tmp_path / "mq", users={"gateway": GW_PASSWORD}, acl=standard_acl(),
+                       client_ids={"gateway": "hcp-gateway"}, auth=auth)
     broker.start()
-    pid_file = tmp_path / "mq" / "mosquitto.pid"
-    pid_file.write_text(str(broker.pid))
     db_path = tmp_path / "gw" / "gateway.db"
     db_path.parent.mkdir()
     cfg_path = write_config(tmp_path / "gw" / "gateway.toml", mqtt_port=broker.port,
                             mqtt_password=GW_PASSWORD, db_path=db_path,
-                            password_file=broker.passwd_path, pid_file=pid_file)
+                            broker_toml=broker.gateway_broker_toml())
     await (await open_store(db_path)).close()   # `hcp-gateway init`: serve refuses a missing store
     gw = GatewayProcess(cfg_path)
     try:
@@ -35,13 +38,19 @@ async def test_registered_device_can_connect_at_once_and_is_ingested(tmp_path: P
         secret = secrets.token_hex(32)
         db = await open_store(cfg.store.url)
         try:
-            await DeviceService(db, broker_accounts(cfg.broker)).register(
-                "dev-new", secret, "s3cret-pw", fw="1.0")
+            await device_service(db, cfg).register("dev-new", secret, "s3cret-pw", fw="1.0")
         finally:
             await db.close()
-        assert "dev-new:" in broker.passwd_path.read_text()
-        assert "s3cret-pw" not in broker.passwd_path.read_text()  # hashed
-        await wait_for(lambda: b"Reloading config" in broker.log_path.read_bytes(), what="broker reload")
+        stored_at = broker.dynsec_path if auth == "dynsec" else broker.passwd_path
+        stored = stored_at.read_text()
+        assert "dev-new" in stored and "s3cret-pw" not in stored  # hashed
+        assert stored_at.stat().st_mode & 0o777 == 0o600
+        if auth == "password_file":
+            await wait_for(lambda: b"Reloading config" in broker.log_path.read_bytes(), what="broker reload")
+        else:
+            # tied to its own client id
+            with MqttProbe(broker.host, broker.port, "dev-new", "s3cret-pw", client_id="hcp-gateway") as p:
+                assert p.connect().is_failure
         # The running gateway has never seen this device: it finds the key in the store.
         dev = TestDevice("dev-new", secret, "s3cret-pw", broker.host, broker.port)
         await dev.connect()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -51,7 +50,9 @@ class MqttProbe:
         clean: bool = True,
     ) -> None:
         self.host, self.port = host, port
-        self.client_id = client_id or f"probe-{username}-{uuid.uuid4().hex[:8]}"
+        # Default: the user name, the client id a device account is tied to (dynsec);
+        # unique=True-style ids for unbound accounts are given explicitly by the caller.
+        self.client_id = client_id or username
         self.protocol = protocol
         self.clean = clean
         kwargs: dict[str, Any] = {}

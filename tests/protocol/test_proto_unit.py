@@ -203,7 +203,7 @@ def test_topics() -> None:
 def test_record_ids() -> None:
     assert ids.record_id(D, 3, 17) == D + ":3:17"
     assert ids.parse_record_id(D + ":3:17") == (D, 3, 17)
-    for bad in ("x", "a:b:c", ":1:2", "a:0:1", "a:1:0"):
+    for bad in ("x", "a:b:c", ":1:2", "a:0:1", "a:1:0", "a:1:2\n", "a: 1:2", "a:+1:2", "a:01:2", "a:1_0:2"):
         with pytest.raises(ValueError):
             ids.parse_record_id(bad)
 
@@ -211,3 +211,15 @@ def test_record_ids() -> None:
 def test_the_gateways_ack_batch_is_the_ack_schemas_bound() -> None:
     from protocol import cpython
     assert messages.DOWN_TYPES["ack"] == "a:acks:1:%d" % cpython.MAX_ACKS
+
+
+def test_depth_limit_is_one_number_on_both_sides() -> None:
+    """protocol/strict.py (device, private const) and protocol/cpython.py (gateway's pre-check)
+    must agree, or the two runtimes would disagree on a payload at the limit."""
+    from protocol import cpython, strict
+
+    assert strict._MAX_DEPTH == cpython.MAX_DEPTH == 16
+    at_limit = b"[" * 16 + b"]" * 16
+    assert strict.json_text(at_limit) and not strict.json_text(b"[" + at_limit + b"]")
+    assert not cpython.may_nest_too_deep(at_limit)
+    assert cpython.may_nest_too_deep(b"[" * 17)

@@ -102,7 +102,17 @@ def build():
     case("string", '"rec"', "not_object")
     case("number", "42", "not_object")
     case("null", "null", "not_object")
-    case("deep nesting", "[" * 500 + "]" * 500, "not_object")
+    # depth: at most 16 nested arrays/objects (protocol/strict.py); CPython's recursive parser
+    # raised RecursionError on ~1000 levels, which escaped the gateway's decoder (issue 14)
+    case("deep nesting", "[" * 500 + "]" * 500, "not_json")
+    case("nesting at the depth limit", "[" * 16 + "]" * 16, "not_object")
+    case("nesting one over the depth limit", "[" * 17 + "]" * 17, "not_json")
+    case("objects one over the depth limit", '{"a":' * 17 + "1" + "}" * 17, "not_json")
+    case("deep unclosed nesting", "[" * 1000, "not_json")
+    case("deep unclosed objects", '{"a":' * 200, "not_json")
+    case("deep nesting in a field", tamper(good, b'"g":"vs"', b'"g":' + b"[" * 600 + b"]" * 100), "not_json")
+    case("nesting at the limit in a field", tamper(good, b'"g":"vs"', b'"g":' + b"[" * 15 + b"]" * 15),
+         "bad_field")
     # version
     case("version missing", '{"t":"rec"}', "bad_version")
     case("version 2", good.replace(b'"v":1', b'"v":2'), "bad_version")
