@@ -112,9 +112,7 @@ class VirtualDevice:
                       uid=self.device_id.encode()[-6:], reset_cause=reset, display=True,
                       durable=self.durable, max_events=16, net=HostNet(up=self.wifi_up))
         fw = Firmware(hal)
-        link = fw.start_link()
-        if link is not None:
-            link.keepalive_s = self.keepalive_s
+        link = fw.start_link()             # keepalive_s comes from config.json (provision())
         self._instrument(fw)
         self.hal = hal
         self.fw = fw

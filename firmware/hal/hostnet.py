@@ -19,11 +19,15 @@ class HostNet:
     def rssi(self):
         return self._rssi if self.up else -127
 
-    async def open(self, host, port):
+    async def open(self, host, port, ca=None):
         if not self.up:
             raise OSError(113, "wifi down")
         import asyncio
-        reader, writer = await asyncio.open_connection(host, port)
+        ctx = None
+        if ca:                             # the broker's certificate checked against the CA, as on the device
+            import ssl
+            ctx = ssl.create_default_context(cadata=ca)
+        reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
         self._writers = [w for w in self._writers if not w.is_closing()]
         self._writers.append(writer)
         return reader, writer
