@@ -58,7 +58,8 @@ class ControlServer:
             await self._server.wait_closed()
             self._server = None
 
-    def expect(self, device_id: str) -> asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter, str]]:
+    def expect(self, device_id: str) -> asyncio.Future[Any]:
+        """The (reader, writer, heap before the firmware) of device_id's next call."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[device_id] = fut
         return fut
@@ -145,8 +146,8 @@ class MpDevice:
         self._log = open(self.root / "console.log", "ab")  # noqa: SIM115 - closed in _reap
         self._proc = await asyncio.create_subprocess_exec(
             str(unixport.binary(self.build)), "-X", "heapsize=" + self.heapsize, str(RUNNER),
-            str(self.control.port), self.device_id, reset, cwd=str(self.root), stdin=asyncio.subprocess.DEVNULL,
-            stdout=self._log, stderr=asyncio.subprocess.STDOUT)
+            str(self.control.port), self.device_id, reset, cwd=str(self.root),
+            stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT)
         proc = self._proc
         try:
             reader, writer, hello = await asyncio.wait_for(asyncio.shield(fut), timeout_s)

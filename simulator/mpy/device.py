@@ -1,6 +1,7 @@
 # A simulated evaluator: the unchanged firmware (firmware.main.Firmware.run_async on the unix HAL)
 # as one real MicroPython process of the 32-bit unix port. Run by simulator/mpdevice.py as
-#     micropython -X heapsize=<ESP32's free heap> simulator/mpy/device.py <control port> <device id> <reset cause>
+#     micropython -X heapsize=<ESP32's free heap> simulator/mpy/device.py <control port> <device id>
+#         <reset cause>
 # with the device's flash directory (config.json, data/, and the .mpy set unless the firmware is
 # frozen in) as the current directory.
 #
@@ -8,9 +9,10 @@
 #   in:  p <i>  press button i (released once the firmware has taken the press)
 #        w 0|1  Wi-Fi down / up          u  forget the wall clock (RTC lost)
 #        m      collect, then report the heap         q  stop (journal closed, exit 0)
-#   out: hi <device id> <heap before the firmware>    v <fw> (booted)    r <i> <rb> <rs> <kind> <tone> <invitation>  (a press)
-#        s <state> <online> <depth> <invitation>   (on change)      a <rb> <rs>  (an ack)
-#        c <command>  (a command the app applied)  m <alloc> <free>  o <what> <value>  (LED, tone, display)
+#   out: hi <device id> <heap before the firmware>    v <fw> (booted)
+#        r <i> <rb> <rs> <kind> <tone> <invitation>  (a press)     a <rb> <rs>  (an ack)
+#        s <state> <online> <depth> <invitation>  (on change)      c <command>  (one the app applied)
+#        m <alloc> <free>                         o <what> <value>  (LED, tone, display)
 # Exit codes: 0 stopped, 3 rebooted (the gateway's reboot command: start me again), 1 a crash.
 import sys
 
