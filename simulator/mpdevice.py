@@ -143,7 +143,8 @@ class MpDevice:
         if self.powered:
             return
         fut = self.control.expect(self.device_id)
-        self._log = open(self.root / "console.log", "ab")  # noqa: SIM115 - closed in _reap
+        # the console of each boot, appended (a local file: opening it does not block the loop)
+        self._log = open(self.root / "console.log", "ab")  # noqa: ASYNC230, SIM115 - closed in _drop_tasks
         self._proc = await asyncio.create_subprocess_exec(
             str(unixport.binary(self.build)), "-X", "heapsize=" + self.heapsize, str(RUNNER),
             str(self.control.port), self.device_id, reset, cwd=str(self.root),
