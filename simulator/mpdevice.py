@@ -34,6 +34,7 @@ from simulator.vdevice import FEEDBACK_EXTRA_HZ, FEEDBACK_OK_HZ, PressResult
 RUNNER = Path(__file__).resolve().parent / "mpy" / "device.py"
 REC_SIZE = 64           # firmware/journal.py's record size (a storage format)
 EXIT_REBOOT = 3
+DEBOUNCE_S = 0.080      # after the release: two 10 ms scans around config debounce_ms 50, and slack
 
 
 class MpDeviceError(RuntimeError):
@@ -115,6 +116,7 @@ class MpDevice:
         self._mem: asyncio.Future[tuple[int, int]] | None = None
         self._stopping = False
         self._log = None
+        self._last_press = [0.0] * len(DEFAULT_BUTTONS)
 
     # -- provisioning --------------------------------------------------------------------------
     def provision(self) -> None:
@@ -326,6 +328,11 @@ class MpDevice:
 
     async def press(self, index: int, timeout_s: float = 5.0) -> PressResult:
         """Press button index, as a citizen does; returns what the device answered."""
+        # A finger does not press one button again before the debounce has seen it released for
+        # 50 ms: a press sooner would be swallowed as bounce, as on the device.
+        wait = self._last_press[index] + DEBOUNCE_S - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
         t = time.monotonic()
         if not self.powered:                # no power: no light, no beep
             return PressResult(False, "", "", "", "", t)
@@ -337,6 +344,7 @@ class MpDevice:
             return PressResult(False, "", "", "", "", t)
         finally:
             self._press = None
+            self._last_press[index] = time.monotonic()   # the firmware released it just now
         rb, rs, kind, tone = int(parts[2]), int(parts[3]), parts[4], int(parts[5])
         if rb == 0 or kind == "-":
             return PressResult(False, "", "" if kind == "-" else kind, "", "", t)

@@ -106,6 +106,7 @@ async def control(fw, hal, reader, out):
 
 async def main(port, device_id, cause):
     reader, out = await asyncio.open_connection("127.0.0.1", port)
+    out.s.setsockopt(6, 1, 1)   # IPPROTO_TCP, TCP_NODELAY: small lines, answered at once (no Nagle)
     gc.collect()
     out.write(b"hi %s %d\n" % (device_id, gc.mem_alloc()))   # the heap before any firmware
     from firmware.hal.unix import UnixHal
