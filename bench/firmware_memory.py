@@ -186,7 +186,8 @@ def main() -> int:
                                                 "2nd window"))
     for b, r in results.items():
         lines.append("%-34s %+10d %+10d %+10d %+10d" % (
-            "frozen image" if b == "frozen" else ".mpy set", r["booted"], r["at100"], r["at_end"], r["second"]))
+            "frozen image" if b == "frozen" else ".mpy set", r["booted"], r["at100"], r["at_end"],
+            r["second"]))
     lines.append("%-34s %+10d %+10d %+10d %+10d" % ("old: wasm port, .mpy set (trimmed)", WASM["booted"],
                                                     WASM["at100"], WASM["at_end"], WASM["second"]))
     for b, r in results.items():

@@ -16,6 +16,9 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 CACHE=$REPO/.cache/micropython
 mkdir -p "$CACHE"
+# One build at a time (parallel test workers each check that the binaries are current).
+exec 9>"$CACHE/.lock"
+flock 9
 JOBS=$(nproc 2>/dev/null || echo 2)
 FLAGS=(MICROPY_FORCE_32BIT=1 MICROPY_PY_BTREE=0 MICROPY_PY_FFI=0 MICROPY_PY_SSL=1 MICROPY_SSL_MBEDTLS=1)
 

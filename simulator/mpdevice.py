@@ -34,7 +34,7 @@ from simulator.vdevice import FEEDBACK_EXTRA_HZ, FEEDBACK_OK_HZ, PressResult
 RUNNER = Path(__file__).resolve().parent / "mpy" / "device.py"
 REC_SIZE = 64           # firmware/journal.py's record size (a storage format)
 EXIT_REBOOT = 3
-DEBOUNCE_S = 0.080      # after the release: two 10 ms scans around config debounce_ms 50, and slack
+DEBOUNCE_S = 0.065      # after the release: config debounce_ms 50 and a 10 ms scan (the runner says busy)
 
 
 class MpDeviceError(RuntimeError):
@@ -336,10 +336,15 @@ class MpDevice:
         t = time.monotonic()
         if not self.powered:                # no power: no light, no beep
             return PressResult(False, "", "", "", "", t)
-        self._press = asyncio.get_running_loop().create_future()
-        self._send("p %d" % index)
+        deadline = t + timeout_s
         try:
-            parts = await asyncio.wait_for(self._press, timeout_s)
+            while True:
+                self._press = asyncio.get_running_loop().create_future()
+                self._send("p %d" % index)
+                parts = await asyncio.wait_for(self._press, max(0.01, deadline - time.monotonic()))
+                if parts[2] != "busy":
+                    break
+                await asyncio.sleep(0.01)       # the debounce has not seen the release long enough
         except (TimeoutError, ConnectionError):
             return PressResult(False, "", "", "", "", t)
         finally:

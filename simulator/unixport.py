@@ -33,8 +33,28 @@ class UnixPortUnavailable(RuntimeError):
     """The unix MicroPython has not been built."""
 
 
+_checked = False
+_check_lock = threading.Lock()
+
+
+def ensure_built() -> None:
+    """Run scripts/build_micropython.sh once per process: a second or two when nothing changed,
+    a relink of the frozen binary when the firmware did (so no run uses a stale frozen image)."""
+    global _checked
+    with _check_lock:
+        if _checked:
+            return
+        r = subprocess.run(["bash", str(REPO / "scripts" / "build_micropython.sh")], capture_output=True,
+                           text=True, timeout=1800)
+        if r.returncode != 0:
+            raise UnixPortUnavailable("building the unix MicroPython failed: %s; %s"
+                                      % ((r.stderr or r.stdout).strip()[-500:], SETUP_HINT))
+        _checked = True
+
+
 def binary(build: str) -> pathlib.Path:
     """The interpreter for build "frozen" (firmware frozen in) or "mpy" (the .mpy set on flash)."""
+    ensure_built()
     path = CACHE / ("micropython-frozen" if build == "frozen" else "micropython-plain")
     if not os.access(path, os.X_OK):
         raise UnixPortUnavailable(f"{path} is missing; {SETUP_HINT}")

@@ -6,7 +6,8 @@
 # frozen in) as the current directory.
 #
 # The control channel is one TCP connection to 127.0.0.1:<control port>, lines both ways:
-#   in:  p <i>  press button i (released once the firmware has taken the press)
+#   in:  p <i>  press button i (released once the firmware has taken the press; "r <i> busy"
+#               while its last press is still being debounced)
 #        w 0|1  Wi-Fi down / up          u  forget the wall clock (RTC lost)
 #        m      collect, then report the heap         q  stop (journal closed, exit 0)
 #   out: hi <device id> <heap before the firmware>    v <fw> (booted)
@@ -86,7 +87,11 @@ async def control(fw, hal, reader, out):
         cmd = line.split()
         op = cmd[0]
         if op == b"p":
-            hal.press(int(cmd[1]))
+            i = int(cmd[1])
+            if fw.buttons.settled(i):
+                hal.press(i)
+            else:
+                out.write(b"r %d busy\n" % i)   # still debouncing the last press: ask again
         elif op == b"w":
             if cmd[1] == b"1":
                 hal.net.restore()

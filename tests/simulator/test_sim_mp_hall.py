@@ -43,8 +43,9 @@ async def _run(tmp_path: Path, build: str, *faults: str, devices: int = 4) -> tu
 async def test_mp_hall_frozen_through_every_fault(tmp_path: Path) -> None:
     """The frozen image: broker restart, gateway kill, a power cut (SIGKILL + torn record), the
     whole hall's Wi-Fi lost, a device's clock lost, a platform outage, in one day."""
-    hall, res = await _run(tmp_path, "frozen", "broker-restart@2s", "power-cut@4s+1s:1", "wifi-loss@6s+3s:all",
-                           "gateway-kill@10s+2s", "clock-unsynced@3s:2", "platform-outage@5s+3s")
+    hall, res = await _run(tmp_path, "frozen", "broker-restart@2s", "power-cut@4s+1s:1",
+                           "wifi-loss@6s+3s:all", "gateway-kill@10s+2s", "clock-unsynced@3s:2",
+                           "platform-outage@5s+3s")
     cut = hall.devices[1]
     assert cut.power_cuts == 1 and cut.boots == 2
     boots = {r.record_id.split(":")[1] for r in res.ledger.presses if r.device_id == cut.device_id}
