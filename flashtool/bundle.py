@@ -133,6 +133,13 @@ def compile_file(binary: str, src: pathlib.Path, dev_path: str, out_dir: str) ->
     return pathlib.Path(out).read_bytes()
 
 
+def frozen(fw: str) -> Bundle:
+    """The set for a board whose firmware is frozen into its image: only flash.py's /boot.py and
+    the two-line /main.py go on flash (the config goes too, as always). Any firmware/ or protocol/
+    file left on flash is removed by the provision (it would shadow the frozen modules)."""
+    return Bundle(files={"/boot.py": BOOT_PY, "/main.py": MAIN_PY}, compiled=True, fw=fw)
+
+
 def build(compiled: bool, root: pathlib.Path = REPO) -> Bundle:
     srcs = sources(root)
     bundle = Bundle(compiled=compiled, fw=fwid.fw_id(root, srcs))
