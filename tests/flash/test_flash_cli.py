@@ -39,7 +39,8 @@ def test_outside_the_venv_one_line_hint() -> None:
                        text=True, timeout=30, cwd=REPO, env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
-    assert "error: flash.py needs the project's Python packages" in r.stderr and ".venv/bin/python" in r.stderr
+    assert "error: flash.py needs the project's Python packages" in r.stderr
+    assert ".venv/bin/python" in r.stderr
 
 
 def test_json_failures_and_ports() -> None:
