@@ -84,7 +84,8 @@ class MpDevice:
                  broker_password: str, *, control: ControlServer, build: str = "frozen",
                  heapsize: str = unixport.HEAPSIZE, hall: str = "hall-1", keepalive_s: int = 30,
                  countdown_s: int = 60, cooldown_s: int = 8, hb_s: int = 60, broker_ca: str | None = None,
-                 on_ack: Callable[[str, float], None] | None = None) -> None:
+                 on_ack: Callable[[str, float], None] | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.device_id = device_id
         self.root = Path(root)
         self.secret_hex = secret_hex
@@ -99,6 +100,7 @@ class MpDevice:
         self.cooldown_s = cooldown_s
         self.hb_s = hb_s
         self.on_ack = on_ack
+        self.env = env                     # extra environment of the process (a bench's LD_PRELOAD)
         self.wifi_up = True
         self.powered = False
         self.boots = 0
@@ -149,8 +151,9 @@ class MpDevice:
         self._log = open(self.root / "console.log", "ab")  # noqa: ASYNC230, SIM115 - closed in _drop_tasks
         self._proc = await asyncio.create_subprocess_exec(
             str(unixport.binary(self.build)), "-X", "heapsize=" + self.heapsize, str(RUNNER),
-            str(self.control.port), self.device_id, reset, cwd=str(self.root),
-            stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT)
+            str(self.control.port), self.device_id, reset, "1" if self.wifi_up else "0", cwd=str(self.root),
+            stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, **self.env} if self.env else None)
         proc = self._proc
         try:
             reader, writer, hello = await asyncio.wait_for(asyncio.shield(fut), timeout_s)
@@ -167,8 +170,6 @@ class MpDevice:
         self._stopping = False
         self._tasks = [asyncio.create_task(self._read(reader), name=self.device_id + "/control"),
                        asyncio.create_task(self._reap(proc), name=self.device_id + "/proc")]
-        if not self.wifi_up:
-            self._send("w 0")
 
     async def power_off(self, tear: bool = True, count: bool = True) -> None:
         """The supply goes away: SIGKILL, wherever the firmware was; then maybe a torn record."""
@@ -299,6 +300,10 @@ class MpDevice:
         return await asyncio.wait_for(self._mem, timeout_s)
 
     # -- citizen's side ------------------------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
     @property
     def state(self) -> str:
         return self._state[0] if self.powered else "off"

@@ -1,7 +1,7 @@
 # A simulated evaluator: the unchanged firmware (firmware.main.Firmware.run_async on the unix HAL)
 # as one real MicroPython process of the 32-bit unix port. Run by simulator/mpdevice.py as
 #     micropython -X heapsize=<ESP32's free heap> simulator/mpy/device.py <control port> <device id>
-#         <reset cause>
+#         <reset cause> <wifi up: 1 or 0>
 # with the device's flash directory (config.json, data/, and the .mpy set unless the firmware is
 # frozen in) as the current directory.
 #
@@ -109,7 +109,7 @@ async def control(fw, hal, reader, out):
             sys.exit(0)
 
 
-async def main(port, device_id, cause):
+async def main(port, device_id, cause, wifi):
     reader, out = await asyncio.open_connection("127.0.0.1", port)
     out.s.setsockopt(6, 1, 1)   # IPPROTO_TCP, TCP_NODELAY: small lines, answered at once (no Nagle)
     gc.collect()
@@ -118,6 +118,7 @@ async def main(port, device_id, cause):
     from firmware.main import Firmware
     from firmware.version import VERSION
     hal = UnixHal(reset_cause=cause, out=out)
+    hal.net.up = wifi                       # a device powered on during a Wi-Fi loss starts offline
     fw = Firmware(hal)
     hal.uid = fw.cfg.device_id.encode()[-6:]
     out.write(b"v %s\n" % VERSION)
@@ -130,7 +131,7 @@ async def main(port, device_id, cause):
 def run():
     from firmware.hal.unix import Reboot
     try:
-        asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3]))
+        asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"))
     except Reboot:
         sys.exit(3)
 
