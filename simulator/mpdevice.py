@@ -119,6 +119,7 @@ class MpDevice:
         self._stopping = False
         self._log = None
         self._last_press = [0.0] * len(DEFAULT_BUTTONS)
+        self._press_t = 0.0
 
     # -- provisioning --------------------------------------------------------------------------
     def provision(self) -> None:
@@ -277,6 +278,9 @@ class MpDevice:
                 if t0 is not None and self.on_ack is not None:
                     self.on_ack(record_id(self.device_id, key[0], key[1]), time.monotonic() - t0)
             elif op == "r" and self._press is not None and not self._press.done():
+                if len(parts) >= 4 and parts[2] not in ("0", "busy"):
+                    # before the next line: the record's ack may be the very next one
+                    self.sent_at[(int(parts[2]), int(parts[3]))] = self._press_t
                 self._press.set_result(parts)
             elif op == "m" and self._mem is not None and not self._mem.done():
                 self._mem.set_result((int(parts[1]), int(parts[2])))
@@ -341,6 +345,7 @@ class MpDevice:
         t = time.monotonic()
         if not self.powered:                # no power: no light, no beep
             return PressResult(False, "", "", "", "", t)
+        self._press_t = t
         deadline = t + timeout_s
         try:
             while True:
@@ -358,7 +363,6 @@ class MpDevice:
         rb, rs, kind, tone = int(parts[2]), int(parts[3]), parts[4], int(parts[5])
         if rb == 0 or kind == "-":
             return PressResult(False, "", "" if kind == "-" else kind, "", "", t)
-        self.sent_at[(rb, rs)] = t
         inv = "" if parts[6] == "-" else parts[6]
         accepted = kind != "unpaired" and tone in (FEEDBACK_OK_HZ, FEEDBACK_EXTRA_HZ)
         return PressResult(accepted, record_id(self.device_id, rb, rs), kind, DEFAULT_BUTTONS[index], inv, t)
