@@ -54,15 +54,15 @@ if [ ! -f "$SRC/.ready" ]; then
     touch "$SRC/.ready"
 fi
 
-need_multilib() {
-    echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - >/dev/null 2>&1 && return 1
-    return 0
-}
-if need_multilib; then
-    echo "build_micropython: installing gcc-multilib (32-bit build)"
+# The toolchain: make and a gcc able to build 32-bit (gcc-multilib).
+need=()
+command -v make >/dev/null 2>&1 || need+=(make)
+echo 'int main(void){return 0;}' | gcc -m32 -x c -o /dev/null - >/dev/null 2>&1 || need+=(gcc gcc-multilib)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "build_micropython: installing ${need[*]} (the 32-bit build)"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc-multilib >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
 log=$CACHE/build.log
