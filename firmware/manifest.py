@@ -25,9 +25,7 @@ import pathlib  # noqa: E402
 from flashtool import bundle, fwid  # noqa: E402
 
 _root = pathlib.Path(_REPO)
-_files = bundle.sources(_root)
-if options.port == "unix":  # noqa: F821
-    _files["/firmware/hal/unix.py"] = _root / "firmware" / "hal" / "unix.py"
+_files = bundle.sources(_root, unix=options.port == "unix")  # noqa: F821
 _gen = _root / "build" / "frozen" / options.port  # noqa: F821
 (_gen / "firmware").mkdir(parents=True, exist_ok=True)
 _version = fwid.version_module(fwid.fw_id(_root, _files))

@@ -30,9 +30,12 @@ EXCLUDED = {
     "firmware/hal/host.py",
     "firmware/hal/hostnet.py",
     "firmware/hal/unix.py",
+    "firmware/hal/buttons.py",
     "firmware/manifest.py",
     "protocol/cpython.py",
 }
+# The unix HAL, for the firmware as a process of MicroPython's unix port (the simulator, tests).
+UNIX_HAL = ("firmware/hal/unix.py", "firmware/hal/buttons.py")
 MAIN_PY = b"import firmware.main\nfirmware.main.run()\n"
 BOOT_PY = (pathlib.Path(__file__).parent / "device_code" / "boot.py").read_bytes()
 
@@ -93,8 +96,9 @@ def _docstring_only_package(path: pathlib.Path) -> bool:
     return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
 
 
-def sources(root: pathlib.Path = REPO) -> dict[str, pathlib.Path]:
-    """Device path (without extension change) -> source file, for firmware/ and protocol/."""
+def sources(root: pathlib.Path = REPO, unix: bool = False) -> dict[str, pathlib.Path]:
+    """Device path (without extension change) -> source file, for firmware/ and protocol/; with
+    unix, the unix port's HAL too."""
     found: dict[str, pathlib.Path] = {}
     for pkg in PACKAGES:
         base = root / pkg
@@ -105,6 +109,9 @@ def sources(root: pathlib.Path = REPO) -> dict[str, pathlib.Path]:
             if rel in EXCLUDED or "__pycache__" in rel or _docstring_only_package(path):
                 continue
             found["/" + rel] = path
+    if unix:
+        for rel in UNIX_HAL:
+            found["/" + rel] = root / rel
     return found
 
 
@@ -140,8 +147,8 @@ def frozen(fw: str) -> Bundle:
     return Bundle(files={"/boot.py": BOOT_PY, "/main.py": MAIN_PY}, compiled=True, fw=fw)
 
 
-def build(compiled: bool, root: pathlib.Path = REPO) -> Bundle:
-    srcs = sources(root)
+def build(compiled: bool, root: pathlib.Path = REPO, unix: bool = False) -> Bundle:
+    srcs = sources(root, unix)
     bundle = Bundle(compiled=compiled, fw=fwid.fw_id(root, srcs))
     bundle.files["/boot.py"] = BOOT_PY
     bundle.files["/main.py"] = MAIN_PY

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import random
 import signal
@@ -29,7 +28,7 @@ from typing import Any
 from protocol.grades import DEFAULT_BUTTONS
 from protocol.ids import record_id
 from simulator import unixport
-from simulator.vdevice import FEEDBACK_EXTRA_HZ, FEEDBACK_OK_HZ, PressResult
+from simulator.vdevice import FEEDBACK_EXTRA_HZ, FEEDBACK_OK_HZ, PressResult, write_config
 
 RUNNER = Path(__file__).resolve().parent / "mpy" / "device.py"
 REC_SIZE = 64           # firmware/journal.py's record size (a storage format)
@@ -125,21 +124,8 @@ class MpDevice:
     def provision(self) -> None:
         """Write config.json as flash.py would (docs/architecture.md section 2), and the .mpy set
         unless the firmware is frozen into the interpreter."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        host, port, password = self.broker
-        broker: dict[str, Any] = {"host": host, "port": port, "password": password}
-        if self.broker_ca:
-            broker["ca"] = self.broker_ca
-        cfg = {
-            "device_id": self.device_id, "hall": self.hall, "secret": self.secret_hex,
-            "wifi": {"ssid": "hall-net", "password": "sim"}, "broker": broker,
-            "buttons": list(DEFAULT_BUTTONS), "debounce_ms": 50, "countdown_s": self.countdown_s,
-            "cooldown_s": self.cooldown_s, "walkup": "accept", "hb_s": self.hb_s, "cfg": 1,
-            "keepalive_s": self.keepalive_s,
-        }
-        tmp = self.root / "config.json.tmp"
-        tmp.write_text(json.dumps(cfg))
-        os.replace(tmp, self.root / "config.json")
+        write_config(self.root, self.device_id, self.hall, self.secret_hex, self.broker, self.broker_ca,
+                     self.countdown_s, self.cooldown_s, self.hb_s, self.keepalive_s)
         if self.build == "mpy":
             unixport.install_mpy_set(self.root)
 

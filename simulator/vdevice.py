@@ -43,6 +43,25 @@ FEEDBACK_OK_HZ = 2000       # firmware/feedback.py: ok beep
 FEEDBACK_EXTRA_HZ = 1000    # extra press click
 
 
+def write_config(root: Path, device_id: str, hall: str, secret_hex: str, broker: tuple[str, int, str],
+                 ca: str | None, countdown_s: int, cooldown_s: int, hb_s: int, keepalive_s: int) -> None:
+    """A simulated device's config.json, as flash.py writes it (atomically)."""
+    root.mkdir(parents=True, exist_ok=True)
+    host, port, password = broker
+    b: dict[str, Any] = {"host": host, "port": port, "password": password}
+    if ca:
+        b["ca"] = ca
+    cfg = {
+        "device_id": device_id, "hall": hall, "secret": secret_hex,
+        "wifi": {"ssid": "hall-net", "password": "sim"}, "broker": b,
+        "buttons": list(DEFAULT_BUTTONS), "debounce_ms": 50, "countdown_s": countdown_s,
+        "cooldown_s": cooldown_s, "walkup": "accept", "hb_s": hb_s, "cfg": 1, "keepalive_s": keepalive_s,
+    }
+    tmp = root / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg))
+    os.replace(tmp, root / "config.json")
+
+
 @dataclass(frozen=True)
 class PressResult:
     """What the citizen experienced for one press."""
@@ -89,19 +108,8 @@ class VirtualDevice:
     # -- provisioning ----------------------------------------------------------------------
     def provision(self) -> None:
         """Write config.json as flash.py would (docs/architecture.md section 2)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        host, port, password = self.broker
-        cfg = {
-            "device_id": self.device_id, "hall": self.hall, "secret": self.secret_hex,
-            "wifi": {"ssid": "hall-net", "password": "sim"},
-            "broker": {"host": host, "port": port, "password": password},
-            "buttons": list(DEFAULT_BUTTONS), "debounce_ms": 50, "countdown_s": self.countdown_s,
-            "cooldown_s": self.cooldown_s, "walkup": "accept", "hb_s": self.hb_s, "cfg": 1,
-            "keepalive_s": self.keepalive_s,
-        }
-        tmp = self.root / "config.json.tmp"
-        tmp.write_text(json.dumps(cfg))
-        os.replace(tmp, self.root / "config.json")
+        write_config(self.root, self.device_id, self.hall, self.secret_hex, self.broker, None,
+                     self.countdown_s, self.cooldown_s, self.hb_s, self.keepalive_s)
 
     # -- power -----------------------------------------------------------------------------
     async def power_on(self) -> None:

@@ -15,15 +15,7 @@ import gc
 import sys
 import time
 
-from firmware.hal import tlsctx
-
-try:
-    from micropython import const
-except ImportError:          # only MicroPython runs this HAL; a CPython import is a type check
-    def const(x):
-        return x
-
-_N_BUTTONS = const(5)
+from firmware.hal.buttons import VirtualButtons
 
 
 class Reboot(BaseException):
@@ -47,7 +39,10 @@ class UnixNet:
     async def open(self, host, port, ca=None):
         if not self.up:
             raise OSError(113, "wifi down")
-        ctx = tlsctx.client(ca) if ca else None
+        ctx = None
+        if ca:
+            from firmware.hal import tlsctx
+            ctx = tlsctx.client(ca)
         reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
         self._socks = [s for s in self._socks if s is not None and not _closed(s)]
         self._socks.append(writer.s)
@@ -74,7 +69,7 @@ def _closed(s):
         return False
 
 
-class UnixHal:
+class UnixHal(VirtualButtons):
     platform = "unix"
     root = "."
 
@@ -84,8 +79,7 @@ class UnixHal:
         self.out = out                      # the control channel's writer (or None)
         self.net = UnixNet()
         self.has_display = True
-        self._level = bytearray(_N_BUTTONS)
-        self._edge = bytearray(_N_BUTTONS)
+        VirtualButtons.__init__(self)       # pressed and released over the control channel
         self.led_state = (False, False)
         self.tone_hz = 0
         self.text = ""
@@ -115,28 +109,6 @@ class UnixHal:
 
     def fsync(self, f):
         f.flush()                           # in the kernel: survives a kill -9 of the process
-
-    # -- buttons (driven over the control channel) -------------------------------------------
-    def press(self, i):
-        self._level[i] = 1
-        self._edge[i] = 1
-
-    def release(self, i):
-        self._level[i] = 0
-
-    def tap(self, i):
-        self._edge[i] = 1
-
-    def button_count(self):
-        return _N_BUTTONS
-
-    def button_down(self, i):
-        return self._level[i] == 1
-
-    def take_edge(self, i):
-        e = self._edge[i]
-        self._edge[i] = 0
-        return e == 1
 
     # -- feedback outputs (reported over the control channel) -----------------------------------
     def _emit(self, what, value):

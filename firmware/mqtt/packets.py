@@ -20,13 +20,13 @@ except ImportError:
     def const(x):
         return x
 
-# Control packet types (high nibble of the first byte).
-_CONNACK = const(2)
-_PUBLISH = const(3)
-_PUBACK = const(4)
-_SUBACK = const(9)
-_UNSUBACK = const(11)
-_PINGRESP = const(13)
+# Control packet types (high nibble of the first byte): public, the session compares with them.
+CONNACK = const(2)
+PUBLISH = const(3)
+PUBACK = const(4)
+SUBACK = const(9)
+UNSUBACK = const(11)
+PINGRESP = const(13)
 
 _MAX_PACKET = const(4096)         # largest incoming packet we buffer (v1 payloads are <= 1024 bytes)
 _MAX_LENGTH = const(268435455)  # 4-byte remaining length limit of MQTT 3.1.1
@@ -130,7 +130,7 @@ def decode_packet(first, body):
     Anything else, or a packet that breaks 3.1.1's rules, raises MQTTError."""
     kind = first >> 4
     n = len(body)
-    if kind == _PUBLISH:
+    if kind == PUBLISH:
         qos = (first >> 1) & 3
         if qos == 3 or (qos == 0 and first & 8):
             raise MQTTError("bad_flags", "PUBLISH 0x%02x" % first)
@@ -145,27 +145,27 @@ def decode_packet(first, body):
         pid = (body[pos] << 8) | body[pos + 1] if qos else 0
         if not topic or "+" in topic or "#" in topic or (qos and not pid):
             raise MQTTError("malformed", "PUBLISH topic or packet id")
-        return (_PUBLISH, topic, bytes(body[end:]), qos, bool(first & 1), bool(first & 8), pid)
-    want = (_CONNACK, _PUBACK, _UNSUBACK, _PINGRESP, _SUBACK)
+        return (PUBLISH, topic, bytes(body[end:]), qos, bool(first & 1), bool(first & 8), pid)
+    want = (CONNACK, PUBACK, UNSUBACK, PINGRESP, SUBACK)
     if kind not in want:
         raise MQTTError("unexpected", "packet type %d" % kind)
     if first != kind << 4:             # these packets have no flags
         raise MQTTError("bad_flags", "first byte 0x%02x" % first)
-    if n < 3 if kind == _SUBACK else n != (0 if kind == _PINGRESP else 2):
+    if n < 3 if kind == SUBACK else n != (0 if kind == PINGRESP else 2):
         raise MQTTError("bad_length", "type %d, %d bytes" % (kind, n))
-    if kind == _PINGRESP:
-        return (_PINGRESP,)
+    if kind == PINGRESP:
+        return (PINGRESP,)
     pid = (body[0] << 8) | body[1]
-    if kind == _CONNACK:
+    if kind == CONNACK:
         if body[0] & 0xFE or (body[0] and body[1]):
             raise MQTTError("malformed", "CONNACK flags")
-        return (_CONNACK, bool(body[0]), body[1])
-    if kind == _SUBACK:
+        return (CONNACK, bool(body[0]), body[1])
+    if kind == SUBACK:
         codes = list(body[2:])
         for c in codes:
             if c not in (0, 1, 2, 0x80):
                 raise MQTTError("malformed", "SUBACK code 0x%02x" % c)
-        return (_SUBACK, pid, codes)
+        return (SUBACK, pid, codes)
     return (kind, pid)
 
 

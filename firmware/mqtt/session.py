@@ -28,8 +28,13 @@ The rules, written down:
 import asyncio
 
 from firmware.mqtt.packets import (
+    CONNACK,
     DISCONNECT_PACKET,
     PINGREQ_PACKET,
+    PINGRESP,
+    PUBACK,
+    PUBLISH,
+    SUBACK,
     MQTTError,
     connect_packet,
     connect_refused,
@@ -39,19 +44,6 @@ from firmware.mqtt.packets import (
     read_packet,
     subscribe_packet,
 )
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-# Control packet types (high nibble of the first byte), as in packets.py.
-_CONNACK = const(2)
-_PUBLISH = const(3)
-_PUBACK = const(4)
-_SUBACK = const(9)
-_PINGRESP = const(13)
 
 
 class Session:
@@ -121,7 +113,7 @@ class Session:
         self._tasks = (asyncio.create_task(self._rx_loop(reader)), asyncio.create_task(self._ticker()))
         await self._send(connect_packet(self.client_id, self.keepalive_s, clean, self.user, self.password,
                                         self.will))
-        await self._wait_for(_CONNACK, timeout_ms)
+        await self._wait_for(CONNACK, timeout_ms)
         sp, rc = self._got
         if rc:
             raise connect_refused(rc)
@@ -170,7 +162,7 @@ class Session:
             return 0
         if qos != 1:
             raise ValueError("QoS must be 0 or 1")
-        await self._wait_for(_PUBACK, None)
+        await self._wait_for(PUBACK, None)
         pid = self._next_pid()
         pkt = publish_packet(topic, payload, 1, retain, False, pid)
         self._inflight.append([pid, pkt, tag])  # before sending: a failed send is re-sent later
@@ -183,7 +175,7 @@ class Session:
         pid = self._next_pid()
         self._got = pid
         await self._send(subscribe_packet(pid, topic, qos))
-        await self._wait_for(_SUBACK, timeout_ms)
+        await self._wait_for(SUBACK, timeout_ms)
         code = self._got[0]
         self._got = None
         if code == 0x80:
@@ -219,15 +211,15 @@ class Session:
     # -- internals
 
     async def _wait_for(self, what, timeout_ms):
-        # what: _CONNACK (the CONNACK is in), _SUBACK (the SUBACK's codes are in), _PUBACK (a
+        # what: CONNACK (the CONNACK is in), SUBACK (the SUBACK's codes are in), PUBACK (a
         # window slot is free)
         t0 = self.hal.ticks_ms()
         while True:
             got = self._got
-            if what == _PUBACK:
+            if what == PUBACK:
                 if len(self._inflight) < self.window:
                     return
-            elif type(got) is (tuple if what == _CONNACK else list):
+            elif type(got) is (tuple if what == CONNACK else list):
                 return
             if self.error is not None:
                 raise self.error
@@ -270,7 +262,7 @@ class Session:
         """One incoming packet; returns the packet id to PUBACK, or 0."""
         if not complete:               # oversize: skipped, PUBACKed if it was a QoS 1 PUBLISH
             self._count("too_large")
-            if first >> 4 != _PUBLISH:
+            if first >> 4 != PUBLISH:
                 raise MQTTError("too_large", "packet type %d" % (first >> 4))
             if (first >> 1) & 3 != 1:
                 return 0
@@ -280,7 +272,7 @@ class Session:
             return (body[2 + tl] << 8) | body[3 + tl]
         p = decode_packet(first, body)
         kind = p[0]
-        if kind == _PUBLISH:
+        if kind == PUBLISH:
             if p[3] == 2:
                 raise MQTTError("unexpected", "QoS 2 PUBLISH")
             if self.on_message is not None:
@@ -289,22 +281,22 @@ class Session:
                 except Exception:  # a bad handler must not kill the session
                     self._count("callback_error")
             return p[6]
-        if kind == _PUBACK:
+        if kind == PUBACK:
             for e in self._inflight:
                 if e[0] == p[1]:
                     self._inflight.remove(e)
                     return 0
             self._count("unknown_puback")
-        elif kind == _CONNACK:
+        elif kind == CONNACK:
             if self._got is not None:
                 raise MQTTError("unexpected", "second CONNACK")
             self._got = (p[1], p[2])
-        elif kind == _SUBACK:
+        elif kind == SUBACK:
             if self._got == p[1]:
                 self._got = p[2]
             else:
                 self._count("unknown_suback")
-        elif kind == _PINGRESP:
+        elif kind == PINGRESP:
             self._ping_at = None
         else:
             self._count("unexpected_unsuback")

@@ -76,9 +76,7 @@ def _info(build: str) -> dict[str, object]:
 def test_frozen_firmware_version_read_off_the_board() -> None:
     """The helper flash.py runs on a board reports the frozen firmware's identifier: the one
     firmware/manifest.py froze (unix HAL included), and None on an image without the firmware."""
-    srcs = bundle.sources()
-    srcs["/firmware/hal/unix.py"] = REPO / "firmware" / "hal" / "unix.py"
-    assert _info("frozen")["frozen_fw"] == fwid.fw_id(REPO, srcs)
+    assert _info("frozen")["frozen_fw"] == fwid.fw_id(REPO, bundle.sources(unix=True))
     assert _info("mpy")["frozen_fw"] is None
 
 
