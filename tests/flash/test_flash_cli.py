@@ -73,7 +73,7 @@ def _info(build: str) -> dict[str, object]:
     return out
 
 
-def test_frozen_firmware_version_read_off_the_board() -> None:
+def test_frozen_firmware_version_read_off_a_micropython_board() -> None:
     """The helper flash.py runs on a board reports the frozen firmware's identifier: the one
     firmware/manifest.py froze (unix HAL included), and None on an image without the firmware."""
     assert _info("frozen")["frozen_fw"] == fwid.fw_id(REPO, bundle.sources(unix=True))
