@@ -44,8 +44,9 @@ class UnixNet:
             from firmware.hal import tlsctx
             ctx = tlsctx.client(ca)
         reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
-        self._socks = [s for s in self._socks if s is not None and not _closed(s)]
-        self._socks.append(writer.s)
+        # The firmware holds one connection at a time and closes the last before the next: the
+        # few most recent sockets are all a cut has to close (closing a closed one is harmless).
+        self._socks = self._socks[-3:] + [writer.s]
         return reader, writer
 
     def cut(self):
@@ -60,13 +61,6 @@ class UnixNet:
 
     def restore(self):
         self.up = True
-
-
-def _closed(s):
-    try:
-        return s.fileno() < 0
-    except (AttributeError, OSError):
-        return False
 
 
 class UnixHal(VirtualButtons):
