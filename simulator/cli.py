@@ -247,6 +247,8 @@ def device(flash_dir: str, runtime: str, build: str, as_json: bool) -> None:
         code = asyncio.run(run_device(Path(flash_dir), runtime, build, as_json, now_text, emit_json))
     except KeyboardInterrupt:
         code = 130
+    except click.ClickException as e:
+        fail(e.format_message(), as_json)
     except Exception as e:  # noqa: BLE001 - a device that cannot start: one clear line
         fail("%s: %s" % (type(e).__name__, e), as_json)
     sys.exit(code)

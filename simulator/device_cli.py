@@ -30,8 +30,8 @@ def _device(root: Path, runtime: str, build: str, control: ControlServer | None)
         args = (cfg["device_id"], root, cfg["secret"], broker["host"], int(broker.get("port", 1883)),
                 broker.get("password", ""))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise click.ClickException("%s/config.json is not a provisioned device config: %s"
-                                   % (root, e)) from None
+        raise click.ClickException("%s/config.json is not a provisioned device config (%s: %s)"
+                                   % (root, type(e).__name__, e)) from None
     if control is not None:
         if build == "mpy":
             unixport.install_mpy_set(root)

@@ -33,6 +33,7 @@ from simulator.vdevice import FEEDBACK_EXTRA_HZ, FEEDBACK_OK_HZ, PressResult, wr
 RUNNER = Path(__file__).resolve().parent / "mpy" / "device.py"
 REC_SIZE = 64           # firmware/journal.py's record size (a storage format)
 EXIT_REBOOT = 3
+EXIT_CANNOT_START = 4   # no usable config.json: the runner stops, as the device stops at its REPL
 DEBOUNCE_S = 0.065      # after the release: config debounce_ms 50 and a 10 ms scan (the runner says busy)
 
 
@@ -119,6 +120,7 @@ class MpDevice:
         self._log = None
         self._last_press = [0.0] * len(DEFAULT_BUTTONS)
         self._press_t = 0.0
+        self._booted = asyncio.Event()
 
     # -- provisioning --------------------------------------------------------------------------
     def provision(self) -> None:
@@ -151,12 +153,22 @@ class MpDevice:
             raise MpDeviceError("%s did not start within %.0f s (see %s)"
                                 % (self.device_id, timeout_s, self.root / "console.log")) from None
         self.heap_base = int(hello)
+        self._booted = asyncio.Event()
         self._writer = writer
         self.powered = True
         self.boots += 1
         self._stopping = False
         self._tasks = [asyncio.create_task(self._read(reader), name=self.device_id + "/control"),
                        asyncio.create_task(self._reap(proc), name=self.device_id + "/proc")]
+        try:                                # booted: the firmware says its version
+            await asyncio.wait_for(self._booted.wait(), timeout_s)
+        except TimeoutError:
+            await self.power_off(tear=False, count=False)
+            raise MpDeviceError("%s did not boot within %.0f s (see %s)"
+                                % (self.device_id, timeout_s, self.root / "console.log")) from None
+        if not self.powered:                # the runner stopped: config.json is not usable
+            lines = (self.root / "console.log").read_text(errors="replace").strip().splitlines()
+            raise MpDeviceError("%s %s" % (self.device_id, lines[-1] if lines else "stopped at boot"))
 
     async def power_off(self, tear: bool = True, count: bool = True) -> None:
         """The supply goes away: SIGKILL, wherever the firmware was; then maybe a torn record."""
@@ -231,6 +243,10 @@ class MpDevice:
         if self._stopping:
             return
         self.powered = False
+        if code == EXIT_CANNOT_START:
+            self._stopping = True
+            self._booted.set()              # wakes a power_on() that waits for the boot
+            return
         if code != EXIT_REBOOT:
             self.crashes += 1
         await self._drop_tasks()
@@ -274,6 +290,7 @@ class MpDevice:
                 self.changed.set()
             elif op == "v" and len(parts) == 2:
                 self.fw_version = parts[1]
+                self._booted.set()
 
     # -- Wi-Fi and clock faults ----------------------------------------------------------------
     def set_wifi(self, up: bool) -> None:

@@ -338,13 +338,13 @@ async def serve(host: str, port: int, adapter: str, config: str | None, db: str,
     """Run the stand-in until SIGINT or SIGTERM; ready(url, adapter) once it listens."""
     stand_in = PlatformStandIn(schema_for(adapter, config), db, app_key=app_key, app_secret=app_secret,
                                host=host, port=port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):   # before the ready line: a stop right after it is clean
+        loop.add_signal_handler(sig, stop.set)
     await stand_in.start()
     ready(stand_in.url, stand_in.schema["adapter"])
     sys.stdout.flush()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await stand_in.stop()
     return 0

@@ -14,7 +14,8 @@
 #        r <i> <rb> <rs> <kind> <tone> <invitation>  (a press)     a <rb> <rs>  (an ack)
 #        s <state> <online> <depth> <invitation>  (on change)      c <command>  (one the app applied)
 #        m <alloc> <free>                         o <what> <value>  (LED, tone, display)
-# Exit codes: 0 stopped, 3 rebooted (the gateway's reboot command: start me again), 1 a crash.
+# Exit codes: 0 stopped, 3 rebooted (the gateway's reboot command: start me again), 4 cannot start
+# (config.json missing or invalid, as the device stops at its REPL), 1 a crash.
 import sys
 
 sys.path[0] = ""  # as on the device: the flash first, then the frozen modules
@@ -129,11 +130,15 @@ async def main(port, device_id, cause, wifi):
 
 
 def run():
+    from firmware.config import ConfigError
     from firmware.hal.unix import Reboot
     try:
         asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4] == "1"))
     except Reboot:
         sys.exit(3)
+    except ConfigError as e:                # as firmware.main.run: nothing to run, stop (no restart)
+        print("cannot start: %s" % e)
+        sys.exit(4)
 
 
 run()
