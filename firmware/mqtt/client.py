@@ -9,7 +9,7 @@ owner (firmware/link.py) only says what to do on each connection:
     owner.will(conn_no)   -> (topic, payload, qos, retain) for this connection's CONNECT
     await owner.up()      after CONNACK: subscribe, announce (raises: the connection is dropped)
     await owner.service() each time something happened while connected (packet, tick, wake())
-    owner.down()          after a connection that was up has ended
+    owner.down()          after a connection whose up() began has ended (even if up() failed)
 """
 
 import asyncio
@@ -49,6 +49,7 @@ class Client(Session):
     async def run(self, owner):
         ended = None
         while True:
+            started = False                  # owner.up() has begun: owner.down() follows, whatever happens
             try:
                 if ended is not None:
                     self._note(ended)
@@ -60,6 +61,7 @@ class Client(Session):
                 self.will = owner.will(self.conn_no)
                 await self.connect(reader, writer, False, self.connect_timeout_ms)
                 reader = writer = None
+                started = True
                 await owner.up()
                 self.online = True
                 self._attempt = 0
@@ -71,8 +73,8 @@ class Client(Session):
                 ended = e
             finally:
                 self.close()
-                if self.online:
-                    self.online = False
+                self.online = False
+                if started:
                     owner.down()
 
     def backoff_ms(self):

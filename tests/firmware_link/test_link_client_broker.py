@@ -261,3 +261,48 @@ async def test_answered_pings_keep_the_connection(tmp_path: Path) -> None:
         await c.disconnect()
     finally:
         await peer.stop()
+
+
+class _FailingOwner:
+    """An owner whose up() fails half-way (after it began announcing)."""
+
+    def __init__(self) -> None:
+        self.ups = 0
+        self.downs = 0
+
+    def will(self, conn_no: int) -> tuple[str, bytes, int, bool]:
+        return (UP_STATUS, b"offline", 1, True)
+
+    async def up(self) -> None:
+        self.ups += 1
+        raise OSError(104, "connection reset during the announcement")
+
+    async def service(self) -> None:
+        raise AssertionError("never served: up() failed")
+
+    def down(self) -> None:
+        self.downs += 1
+
+
+async def test_client_calls_down_after_a_failed_up(broker: Mosquitto, tmp_path: Path) -> None:
+    """firmware/mqtt/client.py: once owner.up() has begun, owner.down() follows even when up() fails,
+    so the link never leaves the app 'online' after a half-done announcement; the failure is counted
+    and the client reconnects with backoff."""
+    from firmware.mqtt.client import Client
+
+    hal = make_hal(tmp_path / "dev")
+    c = Client(hal, DEVICE, broker.host, broker.port, user=DEVICE, password=DEVICE_PASSWORD, tick_ms=50)
+    c.backoff_min_ms, c.backoff_max_ms = 50, 100
+    owner = _FailingOwner()
+    task = asyncio.create_task(c.run(owner))
+    try:
+        await until(lambda: owner.ups >= 2, 10, "two attempts")
+        assert owner.downs >= owner.ups - 1 and not c.online
+        assert c.errors.get("oserror", 0) >= 1 and "announcement" in c.last_error
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        c.close()
