@@ -3,27 +3,45 @@
 
 A thin click layer over flashtool/; every failure is one line on stderr and a non-zero exit.
 Commands and options: docs/cli-flash.md.  Procedure: docs/technician.md.
+
+Conventions (the same for hcp-gateway and hcp-sim): --json on every command; exit 0 fine,
+1 a finding or a failure (drift, a board or gateway that said no), 2 usage; -h and --version.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 # flash.py runs from a checkout too, not only from an installed package.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import click  # noqa: E402
+try:
+    import click
+except ImportError:  # run with the system python3, outside the project's venv
+    _venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python")
+    sys.stderr.write(
+        "error: flash.py needs the project's Python packages: run it as %s flash.py ... "
+        "(after `bash scripts/setup.sh`)\n" % os.path.relpath(_venv)
+    )
+    sys.exit(1)
 
 from flashtool.errors import FlashError  # noqa: E402
 
 
 class ClickConsole:
-    @staticmethod
-    def info(text: str) -> None:
-        click.echo(text)
+    """Progress and information for a person; with --json they go to stderr, and stdout holds
+    only the command's one JSON object."""
+
+    def __init__(self, as_json: bool = False) -> None:
+        self.as_json = as_json
+
+    def info(self, text: str) -> None:
+        click.echo(text, err=self.as_json)
 
     @staticmethod
     def warn(text: str) -> None:
@@ -36,24 +54,30 @@ class ClickConsole:
             yield bar.update
 
 
-def _fail(e: BaseException | str) -> None:
+def _emit(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def _fail(e: BaseException | str, as_json: bool = False, code: str = "failed") -> None:
+    if as_json:
+        _emit({"ok": False, "error": code, "message": str(e)})
     click.echo(f"error: {e}", err=True)
     sys.exit(1)
 
 
-def _guard(fn: Callable[[], None]) -> None:
+def _guard(fn: Callable[[], None], as_json: bool = False) -> None:
     """Run a command body: FlashError -> one line; an unexpected bug -> one line too."""
     try:
         fn()
     except FlashError as e:
-        _fail(e)
+        _fail(e, as_json)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - the technician never sees a traceback
         if os.environ.get("HCP_FLASH_DEBUG"):
             raise
-        _fail(f"unexpected {type(e).__name__}: {e} (set HCP_FLASH_DEBUG=1 for details)")
+        _fail(f"unexpected {type(e).__name__}: {e} (set HCP_FLASH_DEBUG=1 for details)", as_json, "bug")
 
 
 port_option = click.option(
@@ -63,27 +87,46 @@ timeout_option = click.option(
     "--timeout", default=3.0, show_default=True, help="Seconds to wait for the board to answer."
 )
 baud_option = click.option("--baud", default=115200, show_default=True, help="REPL baud rate.")
+json_option = click.option(
+    "--json", "as_json", is_flag=True, help="One JSON object on stdout (progress goes to stderr)."
+)
+
+
+def _version() -> str:
+    import pathlib
+
+    from flashtool import fwid
+
+    return "firmware %s" % fwid.release(pathlib.Path(__file__).resolve().parent)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="flash.py", message="%(prog)s (%(version)s)")
 def cli() -> None:
     """Flash, provision and verify 好差评 evaluator boards."""
 
 
 @cli.command()
-def ports() -> None:
+@json_option
+def ports(as_json: bool) -> None:
     """List serial ports (pseudo-terminals are not listed; pass their path directly)."""
 
     def body() -> None:
         from serial.tools import list_ports
 
         found = sorted(list_ports.comports(), key=lambda p: p.device)
+        if as_json:
+            _emit(
+                {"ok": True, "ports": [{"device": p.device, "description": p.description, "hwid": p.hwid}
+                                       for p in found]}
+            )
+            return
         if not found:
             click.echo("no serial ports found (is the board plugged in? pass a path with --port)")
         for p in found:
             click.echo(f"{p.device}\t{p.description}\t{p.hwid}")
 
-    _guard(body)
+    _guard(body, as_json)
 
 
 @cli.command()
@@ -93,18 +136,22 @@ def ports() -> None:
 @click.option("--baud", default=460800, show_default=True, help="Flashing baud rate.")
 @click.option("--offset", default="0x1000", show_default=True, help="Flash offset of the image.")
 @click.option("--no-erase", is_flag=True, help="Do not erase the whole flash first.")
-def firmware(port: str, image: str, chip: str, baud: int, offset: str, no_erase: bool) -> None:
-    """Check a MicroPython image, then erase the flash and write it."""
+@json_option
+def firmware(port: str, image: str, chip: str, baud: int, offset: str, no_erase: bool, as_json: bool) -> None:
+    """Check a MicroPython image (stock or with the firmware frozen in), then erase the flash and write it."""
 
     def body() -> None:
         from flashtool import esp
 
         summary = esp.validate_image(image, chip)
-        click.echo(f"image ok: {summary}")
+        click.echo(f"image ok: {summary}", err=as_json)
         esp.write_image(port, image, chip, baud, offset, erase=not no_erase)
-        click.echo(f"{port}: MicroPython written; next: flash.py provision --port {port} ...")
+        if as_json:
+            _emit({"ok": True, "port": port, "image": image, "summary": str(summary)})
+        else:
+            click.echo(f"{port}: MicroPython written; next: flash.py provision --port {port} ...")
 
-    _guard(body)
+    _guard(body, as_json)
 
 
 @cli.command()
@@ -135,6 +182,7 @@ def firmware(port: str, image: str, chip: str, baud: int, offset: str, no_erase:
 )
 @timeout_option
 @baud_option
+@json_option
 def provision(
     port: str,
     hall: str,
@@ -150,8 +198,12 @@ def provision(
     label_file: str | None,
     timeout: float,
     baud: int,
+    as_json: bool,
 ) -> None:
-    """Upload firmware and config, register with the gateway, print the label line."""
+    """Upload firmware and config, register with the gateway, print the label line.
+
+    A board whose firmware is frozen into its image gets the config only (and flash.py's boot.py
+    and main.py); its label carries the frozen firmware's identifier."""
 
     def body() -> None:
         from flashtool.commands import ProvisionOptions, run_provision
@@ -172,41 +224,61 @@ def provision(
             baud,
             ca=read_ca(ca_file) if ca_file else None,
         )
-        res = run_provision(opts, ClickConsole())
+        res = run_provision(opts, ClickConsole(as_json))
         label = f"LABEL {res.device_id}  hall={hall}  fw={res.fw}"
-        click.echo(label)
+        if as_json:
+            _emit(
+                {"ok": True, "device_id": res.device_id, "hall": hall, "fw": res.fw, "label": label,
+                 "uploaded": res.uploaded, "deleted": res.deleted, "finished_pending": res.finished_pending}
+            )
+        else:
+            click.echo(label)
         if label_file:
             with open(label_file, "a", encoding="utf-8") as f:
                 f.write(label + "\n")
 
-    _guard(body)
+    _guard(body, as_json)
 
 
 @cli.command()
 @port_option
 @timeout_option
 @baud_option
-def verify(port: str, timeout: float, baud: int) -> None:
-    """Read back hashes and config; exit 1 on any drift from what was provisioned."""
+@json_option
+def verify(port: str, timeout: float, baud: int, as_json: bool) -> None:
+    """Read back hashes, config and the frozen firmware's version; exit 1 on any drift."""
 
     def body() -> None:
         from flashtool.commands import run_verify
 
         rep = run_verify(port, timeout, baud)
+        if as_json:
+            _emit(
+                {"ok": not rep.drift, "device_id": rep.device_id, "fw": rep.fw, "frozen": rep.frozen,
+                 "files": rep.files, "drift": rep.drift}
+            )
+            if rep.drift:
+                click.echo(f"error: {rep.device_id or port}: {len(rep.drift)} differences (DRIFT)", err=True)
+                sys.exit(1)
+            return
         for line in rep.drift:
             click.echo(line)
         if rep.drift:
             raise FlashError(f"{rep.device_id or port}: {len(rep.drift)} differences (DRIFT)")
-        click.echo(f"OK {rep.device_id} fw={rep.fw}: {rep.files} files and config as provisioned")
+        where = "frozen into the image" if rep.frozen else f"{rep.files} files"
+        click.echo(f"OK {rep.device_id} fw={rep.fw}: {where} and config as provisioned")
 
-    _guard(body)
+    _guard(body, as_json)
 
 
 @cli.command()
 @port_option
 @baud_option
-def monitor(port: str, baud: int) -> None:
-    """Serial console to the board (mpremote's REPL; Ctrl-] or Ctrl-X to leave)."""
+@json_option
+def monitor(port: str, baud: int, as_json: bool) -> None:
+    """Serial console to the board (mpremote's REPL; Ctrl-] or Ctrl-X to leave).
+
+    Interactive: --json only shapes a failure (a JSON error object on stdout)."""
 
     def body() -> None:
         if "://" not in port and not os.path.exists(port):
@@ -218,7 +290,7 @@ def monitor(port: str, baud: int) -> None:
         if code:
             raise FlashError(f"{port}: console ended with code {code}")
 
-    _guard(body)
+    _guard(body, as_json)
 
 
 if __name__ == "__main__":

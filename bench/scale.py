@@ -9,6 +9,10 @@ the firmware -> the gateway's ack applied to the device's journal) is <= --p99-m
 time is bounded by --budget-s: a step that would not fit is not started.
 
     .venv/bin/python bench/scale.py [--budget-s 300] [--step-s 20] [--max-n 4000]
+    .venv/bin/python bench/scale.py --runtime micropython [--steps 50,100,200,300]
+
+--runtime micropython: each device a real process of the 32-bit unix MicroPython (the firmware
+frozen in; --build mpy for the .mpy set), each running the firmware's own 10 ms loop.
 
 Prints one line per step and the largest N that passed.
 """
@@ -29,11 +33,12 @@ from simulator.report import Console
 STEPS = (100, 250, 500, 1000, 1500, 2000, 3000, 4000, 6000, 8000)
 
 
-async def one_step(n: int, step_s: float, speed: float, seed: int) -> dict[str, object]:
+async def one_step(n: int, step_s: float, speed: float, seed: int, runtime: str = "python",
+                   build: str = "frozen") -> dict[str, object]:
     out = io.StringIO()
     opts = HallOptions(devices=n, minutes=step_s * speed / 60.0, speed=speed, seed=seed,
                        profile=CitizenProfile(), push=False, boot_spread_s=min(10.0, n / 200.0),
-                       drain_timeout_s=30.0, gateway_log_level="WARNING")
+                       drain_timeout_s=30.0, gateway_log_level="WARNING", runtime=runtime, mp_build=build)
     hall = Hall(opts, Console(out=out, live=False))
     t0 = time.monotonic()
     cpu0 = os.times()
@@ -70,15 +75,20 @@ async def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p99-ms", type=float, default=1000.0)
     ap.add_argument("--max-n", type=int, default=4000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--runtime", choices=["python", "micropython"], default="python")
+    ap.add_argument("--build", choices=["frozen", "mpy"], default="frozen")
+    ap.add_argument("--steps", help="comma-separated device counts (default: %s)" % ",".join(map(str, STEPS)))
     args = ap.parse_args(argv)
+    steps = tuple(int(x) for x in args.steps.split(",")) if args.steps else STEPS
     t0 = time.monotonic()
     best = 0
     last_wall = 0.0
-    print("bench/scale.py: %d CPUs, steps %s, p99 press-to-ack target %.0f ms, budget %.0f s"
-          % (os.cpu_count() or 0, ",".join(str(s) for s in STEPS if s <= args.max_n), args.p99_ms,
+    print("bench/scale.py: runtime %s, %d CPUs, steps %s, p99 press-to-ack target %.0f ms, budget %.0f s"
+          % (args.runtime, os.cpu_count() or 0, ",".join(str(s) for s in steps if s <= args.max_n),
+             args.p99_ms,
              args.budget_s), flush=True)
     prev_n = 0
-    for n in STEPS:
+    for n in steps:
         if n > args.max_n:
             break
         spent = time.monotonic() - t0
@@ -88,7 +98,7 @@ async def main(argv: list[str] | None = None) -> int:
             print("N=%5d  not started: would exceed the %.0f s budget (estimate %.0f s)"
                   % (n, args.budget_s, estimate), flush=True)
             break
-        r = await one_step(n, args.step_s, args.speed, args.seed)
+        r = await one_step(n, args.step_s, args.speed, args.seed, args.runtime, args.build)
         print(fmt(r), flush=True)
         passed = bool(r["ok"]) and r.get("p99_ms") is not None and float(r["p99_ms"]) <= args.p99_ms  # type: ignore[arg-type]
         if not passed:

@@ -16,8 +16,8 @@ Every method takes the uptime `now` (ms) so tests drive it with virtual time; si
 through the HAL (feedback) and the journal only. Feedback comes before the flash write.
 """
 
-import firmware
 from firmware.journal import JournalFull
+from firmware.pairing import Pairing
 
 try:
     from micropython import const
@@ -28,22 +28,38 @@ except ImportError:          # CPython
 # Commands the app applies, and those it applies in safe mode.
 _COMMANDS = const(("invite", "cancel", "paired", "unpaired", "time", "config", "reboot"))
 _SAFE_COMMANDS = const(("paired", "unpaired", "time", "config", "reboot"))
+_REBOOT_DELAY_MS = const(500)          # let the link ack the reboot command before going down
+_DONE = const(8)            # finished invitation ids remembered, so a re-sent invite cannot rate twice
 
 
 class App:
     def __init__(self, hal, cfg, journal, clock, clear_failed_boots, feedback, safe=False, now=0):
-        # Once per boot: the body is firmware/appcmd.py's init (rare work, unloaded after), which
-        # sets every attribute, then loads the stored pairing.
-        firmware.rare("appcmd", "init", self, (hal, cfg, journal, clock, clear_failed_boots, feedback,
-                                               safe), now)
-
-    def _label(self):
-        if self.clerk:
-            return self.win + "\n" + self.clerk
-        return self.win
+        self.hal = hal
+        self.cfg = cfg
+        self.journal = journal
+        self.clock = clock
+        self._clear_failed_boots = clear_failed_boots   # Firmware.clear_failed_boots (reboot command)
+        self.feedback = feedback
+        self.safe = safe
+        self.pairing = Pairing(hal).load()
+        self.state = "booting"
+        self.online = False
+        self.inv = ""               # the open invitation while invited
+        self.deadline = 0
+        self.thanks_until = 0
+        self.last_inv = ""          # invitation the current cooldown follows ("" after a walk-up)
+        self._done = [""] * _DONE   # finished invitations, oldest first
+        self.counts = {"rated": 0, "walkup": 0, "extra": 0, "unrated": 0, "unpaired": 0}
+        self.ignored = 0            # presses that made no record (walkup=ignore, safe mode)
+        self.lost = 0               # presses the journal could not store (full / flash error)
+        self.dropped_cmds = 0       # commands that did not apply (duplicate invite, stale cancel, ...)
+        self.reboot_at = 0
+        self.on_record = None       # set by main: the link's kick()
+        feedback.set_label(self.pairing.label(), now)
+        self._rest(now)
 
     def paired(self):
-        return self.win != ""
+        return self.pairing.win != ""
 
     # -- state helpers ----------------------------------------------------------------------
     def state_name(self):
@@ -170,8 +186,34 @@ class App:
         if t == "time":
             self.clock.set_wall(msg["w"], msg["u"], now)
             return True
-        # pairing, config and reboot: firmware/appcmd.py, loaded for the call (firmware.rare)
-        return firmware.rare("appcmd", t, self, msg, now)
+        if t == "paired":
+            if self.pairing.set(msg["win"], msg.get("clerk", "")):
+                self.feedback.set_label(self.pairing.label(), now)
+            if self.state == "unpaired":
+                self._rest(now)
+            return True
+        if t == "unpaired":
+            if self.state == "invited":
+                inv = self.inv
+                self._finish_invitation()
+                self._record("unrated", "", inv, now)
+            if self.pairing.set("", ""):
+                self.feedback.set_label("", now)
+            if self.state != "thanks":
+                self._rest(now)
+            return True
+        if t == "config":
+            applied, rejected = self.cfg.apply(msg["cfg"])
+            for k in rejected:
+                self.hal.log("app: config %s rejected: %s" % (k, rejected[k]))
+            if applied:
+                self.cfg.save(self.hal)
+            return bool(applied)
+        # reboot
+        self._clear_failed_boots()        # an authenticated reboot also leaves safe mode
+        self.reboot_at = now + _REBOOT_DELAY_MS
+        self.hal.log("app: reboot requested: %s" % msg.get("why", ""))
+        return True
 
     def _drop(self, why):
         self.dropped_cmds += 1

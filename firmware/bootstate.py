@@ -7,11 +7,6 @@ fails its CRC, leaving the other one. The journal's highest boot is a second flo
 A boot counts as failed until the app has run healthy for 30 s. Power-on boots do not
 count (a citizen pulling the plug must never push the device towards safe mode), and only an
 authenticated gateway `reboot` or a serial call to clear() resets the count once in safe mode.
-
-Boot-only code: firmware.main imports this module for boot() (the whole boot order, below) and
-for the two rare writes later (mark_healthy() once, clear() on the gateway's reboot), and unloads
-it in between so its bytecode does not sit in the device's RAM. Each use starts from the slots on
-flash.
 """
 
 import binascii
@@ -118,64 +113,3 @@ class BootState:
         self.fails = 0
         self._write(True)
 
-
-def load_config(hal):
-    """/config.json -> firmware.config.Config; ConfigError when the device cannot run on it."""
-    import json
-
-    from firmware import fsutil  # boot-time: firmware.rare unloads it after boot()
-    from firmware.config import FILE, Config, ConfigError
-    data = fsutil.read_atomic(hal.path(FILE))
-    if data is None:
-        raise ConfigError("config.json not found: flash the device with flash.py")
-    try:
-        raw = json.loads(data)
-    except ValueError:
-        raise ConfigError("config.json is not valid JSON")
-    if type(raw) is not dict:
-        raise ConfigError("config.json is not a JSON object")
-    return Config(raw)
-
-
-def boot(fw, hal):
-    """Firmware.__init__'s boot order: config -> HAL setup -> feedback, clock -> journal scan ->
-    boot number incremented and durable (above every record's) -> app -> buttons."""
-    from firmware import VERSION
-    from firmware.app import App
-    from firmware.buttons import Buttons
-    from firmware.clock import Clock
-    from firmware.feedback import Feedback
-    from firmware.journal import Journal
-    fw.cfg = load_config(hal)              # ConfigError: nothing to run without it
-    for w in fw.cfg.warnings:
-        hal.log(w)
-    hal.setup(fw.cfg)
-    fw.feedback = Feedback(hal)            # "booting" light from here on
-    fw.clock = Clock(hal)
-    fw.journal = Journal(hal).open()
-    state = BootState(hal)
-    fw.boot = state.begin(hal.reset_cause(), floor=fw.journal.max_rb)
-    fw.safe = state.safe
-    fw.boot_fails = state.fails
-    fw.journal.begin(fw.boot)
-    if fw.safe:
-        hal.log("boot %d: safe mode after %d failed boots" % (fw.boot, fw.boot_fails))
-    fw.app = App(hal, fw.cfg, fw.journal, fw.clock, fw.clear_failed_boots, fw.feedback,
-                 safe=fw.safe, now=fw.clock.uptime())
-    fw.buttons = Buttons(hal, fw.cfg)
-    fw._on_press = fw.app.on_button        # bound once: no allocation per scan
-    hal.log("firmware %s boot %d (%s) journal %d pending" % (
-        VERSION, fw.boot, hal.reset_cause(), fw.journal.depth()))
-
-
-def start_link(fw):
-    """Firmware.start_link: the link's object (its key from the config's secret), wired to the app."""
-    try:
-        from firmware.link import Link
-    except ImportError as e:
-        fw.hal.log("no link (%s): journaling offline only" % e)
-        return None
-    from protocol.auth import Key
-    fw.link = Link(fw.hal, fw.cfg, Key(fw.cfg.secret), fw.boot, fw.journal, fw.app)
-    fw.app.on_record = fw.link.kick
-    return fw.link

@@ -18,6 +18,11 @@ class Buttons:
         self.presses = 0
         self.bounces = 0                   # edges swallowed by the debounce
 
+    def settled(self, i):
+        """True when button i's next press will be taken (its last one has been released for
+        debounce_ms): a test jig waits for this instead of guessing the timing."""
+        return not self._down[i]
+
     def scan(self, now, on_press):
         """Read every button once; call on_press(index, now) for each new press."""
         hal = self.hal

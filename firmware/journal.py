@@ -15,9 +15,10 @@ pair is removed. open() keeps the newest generation that has both files.
 """
 
 import binascii
+import os
 import struct
 
-import firmware
+from firmware import fsutil
 from protocol.grade_set import GRADES
 
 try:
@@ -73,10 +74,85 @@ class Journal:
         return self.hal.path("%s/%s%d.log" % (DIR, kind, gen))
 
     def open(self):
-        """Open the newest complete generation (creating the first) and scan it (code in
-        firmware/jmaint.py, loaded for this boot-time call)."""
-        firmware.rare("jmaint", "open_journal", self)
+        """Open the newest complete generation (creating the first) and scan it: half-made
+        generations removed, torn last record / ack entry dropped, corrupt records counted, the
+        bitmap rebuilt."""
+        hal = self.hal
+        fsutil.ensure_dir(hal.path(DIR))
+        gens_j = []
+        gens_a = []
+        for name in os.listdir(hal.path(DIR)):
+            if name.endswith(".log") and (name[0] == "j" or name[0] == "a"):
+                try:
+                    g = int(name[1:-4])
+                except ValueError:
+                    continue
+                (gens_j if name[0] == "j" else gens_a).append(g)
+        gen = 0
+        for g in gens_j:
+            if g in gens_a and g > gen:
+                gen = g
+        for g in gens_j:
+            if g != gen:
+                fsutil.remove(self._name("j", g))
+        for g in gens_a:
+            if g != gen:
+                fsutil.remove(self._name("a", g))
+        if gen == 0:
+            gen = 1
+            with open(self._name("j", gen), "wb") as f:
+                hal.fsync(f)
+            with open(self._name("a", gen), "wb") as f:   # the commit point of a generation
+                hal.fsync(f)
+        self.gen = gen
+        self._seg = open(self._name("j", gen), "r+b")
+        self._ackf = open(self._name("a", gen), "r+b")
+        self._scan()
         return self
+
+    def _scan(self):
+        seg = self._seg
+        seg.seek(0, 2)
+        n = seg.tell() // REC_SIZE
+        if seg.tell() % REC_SIZE:
+            self.torn += 1
+        if n > self.capacity:
+            n = self.capacity
+        acked = self._acked
+        for i in range(len(acked)):
+            acked[i] = 0
+        self.n_acked = 0
+        self.max_rb = 0
+        self.n = n
+        for i in range(n):
+            if self._read_slot(i):
+                rb = struct.unpack_from("<I", self._buf, 4)[0]
+                if rb > self.max_rb:
+                    self.max_rb = rb
+            elif i == n - 1:
+                self.n = n - 1                # torn last record: dropped, its slot is reused
+                self.torn += 1
+            else:
+                self.corrupt += 1             # unreadable complete record: skip it, count it
+                self._set(i)
+        f = self._ackf
+        f.seek(0)
+        k = 0
+        buf = self._abuf
+        while f.readinto(buf) == ACK_SIZE:
+            if not crc_ok(buf, 8):
+                break                         # a torn entry can only be the last one
+            k += 1
+            rb, rs = struct.unpack_from("<II", buf, 0)
+            i = self._find(rb, rs)
+            if i >= 0 and not self._is_set(i):
+                self._set(i)
+        f.seek(0, 2)
+        if f.tell() != k * ACK_SIZE:
+            self.torn += 1
+        self.n_acklog = k
+        self.first = 0
+        self._advance()
 
     def _read_slot(self, i):
         """Read slot i into self._buf; True when it holds a complete, valid record."""
@@ -192,9 +268,33 @@ class Journal:
                 "i": inv[:il].decode(), "w": w, "u": u}
 
     def compact(self):
-        """Copy the pending records to a fresh generation, then drop the old one (code in
-        firmware/jmaint.py, loaded for the call)."""
-        firmware.rare("jmaint", "compact", self)
+        """Copy the pending records to generation gen+1; creating its ack log commits the switch,
+        then the old pair is removed."""
+        new = self.gen + 1
+        jn = self._name("j", new)
+        k = 0
+        with open(jn, "wb") as out:
+            for i in range(self.first, self.n):
+                if not self._is_set(i) and self._read_slot(i):
+                    out.write(self._buf)
+                    k += 1
+            self.hal.fsync(out)
+        with open(self._name("a", new), "wb") as f:   # commit: open() now picks gen+1
+            self.hal.fsync(f)
+        self.close()
+        fsutil.remove(self._name("j", self.gen))
+        fsutil.remove(self._name("a", self.gen))
+        self.gen = new
+        self._seg = open(jn, "r+b")
+        self._ackf = open(self._name("a", new), "r+b")
+        acked = self._acked
+        for i in range((self.n >> 3) + 1):     # bits beyond the old n are already clear
+            acked[i] = 0
+        self.n = k
+        self.n_acked = 0
+        self.n_acklog = 0
+        self.first = 0
+        self.compactions += 1
 
     def close(self):
         for f in (self._seg, self._ackf):

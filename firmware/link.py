@@ -1,9 +1,9 @@
-"""Link manager: keeps the device connected to the hall broker and moves the journal out.
+"""The link: moves the journal out to the gateway and its commands in, over MQTT.
 
-    loop: wait for Wi-Fi -> TCP -> CONNECT (will: status offline, retained) -> SUBSCRIBE
-          commands -> status online (retained) -> hello -> treq if the clock is unsynced
-          -> { backlog within the window, heartbeat, keepalive } until the connection breaks
-          -> app.on_link(False) -> jittered exponential backoff -> loop
+On each connection (firmware/mqtt/client.py keeps one up: Wi-Fi, TCP/TLS, backoff, reconnect):
+    will: status offline (retained) -> SUBSCRIBE commands -> status online (retained) -> hello
+    -> treq if the clock is unsynced -> { backlog within the window, heartbeat } until it breaks
+    -> app.on_link(False)
 
 Delivery rule: a journal record leaves the journal only on the gateway's signed `ack`, which
 the gateway sends after its commit is durable. Until then it is re-sent after every
@@ -17,8 +17,10 @@ dropped; nothing a peer sends can raise out of run().
 All time comes from the HAL (ticks_ms/ticks_diff/sleep_ms): the simulator accelerates it.
 """
 
-import firmware
+from firmware.mqtt.client import Client
+from firmware.version import VERSION
 from protocol import messages, topics
+from protocol.auth import ReplayWindow
 from protocol.errors import ProtocolError
 
 try:
@@ -40,92 +42,110 @@ def _get(cfg, name, default=None):
 
 
 class Link:
-    # Tunables the simulator and tests shorten are class attributes: the device never changes
-    # them, so no instance stores them and the constructor's bytecode stays short. The others
-    # are private consts above (folded into the code: no name in the device's heap).
-    window = 8                       # unacked QoS 1 PUBLISHes on the wire
-    connect_timeout_ms = 10000       # TCP connect, CONNACK, SUBACK
-    backoff_min_ms = 1000
-    backoff_max_ms = 60000
-
     def __init__(self, hal, cfg, key, boot, journal, app):
-        # Once per boot: the body is firmware/linkup.py's init, loaded for it and unloaded after
-        # (so the constructor's bytecode does not stay in the device's RAM).
-        firmware.rare("linkup", "init", self, hal, cfg, key, boot, journal, app)
+        self.hal = hal
+        self.cfg = cfg
+        self.key = key
+        self.boot = boot
+        self.journal = journal
+        self.app = app
+        dev = _get(cfg, "device_id")
+        self.device = dev
+        broker = _get(cfg, "broker") or {}
+        self.fw = VERSION
+        self.client = Client(hal, dev, broker.get("host", "127.0.0.1"), broker.get("port", 1883), user=dev,
+                             password=broker.get("password"), ca=broker.get("ca"),
+                             keepalive_s=_get(cfg, "keepalive_s", 60), on_message=self._on_message)
+        # State visible to the app, the heartbeat and the tests.
+        self.connected = False           # up, subscribed and announced
+        self.rejected = {}               # dropped commands by error code
+        self.records_sent = 0
+        self.records_acked = 0
+        self.ack_timeouts = 0
+        self._n = 0                      # per-boot message counter ("n" of every message)
+        self._replay = ReplayWindow()
+        self._sent = {}                  # (rb, rs) -> True: published on this connection, no ack yet
+        self._bad = {}                   # (rb, rs) the protocol refuses to sign: kept, counted, skipped
+        self._more = True                # the journal may hold records not yet sent
+        self._ack_at = 0
+        self._hb_at = 0
+        self._treq_at = 0
+        self._t_status = topics.up(dev, "status")
+        self._t_rec = topics.up(dev, "rec")
 
     # -- the app's side -------------------------------------------------------------------
 
     def kick(self):
         """The app appended a record: send it now if the window allows."""
         self._more = True
-        self._client.wake()
+        self.client.wake()
 
     def inflight(self):
-        return self._client.inflight_count()
+        return self.client.inflight_count()
 
     def close(self):
-        self._client.close()
-
-    # -- main loop ------------------------------------------------------------------------
+        self.client.close()
 
     async def run(self):
-        ended = None
-        while True:
-            try:
-                await self._session(ended)
-            except Exception as e:  # any failure ends this connection, never the link
-                ended = e
-            finally:
-                self._client.close()
-                if self.connected:
-                    self.connected = False
-                    self._tell_app(False)
+        await self.client.run(self)
 
-    async def _session(self, ended):
-        # Between connections (the last one's error noted, backoff, Wi-Fi wait) and the handshake
-        # (TCP, CONNECT, SUBSCRIBE, status online, hello) the code is in firmware/linkup.py and
-        # firmware/mqttconn.py, loaded for it and unloaded after.
-        from firmware import linkup
-        try:
-            await linkup.connect(self, ended)
-        finally:
-            linkup = None
-            firmware.unload("firmware.linkup", "firmware.mqttconn")
-        hal = self.hal
-        c = self._client
-        now = hal.ticks_ms()
+    # -- the client's owner: one connection ------------------------------------------------
+
+    def will(self, conn_no):
+        return (self._t_status, self._sign("status", {"s": "offline", "c": conn_no}), 1, True)
+
+    async def up(self):
+        c = self.client
+        # Records still in the window are being re-sent (DUP) by the session; every other unacked
+        # record goes again, oldest first.
+        self._resend_unacked()
+        await c.subscribe(topics.device_sub(self.device), 1, c.connect_timeout_ms)
+        await c.publish(self._t_status, self._sign("status", {"s": "online", "c": c.conn_no}), 1, True)
+        hello = self._sign("hello", {
+            "fw": self.fw, "up": self._uptime(), "rst": self._rst(), "cfg": _get(self.cfg, "cfg", 0),
+            "jd": self.journal.depth(), "safe": bool(getattr(self.app, "safe", False)),
+        })
+        await c.publish(topics.up(self.device, "hello"), hello, 1)
+        self.connected = True
+        self._tell_app(True)
+        now = self.hal.ticks_ms()
         self._hb_at = now
         self._ack_at = now
         if not self._synced():
             await self._treq(now)
-        while True:
-            await c.service()
-            await self._fill()
-            now = hal.ticks_ms()
-            if hal.ticks_diff(now, self._hb_at) >= _get(self.cfg, "hb_s", 180) * 1000:
-                self._hb_at = now
-                await c.publish(topics.up(self.device, "hb"), self._hb(), 0)
-            if not self._synced() and hal.ticks_diff(now, self._treq_at) >= _TREQ_EVERY_MS:
-                await self._treq(now)
-            if self._sent and hal.ticks_diff(now, self._ack_at) >= _ACK_TIMEOUT_MS:
-                # The gateway may have lost what the broker accepted
-                self._resend_unacked()
-                self._ack_at = now
-                self.ack_timeouts += 1
-            await c.wait()
+
+    async def service(self):
+        hal = self.hal
+        c = self.client
+        await self._fill()
+        now = hal.ticks_ms()
+        if hal.ticks_diff(now, self._hb_at) >= _get(self.cfg, "hb_s", 180) * 1000:
+            self._hb_at = now
+            await c.publish(topics.up(self.device, "hb"), self._hb(), 0)
+        if not self._synced() and hal.ticks_diff(now, self._treq_at) >= _TREQ_EVERY_MS:
+            await self._treq(now)
+        if self._sent and hal.ticks_diff(now, self._ack_at) >= _ACK_TIMEOUT_MS:
+            # The gateway may have lost what the broker accepted
+            self._resend_unacked()
+            self._ack_at = now
+            self.ack_timeouts += 1
+
+    def down(self):
+        self.connected = False
+        self._tell_app(False)
 
     def _resend_unacked(self):
-        """Forget every record sent but not acked, except those still in the client's window
-        (which the client re-sends itself), so _fill() sends them again, oldest first."""
+        """Forget every record sent but not acked, except those still in the session's window
+        (which the session re-sends itself), so _fill() sends them again, oldest first."""
         self._sent = {}
-        for tag in self._client.inflight_tags():
+        for tag in self.client.inflight_tags():
             if tag is not None:
                 self._sent[tag] = True
         self._more = True
 
     async def _fill(self):
         """Publish unsent journal records, oldest first, while the window has room."""
-        c = self._client
+        c = self.client
         while self._more and c.inflight_count() < c.window and len(self._sent) < _MAX_UNACKED:
             want = len(self._sent) + len(self._bad) + c.window - c.inflight_count()
             recs = self.journal.pending(want)
@@ -193,14 +213,14 @@ class Link:
             pass
         return self._sign("hb", {
             "up": self._uptime(), "heap": max(0, self.hal.mem_free()), "rssi": rssi,
-            "jd": self.journal.depth(), "fw": self.fw, "rc": self.reconnects, "rst": self._rst(),
+            "jd": self.journal.depth(), "fw": self.fw, "rc": self.client.reconnects, "rst": self._rst(),
             "sync": self._synced(), "st": st,
         })
 
     async def _treq(self, now):
         self._treq_at = now
         payload = self._sign("treq", {"u": self._uptime()})
-        await self._client.publish(topics.up(self.device, "treq"), payload, 1)
+        await self.client.publish(topics.up(self.device, "treq"), payload, 1)
 
     # -- commands -------------------------------------------------------------------------
 
@@ -236,7 +256,7 @@ class Link:
                 self._sent.pop((rb, rs), None)
             self._ack_at = self.hal.ticks_ms()
             self._more = True
-            self._client.wake()
+            self.client.wake()
             return
         try:
             self.app.on_command(m)

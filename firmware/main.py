@@ -6,7 +6,14 @@ synchronous scan + tick (tests and the simulator's virtual time call it directly
 adds the watchdog, NTP, the link task and the 10 ms loop. /main.py calls run().
 """
 
-from firmware import rare
+from firmware import config
+from firmware.app import App
+from firmware.bootstate import BootState
+from firmware.buttons import Buttons
+from firmware.clock import Clock
+from firmware.feedback import Feedback
+from firmware.journal import Journal
+from firmware.version import VERSION
 
 try:
     from micropython import const
@@ -22,13 +29,32 @@ _NTP_RETRY_MS = const(3600000)
 
 class Firmware:
     def __init__(self, hal):
+        """Boot: config -> HAL setup -> feedback, clock -> journal scan -> boot number incremented
+        and durable (above every record's) -> app -> buttons. ConfigError: nothing to run."""
         self.hal = hal
         self.healthy = False
         self.link = None
         self._ntp_at = 0
-        # The boot order (config, journal, durable boot number, app) is boot-only code: it lives
-        # in firmware/bootstate.py, which is unloaded once it has run.
-        rare("bootstate", "boot", self, hal)
+        self.cfg = config.load(hal)
+        for w in self.cfg.warnings:
+            hal.log(w)
+        hal.setup(self.cfg)
+        self.feedback = Feedback(hal)            # "booting" light from here on
+        self.clock = Clock(hal)
+        self.journal = Journal(hal).open()
+        state = BootState(hal)
+        self.boot = state.begin(hal.reset_cause(), floor=self.journal.max_rb)
+        self.safe = state.safe
+        self.boot_fails = state.fails
+        self.journal.begin(self.boot)
+        if self.safe:
+            hal.log("boot %d: safe mode after %d failed boots" % (self.boot, self.boot_fails))
+        self.app = App(hal, self.cfg, self.journal, self.clock, self.clear_failed_boots, self.feedback,
+                       safe=self.safe, now=self.clock.uptime())
+        self.buttons = Buttons(hal, self.cfg)
+        self._on_press = self.app.on_button      # bound once: no allocation per scan
+        hal.log("firmware %s boot %d (%s) journal %d pending" % (
+            VERSION, self.boot, hal.reset_cause(), self.journal.depth()))
 
     def step(self):
         """One scan: buttons, app tick, health. Returns the uptime it ran at."""
@@ -37,20 +63,28 @@ class Firmware:
         self.app.tick(now)
         if not self.healthy and now >= _HEALTHY_MS:
             self.healthy = True
-            boot = rare("bootstate", "BootState", self.hal)
+            boot = BootState(self.hal)
             boot.mark_healthy()
             self.boot_fails = boot.fails
         return now
 
     def clear_failed_boots(self):
         """The gateway's reboot command: forget failed boots (leaves safe mode at the next boot)."""
-        rare("bootstate", "BootState", self.hal).clear()
+        BootState(self.hal).clear()
         self.boot_fails = 0
 
     def start_link(self):
-        """Create the link task's object; None when firmware/link.py is not installed. Once per
-        boot: the code is firmware.bootstate.start_link."""
-        return rare("bootstate", "start_link", self)
+        """Create the link (its key from the config's secret), wired to the app; None when
+        firmware/link.py is not installed (the device then journals offline only)."""
+        try:
+            from firmware.link import Link
+        except ImportError as e:
+            self.hal.log("no link (%s): journaling offline only" % e)
+            return None
+        from protocol.auth import Key
+        self.link = Link(self.hal, self.cfg, Key(self.cfg.secret), self.boot, self.journal, self.app)
+        self.app.on_record = self.link.kick
+        return self.link
 
     async def run_async(self):
         import asyncio
@@ -84,7 +118,7 @@ def run():
     if sys.platform == "esp32":
         from firmware.hal.esp32 import Esp32Hal as Hal
     else:
-        from firmware.hal.host import HostHal as Hal
+        from firmware.hal.unix import UnixHal as Hal
     hal = Hal()
     try:
         fw = Firmware(hal)

@@ -19,11 +19,23 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from flashtool import fwid
 from flashtool.errors import FlashError
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = ("firmware", "protocol")
-EXCLUDED = {"firmware/hal/host.py", "firmware/hal/hostnet.py", "protocol/cpython.py"}
+# Never on a board: the host and unix HALs (simulator, tests), the gateway's side of the protocol,
+# the frozen image's build manifest.
+EXCLUDED = {
+    "firmware/hal/host.py",
+    "firmware/hal/hostnet.py",
+    "firmware/hal/unix.py",
+    "firmware/hal/buttons.py",
+    "firmware/manifest.py",
+    "protocol/cpython.py",
+}
+# The unix HAL, for the firmware as a process of MicroPython's unix port (the simulator, tests).
+UNIX_HAL = ("firmware/hal/unix.py", "firmware/hal/buttons.py")
 MAIN_PY = b"import firmware.main\nfirmware.main.run()\n"
 BOOT_PY = (pathlib.Path(__file__).parent / "device_code" / "boot.py").read_bytes()
 
@@ -36,16 +48,14 @@ def sha256(data: bytes) -> str:
 class Bundle:
     files: dict[str, bytes] = field(default_factory=dict)  # device path -> content
     compiled: bool = True
+    fw: str = ""  # the firmware's identifier (flashtool/fwid.py), in its firmware/version module
 
     def hashes(self) -> dict[str, str]:
         return {p: sha256(d) for p, d in self.files.items()}
 
     def fw_version(self) -> str:
-        """A short id of the whole set, reported to the gateway as `fw`."""
-        h = hashlib.sha256()
-        for p in sorted(self.files):
-            h.update(p.encode() + b"\0" + sha256(self.files[p]).encode() + b"\n")
-        return ("mpy-" if self.compiled else "py-") + h.hexdigest()[:12]
+        """The identifier the device reports as `fw` (hello) and the label shows."""
+        return self.fw
 
 
 def mpy_cross_binary() -> str:
@@ -86,8 +96,9 @@ def _docstring_only_package(path: pathlib.Path) -> bool:
     return len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
 
 
-def sources(root: pathlib.Path = REPO) -> dict[str, pathlib.Path]:
-    """Device path (without extension change) -> source file, for firmware/ and protocol/."""
+def sources(root: pathlib.Path = REPO, unix: bool = False) -> dict[str, pathlib.Path]:
+    """Device path (without extension change) -> source file, for firmware/ and protocol/; with
+    unix, the unix port's HAL too."""
     found: dict[str, pathlib.Path] = {}
     for pkg in PACKAGES:
         base = root / pkg
@@ -98,6 +109,9 @@ def sources(root: pathlib.Path = REPO) -> dict[str, pathlib.Path]:
             if rel in EXCLUDED or "__pycache__" in rel or _docstring_only_package(path):
                 continue
             found["/" + rel] = path
+    if unix:
+        for rel in UNIX_HAL:
+            found["/" + rel] = root / rel
     return found
 
 
@@ -126,21 +140,33 @@ def compile_file(binary: str, src: pathlib.Path, dev_path: str, out_dir: str) ->
     return pathlib.Path(out).read_bytes()
 
 
-def build(compiled: bool, root: pathlib.Path = REPO) -> Bundle:
-    bundle = Bundle(compiled=compiled)
+def frozen(fw: str) -> Bundle:
+    """The set for a board whose firmware is frozen into its image: only flash.py's /boot.py and
+    the two-line /main.py go on flash (the config goes too, as always). Any firmware/ or protocol/
+    file left on flash is removed by the provision (it would shadow the frozen modules)."""
+    return Bundle(files={"/boot.py": BOOT_PY, "/main.py": MAIN_PY}, compiled=True, fw=fw)
+
+
+def build(compiled: bool, root: pathlib.Path = REPO, unix: bool = False) -> Bundle:
+    srcs = sources(root, unix)
+    bundle = Bundle(compiled=compiled, fw=fwid.fw_id(root, srcs))
     bundle.files["/boot.py"] = BOOT_PY
     bundle.files["/main.py"] = MAIN_PY
-    srcs = sources(root)
-    if not compiled:
-        for dev_path, src in srcs.items():
-            bundle.files[dev_path] = src.read_bytes()
-        return bundle
-    binary = mpy_cross_binary()
-    with tempfile.TemporaryDirectory(prefix="hcp-mpy-") as tmp, ThreadPoolExecutor(4) as pool:
-        futures = {
-            dev_path[:-3] + ".mpy": pool.submit(compile_file, binary, src, dev_path, tmp)
-            for dev_path, src in srcs.items()
-        }
-        for dev_path, fut in futures.items():
-            bundle.files[dev_path] = fut.result()
+    with tempfile.TemporaryDirectory(prefix="hcp-mpy-") as tmp:
+        # The shipped firmware/version.py carries the identifier (flashtool/fwid.py).
+        version_src = pathlib.Path(tmp) / "version.py"
+        version_src.write_bytes(fwid.version_module(bundle.fw))
+        srcs["/" + fwid.VERSION_PATH] = version_src
+        if not compiled:
+            for dev_path, src in srcs.items():
+                bundle.files[dev_path] = src.read_bytes()
+            return bundle
+        binary = mpy_cross_binary()
+        with ThreadPoolExecutor(4) as pool:
+            futures = {
+                dev_path[:-3] + ".mpy": pool.submit(compile_file, binary, src, dev_path, tmp)
+                for dev_path, src in srcs.items()
+            }
+            for dev_path, fut in futures.items():
+                bundle.files[dev_path] = fut.result()
     return bundle

@@ -65,6 +65,11 @@ class ProvisionOptions:
 def _choose_bundle(
     info: provision.DeviceInfo, source: bool, con: Console, root: pathlib.Path = bundle_mod.REPO
 ) -> bundle_mod.Bundle:
+    if info.frozen_fw:
+        if source:
+            con.warn("--source ignored: the firmware is frozen into this board's image")
+        con.info(f"firmware {info.frozen_fw} is frozen into the board's image: uploading the config only")
+        return bundle_mod.frozen(info.frozen_fw)
     if source:
         con.warn("uploading .py sources (--source): slower imports and more RAM on the board")
         return bundle_mod.build(compiled=False, root=root)
@@ -138,18 +143,22 @@ class VerifyReport:
     fw: str | None
     files: int
     drift: list[str]
+    frozen: bool = False  # the firmware is frozen into the board's image
 
 
 def run_verify(port: str, timeout: float = 3.0, baud: int = 115200) -> VerifyReport:
     with Link(port, baud, timeout) as link:
         # No soft reset: verify changes nothing, not even by letting /boot.py finish a switch.
         link.enter_raw(soft_reset=False)
+        info = provision.read_info(link)
         state = provision.read_state(link)
     drift: list[str] = []
     man = state.manifest
     if man is None or not isinstance(man.get("files"), dict):
         return VerifyReport(None, None, 0, ["missing  /.hcp/manifest.json (never provisioned by flash.py?)"])
     drift += provision.check_against(state, man["files"])
+    if info.frozen_fw is not None and info.frozen_fw != man.get("fw"):
+        drift.append(f"firmware frozen image runs {info.frozen_fw}, provisioned with {man.get('fw')}")
     cfg = state.config
     if cfg is None:
         drift.append("missing  /config.json (or not valid JSON)")
@@ -169,4 +178,5 @@ def run_verify(port: str, timeout: float = 3.0, baud: int = 115200) -> VerifyRep
                 drift.append(
                     "config   identity keys (hall, secret, wifi, broker) differ from what was provisioned"
                 )
-    return VerifyReport(man.get("device_id"), man.get("fw"), len(man["files"]), drift)
+    fw = info.frozen_fw or man.get("fw")
+    return VerifyReport(man.get("device_id"), fw, len(man["files"]), drift, info.frozen_fw is not None)

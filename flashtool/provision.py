@@ -44,6 +44,7 @@ class DeviceInfo:
     mpy: int | None
     machine: str
     uid: str | None
+    frozen_fw: str | None = None  # the firmware frozen into the board's image (firmware/manifest.py)
 
     @property
     def version_text(self) -> str:
@@ -91,8 +92,14 @@ def read_info(link: Link) -> DeviceInfo:
     raw = link.eval("_hcp_info()")
     if not isinstance(raw, dict) or raw.get("name") != "micropython":
         raise FlashError(f"{link.port}: the board does not run MicroPython ({raw!r:.60})")
+    frozen = raw.get("frozen_fw")
     return DeviceInfo(
-        raw["name"], tuple(raw["version"]), raw.get("mpy"), raw.get("machine", ""), raw.get("uid")
+        raw["name"],
+        tuple(raw["version"]),
+        raw.get("mpy"),
+        raw.get("machine", ""),
+        raw.get("uid"),
+        frozen if isinstance(frozen, str) and frozen else None,
     )
 
 

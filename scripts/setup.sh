@@ -42,3 +42,6 @@ if [ ! -f "$npm_stamp" ]; then
     npm install --silent --no-audit --no-fund >/dev/null
     touch "$npm_stamp"
 fi
+
+# The 32-bit unix MicroPython 1.27 (plain and with the firmware frozen in), cached in .cache/.
+bash scripts/build_micropython.sh

@@ -89,10 +89,11 @@ class Reconciliation:
     rows: list[Row] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    problems_hidden: int = 0       # problems beyond the listed ones (counted, not kept)
 
     @property
     def ok(self) -> bool:
-        return not self.problems and all(r.ok for r in self.rows)
+        return not self.problems and not self.problems_hidden and all(r.ok for r in self.rows)
 
     @property
     def lost(self) -> int:
@@ -105,8 +106,8 @@ class Reconciliation:
     def problem(self, text: str, limit: int = 50) -> None:
         if len(self.problems) < limit:
             self.problems.append(text)
-        elif len(self.problems) == limit:
-            self.problems.append("... (more problems not listed)")
+        else:
+            self.problems_hidden += 1
 
 
 def _connect_ro(path: Path) -> sqlite3.Connection:

@@ -1,16 +1,22 @@
 """`hcp-sim`: simulate a whole hall on this machine (see docs/cli-hcp-sim.md).
 
     hcp-sim hall --devices 50 --minutes 10 --speed 10 --fault broker-restart@20s
+    hcp-sim hall --runtime micropython --devices 200     each device a real MicroPython process
     hcp-sim demo                 the README's demo: 12 windows, 3 departments, two faults
+    hcp-sim device --dir DIR     one evaluator from a provisioned flash directory, driven on stdin
+    hcp-sim platform             the provincial platform stand-in (simulator/platform.py)
     hcp-sim serial-device        a virtual ESP32 on a pty (simulator/serial_device.py)
 
-Exit codes: 0 the end-to-end check passed, 1 it found lost / doubled / wrong ratings,
-2 bad options or a part that could not start (the message says which).
+Conventions (the same for hcp-gateway and flash.py): --json on every command; exit 0 fine,
+1 a finding or a failure (lost / doubled / wrong ratings, a part that could not start), 2 usage;
+-h and --version everywhere; every time printed carries its zone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import random
 import sys
 from pathlib import Path
@@ -24,7 +30,39 @@ from simulator.hall import Hall, HallError, HallOptions, RunResult
 from simulator.report import Console, day_report_lines, reconciliation_lines
 
 
-@click.group()
+def _version() -> str:
+    from flashtool import fwid
+    try:
+        from importlib.metadata import version
+        pkg = version("haochaping")
+    except Exception:  # noqa: BLE001 - run from a checkout without the package installed
+        pkg = "checkout"
+    return "%s (firmware %s)" % (pkg, fwid.release(Path(__file__).resolve().parent.parent))
+
+
+def now_text() -> str:
+    """The local time with its zone, as every time this tool prints."""
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def fail(message: str, as_json: bool, code: str = "failed", exit_code: int = 1) -> None:
+    """One line on stderr (and a JSON error object on stdout with --json), then exit."""
+    if as_json:
+        emit_json({"error": code, "message": message})
+    click.echo("hcp-sim: " + message, err=True)
+    sys.exit(exit_code)
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Machine-readable output: one JSON object (JSON lines for streams).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "--version", prog_name="hcp-sim", message="%(prog)s %(version)s")
 def main() -> None:
     """Simulated 好差评 hall: virtual evaluators running the real firmware, citizens, faults."""
 
@@ -67,8 +105,25 @@ def _pct(values: list[float], q: float) -> str:
     return "%.0f ms" % (1000 * s[min(len(s) - 1, int(q * len(s)))])
 
 
-def run_hall(opts: HallOptions, quiet: bool = False) -> int:
-    console = Console(quiet=quiet)
+def result_json(res: RunResult) -> dict[str, Any]:
+    rec = res.reconciliation
+    p50 = _pct(res.latencies, 0.50)
+    p99 = _pct(res.latencies, 0.99)
+    return {
+        "ok": res.ok, "finished_at": now_text(), "lost": rec.lost, "doubled": rec.doubled,
+        "wrong": sum(r.wrong for r in rec.rows), "presses": len(res.ledger.presses),
+        "acked": len(res.latencies), "p50_press_to_ack": p50, "p99_press_to_ack": p99,
+        "wall_s": round(res.wall_s, 1), "counters": res.counters,
+        "checks": [{"check": r.name, "expected": r.expected, "found": r.found, "lost": r.lost,
+                    "doubled": r.doubled, "wrong": r.wrong, "ok": r.ok} for r in rec.rows],
+        "problems": rec.problems, "problems_hidden": rec.problems_hidden, "notes": rec.notes,
+        "workdir": str(res.workdir), "report": res.report_rows,
+    }
+
+
+def run_hall(opts: HallOptions, quiet: bool = False, as_json: bool = False) -> int:
+    # With --json the story of the run goes to stderr and stdout holds the one JSON result.
+    console = Console(out=sys.stderr, quiet=quiet) if as_json else Console(quiet=quiet)
     hall = Hall(opts, console)
     try:
         res = asyncio.run(hall.run())
@@ -76,21 +131,21 @@ def run_hall(opts: HallOptions, quiet: bool = False) -> int:
         console.error("interrupted; everything the run started has been stopped")
         return 130
     except HallError as e:
-        console.error(str(e))
-        return 2
+        fail(str(e), as_json)
     except Exception as e:  # a part that could not start (broker, gateway): one clear line
-        console.error("%s: %s" % (type(e).__name__, e))
-        return 2
+        fail("%s: %s" % (type(e).__name__, e), as_json)
     print_result(console, res)
     if opts.keep or opts.workdir:
         console.note("work directory kept: %s" % res.workdir)
+    if as_json:
+        emit_json(result_json(res))
     return 0 if res.ok else 1
 
 
 def _options(devices: int, departments: int, minutes: float, speed: float, seed: int, fault: tuple[str, ...],
              scenario: str | None, random_faults_n: int, grades_text: str | None, p_no_press: float,
              p_double: float, p_walkup: float, service_s: float, countdown: int, workdir: str | None,
-             keep: bool, no_push: bool, fsync: bool) -> HallOptions:
+             keep: bool, no_push: bool, fsync: bool, runtime: str, build: str) -> HallOptions:
     if devices < 1:
         raise click.BadParameter("must be >= 1", param_hint="--devices")
     if speed <= 0 or minutes <= 0:
@@ -105,7 +160,8 @@ def _options(devices: int, departments: int, minutes: float, speed: float, seed:
         raise click.UsageError(str(e)) from None
     return HallOptions(devices=devices, departments=departments, minutes=minutes, speed=speed, seed=seed,
                        profile=profile, faults=faults, workdir=Path(workdir) if workdir else None,
-                       keep=keep, countdown_s=countdown, push=not no_push, durable=fsync)
+                       keep=keep, countdown_s=countdown, push=not no_push, durable=fsync, runtime=runtime,
+                       mp_build=build)
 
 
 _common: list[Any] = [
@@ -132,6 +188,14 @@ _common: list[Any] = [
     click.option("--no-push", is_flag=True, help="Skip the daily push and the platform check."),
     click.option("--fsync", is_flag=True, help="fsync every journal write (slow)."),
     click.option("--quiet", is_flag=True, help="Phases and results only, no progress lines."),
+    click.option("--runtime", type=click.Choice(["python", "micropython"]), default="python",
+                 show_default=True,
+                 help="python: the firmware in this process (1,000 devices fit); micropython: each device "
+                      "a real process of the 32-bit unix MicroPython with an ESP32's heap."),
+    click.option("--build", type=click.Choice(["frozen", "mpy"]), default="frozen", show_default=True,
+                 help="With --runtime micropython: the firmware frozen into the interpreter, or the .mpy "
+                      "set flash.py uploads, on each device's flash."),
+    json_option,
 ]
 
 
@@ -145,21 +209,93 @@ def common(f: Any) -> Any:
 @click.option("--devices", default=12, show_default=True, help="Evaluators (one per window).")
 @click.option("--minutes", default=5.0, show_default=True, help="Simulated minutes the hall is open.")
 @common
-def hall(quiet: bool, **kw: Any) -> None:
+def hall(quiet: bool, as_json: bool, **kw: Any) -> None:
     """Run N virtual devices against the real broker, gateway and platform stand-in, then check."""
-    sys.exit(run_hall(_options(**kw), quiet=quiet))
+    sys.exit(run_hall(_options(**kw), quiet=quiet, as_json=as_json))
 
 
 @main.command()
 @click.option("--devices", default=12, show_default=True)
 @click.option("--minutes", default=15.0, show_default=True)
 @common
-def demo(quiet: bool, fault: tuple[str, ...], **kw: Any) -> None:
+def demo(quiet: bool, as_json: bool, fault: tuple[str, ...], **kw: Any) -> None:
     """The README's demo: a hall of 3 departments and 12 windows, one broker restart and one
     device power cut, the daily push, the day's report and the reconciliation."""
     if not fault:
         fault = ("broker-restart@40s", "power-cut@70s+3s:4")
-    sys.exit(run_hall(_options(fault=fault, **kw), quiet=quiet))
+    sys.exit(run_hall(_options(fault=fault, **kw), quiet=quiet, as_json=as_json))
+
+
+@main.command()
+@click.option("--dir", "flash_dir", required=True, type=click.Path(file_okay=False, exists=True),
+              help="The device's flash directory: config.json as flash.py provisions it, data/ is made.")
+@click.option("--runtime", type=click.Choice(["python", "micropython"]), default="micropython",
+              show_default=True,
+              help="A real MicroPython process (unix port), or the firmware in this process.")
+@click.option("--build", type=click.Choice(["frozen", "mpy"]), default="frozen", show_default=True,
+              help="micropython runtime: firmware frozen in, or the .mpy set copied onto the flash "
+                   "directory.")
+@json_option
+def device(flash_dir: str, runtime: str, build: str, as_json: bool) -> None:
+    """One evaluator against the broker its config.json names, driven on standard input.
+
+    Commands, one a line: `press N` (button 0-4, left to right), `wifi down`, `wifi up`,
+    `heap` (micropython: live heap after a collection), `quit`. Every change of the device's
+    state is printed with the local time and its zone (JSON lines with --json)."""
+    from simulator.device_cli import run_device
+    try:
+        code = asyncio.run(run_device(Path(flash_dir), runtime, build, as_json, now_text, emit_json))
+    except KeyboardInterrupt:
+        code = 130
+    except click.ClickException as e:
+        fail(e.format_message(), as_json)
+    except Exception as e:  # noqa: BLE001 - a device that cannot start: one clear line
+        fail("%s: %s" % (type(e).__name__, e), as_json)
+    sys.exit(code)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8480, show_default=True, help="Port to listen on (0: any free port).")
+@click.option("--adapter", type=click.Choice(["default", "gbt39046"]), default="default", show_default=True,
+              help="The province's field mapping the platform checks records against.")
+@click.option("--config", type=click.Path(dir_okay=False, exists=True),
+              help="gateway.toml whose [uplink] section defines the schema (instead of --adapter).")
+@click.option("--db", default=":memory:", show_default=True,
+              help="SQLite file for what the platform accepted.")
+@click.option("--app-key", default="hall-1", show_default=True,
+              help="The appKey the gateway authenticates with.")
+@click.option("--app-secret-file", type=click.Path(dir_okay=False, exists=True),
+              help="File holding the appSecret (or env HCP_PLATFORM_APP_SECRET; default: change-me).")
+@json_option
+def platform(host: str, port: int, adapter: str, config: str | None, db: str, app_key: str,
+             app_secret_file: str | None, as_json: bool) -> None:
+    """The provincial 好差评 platform stand-in, until Ctrl-C.
+
+    Issues tokens for the appKey/appSecret, checks each uplink batch and record against the
+    adapter's schema, keeps every accepted record once, answers per record; an admin API reads what
+    it holds and injects faults (docs/platform-standin.md)."""
+    import os
+
+    from simulator.platform import serve
+    secret = os.environ.get("HCP_PLATFORM_APP_SECRET", "change-me")
+    if app_secret_file:
+        secret = Path(app_secret_file).read_text(encoding="utf-8").strip()
+
+    def ready(url: str, adapter_name: str) -> None:
+        if as_json:
+            emit_json({"ready": True, "url": url, "adapter": adapter_name, "db": db, "at": now_text()})
+        else:
+            click.echo("platform stand-in ready on %s adapter=%s db=%s (%s)"
+                       % (url, adapter_name, db, now_text()))
+
+    try:
+        code = asyncio.run(serve(host, port, adapter, config, db, app_key, secret, ready))
+    except KeyboardInterrupt:
+        code = 0
+    except Exception as e:  # noqa: BLE001 - cannot listen, bad config: one clear line
+        fail("platform stand-in: %s" % e, as_json)
+    sys.exit(code)
 
 
 try:

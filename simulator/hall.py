@@ -38,6 +38,7 @@ from simulator.checker import Ledger, Press, Reconciliation, UnratedCase
 from simulator.citizens import CitizenProfile, Decisions, InvitationError, SimClock, Window, WindowSystem
 from simulator.faults import Fault, FaultPlayer
 from simulator.gateway_proc import GatewayProcess
+from simulator.mpdevice import ControlServer, MpDevice
 from simulator.netutil import free_port
 from simulator.report import Console, sim_clock_text
 from simulator.vdevice import VirtualDevice
@@ -81,6 +82,10 @@ class HallOptions:
     durable: bool = False           # fsync every journal write (slow with many devices)
     boot_spread_s: float = 2.0      # devices power on spread over this many real seconds
     gateway_log_level: str = "INFO"
+    # "python": VirtualDevice, the firmware in this CPython process (1,000 devices fit);
+    # "micropython": MpDevice, each device a real MicroPython process of the 32-bit unix port.
+    runtime: str = "python"
+    mp_build: str = "frozen"        # micropython runtime: "frozen" image or the "mpy" set on flash
 
 
 @dataclass
@@ -125,7 +130,8 @@ class Hall:
         self.counters: dict[str, int] = {
             "cases": 0, "invitations": 0, "invite_refused": 0, "invite_not_shown": 0,
             "presses": 0, "presses_no_feedback": 0, "walkups": 0, "doubles": 0, "walked_away": 0}
-        self.devices: list[VirtualDevice] = []
+        self.devices: list[Any] = []       # VirtualDevice or MpDevice (same interface)
+        self.control: ControlServer | None = None
         self.windows: list[Window] = []
         self.broker: Mosquitto | None = None
         self.gateway: GatewayProcess | None = None
@@ -150,7 +156,7 @@ class Hall:
     def device_ids(self) -> list[str]:
         return [d.device_id for d in self.devices]
 
-    def _dev(self, device_id: str) -> VirtualDevice:
+    def _dev(self, device_id: str) -> Any:
         for d in self.devices:
             if d.device_id == device_id:
                 return d
@@ -261,12 +267,22 @@ class Hall:
         self._make_hall()
         self.c.phase("Work directory %s" % self.workdir)
         passwords = {w.device_id: secrets.token_hex(8) for w in self.windows}
+        if o.runtime == "micropython":
+            self.control = ControlServer()
+            await self.control.start()
         for w in self.windows:
-            self.devices.append(VirtualDevice(
-                w.device_id, self.workdir / "devices" / w.device_id, secrets.token_hex(32),
-                "127.0.0.1", 0, passwords[w.device_id], clock_speed=o.device_speed, tick_ms=o.tick_ms,
-                keepalive_s=o.keepalive_s, durable=o.durable, countdown_s=o.countdown_s,
-                cooldown_s=o.cooldown_s, on_ack=self._on_ack))
+            root = self.workdir / "devices" / w.device_id
+            if self.control is not None:
+                self.devices.append(MpDevice(
+                    w.device_id, root, secrets.token_hex(32), "127.0.0.1", 0, passwords[w.device_id],
+                    control=self.control, build=o.mp_build, keepalive_s=o.keepalive_s,
+                    countdown_s=o.countdown_s, cooldown_s=o.cooldown_s, on_ack=self._on_ack))
+            else:
+                self.devices.append(VirtualDevice(
+                    w.device_id, root, secrets.token_hex(32), "127.0.0.1", 0, passwords[w.device_id],
+                    clock_speed=o.device_speed, tick_ms=o.tick_ms, keepalive_s=o.keepalive_s,
+                    durable=o.durable, countdown_s=o.countdown_s, cooldown_s=o.cooldown_s,
+                    on_ack=self._on_ack))
 
         users = {"gateway": self.gw_password, **passwords}
         self.broker = Mosquitto(self.workdir / "broker", users=users, acl=standard_acl(),
@@ -302,7 +318,10 @@ class Hall:
 
     async def boot_devices(self, timeout_s: float = 120.0, ready_state: str = "idle") -> None:
         o = self.o
-        self.c.phase("Powering on %d virtual evaluators (real firmware on the host HAL)" % len(self.devices))
+        self.c.phase("Powering on %d virtual evaluators (%s)" % (len(self.devices), (
+            "real firmware on the host HAL" if self.control is None else
+            "real MicroPython processes, 32-bit unix port, firmware %s" % (
+                "frozen in" if self.o.mp_build == "frozen" else "as the .mpy set on flash"))))
         assert self.broker is not None
         for d in self.devices:
             d.broker = ("127.0.0.1", self.broker.port, d.broker[2])
@@ -670,6 +689,8 @@ class Hall:
             self.platform = None
         if self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+        if self.control is not None:
+            await self.control.stop()
         if self._own_workdir and not self.o.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
 

@@ -5,7 +5,7 @@ batch (count, checksum, envelope) and each record against the adapter's schema, 
 every accepted record once (dedupe by record id), answers per record. What a real one
 never offers: an admin API to read what it holds and to inject faults.
 
-    python -m simulator.platform --port 8480 --adapter default [--db platform.sqlite]
+    hcp-sim platform --port 8480 --adapter default [--db platform.sqlite]   (= python -m simulator.platform)
 
 Endpoints (see docs/platform-standin.md):
     POST /api/v1/auth/token          {"appKey", "appSecret"} -> {"token", "expiresIn"}
@@ -17,7 +17,6 @@ Endpoints (see docs/platform-standin.md):
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -26,6 +25,7 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -333,39 +333,27 @@ def schema_for(adapter: str, config: str | None = None) -> Schema:
     return make_adapter(settings).schema()
 
 
-async def _serve(args: argparse.Namespace) -> int:
-    stand_in = PlatformStandIn(schema_for(args.adapter, args.config), args.db, app_key=args.app_key,
-                               app_secret=args.app_secret, host=args.host, port=args.port)
-    await stand_in.start()
-    print("platform stand-in ready on %s adapter=%s db=%s" % (stand_in.url, stand_in.schema["adapter"],
-                                                               args.db), flush=True)
+async def serve(host: str, port: int, adapter: str, config: str | None, db: str, app_key: str,
+                app_secret: str, ready: Callable[[str, str], None]) -> int:
+    """Run the stand-in until SIGINT or SIGTERM; ready(url, adapter) once it listens."""
+    stand_in = PlatformStandIn(schema_for(adapter, config), db, app_key=app_key, app_secret=app_secret,
+                               host=host, port=port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):   # before the ready line: a stop right after it is clean
         loop.add_signal_handler(sig, stop.set)
+    await stand_in.start()
+    ready(stand_in.url, stand_in.schema["adapter"])
+    sys.stdout.flush()
     await stop.wait()
     await stand_in.stop()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulator.platform", description=__doc__.split("\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8480)
-    p.add_argument("--adapter", default="default", choices=["default", "gbt39046"])
-    p.add_argument("--config", help="gateway.toml whose [uplink] section defines the schema")
-    p.add_argument("--db", default=":memory:", help="SQLite file for what the platform accepted")
-    p.add_argument("--app-key", default="hall-1")
-    p.add_argument("--app-secret", default="change-me")
-    args = p.parse_args(argv)
-    try:
-        return asyncio.run(_serve(args))
-    except OSError as e:
-        print("platform stand-in: cannot start: %s" % e, file=sys.stderr)
-        return 2
-    except Exception as e:  # config errors and the like: a message, not a traceback
-        print("platform stand-in: %s" % e, file=sys.stderr)
-        return 2
+    """`python -m simulator.platform` is `hcp-sim platform` (docs/cli-hcp-sim.md)."""
+    from simulator.cli import platform
+    return int(platform.main(args=argv, prog_name="python -m simulator.platform", standalone_mode=True) or 0)
 
 
 if __name__ == "__main__":

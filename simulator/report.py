@@ -104,10 +104,12 @@ def reconciliation_lines(rec: Reconciliation) -> list[str]:
     lines = table(("check", "expected", "found", "lost", "doubled", "wrong", ""), rows)
     for p in rec.problems:
         lines.append("  ! " + p)
+    if rec.problems_hidden:
+        lines.append("  ! ... %d more problems not listed" % rec.problems_hidden)
     for n in rec.notes[:10]:
         lines.append("  i " + n)
     if len(rec.notes) > 10:
-        lines.append("  i ... %d more notes" % (len(rec.notes) - 10))
+        lines.append("  i ... %d more notes not listed" % (len(rec.notes) - 10))
     verdict = "OK" if rec.ok else "MISMATCH"
     lines.append("verdict: %s (lost %d, doubled %d)" % (verdict, rec.lost, rec.doubled))
     return lines

@@ -17,12 +17,14 @@ CLI: `python -m simulator.serial_device [--uid HEX] [--link PATH] [--state-dir D
 from __future__ import annotations
 
 import collections
+import json
 import os
 import pathlib
 import select
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import tty
@@ -234,14 +236,22 @@ class VirtualSerialDevice:
 @click.option("--link", type=click.Path(dir_okay=False), help="Also expose the pty under this symlink path.")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Persist the device filesystem here.")
 @click.option("--exec-timeout", default=10.0, show_default=True, help="Watchdog: seconds one exec may run.")
-def serial_device(uid: str | None, link: str | None, state_dir: str | None, exec_timeout: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help='Print {"port": PATH, "uid": HEX} instead of the path.')
+def serial_device(uid: str | None, link: str | None, state_dir: str | None, exec_timeout: float,
+                  as_json: bool) -> None:
     """Run a virtual MicroPython board behind a pseudo-terminal until Ctrl-C."""
     dev = VirtualSerialDevice(uid=uid, state_dir=state_dir, link=link, exec_timeout=exec_timeout)
     try:
         path = dev.start()
     except SerialDeviceError as e:
-        raise click.ClickException(str(e)) from None
-    click.echo(path)
+        if as_json:
+            click.echo(json.dumps({"error": "cannot_start", "message": str(e)}))
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps({"port": path, "uid": dev.uid, "link": link}))
+    else:
+        click.echo(path)
     if link:
         click.echo(f"link: {link}", err=True)
     stop = threading.Event()
@@ -249,7 +259,8 @@ def serial_device(uid: str | None, link: str | None, state_dir: str | None, exec
     try:
         while not stop.wait(0.5):
             if not dev.alive():
-                raise click.ClickException("bridge exited: " + " | ".join(dev.log))
+                click.echo("error: bridge exited: " + " | ".join(dev.log), err=True)
+                sys.exit(1)
     except KeyboardInterrupt:
         pass
     finally:

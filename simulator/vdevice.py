@@ -43,6 +43,25 @@ FEEDBACK_OK_HZ = 2000       # firmware/feedback.py: ok beep
 FEEDBACK_EXTRA_HZ = 1000    # extra press click
 
 
+def write_config(root: Path, device_id: str, hall: str, secret_hex: str, broker: tuple[str, int, str],
+                 ca: str | None, countdown_s: int, cooldown_s: int, hb_s: int, keepalive_s: int) -> None:
+    """A simulated device's config.json, as flash.py writes it (atomically)."""
+    root.mkdir(parents=True, exist_ok=True)
+    host, port, password = broker
+    b: dict[str, Any] = {"host": host, "port": port, "password": password}
+    if ca:
+        b["ca"] = ca
+    cfg = {
+        "device_id": device_id, "hall": hall, "secret": secret_hex,
+        "wifi": {"ssid": "hall-net", "password": "sim"}, "broker": b,
+        "buttons": list(DEFAULT_BUTTONS), "debounce_ms": 50, "countdown_s": countdown_s,
+        "cooldown_s": cooldown_s, "walkup": "accept", "hb_s": hb_s, "cfg": 1, "keepalive_s": keepalive_s,
+    }
+    tmp = root / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg))
+    os.replace(tmp, root / "config.json")
+
+
 @dataclass(frozen=True)
 class PressResult:
     """What the citizen experienced for one press."""
@@ -92,29 +111,8 @@ class VirtualDevice:
     # -- provisioning ----------------------------------------------------------------------
     def provision(self) -> None:
         """Write config.json as flash.py would (docs/architecture.md section 2)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        host, port, password = self.broker
-        cfg = {
-            "device_id": self.device_id, "hall": self.hall, "secret": self.secret_hex,
-            "wifi": {"ssid": "hall-net", "password": "sim"},
-            "broker": {"host": host, "port": port, "password": password,
-                       **({"ca": self.broker_ca} if self.broker_ca else {})},
-            "buttons": list(DEFAULT_BUTTONS), "debounce_ms": 50, "countdown_s": self.countdown_s,
-            "cooldown_s": self.cooldown_s, "walkup": "accept", "hb_s": self.hb_s, "cfg": 1,
-            "keepalive_s": self.keepalive_s,
-        }
-        tmp = self.root / "config.json.tmp"
-        tmp.write_text(json.dumps(cfg))
-        os.replace(tmp, self.root / "config.json")
-
-    def _ca(self) -> str | None:
-        """The CA from the device's own config.json (what flash.py wrote), as its HAL would."""
-        try:
-            broker = json.loads((self.root / "config.json").read_text()).get("broker", {})
-        except (OSError, ValueError):
-            return None
-        ca = broker.get("ca") if isinstance(broker, dict) else None
-        return ca if isinstance(ca, str) else None
+        write_config(self.root, self.device_id, self.hall, self.secret_hex, self.broker, self.broker_ca,
+                     self.countdown_s, self.cooldown_s, self.hb_s, self.keepalive_s)
 
     # -- power -----------------------------------------------------------------------------
     async def power_on(self) -> None:
@@ -123,11 +121,9 @@ class VirtualDevice:
         reset = "power-on"
         hal = HostHal(root=str(self.root), clock=VirtualClock(speed=self.clock_speed),
                       uid=self.device_id.encode()[-6:], reset_cause=reset, display=True,
-                      durable=self.durable, max_events=16, net=HostNet(up=self.wifi_up, ca=self._ca()))
+                      durable=self.durable, max_events=16, net=HostNet(up=self.wifi_up))
         fw = Firmware(hal)
-        link = fw.start_link()
-        if link is not None:
-            link.keepalive_s = self.keepalive_s
+        link = fw.start_link()             # keepalive_s comes from config.json (provision())
         self._instrument(fw)
         self.hal = hal
         self.fw = fw

@@ -38,10 +38,13 @@ class Esp32Net:
         except Exception:
             return -127
 
-    async def open(self, host, port):
+    async def open(self, host, port, ca=None):
         if not self.wlan.isconnected():
             self.connect()
             raise OSError(113, "wifi down")
+        if ca:
+            from firmware.hal import tlsctx
+            return await asyncio.open_connection(host, port, ssl=tlsctx.client(ca))
         return await asyncio.open_connection(host, port)
 
 

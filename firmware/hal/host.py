@@ -10,6 +10,8 @@ import gc
 import os
 import sys
 
+from firmware.hal.buttons import VirtualButtons
+
 try:
     from micropython import const
 except ImportError:          # CPython
@@ -18,7 +20,6 @@ except ImportError:          # CPython
 
 _TICKS_MASK = const(0x3FFFFFFF)  # MicroPython's ticks wrap at 2^30; the host wraps the same way
 _TICKS_HALF = const(0x20000000)
-_N_BUTTONS = const(5)
 _CPYTHON = sys.implementation.name == "cpython"
 
 
@@ -60,7 +61,7 @@ class VirtualClock:
         self.ms = ms
 
 
-class HostHal:
+class HostHal(VirtualButtons):
     platform = "host"
 
     def __init__(self, root=".", clock=None, uid=b"\x0a\x1b\x2c\x3d\x4e\x5f", reset_cause="power-on",
@@ -77,9 +78,7 @@ class HostHal:
             net = HostNet()
         self.net = net
         self.echo = echo
-        # Virtual buttons: level (pressed now) and an edge latch, as the ESP32 IRQ would set it.
-        self._level = bytearray(_N_BUTTONS)
-        self._edge = bytearray(_N_BUTTONS)
+        VirtualButtons.__init__(self)
         # Recorded outputs: (ms, what, value), the last max_events of them.
         self.events = []
         self.led_state = (False, False)
@@ -122,29 +121,6 @@ class HostHal:
         f.flush()
         if _CPYTHON and self.durable:
             os.fsync(f.fileno())
-
-    # -- buttons ---------------------------------------------------------------------------
-    def press(self, i):
-        self._level[i] = 1
-        self._edge[i] = 1
-
-    def release(self, i):
-        self._level[i] = 0
-
-    def tap(self, i):
-        """A press shorter than one scan: only the IRQ edge latch sees it."""
-        self._edge[i] = 1
-
-    def button_count(self):
-        return _N_BUTTONS
-
-    def button_down(self, i):
-        return self._level[i] == 1
-
-    def take_edge(self, i):
-        e = self._edge[i]
-        self._edge[i] = 0
-        return e == 1
 
     # -- feedback outputs ------------------------------------------------------------------
     def _record(self, what, value):

@@ -8,16 +8,10 @@ wasm tests, which bring their own net) does not carry it; HostHal loads it when 
 class HostNet:
     """The device's Wi-Fi as the simulator sees it: up or cut, an RSSI, TCP via asyncio."""
 
-    def __init__(self, up=True, rssi=-55, ca=None):
+    def __init__(self, up=True, rssi=-55):
         self.up = up
         self._rssi = rssi
         self._writers = []
-        # ca: the hall CA (PEM text, the config's broker.ca as flash.py writes it): TLS to the
-        # broker, its certificate checked against this CA and the host name.
-        self._ssl = None
-        if ca:
-            import ssl
-            self._ssl = ssl.create_default_context(cadata=ca)
 
     def is_up(self):
         return self.up
@@ -25,11 +19,15 @@ class HostNet:
     def rssi(self):
         return self._rssi if self.up else -127
 
-    async def open(self, host, port):
+    async def open(self, host, port, ca=None):
         if not self.up:
             raise OSError(113, "wifi down")
         import asyncio
-        reader, writer = await asyncio.open_connection(host, port, ssl=self._ssl)
+        ctx = None
+        if ca:                             # the broker's certificate checked against the CA, as on the device
+            import ssl
+            ctx = ssl.create_default_context(cadata=ca)
+        reader, writer = await asyncio.open_connection(host, port, ssl=ctx)
         self._writers = [w for w in self._writers if not w.is_closing()]
         self._writers.append(writer)
         return reader, writer

@@ -75,6 +75,24 @@ def _hcp_mkdirs(p):
             os.mkdir(cur)
 
 
+def _hcp_frozen_fw():
+    # The firmware's identifier when it is frozen into the board's image, else None. Only
+    # '.frozen' is searched (a .mpy set on flash does not count), and the modules are dropped
+    # again so a later import finds whatever the board will really run.
+    saved = sys.path[:]
+    sys.path[:] = [".frozen"]
+    try:
+        import firmware.version
+
+        return firmware.version.VERSION
+    except ImportError:
+        return None
+    finally:
+        sys.path[:] = saved
+        for m in ("firmware.version", "firmware"):
+            sys.modules.pop(m, None)
+
+
 def _hcp_info():
     impl = sys.implementation
     uid = None
@@ -82,7 +100,7 @@ def _hcp_info():
         import machine
 
         uid = binascii.hexlify(machine.unique_id()).decode()
-    except ImportError:
+    except (ImportError, AttributeError):  # no machine, or one without unique_id (unix port)
         try:
             with open("/.uid") as f:
                 uid = f.read().strip()
@@ -96,6 +114,7 @@ def _hcp_info():
                 "mpy": getattr(impl, "_mpy", None),
                 "machine": getattr(impl, "_machine", ""),
                 "uid": uid,
+                "frozen_fw": _hcp_frozen_fw(),
             }
         )
     )

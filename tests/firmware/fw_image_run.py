@@ -142,7 +142,7 @@ class StandIn:
 
     # -- the broker
     async def _serve(self, r, w):
-        from firmware import mqtt
+        from firmware.mqtt import packets as mqtt
         try:
             while True:
                 first, body, _ = await mqtt.read_packet(r)
@@ -179,7 +179,7 @@ class StandIn:
             self.command({"t": "ack", "a": [[m["rb"], m["rs"]]]})
 
     def command(self, m):
-        from firmware import mqtt
+        from firmware.mqtt import packets as mqtt
         from protocol import messages, topics
         self.n += 1
         m["d"] = self.device
@@ -221,7 +221,7 @@ class ImageRun:
                 return
             await asyncio.sleep(0)
         check(cond(), "the device did not settle (link %s, journal %d, in flight %d)" % (
-            self.link.last_error, self.fw.journal.depth(), self.link.inflight()))
+            self.link.client.last_error, self.fw.journal.depth(), self.link.inflight()))
 
     def _delivered(self):
         return self.fw.journal.depth() == 0 and self.link.inflight() == 0
@@ -269,7 +269,7 @@ class ImageRun:
         link = self.link
         check(fw.app.lost == 0, "no press lost")
         check(link.rejected == {}, "no command rejected: %r" % (link.rejected,))
-        check(link.reconnects == 0, "one connection: %r" % (link.errors,))
+        check(link.client.reconnects == 0, "one connection: %r" % (link.client.errors,))
         total = 0
         for kind in fw.app.counts:
             total += fw.app.counts[kind]

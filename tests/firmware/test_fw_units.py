@@ -10,10 +10,10 @@ from pathlib import Path
 import fw_scenarios
 import pytest
 
-from firmware.bootstate import load_config
 from firmware.buttons import Buttons
 from firmware.clock import Clock
 from firmware.config import ConfigError
+from firmware.config import load as load_config
 from firmware.hal.host import HostHal, VirtualClock
 from firmware.journal import KINDS, REC_SIZE, Journal, JournalFull
 from protocol import messages

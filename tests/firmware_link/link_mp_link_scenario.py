@@ -12,11 +12,11 @@ import os
 
 from link_mp_scenario import Pipe, Writer
 
-from firmware import mqtt
 from firmware.clock import Clock
 from firmware.hal.host import HostHal, VirtualClock
 from firmware.journal import Journal
 from firmware.link import Link
+from firmware.mqtt import packets as mqtt
 from protocol import messages, topics
 from protocol.auth import Key
 

@@ -8,7 +8,8 @@ try:
 except ImportError:  # pragma: no cover
     import uasyncio as asyncio
 
-from firmware import mqtt
+from firmware.mqtt import packets as mqtt
+from firmware.mqtt.session import Session
 
 
 class Clock:
@@ -154,7 +155,7 @@ async def main():
     out = {}
     got = []
     broker = FakeBroker()
-    c = mqtt.MQTTClient(Clock(), "dev-1", user="dev-1", password="pw", keepalive_s=30, window=2,
+    c = Session(Clock(), "dev-1", user="dev-1", password="pw", keepalive_s=30, window=2,
                         on_message=lambda t, p, r, d: got.append((t, bytes(p), d)), tick_ms=20)
     c.will = ("hcp/1/up/dev-1/status", b"off", 1, True)
     r, w = broker.connect()

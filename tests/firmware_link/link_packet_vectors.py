@@ -1,4 +1,4 @@
-"""Byte-exact MQTT 3.1.1 packet vectors for firmware/mqtt.py and mqttconn.py (CPython and MicroPython).
+"""Byte-exact MQTT 3.1.1 packet vectors for firmware/mqtt/packets.py (CPython and MicroPython).
 
 EXPECTED is written by hand from the 3.1.1 specification (section numbers in comments), not
 produced by the encoder under test. run() evaluates every case and returns {name: text};
@@ -7,7 +7,7 @@ results are "hex" for encoders, a canonical tuple text for decoders, "E:<code>" 
 
 import binascii
 
-from firmware import mqtt, mqttconn
+from firmware.mqtt import packets as mqtt
 
 
 def _a(s):
@@ -201,13 +201,13 @@ def _split(hexs):
 
 
 def _refused(rc):
-    e = mqttconn.ConnectRefused(rc)
+    e = mqtt.connect_refused(rc)
     return "%s,%d,%s" % (e.code, e.rc, e.detail)
 
 
 def cases():
     P = mqtt.publish_packet
-    C = mqttconn.connect_packet
+    C = mqtt.connect_packet
     yield "connect_full", lambda: _hex(C("dev-1", 60, False, "dev-1", "pw", (TOPIC_WILL, b"off", 1, True)))
     yield "connect_clean_min", lambda: _hex(C("x", 0, True))
     yield "connect_user_only", lambda: _hex(C("x", 300, False, "dev-1"))
@@ -229,9 +229,9 @@ def cases():
         yield "len_%d" % n, (lambda n=n: _hex(mqtt.encode_length(n)))
     yield "puback_10", lambda: _hex(mqtt.puback_packet(10))
     yield "puback_ffff", lambda: _hex(mqtt.puback_packet(0xFFFF))
-    yield "subscribe_q1", lambda: _hex(mqttconn.subscribe_packet(1, TOPIC_SUB, 1))
-    yield "subscribe_q0_pid_258", lambda: _hex(mqttconn.subscribe_packet(258, TOPIC_SUB, 0))
-    yield "subscribe_pid0", lambda: _hex(mqttconn.subscribe_packet(0, TOPIC_SUB, 1))
+    yield "subscribe_q1", lambda: _hex(mqtt.subscribe_packet(1, TOPIC_SUB, 1))
+    yield "subscribe_q0_pid_258", lambda: _hex(mqtt.subscribe_packet(258, TOPIC_SUB, 0))
+    yield "subscribe_pid0", lambda: _hex(mqtt.subscribe_packet(0, TOPIC_SUB, 1))
     yield "pingreq", lambda: _hex(mqtt.PINGREQ_PACKET)
     yield "disconnect", lambda: _hex(mqtt.DISCONNECT_PACKET)
     yield "d_connack_0", lambda: _dec("20020000")

@@ -1,4 +1,4 @@
-"""firmware/mqtt.py's MQTTClient (CPython asyncio) against a real mosquitto, plus two scripted
+"""firmware/mqtt/session.py's Session (CPython asyncio) against a real mosquitto, plus two scripted
 TCP peers for what a healthy broker never does (swallow a PUBACK, stop answering pings)."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import pytest
 sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
 from link_testkit import DEVICE, DEVICE_PASSWORD, GATEWAY, make_hal, until  # noqa: E402
 
-from firmware.mqtt import MQTTClient, MQTTError, read_packet  # noqa: E402
+from firmware.mqtt.packets import MQTTError, read_packet  # noqa: E402
+from firmware.mqtt.session import Session  # noqa: E402
 from protocol import topics  # noqa: E402
 from simulator.broker import Mosquitto  # noqa: E402
 
@@ -25,17 +26,17 @@ UP_STATUS = topics.up(DEVICE, "status")
 Inbox = list[tuple[str, bytes]]
 
 
-def client(hal: Any, password: str = DEVICE_PASSWORD, **kw: Any) -> tuple[MQTTClient, Inbox]:
+def client(hal: Any, password: str = DEVICE_PASSWORD, **kw: Any) -> tuple[Session, Inbox]:
     got: list[tuple[str, bytes]] = []
 
     def on_message(topic: str, payload: bytes, retain: bool, dup: bool) -> None:
         got.append((topic, payload))
 
     kw.setdefault("tick_ms", 50)
-    return MQTTClient(hal, DEVICE, user=DEVICE, password=password, on_message=on_message, **kw), got
+    return Session(hal, DEVICE, user=DEVICE, password=password, on_message=on_message, **kw), got
 
 
-async def connect(c: MQTTClient, hal: Any, broker: Mosquitto) -> bool:
+async def connect(c: Session, hal: Any, broker: Mosquitto) -> bool:
     r, w = await hal.net.open(broker.host, broker.port)
     return await c.connect(r, w, clean=False, timeout_ms=5000)
 
@@ -55,7 +56,7 @@ async def test_connect_with_password_and_publish_qos1_gets_puback(broker: Mosqui
 async def test_wrong_password_is_a_clear_refusal(broker: Mosquitto, tmp_path: Path) -> None:
     hal = make_hal(tmp_path / "dev")
     c, _ = client(hal, password="wrong")
-    with pytest.raises(MQTTError) as ei:   # ConnectRefused(rc) builds it: code "refused", rc
+    with pytest.raises(MQTTError) as ei:   # connect_refused(rc) builds it: code "refused", rc
         await connect(c, hal, broker)
     assert ei.value.code == "refused"
     assert ei.value.rc in (4, 5)       # mosquitto 2 answers 5 "not authorized" for MQTT 3.1.1
@@ -260,3 +261,48 @@ async def test_answered_pings_keep_the_connection(tmp_path: Path) -> None:
         await c.disconnect()
     finally:
         await peer.stop()
+
+
+class _FailingOwner:
+    """An owner whose up() fails half-way (after it began announcing)."""
+
+    def __init__(self) -> None:
+        self.ups = 0
+        self.downs = 0
+
+    def will(self, conn_no: int) -> tuple[str, bytes, int, bool]:
+        return (UP_STATUS, b"offline", 1, True)
+
+    async def up(self) -> None:
+        self.ups += 1
+        raise OSError(104, "connection reset during the announcement")
+
+    async def service(self) -> None:
+        raise AssertionError("never served: up() failed")
+
+    def down(self) -> None:
+        self.downs += 1
+
+
+async def test_client_calls_down_after_a_failed_up(broker: Mosquitto, tmp_path: Path) -> None:
+    """firmware/mqtt/client.py: once owner.up() has begun, owner.down() follows even when up() fails,
+    so the link never leaves the app 'online' after a half-done announcement; the failure is counted
+    and the client reconnects with backoff."""
+    from firmware.mqtt.client import Client
+
+    hal = make_hal(tmp_path / "dev")
+    c = Client(hal, DEVICE, broker.host, broker.port, user=DEVICE, password=DEVICE_PASSWORD, tick_ms=50)
+    c.backoff_min_ms, c.backoff_max_ms = 50, 100
+    owner = _FailingOwner()
+    task = asyncio.create_task(c.run(owner))
+    try:
+        await until(lambda: owner.ups >= 2, 10, "two attempts")
+        assert owner.downs >= owner.ups - 1 and not c.online
+        assert c.errors.get("oserror", 0) >= 1 and "announcement" in c.last_error
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        c.close()

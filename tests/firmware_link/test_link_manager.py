@@ -25,7 +25,6 @@ from link_testkit import (  # noqa: E402
     until,
 )
 
-from firmware import linkup  # noqa: E402
 from firmware.link import Link  # noqa: E402
 from protocol import topics  # noqa: E402
 from protocol.auth import Key  # noqa: E402
@@ -43,8 +42,8 @@ class Rig:
         self.journal = make_journal(self.hal, BOOT)
         self.app = StubApp(self.hal)
         self.link = Link(self.hal, make_cfg(broker.port, **cfg), Key(SECRET), BOOT, self.journal, self.app)
-        self.link.backoff_min_ms = 100     # tests do not wait 1..60 s between attempts
-        self.link.backoff_max_ms = 800
+        self.link.client.backoff_min_ms = 100     # tests do not wait 1..60 s between attempts
+        self.link.client.backoff_max_ms = 800
         self.task: asyncio.Task[None] | None = None
         self.peak = 0
         self._watch: asyncio.Task[None] | None = None
@@ -112,7 +111,7 @@ async def test_backlog_of_50_arrives_in_order_within_the_window(rig: Rig, broker
         rig.start()
         await until(lambda: rig.journal.depth() == 0, 20, "journal emptied by acks")
         assert gw.record_ids() == [(BOOT, s) for s in range(1, 51)]   # in order, none twice
-        assert 1 <= rig.peak <= rig.link.window == 8
+        assert 1 <= rig.peak <= rig.link.client.window == 8
         assert rig.link.records_acked == 50 and rig.link.rejected == {}
         recs = gw.of_type("rec")
         assert recs[0]["k"] == "walkup" and recs[0]["g"] == "vs" and recs[0]["u"] == 1000
@@ -144,13 +143,13 @@ async def test_broker_restart_mid_backlog_loses_nothing(rig: Rig, broker: Mosqui
         await until(lambda: rig.journal.depth() == 0, 30, "journal emptied by acks after the restart")
         ids = gw.record_ids()
         assert set(ids) == {(BOOT, s) for s in range(1, 51)}      # nothing lost (duplicates allowed)
-        assert rig.link.reconnects >= 1 and rig.app.links[:2] == [True, False] and rig.app.links[-1]
+        assert rig.link.client.reconnects >= 1 and rig.app.links[:2] == [True, False] and rig.app.links[-1]
         assert rig.peak <= 8
         assert at_restart < 50                                    # the restart really was mid-backlog
         assert "bad_mac" not in rig.link.rejected
         print("restart: %d recs before, %d deliveries for 50 records, reconnects %d, resent(DUP) %d, "
-              "rejected %s, errors %s" % (at_restart, len(ids), rig.link.reconnects, rig.link._client.resent,
-                                          rig.link.rejected, rig.link.errors))
+              "rejected %s, errors %s" % (at_restart, len(ids), rig.link.client.reconnects,
+                                          rig.link.client.resent, rig.link.rejected, rig.link.client.errors))
     finally:
         await gw.stop()
 
@@ -170,7 +169,7 @@ async def test_wifi_cut_publishes_will_then_reconnects_and_resends(rig: Rig, gat
     assert sorted(set(gateway.record_ids())) == [(BOOT, 1), (BOOT, 2), (BOOT, 3)]
     statuses = [(m["s"], m["c"]) for m in gateway.of_type("status")]
     assert statuses == [("online", 1), ("offline", 1), ("online", 2)]
-    assert rig.link.reconnects == 1 and rig.app.links == [True, False, True]
+    assert rig.link.client.reconnects == 1 and rig.app.links == [True, False, True]
     assert rig.journal.depth() == 3            # PUBACKs never delete: only the gateway's ack does
 
 
@@ -194,7 +193,7 @@ async def test_forged_replayed_and_malformed_commands_are_counted_not_applied(
     assert rig.link.rejected == {"bad_mac": 1, "wrong_boot": 1, "not_json": 1, "topic_mismatch": 1,
                                  "replay": 2}
     assert [(r["rb"], r["rs"]) for r in rig.journal.pending(10)] == [(BOOT, 2)]
-    assert rig.link.connected and rig.link.reconnects == 0       # never crashed the link
+    assert rig.link.connected and rig.link.client.reconnects == 0       # never crashed the link
 
 
 async def test_other_commands_go_to_the_app(rig: Rig, gateway: GatewayStub) -> None:
@@ -225,9 +224,9 @@ async def test_wrong_password_retries_with_backoff_and_counts(tmp_path: Path, br
     r = Rig(tmp_path / "dev", broker, password="nope")
     try:
         r.start()
-        await until(lambda: r.link.errors.get("refused", 0) >= 3, 10, "three refusals")
+        await until(lambda: r.link.client.errors.get("refused", 0) >= 3, 10, "three refusals")
         assert r.app.links == [] and not r.link.connected
-        assert "not authorized" in r.link.last_error or "bad user name" in r.link.last_error
+        assert "not authorized" in r.link.client.last_error or "bad user name" in r.link.client.last_error
         assert any("refused" in line for line in r.hal.logs)
     finally:
         await r.stop()
@@ -238,11 +237,11 @@ def test_backoff_is_jittered_exponential_and_capped(tmp_path: Path) -> None:
     link = Link(hal, make_cfg(1), Key(SECRET), 1, None, None)
     seen: list[int] = []
     for _ in range(12):
-        seen.append(linkup.backoff_ms(link))
+        seen.append(link.client.backoff_ms())
     assert all(1000 <= d <= 60000 for d in seen)
     assert seen[0] <= 1000 * 1 and max(seen[6:]) > 8000     # ceiling doubles up to the cap
-    link._attempt = 30
-    many = [linkup.backoff_ms(link) for _ in range(200)]
+    link.client._attempt = 30
+    many = [link.client.backoff_ms() for _ in range(200)]
     assert max(many) <= 60000 and min(many) < 30000 and len(set(many)) > 50   # full jitter
     assert topics.up(DEVICE, "rec") == link._t_rec
 
@@ -275,15 +274,15 @@ async def test_tcp_connect_is_bounded_by_connect_timeout(tmp_path: Path) -> None
     hal.net = net  # type: ignore[assignment]
     journal = make_journal(hal, BOOT)
     link = Link(hal, make_cfg(1883), Key(SECRET), BOOT, journal, StubApp(hal))
-    link.connect_timeout_ms = 300
-    link.backoff_min_ms = 50
-    link.backoff_max_ms = 100
+    link.client.connect_timeout_ms = 300
+    link.client.backoff_min_ms = 50
+    link.client.backoff_max_ms = 100
     task = asyncio.create_task(link.run())
     try:
-        await until(lambda: link.errors.get("timeout", 0) >= 2, 5.0)
+        await until(lambda: link.client.errors.get("timeout", 0) >= 2, 5.0)
     finally:
         task.cancel()
         link.close()
     assert net.opens >= 2 and net.cancelled >= 2    # each hung connect was abandoned, then retried
-    assert "TCP connect" in link.last_error and not link.connected
+    assert "TCP connect" in link.client.last_error and not link.connected
     journal.close()

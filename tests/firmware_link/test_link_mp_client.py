@@ -63,7 +63,7 @@ def test_scenario_micropython(mpy: Any) -> None:
     assert json.loads(line[0][7:]) == EXPECTED
 
 
-@pytest.mark.parametrize("module", ["mqtt", "link"])
+@pytest.mark.parametrize("module", ["mqtt.packets", "mqtt.session", "mqtt.client", "link"])
 def test_modules_import_under_micropython(mpy: Any, module: str) -> None:
     res = mpy("import firmware.%s as m\nprint('OK', m.__name__)\n" % module, timeout=60)
     assert "OK firmware.%s" % module in res.stdout
@@ -105,6 +105,6 @@ def test_link_backlog_and_signed_acks_micropython(mpy: Any) -> None:
     assert line, res.stdout[-2000:] + res.stderr[-2000:]
     got = json.loads(line[0][7:])
     heap = got.pop("link_heap")
-    print("MicroPython heap of one Link + MQTTClient after construction: %d bytes" % heap)
+    print("MicroPython heap of one Link + its MQTT client after construction: %d bytes" % heap)
     assert 0 < heap < 8192
     assert got == LINK_EXPECTED

@@ -1,4 +1,4 @@
-"""Byte-exact MQTT 3.1.1 packets of firmware/mqtt.py under CPython and under real MicroPython 1.27.
+"""Byte-exact MQTT 3.1.1 packets of firmware/mqtt/packets.py under CPython and under real MicroPython 1.27.
 
 The vectors (tests/firmware_link/link_packet_vectors.py) are written from the specification;
 the same module runs in both interpreters and must give the same text for every case.
@@ -60,7 +60,7 @@ def test_micropython(micropython_results: dict[str, str], name: str) -> None:
 
 
 def test_error_has_code_and_detail() -> None:
-    from firmware.mqtt import MQTTError, decode_packet
+    from firmware.mqtt.packets import MQTTError, decode_packet
 
     with pytest.raises(MQTTError) as ei:
         decode_packet(0x21, b"\x00\x00")
@@ -69,9 +69,8 @@ def test_error_has_code_and_detail() -> None:
 
 
 def test_connect_refused_is_an_mqtt_error() -> None:
-    from firmware.mqtt import MQTTError
-    from firmware.mqttconn import ConnectRefused
+    from firmware.mqtt.packets import MQTTError, connect_refused
 
-    e: Any = ConnectRefused(5)
+    e: Any = connect_refused(5)
     assert isinstance(e, MQTTError) and e.code == "refused" and e.rc == 5
     assert str(e) == "refused: CONNACK 5: not authorized"

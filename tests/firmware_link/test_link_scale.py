@@ -62,7 +62,7 @@ async def test_many_links_in_one_process(tmp_path: Path) -> None:
                 cfg = {"device_id": d, "secret": SECRET, "hb_s": 180, "cfg": 1,
                        "broker": {"host": broker.host, "port": broker.port, "password": "pw"}}
                 link = Link(hal, cfg, Key(SECRET), 1, j, StubApp(hal))
-                link.backoff_min_ms = 200
+                link.client.backoff_min_ms = 200
                 links.append(link)
                 tasks.append(asyncio.create_task(link.run()))
             await until(lambda: all(lk.connected for lk in links), 60, "all connected")
@@ -80,7 +80,7 @@ async def test_many_links_in_one_process(tmp_path: Path) -> None:
                   "~%.0f bytes heap per device (HAL, journal, app stub, link, client, streams, tasks)"
                   % (N, t_conn, 2 * N, t_drain, per_link))
             assert sum(lk.records_acked for lk in links) == 2 * N
-            assert all(lk.reconnects == 0 for lk in links)
+            assert all(lk.client.reconnects == 0 for lk in links)
         finally:
             tracemalloc.stop()
             for t in tasks:

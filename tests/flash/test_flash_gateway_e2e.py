@@ -258,7 +258,7 @@ def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
 def test_provisioned_board_is_registered_and_connects_at_once(hall: Hall, tmp_path: Path) -> None:
     with VirtualSerialDevice(uid="0a1b2c3d4e01", state_dir=tmp_path / "board", exec_timeout=10) as board:
         r = provisioned(board.path, hall)
-        m = re.search(r"^LABEL (hcp-0a1b2c3d4e01)  hall=hall-1  fw=(mpy-[0-9a-f]{12})$", r.stdout, re.M)
+        m = re.search(r"^LABEL (hcp-0a1b2c3d4e01)  hall=hall-1  fw=(0\.2\.0\+[0-9a-f]{10})$", r.stdout, re.M)
         assert m, r.stdout
         device_id, fw = m.groups()
         assert f"{device_id}: registered with the gateway" in r.stdout

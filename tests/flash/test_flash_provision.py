@@ -32,7 +32,8 @@ def mpremote(port: str, *args: str) -> str:
 def test_provision_end_to_end_then_unchanged(vdev: VirtualSerialDevice, registry: RegistryServer) -> None:
     r = run(provision_cmd(vdev.path, registry))
     assert r.returncode == 0, r.stderr
-    assert re.search(r"^LABEL hcp-0a1b2c3d4e5f  hall=hall-1  fw=mpy-[0-9a-f]{12}$", r.stdout, re.M), r.stdout
+    label = re.search(r"^LABEL hcp-0a1b2c3d4e5f  hall=hall-1  fw=(0\.2\.0\+[0-9a-f]{10})$", r.stdout, re.M)
+    assert label, r.stdout
     assert len(registry.requests) == 1
     reg = registry.requests[0]
     assert reg["id"] == "hcp-0a1b2c3d4e5f" and re.fullmatch(r"[0-9a-f]{64}", reg["secret"])
@@ -48,13 +49,18 @@ def test_provision_end_to_end_then_unchanged(vdev: VirtualSerialDevice, registry
     assert "/firmware/hal/hostnet.mpy" not in expected and "/protocol/cpython.mpy" not in expected
     # docstring-only package markers are not uploaded (MicroPython imports the directory anyway)
     assert "/protocol/__init__.mpy" not in expected and "/firmware/hal/__init__.mpy" not in expected
-    assert "/firmware/__init__.mpy" in expected
+    assert "/firmware/__init__.mpy" not in expected and "/firmware/manifest.mpy" not in expected
+    assert "/firmware/hal/unix.mpy" not in expected and "/firmware/version.mpy" in expected
     args: list[str] = []
     for path in sorted(expected):
         args += ["fs", "sha256sum", ":" + path, "+"]
     out = mpremote(vdev.path, *args[:-1]).split()
     got = [w for w in out if re.fullmatch(r"[0-9a-f]{64}", w)]
     assert got == [expected[p] for p in sorted(expected)]
+
+    # The firmware on the board reports the label's identifier (hello `fw`): one source.
+    out = mpremote(vdev.path, "exec", "import firmware.version as v; print('FW', v.VERSION)")
+    assert "FW " + label.group(1) in out, out
 
     # Re-provisioning the unchanged board uploads nothing and keeps the secret.
     before = vdev.bytes_from_host

@@ -1,7 +1,9 @@
-"""The shared protocol vectors, applied under CPython and under real MicroPython 1.27.
+"""The shared protocol vectors, applied under CPython and under real MicroPython 1.27: the
+WebAssembly port (the protocol's sources) and the 32-bit unix port (the protocol frozen into the
+image, as on a device built with firmware/manifest.py).
 
-Encoded bytes must be identical in both runtimes and every malformed vector must give the
-same error code in both (tests/vectors/protocol_v1.json).
+Encoded bytes must be identical in every runtime and every malformed vector must give the
+same error code in each (tests/vectors/protocol_v1.json).
 """
 
 from __future__ import annotations
@@ -45,13 +47,22 @@ def test_cpython_replay_window() -> None:
     assert [w.check(n) for n in VECTORS["replay"]["offered"]] == VECTORS["replay"]["accepted"]
 
 
-@pytest.fixture(scope="module")
-def micropython_results() -> dict[str, Any]:
-    from simulator.micropython import run_micropython
-
+@pytest.fixture(scope="module", params=["wasm", "unix"])
+def micropython_results(request: pytest.FixtureRequest,
+                        tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     checker = (Path(__file__).with_name("mp_vector_check.py")).read_text(encoding="utf-8")
-    res = run_micropython(checker, files={"/vectors.json": VECTORS_PATH.read_bytes()},
-                          tree=("protocol",), timeout=120)
+    if request.param == "wasm":
+        from simulator.micropython import run_micropython
+
+        res: Any = run_micropython(checker, files={"/vectors.json": VECTORS_PATH.read_bytes()},
+                                   tree=("protocol",), timeout=120)
+    else:
+        from simulator.unixport import run_unix
+
+        cwd = tmp_path_factory.mktemp("vectors")       # no protocol/ here: the frozen one runs
+        (cwd / "vectors.json").write_bytes(VECTORS_PATH.read_bytes())
+        res = run_unix(checker.replace('"/vectors.json"', '"vectors.json"'), build="frozen", cwd=cwd,
+                       timeout=120)
     wires: dict[str, str] = {}
     errors: dict[str, str] = {}
     replay_bits = ""
