@@ -64,8 +64,10 @@ def device_acls(device_id: str) -> list[dict[str, Any]]:
     return [_acl("publishClientSend", up), _acl("publishClientReceive", down), _acl("subscribePattern", down)]
 
 
+# The gateway subscribes to the devices' uplink plainly (one instance) or as an MQTT 5 shared
+# subscription $share/<group>/hcp/... (several instances): dynsec checks the whole filter.
 GATEWAY_ACLS = [_acl("publishClientSend", "hcp/#"), _acl("publishClientReceive", "hcp/#"),
-                _acl("subscribePattern", "hcp/#")]
+                _acl("subscribePattern", "hcp/#"), _acl("subscribePattern", "$share/+/hcp/#")]
 CONTROL_ACLS = [_acl("publishClientSend", CONTROL_TOPIC), _acl("publishClientReceive", RESPONSE_TOPIC),
                 _acl("subscribePattern", RESPONSE_TOPIC)]
 

@@ -1,0 +1,4 @@
+-- The incoming gate's per-device rate limit (gateway/incoming.py): how many messages of the
+-- device were dropped for exceeding it, and when the last one was; `health` flags the device.
+ALTER TABLE devices ADD COLUMN limited INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN limited_at INTEGER;
