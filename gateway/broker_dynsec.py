@@ -195,6 +195,17 @@ class DynsecAccounts:
         for r in got:
             _ok(r, "not found")
 
+    async def set_enabled(self, device_id: str, enabled: bool) -> bool:
+        """Disable a device's account (the broker disconnects it and refuses it until it is
+        enabled again: a flooding device is quenched at the source) or enable it again.
+        Only ever a device's account. False if there is no such account."""
+        self._check(device_id)
+        if not await self._check_is_device(device_id, missing_ok=True):
+            return False
+        command = "enableClient" if enabled else "disableClient"
+        _ok((await self.run([{"command": command, "username": device_id}]))[0])
+        return True
+
     async def _check_is_device(self, device_id: str, missing_ok: bool = False) -> bool:
         """True if the account exists and is a device's (its roles: exactly device-<id>);
         False if it does not exist and missing_ok; BrokerAccountsError otherwise."""

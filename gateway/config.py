@@ -58,7 +58,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "ingest": {"batch_ms": Key("int", 0, 10**6), "batch_max": Key("int", 1, 100000),
                "rejection_log_s": Key("int", 0, 86400), "device_rate": Key("number", 0.1, 100000),
                "device_burst": Key("int", 1, 10**6), "queue_max": Key("int", 10, 10**7),
-               "queue_max_bytes": Key("int", 65536, 2**34), "pending_max": Key("int", 1, 10**7)},
+               "queue_max_bytes": Key("int", 65536, 2**34), "pending_max": Key("int", 1, 10**7),
+               "quench_s": Key("int", 0, 86400), "quench_drops_per_s": Key("int", 1, 10**7)},
     "time": {"max_future_s": Key("int", 0, 86400), "max_age_days": Key("int", 1, 3660),
              "max_uptime_days": Key("int", 1, 36600)},
     "http": {"host": Key("str"), "port": Key("int", 0, 65535), "enabled": Key("bool"),
@@ -247,6 +248,10 @@ class IngestConfig:
     queue_max: int = 10000
     queue_max_bytes: int = 8 * 1024 * 1024
     pending_max: int = 5000
+    # A device dropped faster than quench_drops_per_s has its broker account disabled for
+    # quench_s seconds (gateway/quench.py; dynsec only; 0 = never).
+    quench_s: int = 60
+    quench_drops_per_s: int = 1000
 
 
 # ---- [time]: which device times the gateway believes (issue 14, hardening) -----------------
@@ -398,6 +403,8 @@ def _parse_core(raw: dict[str, Any], base_dir: Path, path: Path | None) -> Confi
             queue_max=_int(ingest, "ingest", "queue_max", 10000, 10, 10**7),
             queue_max_bytes=_int(ingest, "ingest", "queue_max_bytes", 8 * 1024 * 1024, 65536, 2**34),
             pending_max=_int(ingest, "ingest", "pending_max", 5000, 1, 10**7),
+            quench_s=_int(ingest, "ingest", "quench_s", 60, 0, 86400),
+            quench_drops_per_s=_int(ingest, "ingest", "quench_drops_per_s", 1000, 1, 10**7),
         ),
         raw=raw,
         time=TimeWindowConfig(

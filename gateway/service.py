@@ -28,9 +28,10 @@ from gateway.clock import now_ms
 from gateway.config import Config, MqttConfig
 from gateway.devices import device_service
 from gateway.incoming import Gate, GateLimits
-from gateway.ingest import Ingest
+from gateway.ingest import RATE_LIMITED, Ingest
 from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Connection, Downlink, MqttError
+from gateway.quench import Quencher
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, claim_single_instance, open_store
 from gateway.uplink.scheduler import run_scheduler
@@ -265,8 +266,11 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             task.add_done_callback(restoring.discard)
 
         ingest.hello_hooks.append(on_hello)
+        quencher = Quencher(store, devices.accounts, config.ingest.quench_s, config.ingest.quench_drops_per_s,
+                            now_ms)
         jobs: list[tuple[str, Job]] = [
-            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S))]
+            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S)),
+            ("quench-release", quencher.release_job())]
         uplink_label = "uplink=off"
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))
@@ -284,8 +288,15 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),
             name="health"))
         ic = config.ingest
-        gate = Gate(GateLimits(ic.device_rate, ic.device_burst, ic.queue_max, ic.queue_max_bytes),
-                    ingest.dropped)
+        running.append(quencher)
+
+        def dropped(reason: str, device_id: str, at_ms: int) -> None:
+            assert ingest is not None
+            ingest.dropped(reason, device_id, at_ms)
+            if reason == RATE_LIMITED:
+                quencher.note_drop(device_id, at_ms)
+
+        gate = Gate(GateLimits(ic.device_rate, ic.device_burst, ic.queue_max, ic.queue_max_bytes), dropped)
         tasks.append(asyncio.create_task(_incoming_loop(gate, ingest), name="incoming"))
         tasks.append(asyncio.create_task(_stats_loop(ingest, downlink, gate), name="stats"))
         tasks.append(asyncio.create_task(_mqtt_loop(config, gate, downlink, connected, stopping),
@@ -294,7 +305,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         for start_extra in extra:
             running.append(await start_extra())
         await _wait_first(connected, tasks)
-        labels = " ".join(r.label for r in running if r is not leader)
+        labels = " ".join(r.label for r in running if r is not leader and r.label)
         print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} {uplink_label} "
               f"store={store.backend} devices={n} pid={os.getpid()}", flush=True)
         if ready is not None:

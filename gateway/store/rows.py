@@ -27,6 +27,7 @@ class DeviceRow:
     enabled: bool
     limited: int = 0               # messages dropped by the per-device rate limit (ingest gate)
     limited_at: int | None = None  # the last such drop
+    quenched_until: int | None = None  # its broker account disabled for flooding until then
 
     def public(self) -> dict[str, Any]:
         """Everything but the secret (for the API and CLI)."""

@@ -10,12 +10,13 @@ from gateway.store.sql.conn import Conn
 
 _COLS = ("device_id, secret_hex, fw, created_at, last_seen, online, status_b, status_c, boot, last_hb_json,"
          " last_hello_json, journal_depth, reconnects, last_rst, cmd_boot, cmd_n_reserved, enabled, limited,"
-         " limited_at")
+         " limited_at, quenched_until")
 
 
 def _row(r: tuple[Any, ...]) -> DeviceRow:
     return DeviceRow(r[0], r[1], r[2], int(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9], r[10], r[11],
-                     int(r[12]), r[13], r[14], int(r[15]), bool(r[16]), int(r[17]), r[18])
+                     int(r[12]), r[13], r[14], int(r[15]), bool(r[16]), int(r[17]), r[18],
+                     r[19])
 
 
 class SqlDevices:
@@ -75,6 +76,15 @@ class SqlDevices:
             " WHERE device_id = ?" % {"newer": newer, "fresh": fresh, "g": g},
             [_health_params(s) for s in rows])
         # (-1 stands for "none yet" where GREATEST/MAX needs a value.)
+
+    def set_quenched(self, device_id: str, until_ms: int | None) -> None:
+        self.c.execute("UPDATE devices SET quenched_until = ? WHERE device_id = ?", (until_ms, device_id))
+
+    def quench_over(self, now_ms: int) -> list[str]:
+        """Devices whose quench has run out (their broker account is to be enabled again)."""
+        return [r[0] for r in self.c.rows(
+            "SELECT device_id FROM devices WHERE quenched_until IS NOT NULL AND quenched_until <= ?"
+            " ORDER BY device_id", (now_ms,))]
 
     def lease_commands(self, device_id: str, boot: int, reserved_until: int) -> None:
         """Persist "command counters below reserved_until may have been used in this boot"."""
