@@ -8,10 +8,12 @@ mosquitto while another device's records are all stored and acked, and the gatew
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 
 import aiomqtt
+import pytest
 from gw_support import GatewayEnv, rejection_counts, wait_for
 
 from gateway import cli
@@ -90,7 +92,7 @@ async def test_a_flooding_device_is_limited_counted_and_flagged_while_another_is
         gw_env_factory: object, capsys: object) -> None:
     env: GatewayEnv = gw_env_factory(["dev-a", "dev-f"])  # type: ignore[operator]
     text = env.config_path.read_text()
-    limits = "[ingest]\ndevice_rate = 50\ndevice_burst = 100\n"
+    limits = "[ingest]\ndevice_rate = 50\ndevice_burst = 100\nquench_s = 0\n"   # rate limit only
     env.config_path.write_text(text.replace("[ingest]\n", limits, 1))
     env.gateway.start()
     dev = env.device("dev-a")
@@ -136,3 +138,45 @@ async def _eventually_counted(env: GatewayEnv) -> dict[str, int]:
                    "rate_limited counted")
     await asyncio.sleep(1.5)     # the next flush
     return rejection_counts(env.db_path)
+
+
+async def test_a_flooding_device_is_quenched_at_the_broker_and_let_back_in(gw_env_factory: object) -> None:
+    """dynsec: the flooder's account is disabled (thrown out, refused while quenched), then
+    enabled again by the leader when the quench runs out; its records then go through."""
+    env: GatewayEnv = gw_env_factory(["dev-a", "dev-f"])  # type: ignore[operator]
+    text = env.config_path.read_text()
+    limits = "[ingest]\ndevice_rate = 50\ndevice_burst = 100\nquench_s = 8\nquench_drops_per_s = 200\n"
+    env.config_path.write_text(text.replace("[ingest]\n", limits, 1))
+    env.gateway.start()
+    pw = env.devices["dev-f"][1]
+
+    async def flood() -> None:
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with aiomqtt.Client(env.broker.host, env.broker.port, username="dev-f", password=pw,
+                                      identifier="dev-f") as flooder:
+                for _ in range(20000):
+                    await flooder.publish(topics.up("dev-f", "rec"), b"\x00" * 1024, qos=0)
+                    await asyncio.sleep(0)
+
+    flooding = asyncio.create_task(flood())
+    try:
+        await wait_for(lambda: "disabled" in env.gateway.log_text(), 10, "the quench")
+        with pytest.raises(aiomqtt.MqttError):         # refused while quenched
+            async with aiomqtt.Client(env.broker.host, env.broker.port, username="dev-f", password=pw,
+                                      identifier="dev-f"):
+                pass
+    finally:
+        flooding.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flooding
+    assert "device dev-f floods" in env.gateway.log_text()
+    assert env.count("SELECT count(*) FROM devices WHERE quenched_until IS NOT NULL") == 1
+    await wait_for(lambda: "quench over" in env.gateway.log_text(), 30, "the quench to run out")
+    dev = env.device("dev-f")                       # back in: a real record is stored and acked
+    await dev.connect()
+    try:
+        rid = await dev.press()
+        await wait_for(lambda: rid in dev.acks, 10, "ack after the quench")
+    finally:
+        await dev.disconnect()
+    assert env.count("SELECT count(*) FROM devices WHERE quenched_until IS NOT NULL") == 0
