@@ -41,6 +41,11 @@ class BrokerAccounts(Protocol):
 
     async def remove_device(self, device_id: str) -> None: ...
 
+    async def set_enabled(self, device_id: str, enabled: bool) -> bool:
+        """Disable (quench a flooding device) or enable a device's account; False where this
+        kind of accounts cannot (then the gateway only rate-limits the device)."""
+        ...
+
 
 class NoBrokerAccounts:
     """No broker accounts are managed here (no dynsec, no [broker] password_file): a no-op."""
@@ -50,6 +55,9 @@ class NoBrokerAccounts:
 
     async def remove_device(self, device_id: str) -> None:
         return None
+
+    async def set_enabled(self, device_id: str, enabled: bool) -> bool:
+        return False
 
 
 class PasswordFileAccounts:
@@ -66,6 +74,9 @@ class PasswordFileAccounts:
         if await _run_passwd(self.broker, ["-D", str(self.broker.password_file), device_id], "") \
                 and self.broker.password_file is not None:
             reload_broker(self.broker)
+
+    async def set_enabled(self, device_id: str, enabled: bool) -> bool:
+        return False   # a password file has no disabled state (removing it would lose the hash)
 
 
 def for_config(cfg: Config) -> BrokerAccounts:

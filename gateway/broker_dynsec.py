@@ -64,8 +64,10 @@ def device_acls(device_id: str) -> list[dict[str, Any]]:
     return [_acl("publishClientSend", up), _acl("publishClientReceive", down), _acl("subscribePattern", down)]
 
 
+# The gateway subscribes to the devices' uplink plainly (one instance) or as an MQTT 5 shared
+# subscription $share/<group>/hcp/... (several instances): dynsec checks the whole filter.
 GATEWAY_ACLS = [_acl("publishClientSend", "hcp/#"), _acl("publishClientReceive", "hcp/#"),
-                _acl("subscribePattern", "hcp/#")]
+                _acl("subscribePattern", "hcp/#"), _acl("subscribePattern", "$share/+/hcp/#")]
 CONTROL_ACLS = [_acl("publishClientSend", CONTROL_TOPIC), _acl("publishClientReceive", RESPONSE_TOPIC),
                 _acl("subscribePattern", RESPONSE_TOPIC)]
 
@@ -192,6 +194,17 @@ class DynsecAccounts:
                               {"command": "deleteRole", "rolename": device_role(device_id)}])
         for r in got:
             _ok(r, "not found")
+
+    async def set_enabled(self, device_id: str, enabled: bool) -> bool:
+        """Disable a device's account (the broker disconnects it and refuses it until it is
+        enabled again: a flooding device is quenched at the source) or enable it again.
+        Only ever a device's account. False if there is no such account."""
+        self._check(device_id)
+        if not await self._check_is_device(device_id, missing_ok=True):
+            return False
+        command = "enableClient" if enabled else "disableClient"
+        _ok((await self.run([{"command": command, "username": device_id}]))[0])
+        return True
 
     async def _check_is_device(self, device_id: str, missing_ok: bool = False) -> bool:
         """True if the account exists and is a device's (its roles: exactly device-<id>);

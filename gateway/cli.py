@@ -36,6 +36,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from gateway import bindings, invitations, reports, tls
+from gateway import health as health_mod
 from gateway.api.settings import HttpSettings
 from gateway.bindings import AdminError
 from gateway.config import Config, ConfigError, load_config
@@ -539,7 +540,8 @@ def health(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
     silent_ms = state.cfg.devices.silent_after_s * 1000
 
-    keys = ("device_id", "online", "last_seen", "fw", "boot", "journal_depth", "reconnects", "last_rst")
+    keys = ("device_id", "online", "last_seen", "fw", "boot", "journal_depth", "reconnects", "last_rst",
+            "limited", "limited_at")
 
     def read(tx: Tx) -> dict[str, Any]:
         devs = [{k: d.public()[k] for k in keys} for d in tx.devices.all(enabled_only=True)]
@@ -550,17 +552,25 @@ def health(ctx: click.Context, as_json: bool) -> None:
     now = bindings.now_ms()
     for d in data["devices"]:
         d["silent"] = d["last_seen"] is None or now - d["last_seen"] > silent_ms
+        d["flooding"] = health_mod.flooding(d["limited_at"], now)
+    findings = [d for d in data["devices"] if d["silent"] or d["flooding"]]
     if state.json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True))
-        return
-    cfg = state.cfg
-    click.echo(table(["device", "online", "silent", "last seen", "fw", "journal", "reconnects", "last reset"],
-                     [(d["device_id"], "yes" if d["online"] else "no", "SILENT" if d["silent"] else "",
-                       local_time(cfg, d["last_seen"]), d["fw"], d["journal_depth"], d["reconnects"],
-                       d["last_rst"]) for d in data["devices"]]) if data["devices"] else "(no devices)")
-    click.echo("rejections: " + (", ".join("%s=%d" % (r["reason"], r["count"]) for r in data["rejections"])
-                                 or "none"))
-    click.echo("pending invitations: %d" % data["pending_invitations"])
+    else:
+        cfg = state.cfg
+        click.echo(table(["device", "online", "silent", "flooding", "last seen", "fw", "journal",
+                          "reconnects", "last reset"],
+                         [(d["device_id"], "yes" if d["online"] else "no", "SILENT" if d["silent"] else "",
+                           "FLOODING (%d dropped, last %s)" % (d["limited"], local_time(cfg, d["limited_at"]))
+                           if d["flooding"] else "",
+                           local_time(cfg, d["last_seen"]), d["fw"], d["journal_depth"], d["reconnects"],
+                           d["last_rst"]) for d in data["devices"]]) if data["devices"] else "(no devices)")
+        click.echo("rejections: " + (", ".join("%s=%d" % (r["reason"], r["count"])
+                                               for r in data["rejections"]) or "none"))
+        click.echo("pending invitations: %d" % data["pending_invitations"])
+    if findings:
+        # A finding (a silent or flooding device) is exit 1: monitoring can run `health`.
+        sys.exit(1)
 
 
 def _pct(v: float | None) -> str:

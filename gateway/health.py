@@ -20,6 +20,14 @@ from gateway.store import Store
 
 log = logging.getLogger("gateway.health")
 
+# A device whose messages the per-device rate limit dropped within this long is flagged
+# "flooding" (gateway/incoming.py; `hcp-gateway health`).
+FLOOD_FLAG_S = 600
+
+
+def flooding(limited_at: int | None, now_ms: int) -> bool:
+    return limited_at is not None and now_ms - limited_at <= FLOOD_FLAG_S * 1000
+
 
 def _compact(m: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in m.items() if k != "mac"}, sort_keys=True, separators=(",", ":"))

@@ -57,6 +57,9 @@ HelloHook = Callable[[str], Awaitable[None]]
 _ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
 # The rejection reason of a message whose handling raised (a bug, never a normal refusal).
 INTERNAL_ERROR = "internal_error"
+# The incoming gate's drops (gateway/incoming.py).
+RATE_LIMITED = "rate_limited"
+QUEUE_FULL = "queue_full"
 
 
 class Rejections:
@@ -139,11 +142,14 @@ class Ingest:
         self._batch_max = cfg.ingest.batch_max
         self._max_uptime_ms = cfg.time.max_uptime_ms
         self.accepting = True  # False while shutting down: nothing new is queued
+        self._pending_max = cfg.ingest.pending_max
+        self._room = asyncio.Event()   # set while fewer than pending_max records wait
+        self._room.set()
         self._traced: set[str] = set()  # exception types already logged with a traceback
 
     # -- receive path --------------------------------------------------------------
 
-    async def handle(self, topic: str, payload: bytes) -> None:
+    async def handle(self, topic: str, payload: bytes, arrival_ms: int | None = None) -> None:
         """One MQTT message from hcp/1/up/+/+. Never raises for bad input: it counts it.
 
         Last resort: an exception of any type while handling a message (a decoder bug, a
@@ -154,7 +160,7 @@ class Ingest:
         if not self.accepting:
             return  # shutting down: not acked, so the device re-sends it to the next run
         try:
-            arrival = self.clock_ms()
+            arrival = self.clock_ms() if arrival_ms is None else arrival_ms
             self.stats.received += 1
             m = self._parse(topic, payload)
             if m is None:
@@ -263,10 +269,31 @@ class Ingest:
         self._have_work.set()
         if len(self._pending) >= self._batch_max:
             self._full.set()
+        if len(self._pending) >= self._pending_max:
+            self._room.clear()
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    async def room(self) -> None:
+        """Wait until fewer than [ingest] pending_max records wait for the commit: the
+        consumer of the incoming gate stops taking messages meanwhile, so the gate's bounded
+        queue (gateway/incoming.py) is where excess is dropped and counted."""
+        while len(self._pending) >= self._pending_max:
+            self._room.clear()
+            await self._room.wait()
+
+    def dropped(self, reason: str, device_id: str, at_ms: int) -> None:
+        """A message the incoming gate dropped (rate_limited, queue_full): counted like a
+        refusal; a rate-limited device is flagged in its health (shown by `health`)."""
+        self.rejections.add(reason, device_id)
+        if reason == RATE_LIMITED:
+            st = self.registry.get(device_id)
+            if st is not None:
+                st.limited += 1
+                st.limited_at = at_ms
+                st.dirty = True
 
     # -- group committer -----------------------------------------------------------
 
@@ -297,6 +324,8 @@ class Ingest:
             self._full.clear()
         if not self._pending:
             self._have_work.clear()
+        if len(self._pending) < self._pending_max:
+            self._room.set()
         if not batch:
             return
         try:

@@ -1,7 +1,10 @@
-"""The gateway's MQTT side: the client it connects with, and signed commands to devices.
+"""The gateway's MQTT side: its connection to the broker, and signed commands to devices.
 
-Client: fixed client id and clean_session=False, so the broker keeps the QoS 1
-subscription while the gateway is down and delivers what was queued when it returns.
+Connection: one MQTT 5 client (paho) driven by the asyncio loop through paho's documented
+external-loop API (on_socket_open/close/register_write/unregister_write with loop_read,
+loop_write and loop_misc; paho's examples/loop_asyncio.py). Only public paho API. Fixed client
+id, clean_start=False and a session expiry, so the broker keeps our QoS 1 subscription and
+queues what arrives while the gateway is down.
 
 Downlink: every command to a device (ack, time, invite, paired, ...) is signed with that
 device's key and carries the device's current boot b and a fresh counter n
@@ -17,12 +20,17 @@ import hmac
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Coroutine
+import threading
+from collections.abc import Callable
 from typing import Any
 
-import aiomqtt
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.client import ConnectFlags, DisconnectFlags
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway import tls
 from gateway.config import MqttConfig
@@ -34,11 +42,8 @@ from protocol.messages import VERSION
 
 log = logging.getLogger("gateway.mqtt")
 
-# paho's default of 20 in-flight QoS 1 publishes would throttle acks under load.
-MAX_INFLIGHT = 1000
-# paho leaves Nagle on: a small ack written while the previous one is unacknowledged by TCP
-# then waits for the peer's delayed ACK (up to 40 ms). Acks are latency, so send at once.
-NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+__all__ = ["BadSignature", "Connection", "Downlink", "MqttError", "NotConnected", "UnknownDevice",
+           "canonical", "sign", "signed_part", "verify", "verify_received"]
 
 
 def canonical(m: dict[str, Any]) -> bytes:
@@ -120,183 +125,329 @@ def sign(m: dict[str, Any], key: Key) -> bytes:
     return data
 
 
-__all__ = ["BadSignature", "BufferedSocket", "Downlink", "canonical", "make_client",
-           "incoming", "session", "sign", "signed_part", "verify", "verify_received"]
+# ---- the connection: paho on the asyncio loop, public API only ---------------------------------
 
-# One recv fetches up to this much; paho then takes its packets from memory.
-READ_CHUNK = 65536
+# paho's default of 20 in-flight QoS 1 publishes would throttle acks under load.
+MAX_INFLIGHT = 1000
+# Outgoing messages paho may hold (acks, commands) before publish() refuses: a bounded hop.
+MAX_QUEUED_OUT = 20000
+# The kernel's receive buffer for the broker connection: what the broker has sent that we have
+# not read yet is bounded by this (the broker holds the rest, within its own queue limits).
+RCVBUF = 256 * 1024
+# MQTT 5 Maximum Packet Size announced at CONNECT: the broker never sends us a bigger packet
+# (a device payload is at most 1 KB; up to this size it is still counted here as too_large).
+MAX_PACKET = 16 * 1024
+MISC_EVERY_S = 1.0
+# A graceful close (DISCONNECT written) waits this long; then the socket is shut down.
+CLOSE_TIMEOUT_S = 2.0
+SESSION_TAKEN_OVER = 0x8E
 
 
-class BufferedSocket:
-    """A paho socket whose recv() is served from one large read.
+class MqttError(Exception):
+    """The connection failed, was refused or was lost; the message says why (one line)."""
 
-    paho reads every packet with at least three recv calls (1 byte command, 1+ bytes of
-    length, then the rest): at thousands of small PUBLISHes a second the syscalls and their
-    Python wrappers cost ~10% of the gateway's CPU. Here one recv(READ_CHUNK) fills a buffer
-    and paho's small reads are sliced from it.
 
-    Bytes left in the buffer are not visible to the event loop's readiness check, so the
-    buffer must be drained before the reader callback returns: `pending()` reports them, and
-    aiomqtt's reader keeps calling paho's loop_read while `_sock.pending() > 0` (the hook it
-    has for SSL sockets, which buffer the same way; tests/gateway/test_gw_wire.py checks that
-    this hook is still there). Everything else is the socket's own (attribute delegation).
+OnMessage = Callable[[str, bytes], None]
+
+
+class Connection:
+    """One MQTT 5 connection driven by the running event loop, through paho's documented
+    external-loop API (paho's examples/loop_asyncio.py): paho tells us when its socket opens and
+    closes and when it has something to write (on_socket_*); the loop calls loop_read when the
+    socket is readable, loop_write when it is writable and wanted, loop_misc every second.
+
+    Messages go to `on_message(topic, payload)` as paho parses them, in the reader callback: no
+    queue, task or future per message here (the caller's gate decides what to keep). The
+    blocking part of connecting (DNS, TCP, TLS handshake) runs in a worker thread; everything
+    else runs on the loop thread.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, cfg: MqttConfig, on_message: OnMessage) -> None:
+        self.cfg = cfg
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._on_message = on_message
+        v5 = cfg.protocol == "5"
+        c = self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else False)
+        if cfg.username:
+            c.username_pw_set(cfg.username, cfg.password or None)
+        if cfg.tls_ca is not None:
+            c.tls_set_context(tls.client_context(cfg.tls_ca))
+        c.max_inflight_messages_set(MAX_INFLIGHT)
+        c.max_queued_messages_set(MAX_QUEUED_OUT)
+        c.on_socket_open = self._socket_open
+        c.on_socket_close = self._socket_close
+        c.on_socket_register_write = self._register_write
+        c.on_socket_unregister_write = self._unregister_write
+        c.on_connect = self._connected
+        c.on_disconnect = self._disconnected
+        c.on_subscribe = self._acked
+        c.on_unsubscribe = self._acked
+        c.on_publish = self._published
+        c.on_message = self._message
+        self._sock: Any = None
+        self._want_write = False        # noted by a socket callback in the connect thread
+        self._reading = self._writing = False
+        self._misc: asyncio.Task[None] | None = None
+        self._connack: asyncio.Future[None] = self._loop.create_future()
+        self._closed: asyncio.Future[str] = self._loop.create_future()
+        self._waiting: dict[int, asyncio.Future[None]] = {}   # mid -> SUBACK/UNSUBACK/PUBACK
+        self.session_present = False
+
+    # -- connecting ------------------------------------------------------------------------------
+
+    async def connect(self, timeout_s: float = 10.0) -> None:
+        """Connect and wait for the CONNACK; MqttError if refused, unreachable or too slow.
+
+        paho's connect() (name lookup, TCP, TLS handshake, CONNECT written) blocks, so it runs
+        in a worker thread; the socket callbacks it makes there only note what they want, and
+        the reader/writer are registered here, on the loop's thread, once it has returned."""
+        kw: dict[str, Any] = {}
+        if self.cfg.protocol == "5":
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            # Keep our session (QoS 1 subscription and what is queued for it) while we are away.
+            props.SessionExpiryInterval = self.cfg.session_expiry_s
+            props.MaximumPacketSize = MAX_PACKET
+            kw = {"clean_start": False, "properties": props}
+        # (MQTT 3.1.1: clean_session=False, given to the client; the broker keeps the session.)
+        where = "%s:%d" % (self.cfg.host, self.cfg.port)
+        job = self._loop.run_in_executor(None, functools.partial(
+            self.client.connect, self.cfg.host, self.cfg.port, self.cfg.keepalive_s, **kw))
+        try:
+            rc = await asyncio.wait_for(asyncio.shield(job), timeout_s)
+        except (OSError, TimeoutError, ValueError, asyncio.CancelledError) as e:
+            # The thread may still finish later: close whatever it opened then.
+            job.add_done_callback(lambda _: self._loop.call_soon_threadsafe(self.abort))
+            if isinstance(e, asyncio.CancelledError):
+                raise
+            raise MqttError("cannot connect to %s: %s" % (where, _why(e))) from None
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise MqttError("cannot connect to %s: %s" % (where, mqtt.error_string(rc)))
+        if self._sock is not None:
+            self._watch(self._sock)
+            if self._want_write or self.client.want_write():
+                self._register_write(self.client, None, self._sock)
+        self._misc = asyncio.create_task(self._misc_loop(), name="mqtt-misc")
+        try:
+            await asyncio.wait_for(asyncio.shield(self._connack), timeout_s)
+        except TimeoutError:
+            self.abort()
+            raise MqttError("no CONNACK from %s within %.0f s" % (where, timeout_s)) from None
+        except BaseException:
+            self.abort()
+            raise
+
+    def _on_loop(self) -> bool:
+        return bool(threading.get_ident() == self._loop_thread)
+
+    def _socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        # Nagle off: an ack written while the previous one is unacknowledged by TCP would wait
+        # for the broker's delayed ACK (up to 40 ms). A bounded receive buffer: see RCVBUF.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
         self._sock = sock
-        self._buf = b""
-        self._pos = 0
-        self._may_refill = True
+        if self._on_loop():
+            self._watch(sock)
 
-    def recv(self, bufsize: int) -> bytes:
-        if self._pos >= len(self._buf):
-            if not self._may_refill:
-                # One socket read per read callback: once a chunk is used up, say "no data"
-                # (paho keeps its partial packet) so the callback returns and the event loop
-                # runs the committer and the writes. Without this, while the broker keeps
-                # sending, the reader processed messages for as long as data kept coming and
-                # acks waited: the devices' windows ran empty and the two sides took turns.
-                self._may_refill = True
-                raise BlockingIOError
-            data = self._sock.recv(READ_CHUNK)  # BlockingIOError / b"" (EOF) pass through
-            self._may_refill = False
-            if len(data) <= bufsize:
-                self._buf, self._pos = b"", 0
-                return data
-            self._buf, self._pos = data, 0
-        end = self._pos + bufsize
-        out = self._buf[self._pos:end]
-        self._pos = min(end, len(self._buf))
-        return out
+    def _watch(self, sock: Any) -> None:
+        if not self._reading:
+            self._loop.add_reader(sock, self._readable)
+            self._reading = True
 
-    def pending(self) -> int:
-        """Bytes read from the socket that paho has not taken yet."""
-        return len(self._buf) - self._pos
+    def _socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._sock = None
+        if not self._on_loop():
+            return      # the connect thread failed half-way: nothing was registered yet
+        if self._reading:
+            self._loop.remove_reader(sock)
+            self._reading = False
+        if self._writing:
+            self._loop.remove_writer(sock)
+            self._writing = False
+        # paho calls on_disconnect right after this, with the reason (e.g. the broker's
+        # DISCONNECT "session taken over"): let that one be the connection's end.
+        self._loop.call_soon(self._end, "connection closed")
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    def _register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if not self._on_loop():
+            self._want_write = True
+        elif not self._writing and sock is not None:
+            self._loop.add_writer(sock, self._writable)
+            self._writing = True
+
+    def _unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if not self._on_loop():
+            self._want_write = False
+        elif self._writing:
+            self._loop.remove_writer(sock)
+            self._writing = False
+
+    def _readable(self) -> None:
+        self.client.loop_read()
+
+    def _writable(self) -> None:
+        self.client.loop_write()
+
+    async def _misc_loop(self) -> None:
+        """Keep-alive pings and the keep-alive timeout (paho's loop_misc), once a second."""
+        while not self._closed.done():
+            if self.client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            await asyncio.sleep(MISC_EVERY_S)
+
+    # -- paho's protocol callbacks ------------------------------------------------------------
+
+    def _connected(self, client: mqtt.Client, userdata: Any, flags: ConnectFlags, reason: ReasonCode,
+                   properties: Properties | None) -> None:
+        if self._connack.done():
+            return
+        if reason.is_failure:
+            self._connack.set_exception(MqttError("broker %s:%d refused the connection: %s"
+                                                  % (self.cfg.host, self.cfg.port, reason)))
+        else:
+            self.session_present = bool(flags.session_present)
+            self._connack.set_result(None)
+
+    def _disconnected(self, client: mqtt.Client, userdata: Any, flags: DisconnectFlags, reason: ReasonCode,
+                      properties: Properties | None) -> None:
+        if flags.is_disconnect_packet_from_server and reason.value == SESSION_TAKEN_OVER:
+            why = ("another client connected with our client id %r, so the broker closed this connection"
+                   " (session taken over): every gateway instance needs its own [mqtt] client_id"
+                   % self.cfg.client_id)
+        elif flags.is_disconnect_packet_from_server:
+            why = "the broker closed the connection: %s" % reason
+        else:
+            why = "connection lost" if reason.is_failure else "disconnected"
+        self._end(why)
+
+    def _end(self, why: str) -> None:
+        if not self._connack.done():
+            self._connack.set_exception(MqttError(why))
+        if not self._closed.done():
+            self._closed.set_result(why)
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(MqttError(why))
+        if self._misc is not None:
+            self._misc.cancel()
+
+    def _acked(self, client: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode],
+               properties: Properties | None) -> None:
+        fut = self._waiting.pop(mid, None)
+        if fut is None or fut.done():
+            return
+        bad = [r for r in reasons if r.is_failure]
+        if bad:
+            fut.set_exception(MqttError("broker refused: %s" % ", ".join(str(r) for r in bad)))
+        else:
+            fut.set_result(None)
+
+    def _published(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode,
+                   properties: Properties | None) -> None:
+        fut = self._waiting.pop(mid, None)   # None: a publish nobody waits for (acks)
+        if fut is None or fut.done():
+            return
+        if reason.is_failure:
+            fut.set_exception(MqttError("broker refused the publish: %s" % reason))
+        else:
+            fut.set_result(None)
+
+    def _message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        payload = msg.payload
+        try:
+            self._on_message(msg.topic, payload if isinstance(payload, bytes) else bytes(payload))
+        except Exception:  # noqa: BLE001 - an exception here would end paho's read and the loop's callback
+            log.exception("mqtt: message handler failed for a message on %r", msg.topic)
+
+    # -- using the connection -------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.done()
+
+    async def wait_closed(self) -> str:
+        """Wait until the connection ends; why it ended (one line)."""
+        return await asyncio.shield(self._closed)
+
+    async def _wait(self, mid: int | None, what: str, timeout_s: float) -> None:
+        if mid is None:
+            raise MqttError("%s: not connected" % what)
+        fut = self._loop.create_future()
+        self._waiting[mid] = fut
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise MqttError("%s: no answer from the broker within %.0f s" % (what, timeout_s)) from None
+        finally:
+            self._waiting.pop(mid, None)
+
+    async def subscribe(self, topic: str, qos: int = 1, timeout_s: float = 10.0) -> None:
+        """Subscribe and wait for the SUBACK; MqttError if the broker refused it."""
+        if self.cfg.protocol == "5":
+            rc, mid = self.client.subscribe(topic, options=SubscribeOptions(qos=qos))
+        else:
+            rc, mid = self.client.subscribe(topic, qos=qos)
+        _check(rc, "subscribe %s" % topic)
+        await self._wait(mid, "subscribe %s" % topic, timeout_s)
+
+    async def unsubscribe(self, topic: str, timeout_s: float = 10.0) -> None:
+        rc, mid = self.client.unsubscribe(topic)
+        _check(rc, "unsubscribe %s" % topic)
+        await self._wait(mid, "unsubscribe %s" % topic, timeout_s)
+
+    async def publish(self, topic: str, payload: bytes, qos: int = 1, timeout_s: float = 10.0) -> None:
+        """Publish and, for QoS 1, wait for the broker's PUBACK."""
+        info = self.client.publish(topic, payload, qos=qos)
+        _check(info.rc, "publish")
+        if qos == 0 or info.is_published():
+            return
+        await self._wait(info.mid, "publish", timeout_s)
+
+    def publish_nowait(self, topic: str, payload: bytes, qos: int = 1) -> bool:
+        """Hand a message to paho without waiting for its PUBACK (acks, time replies: losing
+        one is harmless, the device asks again). False when paho refused it (not connected,
+        its outgoing queue full)."""
+        return self.client.publish(topic, payload, qos=qos).rc == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def want_write(self) -> bool:
+        return self.client.want_write()
+
+    async def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """DISCONNECT and wait (bounded) for the socket to close; past that, abort()."""
+        if not self._closed.done() and self._sock is not None:
+            self.client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._closed), timeout_s)
+        self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection now, without a DISCONNECT (synchronous: usable while cancelled,
+        and for a connect abandoned half-way, whose thread may open the socket later)."""
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):      # an ssl.SSLSocket too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            # paho reads the end of the stream and closes its socket (on_socket_close).
+            with contextlib.suppress(Exception):
+                self.client.loop_read()
+        self._end("closed")
 
 
-def _buffer_reads(client: aiomqtt.Client) -> bool:
-    """Make paho create BufferedSocket-wrapped sockets. Private paho/aiomqtt API, guarded:
-    if any piece is missing (another version) paho keeps its own socket, which is only
-    slower. Only a plain TCP socket is wrapped (not TLS or websockets)."""
-    paho = getattr(client, "_client", None)
-    create = getattr(paho, "_create_socket", None)
-    if paho is None or not callable(create) or not _aiomqtt_drains_pending():
-        return False
-
-    def create_buffered() -> Any:
-        sock = create()
-        return BufferedSocket(sock) if type(sock) is socket.socket else sock
-
-    setattr(paho, "_create_socket", create_buffered)  # noqa: B010 (instance attribute on purpose)
-    return True
+def _check(rc: MQTTErrorCode, what: str) -> None:
+    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+        raise MqttError("%s: %s" % (what, mqtt.error_string(rc)))
 
 
-# At most this many bytes per coalesced send (a burst of PUBACKs is 4 bytes each).
-WRITE_CHUNK = 65536
-
-
-def _coalesce_writes(paho: mqtt.Client) -> bool:
-    """Make paho write its queued packets with one send() per burst, not one per packet.
-
-    Every incoming QoS 1 message costs a PUBACK and every ack a PUBLISH; paho sends each
-    with its own send() (~5% of the gateway's CPU at thousands a second). Consecutive packets
-    that need nothing after their write -- everything but a QoS 0 PUBLISH (on_publish) and
-    DISCONNECT (closes the socket) -- are joined into one send; a special packet at the head
-    goes to paho's own _packet_write. The bookkeeping is paho's: pos/to_process per packet,
-    a partly written packet stays at the head, _last_msg_out for the keepalive. Private paho
-    API, guarded: False (paho unchanged) if a piece is missing.
-    """
-    original = getattr(paho, "_packet_write", None)
-    out = getattr(paho, "_out_packet", None)
-    clock = getattr(mqtt, "time_func", None)
-    if (not callable(original) or out is None or clock is None
-            or not hasattr(paho, "_msgtime_mutex") or not callable(getattr(paho, "_sock_send", None))):
-        return False
-    plain_publish, disconnect = int(mqtt.PUBLISH), int(mqtt.DISCONNECT)
-
-    def packet_write() -> MQTTErrorCode:
-        while out:
-            run: list[Any] = []
-            size = 0
-            for p in out:
-                cmd = p["command"] & 0xF0
-                if cmd == disconnect or (cmd == plain_publish and p["qos"] == 0) or size >= WRITE_CHUNK:
-                    break
-                run.append(p)
-                size += p["to_process"]
-            if len(run) < 2:
-                return original()  # type: ignore[no-any-return]
-            data = b"".join(p["packet"][p["pos"]:] if p["pos"] else p["packet"] for p in run)
-            try:
-                n = paho._sock_send(data)
-            except (AttributeError, ValueError):
-                return MQTTErrorCode.MQTT_ERR_SUCCESS
-            except BlockingIOError:
-                return MQTTErrorCode.MQTT_ERR_AGAIN
-            except OSError as err:
-                log.warning("mqtt: send failed: %s", err)
-                return MQTTErrorCode.MQTT_ERR_CONN_LOST
-            if n <= 0:
-                break
-            for p in run:
-                if n >= p["to_process"]:
-                    n -= p["to_process"]
-                    p["pos"] += p["to_process"]
-                    p["to_process"] = 0
-                    out.popleft()
-                else:
-                    p["pos"] += n
-                    p["to_process"] -= n
-                    break
-        with paho._msgtime_mutex:
-            paho._last_msg_out = clock()
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    setattr(paho, "_packet_write", packet_write)  # noqa: B010 (instance attribute on purpose)
-    return True
-
-
-@functools.cache
-def _aiomqtt_drains_pending() -> bool:
-    """aiomqtt's reader loops while the socket has pending() bytes (checked in its source:
-    without that loop, buffered bytes could wait for the next network read)."""
-    import inspect
-    try:
-        src = inspect.getsource(aiomqtt.Client._on_socket_open)
-    except (OSError, TypeError, AttributeError):
-        return False
-    return "pending()" in src
-
-
-# Messages taken from the queue per turn before the consumer lets the loop run other work.
-DRAIN_MAX = 64
-
-
-async def incoming(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
-    """`client.messages`, cheaper under load: aiomqtt's iterator creates a task and runs an
-    `asyncio.wait` for every message (~10% of the gateway's GIL time at thousands a second).
-    Here, after each message from aiomqtt's own iterator (which waits while the queue is
-    empty and raises MqttError on a disconnect), up to DRAIN_MAX messages already queued are
-    taken directly; then the next one goes through aiomqtt again, which yields to the loop,
-    so the committer, the reads and the writes keep their turns. Private aiomqtt API
-    (`_queue`), guarded: without it this is plain `client.messages`."""
-    official = client.messages
-    queue = getattr(client, "_queue", None)
-    if not isinstance(queue, asyncio.Queue):
-        async for m in official:
-            yield m
-        return
-    while True:
-        yield await official.__anext__()
-        for _ in range(DRAIN_MAX):
-            try:
-                m = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                break
-            yield m
+def _why(e: BaseException) -> str:
+    if isinstance(e, TimeoutError):
+        return "timed out"
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return str(text).splitlines()[0]
 
 
 class UnknownDevice(Exception):
@@ -307,91 +458,14 @@ class NotConnected(Exception):
     """The gateway is not connected to the broker right now."""
 
 
-def make_client(cfg: MqttConfig) -> aiomqtt.Client:
-    client = aiomqtt.Client(
-        cfg.host, cfg.port,
-        username=cfg.username or None, password=cfg.password or None,
-        identifier=cfg.client_id, clean_session=False, keepalive=cfg.keepalive_s,
-        max_inflight_messages=MAX_INFLIGHT, socket_options=[NODELAY],
-        tls_context=tls.client_context(cfg.tls_ca) if cfg.tls_ca is not None else None,
-    )
-    # aiomqtt warns on every publish beyond 10 unconfirmed ones; acks are many by design.
-    client.pending_calls_threshold = 100000
-    if not _buffer_reads(client):
-        log.warning("mqtt: unbuffered socket reads (paho/aiomqtt internals changed); slower ingest")
-    paho = getattr(client, "_client", None)
-    if not isinstance(paho, mqtt.Client) or not _coalesce_writes(paho):
-        log.warning("mqtt: one send per packet (paho internals changed); slower ingest")
-    return client
-
-
-# aiomqtt's graceful disconnect (DISCONNECT, then wait for the socket to close) waits without
-# a limit, and after a cancel it sometimes never completes: past this, drop the connection.
-DISCONNECT_TIMEOUT_S = 2.0
-_POLL_S = 0.01
-
-
-@contextlib.asynccontextmanager
-async def session(cfg: MqttConfig) -> AsyncIterator[aiomqtt.Client]:
-    """`async with make_client(cfg)`, except that leaving is bounded and never hides why we
-    leave: aiomqtt's __aexit__ may raise MqttError while a CancelledError is unwinding, which
-    would turn a shutdown into a reconnect; here the original exception always wins."""
-    client = make_client(cfg)
-    try:
-        await client.__aenter__()
-    except BaseException:
-        # Cancelled (or failed) half-way through the connect: the socket may be open, and
-        # aiomqtt's keep-alive task with it; close it so nothing is left running.
-        _drop_socket(client)
-        raise
-    try:
-        yield client
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await _bounded_exit(client)
-        raise
-    await _bounded_exit(client)
-
-
-async def _bounded_exit(client: aiomqtt.Client) -> None:
-    leaving = asyncio.ensure_future(client.__aexit__(None, None, None))
-    try:
-        done, _ = await asyncio.wait({leaving}, timeout=DISCONNECT_TIMEOUT_S)
-    finally:
-        if not leaving.done():
-            leaving.cancel()
-            _drop_socket(client)
-            log.warning("mqtt: no clean disconnect within %.1fs; connection dropped", DISCONNECT_TIMEOUT_S)
-    if done:
-        leaving.result()
-
-
-def _drop_socket(client: aiomqtt.Client) -> None:
-    """Close the paho socket the way paho does (its close callback unregisters it from the
-    event loop). Private paho API, guarded: at worst the process exit closes it."""
-    paho = getattr(client, "_client", None)
-    close = getattr(paho, "_sock_close", None)
-    if callable(close):
-        with contextlib.suppress(Exception):
-            close()
-
-
 class Downlink:
+    """Signed commands to devices over the current connection (None while disconnected)."""
+
     def __init__(self, registry: DeviceRegistry) -> None:
         self.registry = registry
-        self._client: aiomqtt.Client | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.client: Connection | None = None   # set by the service once subscribed
         self.sent = 0
         self.failed = 0
-
-    @property
-    def client(self) -> aiomqtt.Client | None:
-        return self._client
-
-    @client.setter
-    def client(self, client: aiomqtt.Client | None) -> None:
-        """The connected client (None while disconnected), set by the service once subscribed."""
-        self._client = client
 
     async def _sign(self, st: DeviceState, t: str, fields: dict[str, Any]) -> bytes:
         b, n = await self.registry.next_command(st)
@@ -403,7 +477,7 @@ class Downlink:
         """Sign and publish one command (QoS 1), waiting for the broker's PUBACK.
 
         Raises UnknownDevice, NotConnected, protocol MalformedMessage for bad fields, or
-        aiomqtt.MqttError; a caller (API, CLI) reports these instead of losing a command.
+        MqttError; a caller (API, change feed) reports these instead of losing a command.
         """
         st = await self.registry.lookup(device_id)
         if st is None:
@@ -416,7 +490,7 @@ class Downlink:
         self.sent += 1
 
     async def send_nowait(self, st: DeviceState, t: str, fields: dict[str, Any]) -> bool:
-        """Sign and hand a command to the MQTT client without waiting for PUBACK.
+        """Sign and hand a command to the connection without waiting for its PUBACK.
 
         For acks and time replies: losing one is harmless (the device asks again), and
         waiting would stall the ingest. False when not connected.
@@ -425,48 +499,22 @@ class Downlink:
         if client is None:
             return False
         payload = await self._sign(st, t, fields)
-        paho = getattr(client, "_client", None)
-        if isinstance(paho, mqtt.Client):
-            # Straight to paho: aiomqtt's publish would cost a task, an Event and a wait_for
-            # per message only to learn of a PUBACK nobody waits for (aiomqtt ignores the
-            # PUBACK of a mid it is not waiting on). Thousands of acks a second: it adds up.
-            info = paho.publish(topics.down(st.device_id, t), payload, qos=1)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                self.sent += 1
-                return True
-            self._failed(aiomqtt.MqttCodeError(info.rc, "Could not publish message"))
-            return True
-        self._spawn(client.publish(topics.down(st.device_id, t), payload, qos=1))
-        return True
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None:
+        if client.publish_nowait(topics.down(st.device_id, t), payload, qos=1):
             self.sent += 1
         else:
-            self._failed(exc)
-
-    def _failed(self, exc: BaseException) -> None:
-        self.failed += 1
-        if self.failed == 1 or self.failed % 1000 == 0:
-            log.warning("publish to device failed (%d so far): %s", self.failed, exc)
+            self.failed += 1
+            if self.failed == 1 or self.failed % 1000 == 0:
+                log.warning("publish to device failed (%d so far): outgoing queue full or not connected",
+                            self.failed)
+        return True
 
     async def drain(self, wait_s: float = 2.0) -> None:
-        """Wait briefly for commands handed to the client (at shutdown)."""
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=wait_s)
-        # Publishes handed straight to paho: give its socket writes a moment (polled: paho
-        # has no completion event for them).
-        paho = getattr(self.client, "_client", None)
-        for _ in range(int(wait_s / _POLL_S)):
-            if not (isinstance(paho, mqtt.Client) and paho.want_write()):
-                break
+        """Wait briefly for handed-over commands to be written (at shutdown)."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while self.client is not None and self.client.want_write():
+            if asyncio.get_running_loop().time() >= deadline:
+                return
             await asyncio.sleep(_POLL_S)
+
+
+_POLL_S = 0.01

@@ -44,6 +44,8 @@ class DeviceState:
     cmd_boot: int = 0
     next_n: int = 0
     lease_end: int = 0                 # n < lease_end is covered by the persisted lease
+    limited: int = 0                   # messages dropped by the per-device rate limit, ever
+    limited_at: int | None = None      # ... the last one (epoch ms)
     windows: dict[int, ReplayWindow] = field(default_factory=dict)  # per boot
     dirty: bool = False
     key_checked_at: float = 0.0
@@ -74,6 +76,7 @@ def _state_from_row(row: DeviceRow) -> DeviceState:
         last_seen=row.last_seen, fw=row.fw, journal_depth=row.journal_depth,
         reconnects=row.reconnects, last_rst=row.last_rst,
         last_hb_json=row.last_hb_json, last_hello_json=row.last_hello_json,
+        limited=row.limited, limited_at=row.limited_at,
     )
     st.cmd_boot = row.cmd_boot or 0
     st.next_n = st.lease_end = row.cmd_n_reserved
@@ -187,7 +190,7 @@ class DeviceRegistry:
         rows = [DeviceHealth(s.device_id, s.last_seen, s.online,
                              s.status_bc[0] if s.status_bc else None, s.status_bc[1] if s.status_bc else None,
                              s.boot, s.fw, s.journal_depth, s.reconnects, s.last_rst, s.last_hb_json,
-                             s.last_hello_json) for s in dirty]
+                             s.last_hello_json, s.limited, s.limited_at) for s in dirty]
         try:
             await self.store.write(lambda tx: tx.devices.save_health(rows))
         except BaseException:

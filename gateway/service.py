@@ -16,21 +16,22 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
-
-import aiomqtt
 
 from gateway import bindings, health, invitations, timesync
 from gateway.api import start_http
 from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
 from gateway.clock import now_ms
-from gateway.config import Config
+from gateway.config import Config, MqttConfig
 from gateway.devices import device_service
-from gateway.ingest import Ingest
+from gateway.incoming import Gate, GateLimits
+from gateway.ingest import RATE_LIMITED, Ingest
 from gateway.leader import Job, Leader, instance_id
-from gateway.mqtt import Downlink, incoming, session
+from gateway.mqtt import Connection, Downlink, MqttError
+from gateway.quench import Quencher
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, claim_single_instance, open_store
 from gateway.uplink.scheduler import run_scheduler
@@ -55,37 +56,127 @@ class Running(Protocol):
     async def stop(self) -> None: ...
 
 
-async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected: asyncio.Event,
+def subscriptions(cfg: MqttConfig) -> tuple[list[str], list[str]]:
+    """(topics to subscribe, topics to unsubscribe) for the config: the device uplink, plain
+    for one instance or shared by the instances of [mqtt] shared_group. Shared, every instance
+    also subscribes to the status topics plainly: each keeps the same online view, and gets
+    the retained statuses at start (MQTT 5 sends no retained messages to a shared
+    subscription). The other form is unsubscribed: the broker keeps a persistent session's
+    subscriptions, and a switch must not leave both."""
+    plain = topics.up("+", "+")
+    if not cfg.shared_group:
+        return [plain], ["$share/%s/%s" % ("hcp", plain)]
+    return ["$share/%s/%s" % (cfg.shared_group, plain), topics.up("+", "status")], [plain]
+
+
+async def _mqtt_loop(cfg: Config, gate: Gate, downlink: Downlink, connected: asyncio.Event,
                      stopping: asyncio.Event) -> None:
     backoff = 0.2
+    where = "%s:%d" % (cfg.mqtt.host, cfg.mqtt.port)
+    subscribe, unsubscribe = subscriptions(cfg.mqtt)
+    takeover = TakeoverWatch(cfg.mqtt.client_id, where)
     while not stopping.is_set():
+        conn = Connection(cfg.mqtt, gate.offer)
         try:
-            async with session(cfg.mqtt) as client:
-                await client.subscribe(topics.up("+", "+"), qos=1)
-                downlink.client = client
-                backoff = 0.2
-                if not connected.is_set():
-                    connected.set()
-                else:
-                    log.info("reconnected to mqtt %s:%d", cfg.mqtt.host, cfg.mqtt.port)
-                async for message in incoming(client):
-                    payload = message.payload
-                    if not isinstance(payload, bytes | bytearray):
-                        payload = str(payload).encode()
-                    await ingest.handle(message.topic.value, bytes(payload))
-        except aiomqtt.MqttError as e:
+            await conn.connect()
+            takeover.connected()
+            for t in subscribe:
+                await conn.subscribe(t, qos=1)
+            for t in unsubscribe:
+                with contextlib.suppress(MqttError):
+                    await conn.unsubscribe(t)
+            downlink.client = conn
+            backoff = 0.2
+            if not connected.is_set():
+                connected.set()
+            else:
+                log.info("reconnected to mqtt %s", where)
+            why = await conn.wait_closed()
             downlink.client = None
             if stopping.is_set():
-                return  # an MqttError raised while we were being stopped is not a reason to retry
-            log.warning("mqtt %s:%d: %s; retrying in %.1fs", cfg.mqtt.host, cfg.mqtt.port, e, backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+                return
+            log.warning("mqtt %s: %s; reconnecting in %.1fs", where, why, backoff)
+            takeover.lost(why)
+        except MqttError as e:
+            downlink.client = None
+            if stopping.is_set():
+                return  # an error while we were being stopped is not a reason to retry
+            log.warning("mqtt %s: %s; retrying in %.1fs", where, e, backoff)
+        finally:
+            if downlink.client is conn:
+                downlink.client = None
+            try:
+                await conn.close()
+            except BaseException:
+                conn.abort()     # cancelled while closing: drop it now
+                raise
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 5.0)
+
+
+class TakeoverWatch:
+    """Names the likely cause when the broker keeps dropping us right after we connect.
+
+    Two clients with one client id knock each other off in a loop (each CONNECT ends the other
+    one's connection). An MQTT 5 broker may say so (DISCONNECT 0x8E, gateway.mqtt names it);
+    mosquitto 2.0 closes the socket before that packet is written, so after SHORT_S-short
+    connections STREAK times in a row this says what it most likely is, once per streak."""
+
+    SHORT_S = 30.0
+    STREAK = 3
+
+    def __init__(self, client_id: str, where: str) -> None:
+        self.client_id = client_id
+        self.where = where
+        self.streak = 0
+        self._since = 0.0
+        self.said = False
+
+    def connected(self) -> None:
+        self._since = time.monotonic()
+
+    def lost(self, why: str) -> None:
+        if "session taken over" in why:
+            log.error("mqtt %s: %s", self.where, why)
+            return
+        if time.monotonic() - self._since > self.SHORT_S:
+            self.streak, self.said = 0, False
+            return
+        self.streak += 1
+        if self.streak >= self.STREAK and not self.said:
+            self.said = True
+            log.error("mqtt %s: the broker dropped our connection %d times in a row within %.0f s of"
+                      " connecting: most likely another client uses our client id %r (a second gateway"
+                      " instance with the same [mqtt] client_id? the broker's log says 'Client %s already"
+                      " connected, closing old connection'); every instance needs its own client_id",
+                      self.where, self.streak, self.SHORT_S, self.client_id, self.client_id)
+
+
+# Messages handled per turn before the consumer lets the loop run other work (the reader, the
+# committer, the writes).
+TURN_MAX = 64
+
+
+async def _incoming_loop(gate: Gate, ingest: Ingest) -> None:
+    """The gate's consumer: each message to ingest, in arrival order, while records waiting
+    for the commit are below [ingest] pending_max (else the gate's queue fills and drops)."""
+    while True:
+        topic, payload, arrival = await gate.get()
+        await ingest.room()
+        await ingest.handle(topic, payload, arrival)
+        for _ in range(TURN_MAX):
+            item = gate.get_nowait()
+            if item is None:
+                break
+            await ingest.room()
+            await ingest.handle(*item)
+        await asyncio.sleep(0)
 
 
 STATS_EVERY_S = 10.0
 
 
-async def _stats_loop(ingest: Ingest, downlink: Downlink) -> None:
+async def _stats_loop(ingest: Ingest, downlink: Downlink, gate: Gate) -> None:
     """One INFO line per interval while traffic flows: operators see rates without tooling."""
     last = (0, 0)
     while True:
@@ -93,9 +184,11 @@ async def _stats_loop(ingest: Ingest, downlink: Downlink) -> None:
         s = ingest.stats
         if (s.received, s.acked) != last:
             log.info("ingest: received %d, records %d, stored %d, duplicates %d, acked %d, batches %d, "
-                     "pending %d, rejected %s, commands sent %d failed %d",
+                     "pending %d, rejected %s, commands sent %d failed %d, gate dropped %d queued %d"
+                     " (max %d)",
                      s.received, s.records_received, s.stored, s.duplicates, s.acked, s.batches,
-                     ingest.pending, dict(ingest.rejections.totals), downlink.sent, downlink.failed)
+                     ingest.pending, dict(ingest.rejections.totals), downlink.sent, downlink.failed,
+                     gate.dropped, len(gate), gate.high_water)
             last = (s.received, s.acked)
 
 
@@ -173,8 +266,11 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             task.add_done_callback(restoring.discard)
 
         ingest.hello_hooks.append(on_hello)
+        quencher = Quencher(store, devices.accounts, config.ingest.quench_s, config.ingest.quench_drops_per_s,
+                            now_ms)
         jobs: list[tuple[str, Job]] = [
-            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S))]
+            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S)),
+            ("quench-release", quencher.release_job())]
         uplink_label = "uplink=off"
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))
@@ -186,19 +282,30 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
         tasks.append(asyncio.create_task(_flush_loop(store, registry, anchors, ingest), name="flush"))
-        tasks.append(asyncio.create_task(_stats_loop(ingest, downlink), name="stats"))
         tasks.append(asyncio.create_task(_changes_loop(registry), name="changes"))
         dev_cfg = config.devices
         tasks.append(asyncio.create_task(
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),
             name="health"))
-        tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected, stopping),
+        ic = config.ingest
+        running.append(quencher)
+
+        def dropped(reason: str, device_id: str, at_ms: int) -> None:
+            assert ingest is not None
+            ingest.dropped(reason, device_id, at_ms)
+            if reason == RATE_LIMITED:
+                quencher.note_drop(device_id, at_ms)
+
+        gate = Gate(GateLimits(ic.device_rate, ic.device_burst, ic.queue_max, ic.queue_max_bytes), dropped)
+        tasks.append(asyncio.create_task(_incoming_loop(gate, ingest), name="incoming"))
+        tasks.append(asyncio.create_task(_stats_loop(ingest, downlink, gate), name="stats"))
+        tasks.append(asyncio.create_task(_mqtt_loop(config, gate, downlink, connected, stopping),
                                          name="mqtt"))
         running.append(leader.start())
         for start_extra in extra:
             running.append(await start_extra())
         await _wait_first(connected, tasks)
-        labels = " ".join(r.label for r in running if r is not leader)
+        labels = " ".join(r.label for r in running if r is not leader and r.label)
         print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} {uplink_label} "
               f"store={store.backend} devices={n} pid={os.getpid()}", flush=True)
         if ready is not None:

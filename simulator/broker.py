@@ -396,6 +396,10 @@ class Mosquitto:
                 # deny first: dynsec takes the highest priority match
                 acls.append({"acltype": t, "topic": topic, "allow": access != "deny",
                              "priority": 10 if access == "deny" else 0})
+                if t == "subscribePattern" and access != "deny" and not topic.startswith("$"):
+                    # The same filter as an MQTT 5 shared subscription of any group (several
+                    # gateway instances): dynsec checks the whole $share/<group>/... filter.
+                    acls.append({"acltype": t, "topic": "$share/+/" + topic, "allow": True, "priority": 0})
         return {"rolename": self._role_name(name), "acls": acls}
 
     def _role_name(self, name: str) -> str:

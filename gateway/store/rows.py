@@ -25,6 +25,9 @@ class DeviceRow:
     cmd_boot: int | None
     cmd_n_reserved: int
     enabled: bool
+    limited: int = 0               # messages dropped by the per-device rate limit (ingest gate)
+    limited_at: int | None = None  # the last such drop
+    quenched_until: int | None = None  # its broker account disabled for flooding until then
 
     def public(self) -> dict[str, Any]:
         """Everything but the secret (for the API and CLI)."""
@@ -51,6 +54,8 @@ class DeviceHealth:
     last_rst: str | None
     last_hb_json: str | None
     last_hello_json: str | None
+    limited: int = 0
+    limited_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ from gateway.store.rows import DeviceHealth, DeviceRow
 from gateway.store.sql.conn import Conn
 
 _COLS = ("device_id, secret_hex, fw, created_at, last_seen, online, status_b, status_c, boot, last_hb_json,"
-         " last_hello_json, journal_depth, reconnects, last_rst, cmd_boot, cmd_n_reserved, enabled")
+         " last_hello_json, journal_depth, reconnects, last_rst, cmd_boot, cmd_n_reserved, enabled, limited,"
+         " limited_at, quenched_until")
 
 
 def _row(r: tuple[Any, ...]) -> DeviceRow:
     return DeviceRow(r[0], r[1], r[2], int(r[3]), r[4], bool(r[5]), r[6], r[7], r[8], r[9], r[10], r[11],
-                     int(r[12]), r[13], r[14], int(r[15]), bool(r[16]))
+                     int(r[12]), r[13], r[14], int(r[15]), bool(r[16]), int(r[17]), r[18],
+                     r[19])
 
 
 class SqlDevices:
@@ -48,13 +50,41 @@ class SqlDevices:
         return not existed
 
     def save_health(self, rows: Sequence[DeviceHealth]) -> None:
+        """Write back the registry's health fields. Several instances share a store, each with
+        its own view: a field is taken only if it is not older than the stored one -- the
+        online state by its status (b, c) (offline wins for the same (b, c), as in
+        gateway.health), the reported fields (fw, journal, last reset, hb/hello) by last_seen;
+        boot, reconnects and the rate-limit counters only grow."""
+        g = self.c.greatest
+        newer = ("COALESCE(?, -1) > COALESCE(status_b * 8589934592 + status_c * 2 + (1 - online), -1)")
+        fresh = "COALESCE(?, -1) >= COALESCE(last_seen, -1)"
         self.c.executemany(
-            "UPDATE devices SET last_seen = ?, online = ?, status_b = ?, status_c = ?,"
-            " boot = %s(COALESCE(boot, 0), ?), fw = COALESCE(?, fw), journal_depth = ?,"
-            " reconnects = ?, last_rst = ?, last_hb_json = ?, last_hello_json = ?"
-            " WHERE device_id = ?" % self.c.greatest,
-            [(s.last_seen, int(s.online), s.status_b, s.status_c, s.boot, s.fw, s.journal_depth,
-              s.reconnects, s.last_rst, s.last_hb_json, s.last_hello_json, s.device_id) for s in rows])
+            "UPDATE devices SET"
+            " online = CASE WHEN %(newer)s THEN ? ELSE online END,"
+            " status_b = CASE WHEN %(newer)s THEN ? ELSE status_b END,"
+            " status_c = CASE WHEN %(newer)s THEN ? ELSE status_c END,"
+            " fw = CASE WHEN %(fresh)s THEN COALESCE(?, fw) ELSE fw END,"
+            " journal_depth = CASE WHEN %(fresh)s THEN ? ELSE journal_depth END,"
+            " last_rst = CASE WHEN %(fresh)s THEN ? ELSE last_rst END,"
+            " last_hb_json = CASE WHEN %(fresh)s THEN COALESCE(?, last_hb_json) ELSE last_hb_json END,"
+            " last_hello_json = CASE WHEN %(fresh)s THEN COALESCE(?, last_hello_json)"
+            " ELSE last_hello_json END,"
+            " last_seen = NULLIF(%(g)s(COALESCE(last_seen, -1), COALESCE(?, last_seen, -1)), -1),"
+            " boot = %(g)s(COALESCE(boot, 0), ?), reconnects = %(g)s(reconnects, ?),"
+            " limited = %(g)s(limited, ?),"
+            " limited_at = NULLIF(%(g)s(COALESCE(limited_at, -1), COALESCE(?, -1)), -1)"
+            " WHERE device_id = ?" % {"newer": newer, "fresh": fresh, "g": g},
+            [_health_params(s) for s in rows])
+        # (-1 stands for "none yet" where GREATEST/MAX needs a value.)
+
+    def set_quenched(self, device_id: str, until_ms: int | None) -> None:
+        self.c.execute("UPDATE devices SET quenched_until = ? WHERE device_id = ?", (until_ms, device_id))
+
+    def quench_over(self, now_ms: int) -> list[str]:
+        """Devices whose quench has run out (their broker account is to be enabled again)."""
+        return [r[0] for r in self.c.rows(
+            "SELECT device_id FROM devices WHERE quenched_until IS NOT NULL AND quenched_until <= ?"
+            " ORDER BY device_id", (now_ms,))]
 
     def lease_commands(self, device_id: str, boot: int, reserved_until: int) -> None:
         """Persist "command counters below reserved_until may have been used in this boot"."""
@@ -66,3 +96,12 @@ class SqlDevices:
         return self.c.dicts(
             "SELECT device_id, last_seen, online, boot, journal_depth FROM devices"
             " WHERE enabled = 1 AND (last_seen IS NULL OR last_seen < ?) ORDER BY device_id", (cutoff_ms,))
+
+
+def _health_params(s: DeviceHealth) -> tuple[Any, ...]:
+    key = (None if s.status_b is None or s.status_c is None
+           else s.status_b * 8589934592 + s.status_c * 2 + (0 if s.online else 1))
+    ls = s.last_seen
+    return (key, int(s.online), key, s.status_b, key, s.status_c,
+            ls, s.fw, ls, s.journal_depth, ls, s.last_rst, ls, s.last_hb_json, ls, s.last_hello_json,
+            ls, s.boot, s.reconnects, s.limited, s.limited_at, s.device_id)
