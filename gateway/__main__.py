@@ -19,8 +19,12 @@ from gateway.store.errors import StoreError
 log = logging.getLogger("gateway")
 
 
-async def _run(config_path: str) -> int:
+async def _run(config_path: str, log_level: str | None, log_format: str | None) -> int:
     cfg = load_config(config_path)
+    settings = cfg.sections.get("log")
+    if settings is not None and (log_level is None or log_format is None):
+        # [log] of the config, unless the command line said otherwise.
+        configure_logging(log_level or settings.level, log_format or settings.format)
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -42,10 +46,11 @@ async def _run(config_path: str) -> int:
     return 0
 
 
-def serve_main(config_path: str, log_level: str = "INFO") -> int:
-    configure_logging(log_level)
+def serve_main(config_path: str, log_level: str | None = None, log_format: str | None = None) -> int:
+    """log_level / log_format: None = the config's [log] (default INFO, text)."""
+    configure_logging(log_level or "INFO", log_format or "text")
     try:
-        return asyncio.run(_run(config_path))
+        return asyncio.run(_run(config_path, log_level, log_format))
     except ConfigError as e:
         print(f"gateway: config error: {e}", file=sys.stderr)
         return 2
@@ -62,10 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the gateway service")
     s.add_argument("--config", required=True, help="gateway TOML config file")
-    s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    s.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="default: [log] level of the config, else INFO")
+    s.add_argument("--log-format", default=None, choices=["text", "json"],
+                   help="log lines as text or one JSON object each (default: [log] format, else text)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve_main(args.config, args.log_level)
+        return serve_main(args.config, args.log_level, args.log_format)
     return 2
 
 

@@ -15,13 +15,13 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 import aiomqtt
 
-from gateway import bindings, health, invitations, timesync
+from gateway import bindings, health, invitations, oplog, timesync
+from gateway.alerts import AlertEngine, AlertSettings, alerts_job, builtin_sources
 from gateway.api import start_http
 from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
@@ -29,8 +29,10 @@ from gateway.clock import now_ms
 from gateway.config import Config
 from gateway.devices import device_service
 from gateway.ingest import Ingest
+from gateway.instances import Beat, MqttState
 from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Downlink, incoming, session
+from gateway.notify import Notifier, NotifySettings
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, claim_single_instance, open_store
 from gateway.uplink.scheduler import run_scheduler
@@ -56,13 +58,15 @@ class Running(Protocol):
 
 
 async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected: asyncio.Event,
-                     stopping: asyncio.Event) -> None:
+                     stopping: asyncio.Event, state: MqttState | None = None) -> None:
+    state = state or MqttState()
     backoff = 0.2
     while not stopping.is_set():
         try:
             async with session(cfg.mqtt) as client:
                 await client.subscribe(topics.up("+", "+"), qos=1)
                 downlink.client = client
+                state.ok, state.error = True, None
                 backoff = 0.2
                 if not connected.is_set():
                     connected.set()
@@ -75,6 +79,7 @@ async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected:
                     await ingest.handle(message.topic.value, bytes(payload))
         except aiomqtt.MqttError as e:
             downlink.client = None
+            state.ok, state.error = False, " ".join(str(e).split())[:300]
             if stopping.is_set():
                 return  # an MqttError raised while we were being stopped is not a reason to retry
             log.warning("mqtt %s:%d: %s; retrying in %.1fs", cfg.mqtt.host, cfg.mqtt.port, e, backoff)
@@ -95,8 +100,13 @@ async def _stats_loop(ingest: Ingest, downlink: Downlink) -> None:
             log.info("ingest: received %d, records %d, stored %d, duplicates %d, acked %d, batches %d, "
                      "pending %d, rejected %s, commands sent %d failed %d",
                      s.received, s.records_received, s.stored, s.duplicates, s.acked, s.batches,
-                     ingest.pending, dict(ingest.rejections.totals), downlink.sent, downlink.failed)
+                     ingest.pending, _counts(ingest.rejections.totals), downlink.sent, downlink.failed)
             last = (s.received, s.acked)
+
+
+def _counts(counts: Any) -> str:
+    """reason=n, ... (never a Python dict's repr in a log line)."""
+    return ", ".join("%s=%d" % (k, v) for k, v in sorted(dict(counts).items())) or "none"
 
 
 async def _flush_loop(store: Store, registry: DeviceRegistry, anchors: timesync.Anchors,
@@ -126,6 +136,18 @@ async def _changes_loop(registry: DeviceRegistry) -> None:
             log.warning("change feed not read: %s", e)
 
 
+class _NotifierRunning:
+    """The notifier as a running subsystem: waiting notifications get a moment at shutdown."""
+
+    label = "notify"
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    async def stop(self) -> None:
+        await self.notifier.aclose(drain_s=3.0)
+
+
 def _uplink_job(store: Store, config: Config) -> Job:
     async def job(stop: asyncio.Event) -> None:
         await run_scheduler(store, config, stop)
@@ -151,11 +173,16 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     registry = DeviceRegistry(store)
     anchors = timesync.Anchors()
     stopping = asyncio.Event()
+    mqtt_state = MqttState()
+    beat: Beat | None = None
     try:
         n = await registry.load()
         downlink = Downlink(registry)
         ingest = Ingest(config, store, registry, anchors, downlink, attribute=Attribution(rules))
         devices = device_service(store, config, on_rekey=registry.rekey)
+        notifier = Notifier(config.sections.get("notify") or NotifySettings())
+        await notifier.start()
+        running.append(_NotifierRunning(notifier))
         send = downlink.send_command
         restoring: set[asyncio.Task[None]] = set()
 
@@ -179,7 +206,17 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))
             uplink_label = "uplink=%s@%s" % (uplink_settings.adapter, uplink_settings.url)
+        # Operations (issue 20): admin actions in the log, alerts through the notifier. Further
+        # alert sources plug in here (alerts.Source): e.g. overdue 差评 work orders (issue 16).
+        jobs.append(("admin-log", oplog.admin_log_job(store)))
+        alert_settings: AlertSettings = config.sections.get("alerts") or AlertSettings.from_config(config)
+        if alert_settings.enabled:
+            with_uplink = uplink_settings is not None and uplink_settings.enabled
+            engine = AlertEngine(store, notifier, builtin_sources(store, config, alert_settings, with_uplink),
+                                 config.hall.tz, hall_id=config.hall.id)
+            jobs.append(("alerts", alerts_job(engine, alert_settings.check_every_s)))
         leader = Leader(store, instance_id(), jobs)
+        beat = Beat(store, config.mqtt.client_id, instance=instance_id(), mqtt=mqtt_state)
         # The HTTP port first: a port already taken ends the start before any MQTT connection
         # exists (a paho client left half-connected at exit printed a traceback).
         running.append(await start_http(store, config, send, devices, http_settings))
@@ -192,13 +229,15 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         tasks.append(asyncio.create_task(
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),
             name="health"))
-        tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected, stopping),
-                                         name="mqtt"))
+        tasks.append(asyncio.create_task(
+            _mqtt_loop(config, ingest, downlink, connected, stopping, mqtt_state), name="mqtt"))
+        tasks.append(asyncio.create_task(beat.run(), name="beat"))
         running.append(leader.start())
         for start_extra in extra:
             running.append(await start_extra())
         await _wait_first(connected, tasks)
-        labels = " ".join(r.label for r in running if r is not leader)
+        labels = " ".join(r.label for r in running if r is not leader and r.label != "notify")
+        beat.detail.update(http=labels, store=store.backend)
         print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} {uplink_label} "
               f"store={store.backend} devices={n} pid={os.getpid()}", flush=True)
         if ready is not None:
@@ -211,7 +250,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     finally:
         stopping.set()
         try:
-            await _shutdown(store, tasks, running, ingest, downlink, registry, anchors)
+            await _shutdown(store, tasks, running, ingest, downlink, registry, anchors, beat)
         finally:
             instance.release()
 
@@ -231,7 +270,7 @@ async def _wait_first(connected: asyncio.Event, tasks: list[asyncio.Task[None]])
 
 async def _shutdown(store: Store, tasks: list[asyncio.Task[None]], running: list[Running],
                     ingest: Ingest | None, downlink: Downlink | None, registry: DeviceRegistry,
-                    anchors: timesync.Anchors) -> None:
+                    anchors: timesync.Anchors, beat: Beat | None = None) -> None:
     # Stop receiving first, then commit+ack what was received, then close the store.
     mqtt_tasks = [t for t in tasks if t.get_name() == "mqtt"]
     other = [t for t in tasks if t.get_name() != "mqtt"]
@@ -252,9 +291,15 @@ async def _shutdown(store: Store, tasks: list[asyncio.Task[None]], running: list
     if ingest is not None:
         with contextlib.suppress(Exception):
             await _flush(store, registry, anchors, ingest)
+    if beat is not None:
+        with contextlib.suppress(Exception):
+            await beat.forget()
     await store.close()
     if ingest is not None:
-        log.info("stopped: %s%s", ingest.stats, "" if committer_done else " (queued records not committed)")
+        s = ingest.stats
+        log.info("stopped: received %d, records %d, stored %d, duplicates %d, acked %d, batches %d, "
+                 "commit failures %d%s", s.received, s.records_received, s.stored, s.duplicates, s.acked,
+                 s.batches, s.commit_failures, "" if committer_done else " (queued records not committed)")
 
 
 async def _stop_task(task: asyncio.Task[None]) -> None:
@@ -271,7 +316,8 @@ async def _stop_task(task: asyncio.Task[None]) -> None:
         task.cancel()
         await asyncio.wait({task}, timeout=TASK_CANCEL_RETRY_S)
     if not task.cancelled() and task.exception() is not None:
-        log.debug("task %s ended with %r", task.get_name(), task.exception())
+        exc = task.exception()
+        log.debug("task %s ended with %s: %s", task.get_name(), type(exc).__name__, exc)
 
 
 async def _bounded(coro: Coroutine[Any, Any, None], limit_s: float, what: str) -> None:
@@ -282,9 +328,10 @@ async def _bounded(coro: Coroutine[Any, Any, None], limit_s: float, what: str) -
         log.error("%s did not finish within %.0fs", what, limit_s)
         await _stop_task(task)
     elif not task.cancelled() and task.exception() is not None:
-        log.error("%s failed: %r", what, task.exception())
+        exc = task.exception()
+        log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(stream=sys.stderr, level=level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Text (the time with its zone) or JSON lines on stderr (gateway/oplog.py)."""
+    oplog.configure(level, fmt)
