@@ -623,6 +623,16 @@ def _register_hardening() -> None:
 _register_hardening()
 
 
+def _register_ops() -> None:
+    """doctor, backup, restore, alerts (issue 20), from their own module."""
+    from gateway.cli_ops import register
+    register(cli)
+
+
+if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
+    _register_ops()
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo("hcp-gateway: error: %s" % message, err=True)
     sys.exit(code)
@@ -660,4 +670,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module (every command group registered, one CliError class).
+    from gateway.cli import main as _main
+    _main()

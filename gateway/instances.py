@@ -28,10 +28,16 @@ FORGET_AFTER_MS = 86_400_000
 
 @dataclass
 class MqttState:
-    """Written by the service's MQTT loop."""
+    """Written by the service's MQTT loop; a change is in the store at once."""
 
     ok: bool = False
     error: str | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set(self, ok: bool, error: str | None = None) -> None:
+        if (ok, error) != (self.ok, self.error):
+            self.ok, self.error = ok, error
+            self.changed.set()
 
 
 @dataclass
@@ -57,11 +63,15 @@ class Beat:
 
     async def run(self, every_s: float = BEAT_EVERY_S) -> None:
         while True:
+            self.mqtt.changed.clear()
             try:
                 await self.once()
             except Exception as e:  # noqa: BLE001 - the store may be away for a moment
                 log.warning("instance heartbeat not written: %s", e)
-            await asyncio.sleep(every_s)
+            try:
+                await asyncio.wait_for(self.mqtt.changed.wait(), every_s)
+            except TimeoutError:
+                pass
 
     async def forget(self) -> None:
         """At a clean stop: this instance no longer runs."""

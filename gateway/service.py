@@ -66,7 +66,7 @@ async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected:
             async with session(cfg.mqtt) as client:
                 await client.subscribe(topics.up("+", "+"), qos=1)
                 downlink.client = client
-                state.ok, state.error = True, None
+                state.set(True)
                 backoff = 0.2
                 if not connected.is_set():
                     connected.set()
@@ -79,7 +79,7 @@ async def _mqtt_loop(cfg: Config, ingest: Ingest, downlink: Downlink, connected:
                     await ingest.handle(message.topic.value, bytes(payload))
         except aiomqtt.MqttError as e:
             downlink.client = None
-            state.ok, state.error = False, " ".join(str(e).split())[:300]
+            state.set(False, " ".join(str(e).split())[:300])
             if stopping.is_set():
                 return  # an MqttError raised while we were being stopped is not a reason to retry
             log.warning("mqtt %s:%d: %s; retrying in %.1fs", cfg.mqtt.host, cfg.mqtt.port, e, backoff)
