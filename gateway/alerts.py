@@ -68,9 +68,10 @@ class AlertSettings:
     disk_min_days: int = 30
 
     @classmethod
-    def from_config(cls, cfg: Config) -> AlertSettings:
+    def from_config(cls, cfg: Config, base: Path | None = None) -> AlertSettings:
+        """base: where relative disk_paths start (the config file's directory)."""
         sec: dict[str, Any] = cfg.raw.get("alerts", {})
-        base = cfg.path.parent if cfg.path is not None else Path.cwd()
+        base = base or (cfg.path.parent if cfg.path is not None else Path.cwd())
         paths = tuple(p if p.is_absolute() else base / p
                       for p in (Path(x).expanduser() for x in sec.get("disk_paths", [])))
         if "disk_paths" not in sec and cfg.store.path is not None:

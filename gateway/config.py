@@ -331,7 +331,7 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         ("report", ReportSettings.from_config),
         ("uplink", lambda c: load_settings(c) if "uplink" in c.raw else None),
         ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
-        ("alerts", AlertSettings.from_config),
+        ("alerts", lambda c: AlertSettings.from_config(c, base)),
         ("log", LogSettings.from_config),
     ]
     errors: list[str] = []
