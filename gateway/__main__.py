@@ -12,19 +12,14 @@ import logging
 import signal
 import sys
 
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 from gateway.service import configure_logging, serve
 from gateway.store.errors import StoreError
 
 log = logging.getLogger("gateway")
 
 
-async def _run(config_path: str, log_level: str | None, log_format: str | None) -> int:
-    cfg = load_config(config_path)
-    settings = cfg.sections.get("log")
-    if settings is not None and (log_level is None or log_format is None):
-        # [log] of the config, unless the command line said otherwise.
-        configure_logging(log_level or settings.level, log_format or settings.format)
+async def _run(cfg: Config) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -48,9 +43,17 @@ async def _run(config_path: str, log_level: str | None, log_format: str | None) 
 
 def serve_main(config_path: str, log_level: str | None = None, log_format: str | None = None) -> int:
     """log_level / log_format: None = the config's [log] (default INFO, text)."""
-    configure_logging(log_level or "INFO", log_format or "text")
     try:
-        return asyncio.run(_run(config_path, log_level, log_format))
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        print(f"gateway: config error: {e}", file=sys.stderr)
+        return 2
+    settings = cfg.sections.get("log")
+    # The format is set before anything is logged: every line of a run has the same one.
+    configure_logging(log_level or (settings.level if settings else "INFO"),
+                      log_format or (settings.format if settings else "text"))
+    try:
+        return asyncio.run(_run(cfg))
     except ConfigError as e:
         print(f"gateway: config error: {e}", file=sys.stderr)
         return 2
