@@ -28,7 +28,7 @@ from gw_support import wait_for
 from harness.store import is_pg, query
 from ops_support import WebhookReceiver
 
-from simulator.netutil import free_port, wait_port
+from simulator.netutil import wait_port
 from simulator.proc import stop_process
 from simulator.vdevice import VirtualDevice
 
@@ -51,6 +51,23 @@ def unit_exec(unit: Path, key: str = "ExecStart") -> list[str]:
         if line.startswith(key + "="):
             return shlex.split(line[len(key) + 1:])
     raise AssertionError("%s has no %s" % (unit, key))
+
+
+def quiet_port() -> int:
+    """A free port below the ephemeral range: the install writes it into configs a minute before
+    anything listens on it, and ports the kernel hands out to outgoing connections (free_port's)
+    may be taken by then."""
+    import random
+    import socket
+    lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(10000, min(lo, 30000))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
 
 
 def mode(p: Path) -> int:
@@ -82,7 +99,7 @@ def _clean_env() -> dict[str, str]:
 async def test_install_into_a_root_and_run_the_hall(tmp_path: Path, store_url: str) -> None:
     root = tmp_path / "root"
     hook = await WebhookReceiver().start()
-    ports = {"--mqtt-port": free_port(), "--mqtts-port": free_port(), "--http-port": free_port()}
+    ports = {"--mqtt-port": quiet_port(), "--mqtts-port": quiet_port(), "--http-port": quiet_port()}
     args = [*readme_install_command(), "--root", str(root), "--bind", "127.0.0.1", "--webhook", hook.url]
     for k, v in ports.items():
         args += [k, str(v)]
@@ -92,7 +109,7 @@ async def test_install_into_a_root_and_run_the_hall(tmp_path: Path, store_url: s
     procs: list[subprocess.Popen[bytes]] = []
     dev: VirtualDevice | None = None
     try:
-        rc, out, err = await run("bash", *args, env=env, cwd=REPO, limit_s=INSTALL_TIMEOUT_S)
+        rc, out, err = await run(*args, env=env, cwd=REPO, limit_s=INSTALL_TIMEOUT_S)
         assert rc == 0, out + err
         assert "Traceback" not in err
         where = "postgresql" if is_pg(store_url) else root / "var/lib/haochaping/gateway.db"
@@ -187,12 +204,12 @@ async def test_install_into_a_root_and_run_the_hall(tmp_path: Path, store_url: s
 
         # the other tools on the PATH answer
         for tool in ("hcp-sim", "flash.py"):
-            rc, out, err = await run(str(bindir / tool), "-h", env=env)
+            rc, out, err = await run(str(bindir / tool), "--help", env=env)
             assert rc == 0 and "Traceback" not in err, (tool, err)
 
         # an upgrade: the same command again keeps the config (its passwords are in use)
         before = cfg_path.read_text()
-        rc, out, err = await run("bash", *args, env=env, cwd=REPO, limit_s=INSTALL_TIMEOUT_S)
+        rc, out, err = await run(*args, env=env, cwd=REPO, limit_s=INSTALL_TIMEOUT_S)
         assert rc == 0, out + err
         assert cfg_path.read_text() == before and "kept %s" % cfg_path in out
     finally:
