@@ -202,7 +202,6 @@ def alerts_test(ctx: click.Context, wait: float, as_json: bool) -> None:
     else:
         for name, v in sorted(result.items()):
             why = "" if v["sent"] else ": " + (v["last_error"] or "not delivered in time")
-            why = "" if v["sent"] else ": " + (v["last_error"] or "not delivered in time")
             click.echo("%-6s %s%s" % ("ok" if v["sent"] else "FAIL", name, why))
     if not ok:
         ctx.exit(1)

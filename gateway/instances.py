@@ -17,6 +17,7 @@ from gateway import __version__
 from gateway.clock import now_ms
 from gateway.store import Store
 from gateway.store.api import Tx
+from gateway.store.errors import StoreUnusable
 from gateway.store.rows import InstanceBeat
 
 log = logging.getLogger("gateway.service")
@@ -76,3 +77,40 @@ class Beat:
     async def forget(self) -> None:
         """At a clean stop: this instance no longer runs."""
         await self.store.write(lambda tx: tx.ops.forget(self.instance))
+
+
+class AlreadyServing(StoreUnusable):
+    """Another live instance uses this config's [mqtt] client id: one line says which."""
+
+
+def _alive_here(instance: str) -> bool | None:
+    """True/False for an instance of this host (its pid is, or is not, a live process); None
+    for another host's."""
+    host, _, pid = instance.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True       # a live process of another user (the service's, for a root shell)
+    return True
+
+
+async def refuse_a_twin(store: Store, client_id: str, me: str) -> None:
+    """Refuse to start beside a live instance with the same [mqtt] client id (a `serve` typed
+    by hand next to the service): the broker lets one client id connect once, so the two would
+    knock each other off in a loop. On SQLite the store's instance lock refuses it first; on a
+    shared PostgreSQL store the heartbeats say who runs. A fresh row of a process of this host
+    that is gone (a crash: systemd restarts it at once) does not count."""
+    now = now_ms()
+    for b in await store.read(lambda tx: tx.ops.instances()):
+        if b.client_id != client_id or b.instance == me or now - b.seen_ms > FRESH_MS:
+            continue
+        if _alive_here(b.instance) is False:
+            continue
+        raise AlreadyServing(
+            "another gateway (%s, seen %.0f s ago) is already serving with [mqtt] client_id %s: stop it"
+            " first (systemctl stop hcp-gateway), or give this instance its own client_id"
+            % (b.instance, max(0, now - b.seen_ms) / 1000, client_id))

@@ -29,7 +29,7 @@ from gateway.clock import now_ms
 from gateway.config import Config
 from gateway.devices import device_service
 from gateway.ingest import Ingest
-from gateway.instances import Beat, MqttState
+from gateway.instances import Beat, MqttState, refuse_a_twin
 from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Downlink, incoming, session
 from gateway.notify import Notifier, NotifySettings
@@ -164,6 +164,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     try:
         store = await open_store(config.store.url, create=False)
     except BaseException:
+        instance.release()
+        raise
+    try:
+        await refuse_a_twin(store, config.mqtt.client_id, instance_id())
+    except BaseException:
+        await store.close()
         instance.release()
         raise
     tasks: list[asyncio.Task[None]] = []

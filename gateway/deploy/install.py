@@ -43,9 +43,9 @@ import grp
 import json
 import os
 import pwd
+import re
 import secrets
 import socket
-import string
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -61,19 +61,17 @@ class InstallError(Exception):
     """Why the install stopped: one line."""
 
 
-class _Template(string.Template):
-    """@{name} only: units and shell scripts are full of $ (and "$@"), which stay as they are."""
-
-    delimiter = "@"
-    pattern = r"@(?:\{(?P<braced>[a-z_]+)\}|(?P<escaped>(?!))|(?P<named>(?!))|(?P<invalid>(?!)))"
+_PLACEHOLDER = re.compile(r"@\{([a-z_]+)\}")
 
 
 def render(name: str, values: dict[str, Any]) -> str:
-    try:
-        return _Template((TEMPLATES / (name + ".in")).read_text(encoding="utf-8")).substitute(
-            {k: str(v) for k, v in values.items()})
-    except KeyError as e:
-        raise InstallError("template %s needs %s" % (name, e)) from None
+    """@{name} placeholders only: units and shell scripts are full of $ (and "$@"), which stay
+    as they are."""
+    text = (TEMPLATES / (name + ".in")).read_text(encoding="utf-8")
+    missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
+    if missing:
+        raise InstallError("template %s needs %s" % (name, ", ".join(missing)))
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
 @dataclass
