@@ -12,15 +12,14 @@ import logging
 import signal
 import sys
 
-from gateway.config import ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config
 from gateway.service import configure_logging, serve
 from gateway.store.errors import StoreError
 
 log = logging.getLogger("gateway")
 
 
-async def _run(config_path: str) -> int:
-    cfg = load_config(config_path)
+async def _run(cfg: Config) -> int:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -42,10 +41,19 @@ async def _run(config_path: str) -> int:
     return 0
 
 
-def serve_main(config_path: str, log_level: str = "INFO") -> int:
-    configure_logging(log_level)
+def serve_main(config_path: str, log_level: str | None = None, log_format: str | None = None) -> int:
+    """log_level / log_format: None = the config's [log] (default INFO, text)."""
     try:
-        return asyncio.run(_run(config_path))
+        cfg = load_config(config_path)
+    except ConfigError as e:
+        print(f"gateway: config error: {e}", file=sys.stderr)
+        return 2
+    settings = cfg.sections.get("log")
+    # The format is set before anything is logged: every line of a run has the same one.
+    configure_logging(log_level or (settings.level if settings else "INFO"),
+                      log_format or (settings.format if settings else "text"))
+    try:
+        return asyncio.run(_run(cfg))
     except ConfigError as e:
         print(f"gateway: config error: {e}", file=sys.stderr)
         return 2
@@ -62,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the gateway service")
     s.add_argument("--config", required=True, help="gateway TOML config file")
-    s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    s.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="default: [log] level of the config, else INFO")
+    s.add_argument("--log-format", default=None, choices=["text", "json"],
+                   help="log lines as text or one JSON object each (default: [log] format, else text)")
     args = parser.parse_args(argv)
     if args.command == "serve":
-        return serve_main(args.config, args.log_level)
+        return serve_main(args.config, args.log_level, args.log_format)
     return 2
 
 

@@ -183,16 +183,19 @@ def cli(ctx: click.Context, config_path: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]))
+@click.option("--log-level", default=None, type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+              help="default: [log] level of the config, else INFO")
+@click.option("--log-format", default=None, type=click.Choice(["text", "json"]),
+              help="text lines or one JSON object per line (default: [log] format, else text)")
 @click.pass_context
-def serve(ctx: click.Context, log_level: str) -> None:
+def serve(ctx: click.Context, log_level: str | None, log_format: str | None) -> None:
     """Run the gateway service (MQTT ingest, HTTP API, uplink) until SIGTERM/SIGINT."""
     state: CliState = ctx.find_root().obj
     try:
         from gateway.__main__ import serve_main  # lazy: the admin commands work without it
     except ImportError as e:
         raise CliError("the gateway service is not available in this install: %s" % e) from None
-    code = serve_main(state.config_path, log_level)
+    code = serve_main(state.config_path, log_level, log_format)
     if code:
         sys.exit(code)
 
@@ -630,6 +633,16 @@ def _register_hardening() -> None:
 _register_hardening()
 
 
+def _register_ops() -> None:
+    """doctor, backup, restore, alerts (issue 20), from their own module."""
+    from gateway.cli_ops import register
+    register(cli)
+
+
+if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
+    _register_ops()
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo("hcp-gateway: error: %s" % message, err=True)
     sys.exit(code)
@@ -667,4 +680,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module (every command group registered, one CliError class).
+    from gateway.cli import main as _main
+    _main()

@@ -81,6 +81,19 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ("backoff_base_s", "number"), ("backoff_max_s", "number"), ("max_attempts", "int"),
         ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"))}
     | {"app_secret": Key("str", secret=True)},
+    # Sections whose nested tables their owners check (gateway/notify.py): the top-level keys
+    # are declared here, so an unknown one is refused here like any other; the builders below
+    # check values and nested tables.
+    "notify": {"queue_size": Key("int", 1, 1_000_000), "timezone": Key("str"), "webhook": Key("any"),
+               "email": Key("any")},
+    # Operations (issue 20): gateway/alerts.py and the service's log format (gateway/oplog.py).
+    "alerts": {"enabled": Key("bool"), "check_every_s": Key("number", 0.05, 3600),
+               "silent_after_s": Key("int", 1, 10**7), "journal_depth": Key("int", 1, 10**6),
+               "journal_clear": Key("int", 0, 10**6), "push_failures": Key("int", 1, 1000),
+               "rejections": Key("int", 1, 10**9), "disk_paths": Key("list[str]"),
+               "disk_min_free_pct": Key("number", 0, 100), "disk_min_days": Key("int", 0, 36500)},
+    "log": {"format": Key("str", choices=("text", "json")),
+            "level": Key("str", choices=("DEBUG", "INFO", "WARNING", "ERROR"))},
 }
 
 
@@ -320,19 +333,23 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None,
         errors.append(str(e))
         cfg = None
     if check_all and cfg is not None:
-        errors += _build_sections(cfg)
+        errors += _build_sections(cfg, base_dir)
     if errors or cfg is None:
         raise ConfigError("\n".join(errors))
     return cfg
 
 
-def _build_sections(cfg: Config) -> list[str]:
+def _build_sections(cfg: Config, base: Path) -> list[str]:
     """Build the typed object of each section another module owns; their errors, one each.
     Imported here, not at module level: those modules import this one."""
+    from gateway.alerts import AlertSettings
     from gateway.api.settings import HttpSettings
     from gateway.attribution import AttributionRules
     from gateway.invitations import InvitationRules
+    from gateway.notify import NotifySettings
+    from gateway.oplog import LogSettings
     from gateway.reports import ReportSettings
+    from gateway.sectioncheck import SettingsError
     from gateway.uplink.settings import load_settings
 
     builders: list[tuple[str, Callable[[Config], Any]]] = [
@@ -341,12 +358,15 @@ def _build_sections(cfg: Config) -> list[str]:
         ("invitations", InvitationRules.from_config),
         ("report", ReportSettings.from_config),
         ("uplink", lambda c: load_settings(c) if "uplink" in c.raw else None),
+        ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
+        ("alerts", lambda c: AlertSettings.from_config(c, base)),
+        ("log", LogSettings.from_config),
     ]
     errors: list[str] = []
     for name, build in builders:
         try:
             cfg.sections[name] = build(cfg)
-        except ConfigError as e:
+        except (ConfigError, SettingsError) as e:
             errors.append(str(e))
     return errors
 

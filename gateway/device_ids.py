@@ -19,7 +19,8 @@ DEVICE_ID = re.compile(r"[a-z0-9-]{1,32}")
 
 # Prefixes no device id may start with: the gateway's and the admins' accounts and client ids
 # live there (the configured ones are refused too, whatever their names).
-RESERVED_PREFIXES = ("hcp-gateway", "gateway", "admin", "hcp-admin", "hcp-ctl", "mosquitto", "broker")
+RESERVED_PREFIXES = ("hcp-gateway", "gateway", "admin", "hcp-admin", "hcp-ctl", "mosquitto", "broker",
+                     "hcp-doctor")   # hcp-doctor-probe-*: `hcp-gateway doctor`'s throw-away account
 
 
 def problem(device_id: object, reserved: Iterable[str] = ()) -> str | None:

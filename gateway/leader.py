@@ -81,8 +81,9 @@ class Leader:
                     await asyncio.wait_for(self._shutdown.wait(),
                                            max(0.0, self.renew_s - (loop.time() - started)))
         finally:
+            was_leader = self.is_leader   # _stop_jobs clears it: read it first
             await self._stop_jobs()
-            if self.is_leader:
+            if was_leader:
                 with contextlib.suppress(Exception):
                     await self.store.write(lambda tx: tx.leases.release(LEASE, self.holder))
 

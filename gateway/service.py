@@ -15,12 +15,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
-from gateway import bindings, health, invitations, timesync
+from gateway import bindings, health, invitations, oplog, timesync
+from gateway.alerts import AlertEngine, AlertSettings, alerts_job, builtin_sources
 from gateway.api import start_http
 from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
@@ -29,8 +29,10 @@ from gateway.config import Config, MqttConfig
 from gateway.devices import device_service
 from gateway.incoming import Gate, GateLimits
 from gateway.ingest import RATE_LIMITED, Ingest
+from gateway.instances import Beat, MqttState, refuse_a_twin
 from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Connection, Downlink, MqttError
+from gateway.notify import Notifier, NotifySettings
 from gateway.quench import Quencher
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, claim_single_instance, open_store
@@ -69,8 +71,14 @@ def subscriptions(cfg: MqttConfig) -> tuple[list[str], list[str]]:
     return ["$share/%s/%s" % (cfg.shared_group, plain), topics.up("+", "status")], [plain]
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
+
+
 async def _mqtt_loop(cfg: Config, gate: Gate, downlink: Downlink, connected: asyncio.Event,
-                     stopping: asyncio.Event) -> None:
+                     stopping: asyncio.Event, state: MqttState | None = None) -> None:
+    """state: whether we are connected (and why not), for the instance heartbeat (doctor)."""
+    state = state or MqttState()
     backoff = 0.2
     where = "%s:%d" % (cfg.mqtt.host, cfg.mqtt.port)
     subscribe, unsubscribe = subscriptions(cfg.mqtt)
@@ -86,6 +94,7 @@ async def _mqtt_loop(cfg: Config, gate: Gate, downlink: Downlink, connected: asy
                 with contextlib.suppress(MqttError):
                     await conn.unsubscribe(t)
             downlink.client = conn
+            state.set(True)
             backoff = 0.2
             if not connected.is_set():
                 connected.set()
@@ -93,12 +102,14 @@ async def _mqtt_loop(cfg: Config, gate: Gate, downlink: Downlink, connected: asy
                 log.info("reconnected to mqtt %s", where)
             why = await conn.wait_closed()
             downlink.client = None
+            state.set(False, _one_line(why))
             if stopping.is_set():
                 return
             log.warning("mqtt %s: %s; reconnecting in %.1fs", where, why, backoff)
             takeover.lost(why)
         except MqttError as e:
             downlink.client = None
+            state.set(False, _one_line(str(e)))
             if stopping.is_set():
                 return  # an error while we were being stopped is not a reason to retry
             log.warning("mqtt %s: %s; retrying in %.1fs", where, e, backoff)
@@ -187,9 +198,14 @@ async def _stats_loop(ingest: Ingest, downlink: Downlink, gate: Gate) -> None:
                      "pending %d, rejected %s, commands sent %d failed %d, gate dropped %d queued %d"
                      " (max %d)",
                      s.received, s.records_received, s.stored, s.duplicates, s.acked, s.batches,
-                     ingest.pending, dict(ingest.rejections.totals), downlink.sent, downlink.failed,
+                     ingest.pending, _counts(ingest.rejections.totals), downlink.sent, downlink.failed,
                      gate.dropped, len(gate), gate.high_water)
             last = (s.received, s.acked)
+
+
+def _counts(counts: Any) -> str:
+    """reason=n, ... (never a Python dict's repr in a log line)."""
+    return ", ".join("%s=%d" % (k, v) for k, v in sorted(dict(counts).items())) or "none"
 
 
 async def _flush_loop(store: Store, registry: DeviceRegistry, anchors: timesync.Anchors,
@@ -219,6 +235,18 @@ async def _changes_loop(registry: DeviceRegistry) -> None:
             log.warning("change feed not read: %s", e)
 
 
+class _NotifierRunning:
+    """The notifier as a running subsystem: waiting notifications get a moment at shutdown."""
+
+    label = "notify"
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    async def stop(self) -> None:
+        await self.notifier.aclose(drain_s=3.0)
+
+
 def _uplink_job(store: Store, config: Config) -> Job:
     async def job(stop: asyncio.Event) -> None:
         await run_scheduler(store, config, stop)
@@ -237,6 +265,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     except BaseException:
         instance.release()
         raise
+    try:
+        await refuse_a_twin(store, config.mqtt.client_id, instance_id())
+    except BaseException:
+        await store.close()
+        instance.release()
+        raise
     tasks: list[asyncio.Task[None]] = []
     running: list[Running] = []
     ingest: Ingest | None = None
@@ -244,11 +278,16 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     registry = DeviceRegistry(store)
     anchors = timesync.Anchors()
     stopping = asyncio.Event()
+    mqtt_state = MqttState()
+    beat: Beat | None = None
     try:
         n = await registry.load()
         downlink = Downlink(registry)
         ingest = Ingest(config, store, registry, anchors, downlink, attribute=Attribution(rules))
         devices = device_service(store, config, on_rekey=registry.rekey)
+        notifier = Notifier(config.sections.get("notify") or NotifySettings())
+        await notifier.start()
+        running.append(_NotifierRunning(notifier))
         send = downlink.send_command
         restoring: set[asyncio.Task[None]] = set()
 
@@ -275,7 +314,17 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))
             uplink_label = "uplink=%s@%s" % (uplink_settings.adapter, uplink_settings.url)
+        # Operations (issue 20): admin actions in the log, alerts through the notifier. Further
+        # alert sources plug in here (alerts.Source): e.g. overdue 差评 work orders (issue 16).
+        jobs.append(("admin-log", oplog.admin_log_job(store)))
+        alert_settings: AlertSettings = config.sections.get("alerts") or AlertSettings.from_config(config)
+        if alert_settings.enabled:
+            with_uplink = uplink_settings is not None and uplink_settings.enabled
+            engine = AlertEngine(store, notifier, builtin_sources(store, config, alert_settings, with_uplink),
+                                 config.hall.tz, hall_id=config.hall.id)
+            jobs.append(("alerts", alerts_job(engine, alert_settings.check_every_s)))
         leader = Leader(store, instance_id(), jobs)
+        beat = Beat(store, config.mqtt.client_id, instance=instance_id(), mqtt=mqtt_state)
         # The HTTP port first: a port already taken ends the start before any MQTT connection
         # exists (a paho client left half-connected at exit printed a traceback).
         running.append(await start_http(store, config, send, devices, http_settings))
@@ -299,13 +348,15 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         gate = Gate(GateLimits(ic.device_rate, ic.device_burst, ic.queue_max, ic.queue_max_bytes), dropped)
         tasks.append(asyncio.create_task(_incoming_loop(gate, ingest), name="incoming"))
         tasks.append(asyncio.create_task(_stats_loop(ingest, downlink, gate), name="stats"))
-        tasks.append(asyncio.create_task(_mqtt_loop(config, gate, downlink, connected, stopping),
-                                         name="mqtt"))
+        tasks.append(asyncio.create_task(
+            _mqtt_loop(config, gate, downlink, connected, stopping, mqtt_state), name="mqtt"))
+        tasks.append(asyncio.create_task(beat.run(), name="beat"))
         running.append(leader.start())
         for start_extra in extra:
             running.append(await start_extra())
         await _wait_first(connected, tasks)
-        labels = " ".join(r.label for r in running if r is not leader and r.label)
+        labels = " ".join(r.label for r in running if r is not leader and r.label and r.label != "notify")
+        beat.detail.update(http=labels, store=store.backend)
         print(f"gateway ready mqtt={config.mqtt.host}:{config.mqtt.port} {labels} {uplink_label} "
               f"store={store.backend} devices={n} pid={os.getpid()}", flush=True)
         if ready is not None:
@@ -318,7 +369,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     finally:
         stopping.set()
         try:
-            await _shutdown(store, tasks, running, ingest, downlink, registry, anchors)
+            await _shutdown(store, tasks, running, ingest, downlink, registry, anchors, beat)
         finally:
             instance.release()
 
@@ -338,7 +389,7 @@ async def _wait_first(connected: asyncio.Event, tasks: list[asyncio.Task[None]])
 
 async def _shutdown(store: Store, tasks: list[asyncio.Task[None]], running: list[Running],
                     ingest: Ingest | None, downlink: Downlink | None, registry: DeviceRegistry,
-                    anchors: timesync.Anchors) -> None:
+                    anchors: timesync.Anchors, beat: Beat | None = None) -> None:
     # Stop receiving first, then commit+ack what was received, then close the store.
     mqtt_tasks = [t for t in tasks if t.get_name() == "mqtt"]
     other = [t for t in tasks if t.get_name() != "mqtt"]
@@ -359,9 +410,15 @@ async def _shutdown(store: Store, tasks: list[asyncio.Task[None]], running: list
     if ingest is not None:
         with contextlib.suppress(Exception):
             await _flush(store, registry, anchors, ingest)
+    if beat is not None:
+        with contextlib.suppress(Exception):
+            await beat.forget()
     await store.close()
     if ingest is not None:
-        log.info("stopped: %s%s", ingest.stats, "" if committer_done else " (queued records not committed)")
+        s = ingest.stats
+        log.info("stopped: received %d, records %d, stored %d, duplicates %d, acked %d, batches %d, "
+                 "commit failures %d%s", s.received, s.records_received, s.stored, s.duplicates, s.acked,
+                 s.batches, s.commit_failures, "" if committer_done else " (queued records not committed)")
 
 
 async def _stop_task(task: asyncio.Task[None]) -> None:
@@ -378,7 +435,8 @@ async def _stop_task(task: asyncio.Task[None]) -> None:
         task.cancel()
         await asyncio.wait({task}, timeout=TASK_CANCEL_RETRY_S)
     if not task.cancelled() and task.exception() is not None:
-        log.debug("task %s ended with %r", task.get_name(), task.exception())
+        exc = task.exception()
+        log.debug("task %s ended with %s: %s", task.get_name(), type(exc).__name__, exc)
 
 
 async def _bounded(coro: Coroutine[Any, Any, None], limit_s: float, what: str) -> None:
@@ -389,9 +447,10 @@ async def _bounded(coro: Coroutine[Any, Any, None], limit_s: float, what: str) -
         log.error("%s did not finish within %.0fs", what, limit_s)
         await _stop_task(task)
     elif not task.cancelled() and task.exception() is not None:
-        log.error("%s failed: %r", what, task.exception())
+        exc = task.exception()
+        log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    logging.basicConfig(stream=sys.stderr, level=level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Text (the time with its zone) or JSON lines on stderr (gateway/oplog.py)."""
+    oplog.configure(level, fmt)

@@ -15,6 +15,9 @@ command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)  # QR plates
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)  # plate tests rasterise PDFs
 /sbin/ldconfig -p 2>/dev/null | grep 'libcairo\.so\.2' >/dev/null || need_apt+=(libcairo2)  # cairosvg
+# The install's tests: systemd-analyze verify on the units, logrotate -d on its file.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

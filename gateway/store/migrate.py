@@ -90,7 +90,7 @@ def migrate(conn: Conn, run_script: Callable[[str], object], directory: Path | N
 # damaged or not ours, never taken for a fresh one.
 EXPECTED_TABLES = ("devices", "device_boots", "records", "rejections", "audit_log", "windows", "staff",
                    "bindings", "invitations", "uplink_items", "uplink_batches", "uplink_runs",
-                   "changes", "leases")
+                   "changes", "leases", "alerts", "service_instances", "ops_cursors")
 
 
 def check_schema(conn: Conn, where: str, fresh_ok: bool) -> int:

@@ -147,3 +147,39 @@ class Change:
     id: int
     kind: str        # e.g. "device.key"
     subject: str     # e.g. the device id
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    """One raised condition (gateway/alerts.py): open while resolved_ms is None."""
+
+    id: int
+    cond_key: str
+    kind: str
+    severity: str
+    subject: str
+    detail: dict[str, Any]
+    opened_ms: int
+    notified_ms: int | None
+    resolved_ms: int | None
+    recovery_notified_ms: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class InstanceBeat:
+    """What a running gateway instance says about itself every few seconds."""
+
+    instance: str            # host:pid
+    client_id: str           # its [mqtt] client_id
+    version: str
+    started_ms: int
+    seen_ms: int
+    mqtt_ok: bool
+    mqtt_error: str | None
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -24,6 +24,14 @@ class SqlAudit:
         rows.reverse()
         return rows
 
+    def since(self, after_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Rows after an id, oldest first (the service logs each admin action once)."""
+        return self.c.dicts("SELECT id, at_ms, actor, action, detail_json FROM audit_log WHERE id > ?"
+                            " ORDER BY id LIMIT ?", (after_id, limit))
+
+    def latest_id(self) -> int:
+        return int(self.c.scalar("SELECT COALESCE(MAX(id), 0) FROM audit_log"))
+
 
 class SqlChanges:
     """A feed of changes that running gateways must see at once (a re-keyed device), written in
@@ -75,3 +83,24 @@ class SqlSchema:
 
     def version(self) -> int:
         return int(self.c.scalar("SELECT COALESCE(MAX(version), 0) FROM schema_version"))
+
+    def integrity(self, full: bool = False) -> list[str]:
+        """What is wrong with the database's own structures (empty: nothing found). SQLite:
+        quick_check (integrity_check with full) and the foreign keys; PostgreSQL: every table
+        read through (a damaged page fails the read), foreign keys are enforced by the server."""
+        from gateway.store.migrate import EXPECTED_TABLES
+        if self.c.dialect == "sqlite":
+            out = [str(r[0]) for r in self.c.rows("PRAGMA integrity_check" if full else "PRAGMA quick_check")]
+            problems = [] if out == ["ok"] else out[:20]
+            fk = self.c.rows("PRAGMA foreign_key_check")
+            if fk:
+                problems.append("%d row(s) refer to missing rows (first in table %s)" % (len(fk), fk[0][0]))
+            return problems
+        problems = []
+        for table in EXPECTED_TABLES:
+            try:
+                with self.c.savepoint():
+                    self.c.scalar("SELECT count(*) FROM %s" % table)
+            except Exception as e:  # noqa: BLE001 - reported, one line
+                problems.append("table %s cannot be read: %s" % (table, str(e).strip().splitlines()[0]))
+        return problems

@@ -10,6 +10,7 @@ from gateway.store.sql.conn import Conn
 from gateway.store.sql.devices import SqlDevices
 from gateway.store.sql.invitations import SqlInvitations
 from gateway.store.sql.misc import SqlAudit, SqlChanges, SqlLeases, SqlSchema
+from gateway.store.sql.ops import SqlAlerts, SqlOps
 from gateway.store.sql.org import SqlBindings, SqlOrg
 from gateway.store.sql.records import SqlAnchors, SqlRecords, SqlRejections
 from gateway.store.sql.uplink import SqlUplink
@@ -66,6 +67,14 @@ class SqlTx:
     @cached_property
     def schema(self) -> SqlSchema:
         return SqlSchema(self.raw)
+
+    @cached_property
+    def alerts(self) -> SqlAlerts:
+        return SqlAlerts(self.raw)
+
+    @cached_property
+    def ops(self) -> SqlOps:
+        return SqlOps(self.raw)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
