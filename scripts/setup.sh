@@ -12,6 +12,9 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 # PostgreSQL 15 for the store's second backend (the tests start their own server).
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need_apt+=(postgresql-15)
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)  # QR plates
+command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)  # plate tests rasterise PDFs
+/sbin/ldconfig -p 2>/dev/null | grep 'libcairo\.so\.2' >/dev/null || need_apt+=(libcairo2)  # cairosvg
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "setup: installing system packages: ${need_apt[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -1,0 +1,1 @@
+"""QR channel: printable plates (rendering only; tokens and routes live elsewhere)."""
