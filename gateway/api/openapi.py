@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.api import complaints
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 
 
@@ -28,7 +30,7 @@ def openapi_spec() -> dict[str, Any]:
     window_auth: list[dict[str, list[str]]] = [{"windowToken": []}, {"adminToken": []}]
     admin_auth: list[dict[str, list[str]]] = [{"adminToken": []}]
     inv_param = {"name": "inv_id", "in": "path", "required": True, "schema": INVITATION_ID}
-    return {
+    spec: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "haochaping hall gateway API",
@@ -171,7 +173,10 @@ def openapi_spec() -> dict[str, Any]:
                         "dept_code": {"type": "string", "maxLength": 32},
                         "applicant_type": {"type": "integer", "enum": [1, 2]},
                         "countdown_s": {"type": "integer", "minimum": 5, "maximum": 600},
-                        "invitation_id": INVITATION_ID}},
+                        "invitation_id": INVITATION_ID,
+                        "follow_up": {"type": "boolean", "default": False,
+                                      "description": "a follow-up rating (追加评价, assessNumber 2) of a case "
+                                                     "with its first rating, within 5 working days"}}},
                 "InvitationCreated": {"type": "object", "properties": {
                     "invitation_id": INVITATION_ID, "device_id": {"type": "string"},
                     "status": {"type": "string"}, "window": {"type": "string"},
@@ -209,3 +214,5 @@ def openapi_spec() -> dict[str, Any]:
             },
         },
     }
+    complaints.openapi(spec)
+    return spec

@@ -14,6 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.store import Store
+from gateway.store.api import Tx
+from gateway.store.rows import Correction
 from gateway.uplink.adapters import INVITATION_ID_PREFIX, UplinkRecord
 from gateway.uplink.wire import RecordResult
 
@@ -58,11 +60,13 @@ class SendItem:
     upload_id: str
     default_flag: int
     invitation_id: str | None = None   # set for "inv:" items only
+    case_no: str | None = None         # the case whose rating it carries (None: no case)
+    assess_number: int = 1
 
 
 async def mark_sent(store: Store, batch_id: str, checksum: str, items: list[SendItem], now_ms: int) -> None:
     """Record the batch and put its items in state 'sent'."""
-    rows = [(i.upload_id, i.default_flag, i.invitation_id) for i in items]
+    rows = [(i.upload_id, i.default_flag, i.invitation_id, i.case_no, i.assess_number) for i in items]
     await store.write(lambda tx: tx.uplink.mark_sent(batch_id, checksum, rows, now_ms))
 
 
@@ -121,6 +125,23 @@ async def apply_results(store: Store, batch_id: str, sent_ids: list[str], result
 async def reject(store: Store, items: list[tuple[str, str, str]], origin: str, now_ms: int) -> None:
     """Mark (record_id, code, reason) rejected: by the gateway (unmappable) or a refused batch."""
     await store.write(lambda tx: tx.uplink.reject(items, origin, now_ms))
+
+
+async def corrections_ready(store: Store, limit: int) -> list[Correction]:
+    """Corrections (exclusions, late reasons) whose rating the platform holds, to send now."""
+    return await store.read(lambda tx: tx.complaints.corrections_ready(limit))
+
+
+async def corrections_sent(store: Store, ids: list[int], now_ms: int) -> None:
+    await store.write(lambda tx: tx.complaints.set_correction(ids, "sent", now_ms))
+
+
+async def corrections_done(store: Store, done: list[tuple[int, str, str | None]], now_ms: int) -> None:
+    """(correction id, acked | rejected, error) as the platform answered."""
+    def unit(tx: Tx) -> None:
+        for cid, status, error in done:
+            tx.complaints.set_correction([cid], status, now_ms, error)
+    await store.write(unit)
 
 
 async def list_rejections(store: Store, limit: int = 1000) -> list[dict[str, Any]]:
