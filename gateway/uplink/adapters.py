@@ -230,14 +230,15 @@ class Adapter:
             "area_code": spec("str", pattern=r"\d{6,12}"),
             "channel": spec("int", codes=[1, 2, 3, 4, 5, 6, 7]),
             "grade": spec("int", codes=sorted(self.grade_table.values())),
-            "eval_detail": spec("str", False, pattern=r"[0-9A-Za-z_-]+(,[0-9A-Za-z_-]+)*", max_len=200),
-            "writing": spec("str", False, max_len=500),
+            "eval_detail": spec("str", False, pattern=r"[0-9A-Za-z_-]+(,[0-9A-Za-z_-]+)*", max_len=200,
+                                correctable=True),
+            "writing": spec("str", False, max_len=500, correctable=True),
             "assess_time": spec("str", pattern=time_pattern(self.time_format), time_format=self.time_format),
             "assess_number": spec("int", codes=[1, 2]),
             "user_prop": spec("int", case_required, codes=[1, 2]),
             "default_flag": spec("int", codes=[0, 1]),
             "clerk": spec("str", False, max_len=64),
-            "tag_version": spec("str", max_len=16),
+            "tag_version": spec("str", max_len=16, correctable=True),
             # A record id, or the id of an invitation's default rating ("inv:<invitation id>").
             "record_id": spec("str", pattern=r"[a-z0-9-]{1,32}:[1-9]\d*:[1-9]\d*|inv:[A-Za-z0-9_-]{1,32}"),
         }
