@@ -561,8 +561,8 @@ def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
     rows = rep.rows + [rep.total]
     click.echo(table(
         ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "有效差评",
-         "satisf.", "score", "unrated", "cancel", "supers.", "excluded", "follow-up", "extra", "walkup", "late",
-         "after_h", "burst"],
+         "satisf.", "score", "unrated", "cancel", "supers.", "excluded", "follow-up", "extra", "walkup",
+         "late", "after_h", "burst"],
         [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, _pct(r.rating_rate),
           r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad, r.valid_bad,
           _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.excluded,

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.cli import CliError, CliState, _state, actor, emit, json_option, run_db, table
+from gateway.cli import CliError, CliState, _state, actor, emit, run_db, table
 from gateway.complaints import (
     EXCLUDE_REASONS,
     INVALID_REASONS,
@@ -50,6 +50,7 @@ def _run(state: CliState, body: Callable[[ComplaintService], Awaitable[T]]) -> T
 
     async def go(store: Store) -> T:
         return await body(ComplaintService.from_config(store, cfg))
+
     return run_db(state, go)
 
 
@@ -66,8 +67,11 @@ def _who(by: str | None) -> str:
 def _next_deadline(v: dict[str, Any]) -> str:
     """The most pressing live deadline of a complaint view, for the list."""
     order = {"overdue": 0, "due_soon": 1, "open": 2, "unknown": 3}
-    live = [(order[d["status"]], k, d) for k, d in v["deadlines"].items()
-            if d["status"] in order and k != "appeal"]
+    live = [
+        (order[d["status"]], k, d)
+        for k, d in v["deadlines"].items()
+        if d["status"] in order and k != "appeal"
+    ]
     if not live:
         return "-"
     _, kind, d = min(live, key=lambda x: (x[0], x[2]["due_ms"] or 0))
@@ -81,18 +85,40 @@ def _print_one(state: CliState, v: dict[str, Any]) -> None:
         click.echo(json.dumps(v, ensure_ascii=False, indent=1, sort_keys=True))
         return
     lines = [
-        "complaint #%d  %s (%s)  %s%s" % (v["id"], v["state"], v["state_zh"], "verified " + v["verdict"],
-                                          " (%s)" % v["invalid_reason"] if v["invalid_reason"] else ""),
-        "rating     %s %s  %s  case %s  %s%s" % (v["grade"], v["grade_zh"], v["rated_at"], v["case_no"] or "-",
-                                                v["task_name"] or v["task_code"] or "-",
-                                                "  (follow-up rating)" if v["assess_number"] == 2 else ""),
-        "where      hall %s  dept %s  window %s %s  clerk %s %s" % (
-            v["hall_id"] or "-", v["dept_code"] or "-", v["window_id"] or "-", v["window_name"],
-            v["staff_account"] or "-", v["staff_name"]),
+        "complaint #%d  %s (%s)  %s%s"
+        % (
+            v["id"],
+            v["state"],
+            v["state_zh"],
+            "verified " + v["verdict"],
+            " (%s)" % v["invalid_reason"] if v["invalid_reason"] else "",
+        ),
+        "rating     %s %s  %s  case %s  %s%s"
+        % (
+            v["grade"],
+            v["grade_zh"],
+            v["rated_at"],
+            v["case_no"] or "-",
+            v["task_name"] or v["task_code"] or "-",
+            "  (follow-up rating)" if v["assess_number"] == 2 else "",
+        ),
+        "where      hall %s  dept %s  window %s %s  clerk %s %s"
+        % (
+            v["hall_id"] or "-",
+            v["dept_code"] or "-",
+            v["window_id"] or "-",
+            v["window_name"],
+            v["staff_account"] or "-",
+            v["staff_name"],
+        ),
         "record     %s (%s)  opened %s" % (v["record_id"], v["channel"], v["opened_at"]),
-        "reasons    %s%s" % (", ".join("%s %s" % (c, n) for c, n in zip(v["tags"], v["tag_names"], strict=True))
-                             or "-", ("  text: " + v["comment"]) if v["comment"] else ""),
-        "appeal     %s%s" % (v["appeal_state"], (" (%s)" % v["overturn_reason"]) if v["overturn_reason"] else ""),
+        "reasons    %s%s"
+        % (
+            ", ".join("%s %s" % (c, n) for c, n in zip(v["tags"], v["tag_names"], strict=True)) or "-",
+            ("  text: " + v["comment"]) if v["comment"] else "",
+        ),
+        "appeal     %s%s"
+        % (v["appeal_state"], (" (%s)" % v["overturn_reason"]) if v["overturn_reason"] else ""),
     ]
     if v["complex"]:
         lines.append("complex    yes (rectify within the longer period)")
@@ -104,31 +130,60 @@ def _print_one(state: CliState, v: dict[str, Any]) -> None:
     if v["calendar_error"]:
         lines.append("calendar   %s" % v["calendar_error"])
     click.echo("\n".join(lines))
-    click.echo(table(["deadline", "due (hall time)", "status"],
-                     [(k, d["due"] or "unknown", d["status"]) for k, d in v["deadlines"].items()]))
+    click.echo(
+        table(
+            ["deadline", "due (hall time)", "status"],
+            [(k, d["due"] or "unknown", d["status"]) for k, d in v["deadlines"].items()],
+        )
+    )
     if v.get("history"):
-        click.echo(table(["when", "who", "what", "from", "to", "note"],
-                         [(h["at"], h["actor"], h["action"], h["from_state"], h["to_state"], h["note"])
-                          for h in v["history"]]))
+        click.echo(
+            table(
+                ["when", "who", "what", "from", "to", "note"],
+                [
+                    (h["at"], h["actor"], h["action"], h["from_state"], h["to_state"], h["note"])
+                    for h in v["history"]
+                ],
+            )
+        )
     for k in v.get("corrections") or []:
         click.echo("platform   %s %s (correction %d)" % (k["action"], k["status"], k["id"]))
 
 
-def _act(ctx: click.Context, as_json: bool, body: Callable[[ComplaintService], Awaitable[Any]],
-         complaint_id: int, done: str) -> None:
+def _act(
+    ctx: click.Context,
+    as_json: bool,
+    body: Callable[[ComplaintService], Awaitable[Any]],
+    complaint_id: int,
+    done: str,
+) -> None:
     state = _state(ctx, as_json)
 
     async def go(svc: ComplaintService) -> dict[str, Any]:
         await body(svc)
         return await svc.show(complaint_id)
+
     v = _run(state, go)
     if state.json:
         _print_one(state, v)
     else:
-        click.echo("complaint #%d %s: now %s (%s), verified %s, appeal %s; next: %s" % (
-            complaint_id, done, v["state"], v["state_zh"], v["verdict"], v["appeal_state"], _next_deadline(v)))
+        click.echo(
+            "complaint #%d %s: now %s (%s), verified %s, appeal %s; next: %s"
+            % (
+                complaint_id,
+                done,
+                v["state"],
+                v["state_zh"],
+                v["verdict"],
+                v["appeal_state"],
+                _next_deadline(v),
+            )
+        )
 
 
+# The CLI's --json option (gateway/cli.py), declared here too: the two modules import each
+# other and a type checker cannot see its type through the cycle.
+json_option = click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 by_option = click.option("--by", "by", default=None, help="the person acting, recorded with your user name")
 note_option = click.option("--note", default="", help="what was done, or why (recorded)")
 
@@ -145,20 +200,39 @@ def complaints(ctx: click.Context, as_json: bool) -> None:
 @complaints.command("list")
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES), help="only these states")
 @click.option("--open", "open_only", is_flag=True, help="only work orders not closed")
-@click.option("--due", type=click.Choice(["soon", "overdue"]), help="only those with a deadline due soon / overdue")
+@click.option(
+    "--due", type=click.Choice(["soon", "overdue"]), help="only those with a deadline due soon / overdue"
+)
 @click.option("--limit", type=click.IntRange(1, 100000), default=1000, show_default=True)
 @json_option
 @click.pass_context
-def list_cmd(ctx: click.Context, states: tuple[str, ...], open_only: bool, due: str | None, limit: int,
-             as_json: bool) -> None:
+def list_cmd(
+    ctx: click.Context, states: tuple[str, ...], open_only: bool, due: str | None, limit: int, as_json: bool
+) -> None:
     """Complaints, newest first, with their most pressing deadline."""
     state = _state(ctx, as_json)
     rows, total = _run(state, lambda svc: svc.search(list(states) or None, open_only, due, limit=limit))
-    emit(state, {"complaints": rows, "total": total, "hidden": total - len(rows)},
-         ["id", "rated", "grade", "case", "window", "clerk", "state", "verdict", "appeal", "next deadline"],
-         [(v["id"], v["rated_at"], v["grade_zh"], v["case_no"], v["window_id"],
-           v["staff_name"] or v["staff_account"], v["state"], v["verdict"], v["appeal_state"], _next_deadline(v))
-          for v in rows], "(no complaints)")
+    emit(
+        state,
+        {"complaints": rows, "total": total, "hidden": total - len(rows)},
+        ["id", "rated", "grade", "case", "window", "clerk", "state", "verdict", "appeal", "next deadline"],
+        [
+            (
+                v["id"],
+                v["rated_at"],
+                v["grade_zh"],
+                v["case_no"],
+                v["window_id"],
+                v["staff_name"] or v["staff_account"],
+                v["state"],
+                v["verdict"],
+                v["appeal_state"],
+                _next_deadline(v),
+            )
+            for v in rows
+        ],
+        "(no complaints)",
+    )
     if not state.json and total > len(rows):
         click.echo("(%d more not shown: raise --limit)" % (total - len(rows)))
 
@@ -194,14 +268,27 @@ def contact_cmd(ctx: click.Context, complaint_id: int, note: str, by: str | None
 @by_option
 @json_option
 @click.pass_context
-def verify_cmd(ctx: click.Context, complaint_id: int, valid: bool | None, reason: str | None, complex_: bool,
-               note: str, by: str | None, as_json: bool) -> None:
+def verify_cmd(
+    ctx: click.Context,
+    complaint_id: int,
+    valid: bool | None,
+    reason: str | None,
+    complex_: bool,
+    note: str,
+    by: str | None,
+    as_json: bool,
+) -> None:
     """Verification (核实): --valid, or --invalid --reason R --note TEXT."""
     if valid is None:
         raise click.UsageError("give --valid or --invalid")
     who = _who(by)
-    _act(ctx, as_json, lambda svc: svc.verify(complaint_id, who, valid, reason, note, complex_), complaint_id,
-         "verified " + ("valid" if valid else "not valid"))
+    _act(
+        ctx,
+        as_json,
+        lambda svc: svc.verify(complaint_id, who, valid, reason, note, complex_),
+        complaint_id,
+        "verified " + ("valid" if valid else "not valid"),
+    )
 
 
 @complaints.command("rectify")
@@ -218,20 +305,37 @@ def rectify_cmd(ctx: click.Context, complaint_id: int, note: str, by: str | None
 
 @complaints.command("callback")
 @click.argument("complaint_id", type=int)
-@click.option("--grade", required=True, type=click.Choice(GRADES),
-              help="the citizen's satisfaction with the rectification")
+@click.option(
+    "--grade",
+    required=True,
+    type=click.Choice(GRADES),
+    help="the citizen's satisfaction with the rectification",
+)
 @click.option("--tag", "tags", multiple=True, help="a 差评 reason tag code the citizen gave (repeatable)")
 @click.option("--text", default="", help="the citizen's own words")
 @note_option
 @by_option
 @json_option
 @click.pass_context
-def callback_cmd(ctx: click.Context, complaint_id: int, grade: str, tags: tuple[str, ...], text: str, note: str,
-                 by: str | None, as_json: bool) -> None:
+def callback_cmd(
+    ctx: click.Context,
+    complaint_id: int,
+    grade: str,
+    tags: tuple[str, ...],
+    text: str,
+    note: str,
+    by: str | None,
+    as_json: bool,
+) -> None:
     """Callback (回访): the citizen re-rates the rectification."""
     who = _who(by)
-    _act(ctx, as_json, lambda svc: svc.callback(complaint_id, who, grade, note, tags, text), complaint_id,
-         "called back")
+    _act(
+        ctx,
+        as_json,
+        lambda svc: svc.callback(complaint_id, who, grade, note, tags, text),
+        complaint_id,
+        "called back",
+    )
 
 
 @complaints.command("close")
@@ -262,24 +366,46 @@ def appeal_cmd(ctx: click.Context, complaint_id: int, note: str, by: str | None,
 @click.argument("complaint_id", type=int)
 @click.option("--start", "decision", flag_value="start", help="the review starts (复核)")
 @click.option("--uphold", "decision", flag_value="uphold", help="the 差评 stands")
-@click.option("--overturn", "decision", flag_value="overturn",
-              help="the rating was mistaken or malicious: excluded (kept), the platform told")
+@click.option(
+    "--overturn",
+    "decision",
+    flag_value="overturn",
+    help="the rating was mistaken or malicious: excluded (kept), the platform told",
+)
 @click.option("--reason", type=click.Choice(list(EXCLUDE_REASONS)), help="why it is overturned")
 @note_option
 @by_option
 @json_option
 @click.pass_context
-def review_cmd(ctx: click.Context, complaint_id: int, decision: str | None, reason: str | None, note: str,
-               by: str | None, as_json: bool) -> None:
+def review_cmd(
+    ctx: click.Context,
+    complaint_id: int,
+    decision: str | None,
+    reason: str | None,
+    note: str,
+    by: str | None,
+    as_json: bool,
+) -> None:
     """The review of an appeal (复核, within 7 working days): --start, then --uphold or --overturn."""
     if decision is None:
         raise click.UsageError("give --start, --uphold or --overturn")
     who = _who(by)
     if decision == "start":
-        _act(ctx, as_json, lambda svc: svc.review_start(complaint_id, who, note), complaint_id, "review started")
+        _act(
+            ctx,
+            as_json,
+            lambda svc: svc.review_start(complaint_id, who, note),
+            complaint_id,
+            "review started",
+        )
     else:
-        _act(ctx, as_json, lambda svc: svc.review_decide(complaint_id, who, decision == "overturn", reason, note),
-             complaint_id, "upheld" if decision == "uphold" else "overturned")
+        _act(
+            ctx,
+            as_json,
+            lambda svc: svc.review_decide(complaint_id, who, decision == "overturn", reason, note),
+            complaint_id,
+            "upheld" if decision == "uphold" else "overturned",
+        )
 
 
 @complaints.command("exclude")
@@ -289,8 +415,9 @@ def review_cmd(ctx: click.Context, complaint_id: int, decision: str | None, reas
 @by_option
 @json_option
 @click.pass_context
-def exclude_cmd(ctx: click.Context, complaint_id: int, reason: str, note: str, by: str | None,
-                as_json: bool) -> None:
+def exclude_cmd(
+    ctx: click.Context, complaint_id: int, reason: str, note: str, by: str | None, as_json: bool
+) -> None:
     """Exclude the rating from statistics (never deleted); the platform is told or it is listed."""
     who = _who(by)
     _act(ctx, as_json, lambda svc: svc.exclude(complaint_id, who, reason, note), complaint_id, "excluded")
@@ -304,23 +431,43 @@ def exclude_cmd(ctx: click.Context, complaint_id: int, reason: str, note: str, b
 @by_option
 @json_option
 @click.pass_context
-def reasons_cmd(ctx: click.Context, complaint_id: int, tags: tuple[str, ...], text: str, source: str,
-                by: str | None, as_json: bool) -> None:
+def reasons_cmd(
+    ctx: click.Context,
+    complaint_id: int,
+    tags: tuple[str, ...],
+    text: str,
+    source: str,
+    by: str | None,
+    as_json: bool,
+) -> None:
     """Attach the 差评's reasons (evalDetail tags, free text); replaces earlier ones."""
     who = _who(by)
-    _act(ctx, as_json, lambda svc: svc.attach_reasons(complaint_id, who, tags, text, source), complaint_id,
-         "reasons recorded")
+    _act(
+        ctx,
+        as_json,
+        lambda svc: svc.attach_reasons(complaint_id, who, tags, text, source),
+        complaint_id,
+        "reasons recorded",
+    )
 
 
 @complaints.command("corrections")
 @click.option("--status", "statuses", multiple=True, type=click.Choice(_CORRECTION_STATUSES))
-@click.option("--done", "done_id", type=int, help="mark this manual correction made in the platform's back office")
+@click.option(
+    "--done", "done_id", type=int, help="mark this manual correction made in the platform's back office"
+)
 @note_option
 @by_option
 @json_option
 @click.pass_context
-def corrections_cmd(ctx: click.Context, statuses: tuple[str, ...], done_id: int | None, note: str,
-                    by: str | None, as_json: bool) -> None:
+def corrections_cmd(
+    ctx: click.Context,
+    statuses: tuple[str, ...],
+    done_id: int | None,
+    note: str,
+    by: str | None,
+    as_json: bool,
+) -> None:
     """What the platform must be told (exclusions, late reasons): sent by the push where the
     adapter can, otherwise `manual` for someone to do in the platform's back office."""
     state = _state(ctx, as_json)
@@ -329,14 +476,30 @@ def corrections_cmd(ctx: click.Context, statuses: tuple[str, ...], done_id: int 
         k = _run(state, lambda svc: svc.correction_done(done_id, who, note))
         emit(state, k, [], [])
         if not state.json:
-            click.echo("correction %d (%s of %s) marked done by %s" % (k["id"], k["action"], k["record_id"], who))
+            click.echo(
+                "correction %d (%s of %s) marked done by %s" % (k["id"], k["action"], k["record_id"], who)
+            )
         return
     rows, total = _run(state, lambda svc: svc.corrections(list(statuses) or None))
-    emit(state, {"corrections": rows, "total": total, "hidden": total - len(rows)},
-         ["id", "created", "complaint", "rating", "action", "what", "status", "error"],
-         [(k["id"], k["created_at"], k["complaint_id"], k["record_id"], k["action"],
-           json.dumps(k["payload"], ensure_ascii=False, sort_keys=True), k["status"], k["error"]) for k in rows],
-         "(no corrections)")
+    emit(
+        state,
+        {"corrections": rows, "total": total, "hidden": total - len(rows)},
+        ["id", "created", "complaint", "rating", "action", "what", "status", "error"],
+        [
+            (
+                k["id"],
+                k["created_at"],
+                k["complaint_id"],
+                k["record_id"],
+                k["action"],
+                json.dumps(k["payload"], ensure_ascii=False, sort_keys=True),
+                k["status"],
+                k["error"],
+            )
+            for k in rows
+        ],
+        "(no corrections)",
+    )
 
 
 @complaints.command("tags")
@@ -346,10 +509,25 @@ def tags_cmd(ctx: click.Context, as_json: bool) -> None:
     """The province's 差评 tag sets from [complaints] (the one in force marked *)."""
     state = _state(ctx, as_json)
     s = state.cfg.sections.get("complaints") or ComplaintSettings.from_config(state.cfg)
-    data = {"in_force": s.tag_version, "sets": {
-        v: {"source": ts.source, **{g: [{"code": t.code, "name": t.name} for t in tags]
-                                    for g, tags in ts.by_grade.items()}} for v, ts in s.tag_sets.items()}}
-    emit(state, data, ["set", "grade", "code", "name"],
-         [("%s%s" % (v, "*" if v == s.tag_version else ""), g, t.code, t.name)
-          for v, ts in s.tag_sets.items() for g, tags in ts.by_grade.items() for t in tags],
-         "(no tag sets configured: [complaints] tag_version and tag_sets)")
+    data = {
+        "in_force": s.tag_version,
+        "sets": {
+            v: {
+                "source": ts.source,
+                **{g: [{"code": t.code, "name": t.name} for t in tags] for g, tags in ts.by_grade.items()},
+            }
+            for v, ts in s.tag_sets.items()
+        },
+    }
+    emit(
+        state,
+        data,
+        ["set", "grade", "code", "name"],
+        [
+            ("%s%s" % (v, "*" if v == s.tag_version else ""), g, t.code, t.name)
+            for v, ts in s.tag_sets.items()
+            for g, tags in ts.by_grade.items()
+            for t in tags
+        ],
+        "(no tag sets configured: [complaints] tag_version and tag_sets)",
+    )

@@ -65,22 +65,33 @@ STATES = ("opened", "contacted", "rectifying", "rectified", "callback_done", "cl
 VERDICTS = ("pending", "valid", "invalid")
 APPEAL_STATES = ("none", "appealed", "under_review", "upheld", "overturned")
 # Why a 差评 is not valid (核实), with the words the hall uses.
-INVALID_REASONS = {"mistaken_press": "误评（按错）", "malicious": "恶意评价", "not_our_matter": "非本部门事项",
-                   "other": "其他"}
+INVALID_REASONS = {
+    "mistaken_press": "误评（按错）",
+    "malicious": "恶意评价",
+    "not_our_matter": "非本部门事项",
+    "other": "其他",
+}
 # Why a rating is excluded from statistics (never deleted).
 EXCLUDE_REASONS = {"mistaken_press": "误评", "malicious": "恶意评价"}
 CHANNELS = ("device", "qr")
 REASON_SOURCES = ("liaison", "callback", "qr")
-STATE_ZH = {"opened": "待联系", "contacted": "已联系", "rectifying": "整改中", "rectified": "已整改",
-            "callback_done": "已回访", "closed": "已办结"}
+STATE_ZH = {
+    "opened": "待联系",
+    "contacted": "已联系",
+    "rectifying": "整改中",
+    "rectified": "已整改",
+    "callback_done": "已回访",
+    "closed": "已办结",
+}
 DEADLINES = ("contact", "rectify", "appeal", "review")
 DEADLINE_ZH = {"contact": "联系群众", "rectify": "整改反馈", "appeal": "申诉", "review": "复核"}
 _TAG_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 _NOTE_MAX = 1000
-TEXT_MAX = 500          # writingEvaluation: the adapters' schema allows 500 characters
+TEXT_MAX = 500  # writingEvaluation: the adapters' schema allows 500 characters
 
 
 # ---- settings -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Tag:
@@ -110,8 +121,8 @@ class ComplaintSettings:
     appeal_days: int = 3
     review_days: int = 7
     follow_up_days: int = 5
-    due_soon_h: int = 24            # a deadline this close is "due soon" (notified once)
-    check_every_s: float = 2.0      # the leader's job: announce, sweep, due-soon / overdue
+    due_soon_h: int = 24  # a deadline this close is "due soon" (notified once)
+    check_every_s: float = 2.0  # the leader's job: announce, sweep, due-soon / overdue
     tag_version: str | None = None  # the tag set in force for new reasons
     tag_sets: Mapping[str, TagSet] = field(default_factory=dict)
 
@@ -130,18 +141,26 @@ class ComplaintSettings:
     def from_mapping(cls, data: object) -> ComplaintSettings:
         """Check a whole [complaints] table; SettingsError names every problem::
 
-            [complaints]
-            tag_version = "2026.1"
-            [complaints.tag_sets."2026.1"]
-            source = "the province's notice naming the tags"
-            d  = [ { code = "D01", name = "服务态度差" } ]
-            vd = [ { code = "V01", name = "推诿扯皮" } ]
+        [complaints]
+        tag_version = "2026.1"
+        [complaints.tag_sets."2026.1"]
+        source = "the province's notice naming the tags"
+        d  = [ { code = "D01", name = "服务态度差" } ]
+        vd = [ { code = "V01", name = "推诿扯皮" } ]
         """
         sec = Section("complaints", data)
-        vals = {k: sec.get_int(k, d, lo, hi) for k, d, lo, hi in (
-            ("contact_days", 1, 1, 60), ("rectify_days", 5, 1, 60), ("complex_days", 15, 1, 120),
-            ("appeal_days", 3, 1, 60), ("review_days", 7, 1, 60), ("follow_up_days", 5, 1, 60),
-            ("due_soon_h", 24, 0, 720))}
+        vals = {
+            k: sec.get_int(k, d, lo, hi)
+            for k, d, lo, hi in (
+                ("contact_days", 1, 1, 60),
+                ("rectify_days", 5, 1, 60),
+                ("complex_days", 15, 1, 120),
+                ("appeal_days", 3, 1, 60),
+                ("review_days", 7, 1, 60),
+                ("follow_up_days", 5, 1, 60),
+                ("due_soon_h", 24, 0, 720),
+            )
+        }
         every = sec.get_float("check_every_s", 2.0, 0.05, 3600.0)
         version = sec.get_str("tag_version", "", nonempty=True) or None
         sets: dict[str, TagSet] = {}
@@ -179,7 +198,9 @@ class ComplaintSettings:
             sets[str(key)] = TagSet(str(key), source, by_grade)
         tsec.check_unknown()
         if version is not None and version not in sets:
-            sec.problem("tag_version", f"'{version}' is not one of the tag_sets ({', '.join(sets) or 'none'})")
+            sec.problem(
+                "tag_version", f"'{version}' is not one of the tag_sets ({', '.join(sets) or 'none'})"
+            )
         if sets and version is None:
             sec.problem("tag_version", "is required when tag_sets are given (the set in force)")
         if vals["complex_days"] < vals["rectify_days"]:
@@ -189,6 +210,7 @@ class ComplaintSettings:
 
 
 # ---- the organisation at press time ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class OrgSnapshot:
@@ -216,11 +238,21 @@ def org_at_press(tx: Tx, rec: Mapping[str, Any], invitation_dept: str, hall: Hal
     w = tx.org.get_window(window_id) if window_id else None
     s = tx.org.get_staff(staff) if staff else None
     dept = invitation_dept or (w.dept_code if w is not None else "")
-    return OrgSnapshot(hall.id, "", hall.timezone, dept, "", window_id, w.name if w is not None else "",
-                       staff, s.display_name if s is not None else "")
+    return OrgSnapshot(
+        hall.id,
+        "",
+        hall.timezone,
+        dept,
+        "",
+        window_id,
+        w.name if w is not None else "",
+        staff,
+        s.display_name if s is not None else "",
+    )
 
 
 # ---- time ------------------------------------------------------------------------------------
+
 
 def fmt_time(ms: int | None, tz: ZoneInfo) -> str | None:
     """A time with its zone, e.g. '2026-09-30 16:00+08:00'."""
@@ -246,7 +278,7 @@ def fmt_deadline(ms: int | None, tz: ZoneInfo) -> str | None:
 class DeadlineStatus:
     kind: str
     due_ms: int | None
-    status: str        # open | due_soon | overdue | met | late | n/a | unknown | expired | used
+    status: str  # open | due_soon | overdue | met | late | n/a | unknown | expired | used
 
     @property
     def live(self) -> bool:
@@ -318,8 +350,16 @@ class ComplaintService:
     """Every complaint action, as units of work on the store. Times default to the service's
     clock (injectable: tests live through a holiday in a second)."""
 
-    def __init__(self, store: Store, settings: ComplaintSettings, calendar: WorkCalendar, hall: HallConfig,
-                 *, corrections: str | None = None, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: ComplaintSettings,
+        calendar: WorkCalendar,
+        hall: HallConfig,
+        *,
+        corrections: str | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
         """corrections: how the platform learns of an exclusion or of reasons given after the
         rating went up: "send" (the adapter can: gateway.uplink.adapters.Adapter.can_correct),
         "manual" (listed for someone to do in the platform's back office), None (no uplink)."""
@@ -333,10 +373,17 @@ class ComplaintService:
     @classmethod
     def from_config(cls, store: Store, cfg: Config, clock: Callable[[], int] = now_ms) -> ComplaintService:
         from gateway.uplink.adapters import corrections_mode
+
         settings = cfg.sections.get("complaints") or ComplaintSettings.from_config(cfg)
         calendar = WorkCalendar(cfg.sections.get("calendar"))
-        return cls(store, settings, calendar, cfg.hall, corrections=corrections_mode(cfg.sections.get("uplink")),
-                   clock=clock)
+        return cls(
+            store,
+            settings,
+            calendar,
+            cfg.hall,
+            corrections=corrections_mode(cfg.sections.get("uplink")),
+            clock=clock,
+        )
 
     @property
     def due_soon_ms(self) -> int:
@@ -357,8 +404,14 @@ class ComplaintService:
 
     # -- opening -----------------------------------------------------------------------------
 
-    def open_in_tx(self, tx: Tx, record_id: str, channel: str = "device", at_ms: int | None = None,
-                   actor: str = "gateway") -> Opened | None:
+    def open_in_tx(
+        self,
+        tx: Tx,
+        record_id: str,
+        channel: str = "device",
+        at_ms: int | None = None,
+        actor: str = "gateway",
+    ) -> Opened | None:
         """Open the complaint of a rating inside the caller's unit of work (ingest's batch, the
         QR channel's submission, the sweep). None when the record is not a 差评 rating (not its
         invitation's one rating, or not graded d / vd); the existing complaint (created False)
@@ -379,30 +432,58 @@ class ComplaintService:
         rated = int(rec["pressed_at_ms"])
         errors: list[str] = []
         n = NewComplaint(
-            record_id=record_id, channel=channel, grade=str(rec["grade"]), assess_number=inv.assess_number,
-            invitation_id=inv.id, case_no=inv.case_no, task_code=inv.task_code, task_name=inv.task_name,
-            rated_ms=rated, opened_ms=t, hall_id=org.hall_id, hall_name=org.hall_name, hall_tz=org.hall_tz,
-            dept_code=org.dept_code, dept_name=org.dept_name, window_id=org.window_id,
-            window_name=org.window_name, staff_account=org.staff_account, staff_name=org.staff_name,
+            record_id=record_id,
+            channel=channel,
+            grade=str(rec["grade"]),
+            assess_number=inv.assess_number,
+            invitation_id=inv.id,
+            case_no=inv.case_no,
+            task_code=inv.task_code,
+            task_name=inv.task_name,
+            rated_ms=rated,
+            opened_ms=t,
+            hall_id=org.hall_id,
+            hall_name=org.hall_name,
+            hall_tz=org.hall_tz,
+            dept_code=org.dept_code,
+            dept_name=org.dept_name,
+            window_id=org.window_id,
+            window_name=org.window_name,
+            staff_account=org.staff_account,
+            staff_name=org.staff_name,
             notified_ms=t,
             contact_due_ms=self._due(rated, self.settings.contact_days, org.hall_tz, errors),
             rectify_due_ms=self._due(rated, self.settings.rectify_days, org.hall_tz, errors),
             appeal_due_ms=self._due(t, self.settings.appeal_days, org.hall_tz, errors),
-            calendar_error="; ".join(errors) or None)
+            calendar_error="; ".join(errors) or None,
+        )
         cid = tx.complaints.open(n)
-        if cid is None:   # opened meanwhile by another path in this transaction's view
+        if cid is None:  # opened meanwhile by another path in this transaction's view
             old = tx.complaints.by_record(record_id)
             return None if old is None else Opened(old, False)
-        tx.complaints.add_event(cid, t, actor, "open", None, "opened", "", {
-            "grade": n.grade, "case_no": n.case_no, "channel": channel, "assess_number": n.assess_number})
-        tx.audit.add(t, actor, "complaint.open", {"subject": str(cid), "record_id": record_id,
-                                                  "case_no": n.case_no, "grade": n.grade})
+        tx.complaints.add_event(
+            cid,
+            t,
+            actor,
+            "open",
+            None,
+            "opened",
+            "",
+            {"grade": n.grade, "case_no": n.case_no, "channel": channel, "assess_number": n.assess_number},
+        )
+        tx.audit.add(
+            t,
+            actor,
+            "complaint.open",
+            {"subject": str(cid), "record_id": record_id, "case_no": n.case_no, "grade": n.grade},
+        )
         c = tx.complaints.get(cid)
         assert c is not None
         return Opened(c, True)
 
-    async def open_for_record(self, record_id: str, channel: str = "device", actor: str = "gateway",
-                              at_ms: int | None = None) -> Opened | None:
+    async def open_for_record(
+        self, record_id: str, channel: str = "device", actor: str = "gateway", at_ms: int | None = None
+    ) -> Opened | None:
         return await self.store.write(lambda tx: self.open_in_tx(tx, record_id, channel, at_ms, actor))
 
     async def sweep(self, limit: int = 100) -> list[Complaint]:
@@ -413,8 +494,9 @@ class ComplaintService:
         for rid in missing:
             got = await self.open_for_record(rid)
             if got is not None and got.created:
-                log.warning("complaint %d opened by the sweep for rating %s (its hook did not)",
-                            got.complaint.id, rid)
+                log.warning(
+                    "complaint %d opened by the sweep for rating %s (its hook did not)", got.complaint.id, rid
+                )
                 opened.append(got.complaint)
         return opened
 
@@ -434,10 +516,16 @@ class ComplaintService:
 
     async def show(self, complaint_id: int) -> dict[str, Any]:
         """One complaint with its deadlines, history, exclusion and corrections (the view)."""
+
         def read(tx: Tx) -> tuple[Complaint, list[dict[str, Any]], dict[str, Any] | None, list[Correction]]:
             c = self._get(tx, complaint_id)
-            return (c, tx.complaints.events(c.id), tx.complaints.exclusion(c.record_id),
-                    tx.complaints.corrections(complaint_id=c.id)[0])
+            return (
+                c,
+                tx.complaints.events(c.id),
+                tx.complaints.exclusion(c.record_id),
+                tx.complaints.corrections(complaint_id=c.id)[0],
+            )
+
         c, events, excl, corr = await self.store.read(read)
         view = self.view(c)
         tz = ZoneInfo(c.hall_tz)
@@ -446,9 +534,15 @@ class ComplaintService:
         view["corrections"] = [self.correction_view(k, tz) for k in corr]
         return view
 
-    async def search(self, states: Sequence[str] | None = None, open_only: bool = False, due: str | None = None,
-                   since_ms: int | None = None, until_ms: int | None = None,
-                   limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
+    async def search(
+        self,
+        states: Sequence[str] | None = None,
+        open_only: bool = False,
+        due: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+        limit: int = 1000,
+    ) -> tuple[list[dict[str, Any]], int]:
         """Complaints (newest first) as views, and how many matched; due = "soon" | "overdue"
         keeps those with a deadline in that state (every live one is considered)."""
         for s in states or ():
@@ -459,14 +553,19 @@ class ComplaintService:
         if not 1 <= limit <= 100000:
             raise BadInput("limit must be in 1..100000", "bad_limit")
         if due is None:
-            rows, total = await self.store.read(lambda tx: tx.complaints.find(states, open_only, since_ms,
-                                                                               until_ms, limit))
+            rows, total = await self.store.read(
+                lambda tx: tx.complaints.find(states, open_only, since_ms, until_ms, limit)
+            )
             return [self.view(c) for c in rows], total
         want = "due_soon" if due == "soon" else "overdue"
         now = self.clock()
         live = await self.store.read(lambda tx: tx.complaints.with_live_deadlines())
-        hits = [c for c in live if (not states or c.state in states)
-                and any(d.status == want for d in deadline_statuses(c, now, self.due_soon_ms))]
+        hits = [
+            c
+            for c in live
+            if (not states or c.state in states)
+            and any(d.status == want for d in deadline_statuses(c, now, self.due_soon_ms))
+        ]
         hits.sort(key=lambda c: c.id, reverse=True)
         return [self.view(c, now) for c in hits[:limit]], len(hits)
 
@@ -478,12 +577,29 @@ class ComplaintService:
         d["grade_zh"] = NAMES_ZH.get(c.grade, c.grade)
         d["state_zh"] = STATE_ZH[c.state]
         d["tags"] = [x for x in c.tags.split(",") if x]
-        for k in ("rated", "opened", "notified", "contacted", "verified", "rectified", "callback", "closed",
-                  "appealed", "review_started", "decided"):
+        for k in (
+            "rated",
+            "opened",
+            "notified",
+            "contacted",
+            "verified",
+            "rectified",
+            "callback",
+            "closed",
+            "appealed",
+            "review_started",
+            "decided",
+        ):
             d[k + "_at"] = fmt_time(getattr(c, k + "_ms"), tz)
-        d["deadlines"] = {s.kind: {"due": fmt_deadline(s.due_ms, tz), "due_ms": s.due_ms, "status": s.status,
-                                   "label": DEADLINE_ZH[s.kind]}
-                          for s in deadline_statuses(c, t, self.due_soon_ms)}
+        d["deadlines"] = {
+            s.kind: {
+                "due": fmt_deadline(s.due_ms, tz),
+                "due_ms": s.due_ms,
+                "status": s.status,
+                "label": DEADLINE_ZH[s.kind],
+            }
+            for s in deadline_statuses(c, t, self.due_soon_ms)
+        }
         ts = self.settings.tag_sets.get(c.tag_version or "")
         names = []
         for code in d["tags"]:
@@ -501,9 +617,16 @@ class ComplaintService:
 
     # -- transitions -------------------------------------------------------------------------
 
-    async def _act(self, complaint_id: int, action: str, actor: str, note: str,
-                   change: Callable[[Tx, Complaint, int], Change], at_ms: int | None,
-                   detail: Mapping[str, Any] | None = None) -> Complaint:
+    async def _act(
+        self,
+        complaint_id: int,
+        action: str,
+        actor: str,
+        note: str,
+        change: Callable[[Tx, Complaint, int], Change],
+        at_ms: int | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Complaint:
         actor = _check_actor(actor)
         t = self.clock() if at_ms is None else at_ms
 
@@ -511,34 +634,53 @@ class ComplaintService:
             c = self._get(tx, complaint_id)
             changes = change(tx, c, t)
             if not tx.complaints.update(c.id, c.version, changes, t):
-                raise Conflict("complaint %d was changed by someone else meanwhile; look again and retry"
-                               % c.id, "changed_meanwhile")
+                raise Conflict(
+                    "complaint %d was changed by someone else meanwhile; look again and retry" % c.id,
+                    "changed_meanwhile",
+                )
             to = changes.get("state", c.state)
             extra = {k: v for k, v in changes.items() if not k.endswith("_ms") and k != "state"}
             full = {**extra, **(detail or {})}
             tx.complaints.add_event(c.id, t, actor, action, c.state, to, note, full)
-            tx.audit.add(t, actor, "complaint." + action, {"subject": str(c.id), "from": c.state, "to": to,
-                                                            "note": note, **full})
+            tx.audit.add(
+                t,
+                actor,
+                "complaint." + action,
+                {"subject": str(c.id), "from": c.state, "to": to, "note": note, **full},
+            )
             out = tx.complaints.get(c.id)
             assert out is not None
             return out
+
         return await self.store.write(unit)
 
-    def contact(self, complaint_id: int, actor: str, note: str,
-                at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def contact(
+        self, complaint_id: int, actor: str, note: str, at_ms: int | None = None
+    ) -> Coroutine[Any, Any, Complaint]:
         """The citizen was contacted (联系): how, and what was learned."""
         note = _note(note, required=True)
 
         def change(tx: Tx, c: Complaint, t: int) -> Change:
             _need(c, "contact", state=("opened",))
             return {"state": "rectifying" if c.verdict == "valid" else "contacted", "contacted_ms": t}
+
         return self._act(complaint_id, "contact", actor, note, change, at_ms)
 
-    def verify(self, complaint_id: int, actor: str, valid: bool, reason: str | None = None, note: str = "",
-               complex_: bool = False, at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def verify(
+        self,
+        complaint_id: int,
+        actor: str,
+        valid: bool,
+        reason: str | None = None,
+        note: str = "",
+        complex_: bool = False,
+        at_ms: int | None = None,
+    ) -> Coroutine[Any, Any, Complaint]:
         """核实: a valid 差评 (complex: rectify within complex_days), or not valid with a reason."""
         if valid and reason is not None:
-            raise BadInput("a valid 差评 takes no reason (reasons are for a 差评 found not valid)", "bad_reason")
+            raise BadInput(
+                "a valid 差评 takes no reason (reasons are for a 差评 found not valid)", "bad_reason"
+            )
         if not valid:
             if reason not in INVALID_REASONS:
                 raise BadInput("reason must be one of %s" % ", ".join(INVALID_REASONS), "bad_reason")
@@ -549,8 +691,13 @@ class ComplaintService:
         def change(tx: Tx, c: Complaint, t: int) -> Change:
             _need(c, "verify", state=("opened", "contacted"), verdict=("pending",))
             if not valid:
-                return {"verdict": "invalid", "invalid_reason": reason, "verified_ms": t, "state": "closed",
-                        "closed_ms": t}
+                return {
+                    "verdict": "invalid",
+                    "invalid_reason": reason,
+                    "verified_ms": t,
+                    "state": "closed",
+                    "closed_ms": t,
+                }
             ch: Change = {"verdict": "valid", "verified_ms": t, "complex": complex_}
             if c.state == "contacted":
                 ch["state"] = "rectifying"
@@ -559,20 +706,31 @@ class ComplaintService:
                 ch["rectify_due_ms"] = self._due(c.rated_ms, self.settings.complex_days, c.hall_tz, errors)
                 ch["calendar_error"] = "; ".join(errors) or None
             return ch
+
         return self._act(complaint_id, "verify", actor, note, change, at_ms)
 
-    def rectify(self, complaint_id: int, actor: str, note: str,
-                at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def rectify(
+        self, complaint_id: int, actor: str, note: str, at_ms: int | None = None
+    ) -> Coroutine[Any, Any, Complaint]:
         """Rectification done and reported (整改反馈): what was done."""
         note = _note(note, required=True)
 
         def change(tx: Tx, c: Complaint, t: int) -> Change:
             _need(c, "rectify", state=("rectifying",))
             return {"state": "rectified", "rectified_ms": t}
+
         return self._act(complaint_id, "rectify", actor, note, change, at_ms)
 
-    def callback(self, complaint_id: int, actor: str, grade: str, note: str = "",
-                 tags: Sequence[str] = (), text: str = "", at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def callback(
+        self,
+        complaint_id: int,
+        actor: str,
+        grade: str,
+        note: str = "",
+        tags: Sequence[str] = (),
+        text: str = "",
+        at_ms: int | None = None,
+    ) -> Coroutine[Any, Any, Complaint]:
         """回访: the citizen's satisfaction with the rectification (a re-rating, kept here for the
         rectification-satisfaction figure; not uploaded as a rating), and any reasons the
         citizen gave."""
@@ -588,57 +746,83 @@ class ComplaintService:
             if tags or text:
                 ch.update(self._reasons_changes(tx, c, tags, text, "callback", t))
             return ch
+
         return self._act(complaint_id, "callback", actor, note, change, at_ms)
 
-    def close(self, complaint_id: int, actor: str, note: str = "",
-              at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def close(
+        self, complaint_id: int, actor: str, note: str = "", at_ms: int | None = None
+    ) -> Coroutine[Any, Any, Complaint]:
         note = _note(note, required=False)
 
         def change(tx: Tx, c: Complaint, t: int) -> Change:
             _need(c, "close", state=("callback_done",))
             return {"state": "closed", "closed_ms": t}
+
         return self._act(complaint_id, "close", actor, note, change, at_ms)
 
-    def appeal(self, complaint_id: int, actor: str, note: str,
-               at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def appeal(
+        self, complaint_id: int, actor: str, note: str, at_ms: int | None = None
+    ) -> Coroutine[Any, Any, Complaint]:
         """The rated clerk's appeal (申诉), within appeal_days working days of being notified."""
         note = _note(note, required=True)
 
         def change(tx: Tx, c: Complaint, t: int) -> Change:
             _need(c, "appeal", appeal=("none",))
             if c.verdict == "invalid":
-                raise Conflict("complaint %d: the 差评 was found not valid; there is nothing to appeal" % c.id,
-                               "bad_transition")
+                raise Conflict(
+                    "complaint %d: the 差评 was found not valid; there is nothing to appeal" % c.id,
+                    "bad_transition",
+                )
             if tx.complaints.exclusion(c.record_id) is not None:
                 raise Conflict("complaint %d: the rating is already excluded" % c.id, "bad_transition")
             if c.appeal_due_ms is None:
-                raise Conflict("complaint %d: the appeal period cannot be checked: %s"
-                               % (c.id, c.calendar_error or "no deadline"), "calendar_unknown_year")
+                raise Conflict(
+                    "complaint %d: the appeal period cannot be checked: %s"
+                    % (c.id, c.calendar_error or "no deadline"),
+                    "calendar_unknown_year",
+                )
             tz = ZoneInfo(c.hall_tz)
             if t >= c.appeal_due_ms:
-                raise Conflict("complaint %d: the appeal period ended %s (%d working days after the clerk "
-                               "was notified %s)" % (c.id, fmt_deadline(c.appeal_due_ms, tz),
-                                                     self.settings.appeal_days, fmt_time(c.notified_ms, tz)),
-                               "appeal_too_late")
+                raise Conflict(
+                    "complaint %d: the appeal period ended %s (%d working days after the clerk "
+                    "was notified %s)"
+                    % (
+                        c.id,
+                        fmt_deadline(c.appeal_due_ms, tz),
+                        self.settings.appeal_days,
+                        fmt_time(c.notified_ms, tz),
+                    ),
+                    "appeal_too_late",
+                )
             errors: list[str] = []
             due = self._due(t, self.settings.review_days, c.hall_tz, errors)
             ch: Change = {"appeal_state": "appealed", "appealed_ms": t, "review_due_ms": due}
             if errors:
                 ch["calendar_error"] = "; ".join(errors)
             return ch
+
         return self._act(complaint_id, "appeal", actor, note, change, at_ms)
 
-    def review_start(self, complaint_id: int, actor: str, note: str = "",
-                     at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def review_start(
+        self, complaint_id: int, actor: str, note: str = "", at_ms: int | None = None
+    ) -> Coroutine[Any, Any, Complaint]:
         note = _note(note, required=False)
 
         def change(tx: Tx, c: Complaint, t: int) -> Change:
             _need(c, "review --start", appeal=("appealed",))
             return {"appeal_state": "under_review", "review_started_ms": t}
+
         return self._act(complaint_id, "review_start", actor, note, change, at_ms)
 
-    def review_decide(self, complaint_id: int, actor: str, overturn: bool, reason: str | None, note: str,
-                      at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def review_decide(
+        self,
+        complaint_id: int,
+        actor: str,
+        overturn: bool,
+        reason: str | None,
+        note: str,
+        at_ms: int | None = None,
+    ) -> Coroutine[Any, Any, Complaint]:
         """The review's decision: upheld (the 差评 stands), or overturned (the rating was
         mistaken or malicious: excluded from statistics, kept, the platform told)."""
         if overturn and reason not in EXCLUDE_REASONS:
@@ -655,10 +839,12 @@ class ComplaintService:
                 ch["overturn_reason"] = reason
                 ch.update(self._exclude_changes(tx, c, reason, note, actor, t))
             return ch
+
         return self._act(complaint_id, "review", actor, note, change, at_ms)
 
-    def exclude(self, complaint_id: int, actor: str, reason: str, note: str,
-                at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def exclude(
+        self, complaint_id: int, actor: str, reason: str, note: str, at_ms: int | None = None
+    ) -> Coroutine[Any, Any, Complaint]:
         """Exclude the rating from statistics (mistaken press or malicious), never delete it;
         an open work order closes with it."""
         if reason not in EXCLUDE_REASONS:
@@ -669,13 +855,23 @@ class ComplaintService:
             if tx.complaints.exclusion(c.record_id) is not None:
                 raise Conflict("complaint %d: the rating is already excluded" % c.id, "already_excluded")
             if c.appeal_state in ("appealed", "under_review"):
-                raise Conflict("complaint %d: an appeal is under way; the review decides (review --overturn)"
-                               % c.id, "bad_transition")
+                raise Conflict(
+                    "complaint %d: an appeal is under way; the review decides (review --overturn)" % c.id,
+                    "bad_transition",
+                )
             return self._exclude_changes(tx, c, reason, note, actor, t)
+
         return self._act(complaint_id, "exclude", actor, note, change, at_ms)
 
-    def attach_reasons(self, complaint_id: int, actor: str, tags: Sequence[str] = (), text: str = "",
-                       source: str = "liaison", at_ms: int | None = None) -> Coroutine[Any, Any, Complaint]:
+    def attach_reasons(
+        self,
+        complaint_id: int,
+        actor: str,
+        tags: Sequence[str] = (),
+        text: str = "",
+        source: str = "liaison",
+        at_ms: int | None = None,
+    ) -> Coroutine[Any, Any, Complaint]:
         """The 差评's reasons: tag codes of the set in force for its grade and/or free text,
         from the liaison, the callback or the QR page (source). Replaces earlier reasons;
         uploaded as evalDetail / writingEvaluation, or sent as a correction when the rating
@@ -689,10 +885,18 @@ class ComplaintService:
 
         def change(tx: Tx, c: Complaint, t: int) -> Change:
             return self._reasons_changes(tx, c, tags, text, source, t)
+
         return self._act(complaint_id, "reasons", actor, "", change, at_ms)
 
-    async def reasons_for_record(self, record_id: str, actor: str, tags: Sequence[str] = (), text: str = "",
-                                 source: str = "qr", at_ms: int | None = None) -> Complaint:
+    async def reasons_for_record(
+        self,
+        record_id: str,
+        actor: str,
+        tags: Sequence[str] = (),
+        text: str = "",
+        source: str = "qr",
+        at_ms: int | None = None,
+    ) -> Complaint:
         """attach_reasons by the rating's record id (the QR page knows its record, not the complaint)."""
         c = await self.store.read(lambda tx: tx.complaints.by_record(record_id))
         if c is None:
@@ -701,23 +905,34 @@ class ComplaintService:
 
     # -- helpers inside a unit -----------------------------------------------------------------
 
-    def _reasons_changes(self, tx: Tx, c: Complaint, tags: list[str], text: str, source: str, t: int) -> Change:
+    def _reasons_changes(
+        self, tx: Tx, c: Complaint, tags: list[str], text: str, source: str, t: int
+    ) -> Change:
         version = None
         if tags:
             ts = self.settings.tags_in_force
             if ts is None:
-                raise BadInput("no 差评 tag set is configured ([complaints] tag_version and tag_sets)",
-                               "no_tag_set")
+                raise BadInput(
+                    "no 差评 tag set is configured ([complaints] tag_version and tag_sets)", "no_tag_set"
+                )
             seen: list[str] = []
             for code in tags:
                 if not isinstance(code, str) or ts.find(c.grade, code) is None:
                     known = ", ".join(x.code for x in ts.by_grade.get(c.grade, ()))
-                    raise BadInput("tag %r is not a %s tag of set %s (known: %s)"
-                                   % (code, NAMES_ZH[c.grade], ts.version, known or "none"), "unknown_tag")
+                    raise BadInput(
+                        "tag %r is not a %s tag of set %s (known: %s)"
+                        % (code, NAMES_ZH[c.grade], ts.version, known or "none"),
+                        "unknown_tag",
+                    )
                 if code not in seen:
                     seen.append(code)
             tags, version = seen, ts.version
-        ch: Change = {"tags": ",".join(tags), "comment": text, "tag_version": version, "reasons_source": source}
+        ch: Change = {
+            "tags": ",".join(tags),
+            "comment": text,
+            "tag_version": version,
+            "reasons_source": source,
+        }
         self._correct(tx, c, "reasons", {"tags": ch["tags"], "text": text, "tag_version": version}, t)
         return ch
 
@@ -736,19 +951,22 @@ class ComplaintService:
         # only when the rating already left without them.
         if action == "reasons" and status not in ("sent", "acked"):
             return
-        tx.complaints.add_correction(c.record_id, c.id, action, payload,
-                                     "pending" if self.corrections_mode == "send" else "manual", t)
+        tx.complaints.add_correction(
+            c.record_id, c.id, action, payload, "pending" if self.corrections_mode == "send" else "manual", t
+        )
 
     # -- corrections for people ---------------------------------------------------------------
 
-    async def corrections(self, statuses: Sequence[str] | None = None,
-                          limit: int = 1000) -> tuple[list[dict[str, Any]], int]:
+    async def corrections(
+        self, statuses: Sequence[str] | None = None, limit: int = 1000
+    ) -> tuple[list[dict[str, Any]], int]:
         rows, total = await self.store.read(lambda tx: tx.complaints.corrections(statuses, None, limit))
         tz = self.hall.tz
         return [self.correction_view(k, tz) for k in rows], total
 
-    async def correction_done(self, correction_id: int, actor: str, note: str = "",
-                              at_ms: int | None = None) -> dict[str, Any]:
+    async def correction_done(
+        self, correction_id: int, actor: str, note: str = "", at_ms: int | None = None
+    ) -> dict[str, Any]:
         """Someone made a 'manual' correction in the platform's back office: say so (audited)."""
         actor = _check_actor(actor)
         note = _note(note, required=False)
@@ -759,16 +977,26 @@ class ComplaintService:
             if k is None:
                 raise NotFound("unknown correction %d" % correction_id, "unknown_correction")
             if k.status != "manual":
-                raise Conflict("correction %d is %s, not waiting for manual action" % (k.id, k.status),
-                               "bad_transition")
+                raise Conflict(
+                    "correction %d is %s, not waiting for manual action" % (k.id, k.status), "bad_transition"
+                )
             tx.complaints.set_correction([k.id], "manual_done", t, None, actor)
             if k.complaint_id is not None:
-                tx.complaints.add_event(k.complaint_id, t, actor, "correction_done", None, None, note,
-                                        {"correction": k.id, "action": k.action})
+                tx.complaints.add_event(
+                    k.complaint_id,
+                    t,
+                    actor,
+                    "correction_done",
+                    None,
+                    None,
+                    note,
+                    {"correction": k.id, "action": k.action},
+                )
             tx.audit.add(t, actor, "complaint.correction_done", {"subject": str(k.id), "note": note})
             out = tx.complaints.get_correction(k.id)
             assert out is not None
             return out
+
         return self.correction_view(await self.store.write(unit), self.hall.tz)
 
     # -- the leader's periodic work ------------------------------------------------------------
@@ -792,8 +1020,9 @@ class ComplaintService:
                 ch["review_due_ms"] = self._due(c.appealed_ms, self.settings.review_days, c.hall_tz, errors)
             ch["calendar_error"] = "; ".join(errors) or None
             if ch["calendar_error"] == c.calendar_error and all(
-                    v is None for k, v in ch.items() if k != "calendar_error"):
-                continue   # still nothing the calendar can tell
+                v is None for k, v in ch.items() if k != "calendar_error"
+            ):
+                continue  # still nothing the calendar can tell
             done += await self._fill(c, ch, self.clock())
         return done
 
@@ -809,14 +1038,25 @@ class ComplaintService:
             new = tx.complaints.unannounced(200)
             live = tx.complaints.with_live_deadlines()
             return new, live, tx.complaints.notices([c.id for c in live])
+
         new, live, sent = await self.store.read(read)
         out: list[tuple[Complaint, str, Notification]] = [(c, "opened", self._opened_notice(c)) for c in new]
         for c in live:
             have = sent.get(c.id, set())
             if c.calendar_error and "calendar" not in have:
-                out.append((c, "calendar", self._notice(c, "calendar", Severity.WARNING,
-                                                         "差评工单 #%d 的期限无法计算" % c.id,
-                                                         "工作日历缺少所需年份：%s" % c.calendar_error)))
+                out.append(
+                    (
+                        c,
+                        "calendar",
+                        self._notice(
+                            c,
+                            "calendar",
+                            Severity.WARNING,
+                            "差评工单 #%d 的期限无法计算" % c.id,
+                            "工作日历缺少所需年份：%s" % c.calendar_error,
+                        ),
+                    )
+                )
             for d in deadline_statuses(c, now, self.due_soon_ms):
                 if d.kind == "appeal" or d.status not in ("due_soon", "overdue"):
                     continue
@@ -832,40 +1072,92 @@ class ComplaintService:
 
     def _notice(self, c: Complaint, what: str, sev: Severity, subject: str, body: str) -> Notification:
         kind = "complaint." + what.split(":")[0]
-        return Notification(kind=kind, severity=sev, subject=subject, body=body,
-                            payload={"complaint_id": c.id, "record_id": c.record_id, "case_no": c.case_no,
-                                     "grade": c.grade, "window": c.window_id, "staff": c.staff_account,
-                                     "dept_code": c.dept_code, "hall": c.hall_id, "notice": what},
-                            # Stable: a repeat after a crash is dropped by the receiver (X-HCP-Delivery).
-                            id="complaint-%d-%s" % (c.id, what.replace(":", "-")))
+        return Notification(
+            kind=kind,
+            severity=sev,
+            subject=subject,
+            body=body,
+            payload={
+                "complaint_id": c.id,
+                "record_id": c.record_id,
+                "case_no": c.case_no,
+                "grade": c.grade,
+                "window": c.window_id,
+                "staff": c.staff_account,
+                "dept_code": c.dept_code,
+                "hall": c.hall_id,
+                "notice": what,
+            },
+            # Stable: a repeat after a crash is dropped by the receiver (X-HCP-Delivery).
+            id="complaint-%d-%s" % (c.id, what.replace(":", "-")),
+        )
 
     def _opened_notice(self, c: Complaint) -> Notification:
         tz = ZoneInfo(c.hall_tz)
-        who = "%s窗口 %s%s" % (c.window_id or "?", c.staff_name or c.staff_account or "?",
-                             "（%s）" % c.staff_account if c.staff_name else "")
+        who = "%s窗口 %s%s" % (
+            c.window_id or "?",
+            c.staff_name or c.staff_account or "?",
+            "（%s）" % c.staff_account if c.staff_name else "",
+        )
         due = fmt_deadline(c.contact_due_ms, tz) or "无法计算（%s）" % (c.calendar_error or "")
         rect = fmt_deadline(c.rectify_due_ms, tz) or "无法计算"
-        body = ("%s 办件 %s（%s）获评“%s”。评价时间 %s。请在 %s 前联系办事群众，在 %s 前完成整改反馈；"
-                "被评价人可在 %s 前申诉。工单号 #%d。" % (
-                    who, c.case_no or "-", c.task_name or c.task_code or "-", NAMES_ZH[c.grade],
-                    fmt_time(c.rated_ms, tz), due, rect, fmt_deadline(c.appeal_due_ms, tz) or "无法计算", c.id))
-        return self._notice(c, "opened", Severity.WARNING,
-                            "新差评：%s窗口 · %s" % (c.window_id or "?", NAMES_ZH[c.grade]), body)
+        body = (
+            "%s 办件 %s（%s）获评“%s”。评价时间 %s。请在 %s 前联系办事群众，在 %s 前完成整改反馈；"
+            "被评价人可在 %s 前申诉。工单号 #%d。"
+            % (
+                who,
+                c.case_no or "-",
+                c.task_name or c.task_code or "-",
+                NAMES_ZH[c.grade],
+                fmt_time(c.rated_ms, tz),
+                due,
+                rect,
+                fmt_deadline(c.appeal_due_ms, tz) or "无法计算",
+                c.id,
+            )
+        )
+        return self._notice(
+            c,
+            "opened",
+            Severity.WARNING,
+            "新差评：%s窗口 · %s" % (c.window_id or "?", NAMES_ZH[c.grade]),
+            body,
+        )
 
     def _deadline_notice(self, c: Complaint, d: DeadlineStatus) -> Notification:
         tz = ZoneInfo(c.hall_tz)
         label = DEADLINE_ZH[d.kind]
         if d.status == "overdue":
-            return self._notice(c, "overdue:" + d.kind, Severity.CRITICAL,
-                                "差评工单 #%d 已超期：%s" % (c.id, label),
-                                "办件 %s（%s窗口 %s）的“%s”期限 %s 已过，工单状态：%s。" % (
-                                    c.case_no, c.window_id, c.staff_name or c.staff_account, label,
-                                    fmt_deadline(d.due_ms, tz), STATE_ZH[c.state]))
-        return self._notice(c, "due_soon:" + d.kind, Severity.WARNING,
-                            "差评工单 #%d 即将到期：%s" % (c.id, label),
-                            "办件 %s（%s窗口 %s）的“%s”须在 %s 前完成，工单状态：%s。" % (
-                                c.case_no, c.window_id, c.staff_name or c.staff_account, label,
-                                fmt_deadline(d.due_ms, tz), STATE_ZH[c.state]))
+            return self._notice(
+                c,
+                "overdue:" + d.kind,
+                Severity.CRITICAL,
+                "差评工单 #%d 已超期：%s" % (c.id, label),
+                "办件 %s（%s窗口 %s）的“%s”期限 %s 已过，工单状态：%s。"
+                % (
+                    c.case_no,
+                    c.window_id,
+                    c.staff_name or c.staff_account,
+                    label,
+                    fmt_deadline(d.due_ms, tz),
+                    STATE_ZH[c.state],
+                ),
+            )
+        return self._notice(
+            c,
+            "due_soon:" + d.kind,
+            Severity.WARNING,
+            "差评工单 #%d 即将到期：%s" % (c.id, label),
+            "办件 %s（%s窗口 %s）的“%s”须在 %s 前完成，工单状态：%s。"
+            % (
+                c.case_no,
+                c.window_id,
+                c.staff_name or c.staff_account,
+                label,
+                fmt_deadline(d.due_ms, tz),
+                STATE_ZH[c.state],
+            ),
+        )
 
     async def tick(self, notifier: Notifier | None) -> int:
         """One round of the leader's job: sweep, fill deadlines, send due notices."""
@@ -874,7 +1166,7 @@ class ComplaintService:
         n = 0
         for c, key, note in await self.notices_due():
             if notifier is not None:
-                await notifier.send(note)   # never blocks, never raises
+                await notifier.send(note)  # never blocks, never raises
             if await self.mark_notice(c, key):
                 n += 1
         return n
@@ -883,14 +1175,22 @@ class ComplaintService:
 def _fill(tx: Tx, c: Complaint, ch: Change, t: int) -> bool:
     if not tx.complaints.update(c.id, c.version, ch, t):
         return False
-    tx.complaints.add_event(c.id, t, "gateway", "deadlines", c.state, c.state, "",
-                            {k: v for k, v in ch.items() if k != "calendar_error"}
-                            | {"calendar_error": ch.get("calendar_error")})
+    tx.complaints.add_event(
+        c.id,
+        t,
+        "gateway",
+        "deadlines",
+        c.state,
+        c.state,
+        "",
+        {k: v for k, v in ch.items() if k != "calendar_error"} | {"calendar_error": ch.get("calendar_error")},
+    )
     return True
 
 
-def complaints_job(service: ComplaintService, notifier: Notifier | None,
-                   every_s: float | None = None) -> Callable[[Any], Coroutine[Any, Any, None]]:
+def complaints_job(
+    service: ComplaintService, notifier: Notifier | None, every_s: float | None = None
+) -> Callable[[Any], Coroutine[Any, Any, None]]:
     """The leader's task (gateway/leader.py): every few seconds, announce new complaints,
     open missed ones, fill deadlines and notify due-soon / overdue ones, until stopped."""
     period = service.settings.check_every_s if every_s is None else every_s
@@ -903,6 +1203,7 @@ def complaints_job(service: ComplaintService, notifier: Notifier | None,
                 log.exception("complaints job failed; will retry")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), period)
+
     return job
 
 
@@ -915,29 +1216,46 @@ class ComplaintHook:
         self.service = service
 
     def __call__(self, tx: Tx, rows: Sequence[Mapping[str, Any]]) -> None:
-        bad = [r for r in rows if r.get("kind") == "rated" and r.get("grade") in BAD and r.get("invitation_id")]
+        bad = [
+            r for r in rows if r.get("kind") == "rated" and r.get("grade") in BAD and r.get("invitation_id")
+        ]
         for r in bad:
             try:
                 with tx.savepoint():
                     self.service.open_in_tx(tx, str(r["record_id"]), "device")
             except Exception:  # the record stays stored; the leader's sweep opens its complaint
-                log.exception("complaint not opened for %s in its batch; the sweep will open it",
-                              r.get("record_id"))
+                log.exception(
+                    "complaint not opened for %s in its batch; the sweep will open it", r.get("record_id")
+                )
 
 
 # ---- small checks ------------------------------------------------------------------------------
 
-def _need(c: Complaint, action: str, state: tuple[str, ...] | None = None, verdict: tuple[str, ...] | None = None,
-          appeal: tuple[str, ...] | None = None) -> None:
+
+def _need(
+    c: Complaint,
+    action: str,
+    state: tuple[str, ...] | None = None,
+    verdict: tuple[str, ...] | None = None,
+    appeal: tuple[str, ...] | None = None,
+) -> None:
     if state is not None and c.state not in state:
-        raise Conflict("complaint %d is %s: %s is possible only when it is %s"
-                       % (c.id, c.state, action, " or ".join(state)), "bad_transition")
+        raise Conflict(
+            "complaint %d is %s: %s is possible only when it is %s"
+            % (c.id, c.state, action, " or ".join(state)),
+            "bad_transition",
+        )
     if verdict is not None and c.verdict not in verdict:
-        raise Conflict("complaint %d is verified %s already: %s is possible only once"
-                       % (c.id, c.verdict, action), "bad_transition")
+        raise Conflict(
+            "complaint %d is verified %s already: %s is possible only once" % (c.id, c.verdict, action),
+            "bad_transition",
+        )
     if appeal is not None and c.appeal_state not in appeal:
-        raise Conflict("complaint %d's appeal is %s: %s is possible only when it is %s"
-                       % (c.id, c.appeal_state, action, " or ".join(appeal)), "bad_transition")
+        raise Conflict(
+            "complaint %d's appeal is %s: %s is possible only when it is %s"
+            % (c.id, c.appeal_state, action, " or ".join(appeal)),
+            "bad_transition",
+        )
 
 
 def _has_control(text: str) -> bool:
@@ -951,7 +1269,9 @@ def _note(note: Any, required: bool) -> str:
     if required and not out:
         raise BadInput("a note is required (what was done, or why)", "missing_note")
     if len(out) > _NOTE_MAX or _has_control(out):
-        raise BadInput("note must be at most %d characters without control characters" % _NOTE_MAX, "bad_note")
+        raise BadInput(
+            "note must be at most %d characters without control characters" % _NOTE_MAX, "bad_note"
+        )
     return out
 
 

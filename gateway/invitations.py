@@ -103,7 +103,8 @@ class InvitationRules:
             v = sec.get(key, "")
             if not isinstance(v, str) or len(v) > limit:
                 raise ConfigError("[invitations] %s must be a string of at most %d characters" % (key, limit))
-        return cls(default_countdown_s=cd, grace_s=grace, default_applicant_type=sec.get("default_applicant_type"),
+        return cls(default_countdown_s=cd, grace_s=grace,
+                   default_applicant_type=sec.get("default_applicant_type"),
                    default_task_code=sec.get("default_task_code", ""),
                    default_task_name=sec.get("default_task_name", ""), required=required,
                    dept_code_pattern=pattern, follow_up_days=follow if type(follow) is int else 5,
@@ -113,8 +114,10 @@ class InvitationRules:
         """The request with the configured defaults for what it leaves out, checked for what the
         province needs (BadInput naming the first missing field)."""
         req = dataclasses.replace(
-            req, task_code=req.task_code or self.default_task_code, task_name=req.task_name or self.default_task_name,
-            applicant_type=req.applicant_type if req.applicant_type is not None else self.default_applicant_type)
+            req, task_code=req.task_code or self.default_task_code,
+            task_name=req.task_name or self.default_task_name,
+            applicant_type=(req.applicant_type if req.applicant_type is not None
+                            else self.default_applicant_type))
         for name in self.required:
             if name == "dept_code":
                 continue   # may come from the window: checked with it

@@ -162,8 +162,8 @@ class PlatformStandIn:
                                          " ORDER BY at_ms, rowid")]
 
     def excluded_ids(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT DISTINCT record_id FROM corrections WHERE action = 'exclude'"
-                                              " ORDER BY record_id")]
+        return [r[0] for r in self.db.execute("SELECT DISTINCT record_id FROM corrections"
+                                              " WHERE action = 'exclude' ORDER BY record_id")]
 
     def stats(self) -> dict[str, Any]:
         one = self.db.execute
@@ -339,7 +339,8 @@ class PlatformStandIn:
                 elif problem[0] == "duplicate":
                     status = "duplicate"
                 else:
-                    results.append({"id": cid, "status": "rejected", "code": problem[0], "reason": problem[1]})
+                    results.append({"id": cid, "status": "rejected", "code": problem[0],
+                                    "reason": problem[1]})
                     continue
                 results.append({"id": cid, "status": status})
         return web.json_response({"batchId": batch_id, "results": results})
@@ -375,7 +376,8 @@ class PlatformStandIn:
         else:
             return "bad_action", "action must be exclude or reasons"
         self.db.execute("INSERT INTO corrections (correction_id, record_id, action, body_json, at_ms)"
-                        " VALUES (?, ?, ?, ?, ?)", (cid, rid, action, json.dumps(body, ensure_ascii=False), _ms()))
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (cid, rid, action, json.dumps(body, ensure_ascii=False), _ms()))
         return None
 
     async def h_admin_corrections(self, request: web.Request) -> web.Response:

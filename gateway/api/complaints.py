@@ -38,6 +38,7 @@ def _svc(request: web.Request) -> ComplaintService:
 async def _body(request: web.Request, allowed: set[str]) -> tuple[dict[str, Any], str]:
     """The JSON object body (only `allowed` fields, plus "actor") and the actor to record."""
     from gateway.api.app import _json_body, require
+
     actor = require(request, "admin")
     body = await _json_body(request)
     if not isinstance(body, dict):
@@ -75,7 +76,7 @@ def _tags(body: dict[str, Any]) -> list[str]:
 
 
 def _id(request: web.Request) -> int:
-    return int(request.match_info["id"])    # the route admits digits only
+    return int(request.match_info["id"])  # the route admits digits only
 
 
 def _limit(request: web.Request) -> int:
@@ -90,6 +91,7 @@ def _limit(request: web.Request) -> int:
 
 async def list_complaints(request: web.Request) -> web.Response:
     from gateway.api.app import require
+
     require(request, "admin")
     q = request.query
     states = [s for s in q.get("state", "").split(",") if s] or None
@@ -100,6 +102,7 @@ async def list_complaints(request: web.Request) -> web.Response:
 
 async def get_complaint(request: web.Request) -> web.Response:
     from gateway.api.app import require
+
     require(request, "admin")
     return web.json_response(await _svc(request).show(_id(request)))
 
@@ -131,8 +134,9 @@ async def post_rectify(request: web.Request) -> web.Response:
 
 async def post_callback(request: web.Request) -> web.Response:
     body, actor = await _body(request, {"grade", "note", "tags", "text"})
-    await _svc(request).callback(_id(request), actor, _str(body, "grade", True), _str(body, "note"), _tags(body),
-                                 _str(body, "text"))
+    await _svc(request).callback(
+        _id(request), actor, _str(body, "grade", True), _str(body, "note"), _tags(body), _str(body, "text")
+    )
     return await _answer(request, _id(request))
 
 
@@ -169,13 +173,15 @@ async def post_exclude(request: web.Request) -> web.Response:
 
 async def post_reasons(request: web.Request) -> web.Response:
     body, actor = await _body(request, {"tags", "text", "source"})
-    await _svc(request).attach_reasons(_id(request), actor, _tags(body), _str(body, "text"),
-                                       _str(body, "source") or "liaison")
+    await _svc(request).attach_reasons(
+        _id(request), actor, _tags(body), _str(body, "text"), _str(body, "source") or "liaison"
+    )
     return await _answer(request, _id(request))
 
 
 async def list_corrections(request: web.Request) -> web.Response:
     from gateway.api.app import require
+
     require(request, "admin")
     statuses = [s for s in request.query.get("status", "").split(",") if s] or None
     rows, total = await _svc(request).corrections(statuses, _limit(request))
@@ -189,12 +195,23 @@ async def post_correction_done(request: web.Request) -> web.Response:
 
 async def get_tags(request: web.Request) -> web.Response:
     from gateway.api.app import require
+
     require(request, "admin")
     s = _svc(request).settings
-    return web.json_response({"in_force": s.tag_version, "sets": {
-        v: {"source": ts.source, **{g: [{"code": t.code, "name": t.name} for t in tags]
-                                    for g, tags in ts.by_grade.items()}}
-        for v, ts in s.tag_sets.items()}})
+    return web.json_response(
+        {
+            "in_force": s.tag_version,
+            "sets": {
+                v: {
+                    "source": ts.source,
+                    **{
+                        g: [{"code": t.code, "name": t.name} for t in tags] for g, tags in ts.by_grade.items()
+                    },
+                }
+                for v, ts in s.tag_sets.items()
+            },
+        }
+    )
 
 
 _ONE = "/api/v1/complaints/{id:\\d+}"
@@ -224,6 +241,7 @@ def add_routes(app: web.Application, service: ComplaintService) -> None:
 
 # ---- OpenAPI ---------------------------------------------------------------------------------
 
+
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -231,17 +249,42 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERR = {"$ref": "#/components/responses/Error"}
 
 
-def _action(summary: str, props: dict[str, Any], required: list[str], description: str = "") -> dict[str, Any]:
+def _action(
+    summary: str, props: dict[str, Any], required: list[str], description: str = ""
+) -> dict[str, Any]:
     one = {"$ref": "#/components/schemas/Complaint"}
-    return {"post": {
-        "summary": summary, "description": description, "security": [{"adminToken": []}],
-        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
-        "requestBody": {"required": True, "content": {"application/json": {"schema": {
-            "type": "object", "additionalProperties": False, "required": required,
-            "properties": {**props, "actor": {"type": "string", "maxLength": 64,
-                                              "description": "the person acting, for the record"}}}}}},
-        "responses": {"200": _json(one, "the complaint after the action"),
-                      **{str(c): _ERR for c in (400, 401, 404, 409)}}}}
+    return {
+        "post": {
+            "summary": summary,
+            "description": description,
+            "security": [{"adminToken": []}],
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "required": required,
+                            "properties": {
+                                **props,
+                                "actor": {
+                                    "type": "string",
+                                    "maxLength": 64,
+                                    "description": "the person acting, for the record",
+                                },
+                            },
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": _json(one, "the complaint after the action"),
+                **{str(c): _ERR for c in (400, 401, 404, 409)},
+            },
+        }
+    }
 
 
 def openapi(spec: dict[str, Any]) -> None:
@@ -251,78 +294,197 @@ def openapi(spec: dict[str, Any]) -> None:
     idp = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
     admin: list[dict[str, list[str]]] = [{"adminToken": []}]
     b = "/api/v1/complaints/{id}"
-    spec["paths"].update({
-        "/api/v1/complaints": {"get": {
-            "summary": "差评 work orders, newest first",
-            "security": admin,
-            "parameters": [
-                {"name": "state", "in": "query", "schema": {"type": "string"},
-                 "description": "comma list of " + ", ".join(STATES)},
-                {"name": "open", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}},
-                {"name": "due", "in": "query", "schema": {"type": "string", "enum": ["soon", "overdue"]},
-                 "description": "only those with a deadline due soon / overdue"},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}],
-            "responses": {"200": _json({"type": "object", "properties": {
-                "complaints": {"type": "array", "items": one}, "total": {"type": "integer"},
-                "hidden": {"type": "integer", "description": "matched but not shown (limit)"}}}, "complaints"),
-                "400": _ERR, "401": _ERR}}},
-        b: {"get": {"summary": "One complaint with its deadlines, history, exclusion and corrections",
-                    "security": admin, "parameters": idp,
-                    "responses": {"200": _json(one, "the complaint"), "401": _ERR, "404": _ERR}}},
-        b + "/contact": _action("The citizen was contacted (联系)", {"note": note}, ["note"],
-                                "opened -> contacted (rectifying when already verified valid)"),
-        b + "/verify": _action("Verification (核实)", {
-            "valid": {"type": "boolean"}, "reason": {"type": "string", "enum": list(INVALID_REASONS)},
-            "complex": {"type": "boolean", "description": "rectify within complex_days (15)"}, "note": note},
-            ["valid"], "valid, or not valid with a reason (closes the order); opened or contacted only"),
-        b + "/rectify": _action("Rectification done and reported (整改反馈)", {"note": note}, ["note"]),
-        b + "/callback": _action("Callback (回访): the citizen's satisfaction with the rectification", {
-            "grade": {"type": "string", "enum": list(GRADES)}, "note": note,
-            "tags": {"type": "array", "items": {"type": "string"}}, "text": {"type": "string", "maxLength": 500}},
-            ["grade"]),
-        b + "/close": _action("Close the work order after the callback", {"note": note}, []),
-        b + "/appeal": _action("The rated clerk's appeal (申诉), within appeal_days working days", {"note": note},
-                               ["note"], "409 appeal_too_late after the period"),
-        b + "/review": _action("The review (复核): start it, or decide", {
-            "decision": {"type": "string", "enum": ["start", "uphold", "overturn"]},
-            "reason": {"type": "string", "enum": list(EXCLUDE_REASONS)}, "note": note}, ["decision"],
-            "overturn: the rating is excluded from statistics (kept) and the platform told"),
-        b + "/exclude": _action("Exclude the rating from statistics (never deleted)", {
-            "reason": {"type": "string", "enum": list(EXCLUDE_REASONS)}, "note": note}, ["reason", "note"]),
-        b + "/reasons": _action("Attach the 差评's reasons: tag codes and/or free text", {
-            "tags": {"type": "array", "items": {"type": "string"}}, "text": {"type": "string", "maxLength": 500},
-            "source": {"type": "string", "enum": list(REASON_SOURCES)}}, []),
-        "/api/v1/complaint-corrections": {"get": {
-            "summary": "What the platform must be told (exclusions, late reasons), by status",
-            "security": admin,
-            "parameters": [{"name": "status", "in": "query", "schema": {"type": "string"},
-                            "description": "comma list: pending, sent, acked, rejected, manual, manual_done"},
-                           {"name": "limit", "in": "query", "schema": {"type": "integer"}}],
-            "responses": {"200": _json({"type": "object"}, "corrections"), "401": _ERR}}},
-        "/api/v1/complaint-corrections/{id}/done": {"post": {
-            "summary": "A manual correction was made in the platform's back office",
-            "security": admin, "parameters": idp,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"note": note, "actor": {"type": "string"}}}}}},
-            "responses": {"200": _json({"type": "object"}, "the correction"),
-                          **{str(c): _ERR for c in (400, 401, 404, 409)}}}},
-        "/api/v1/complaint-tags": {"get": {
-            "summary": "The province's 差评 tag sets (evalDetail codes) by version", "security": admin,
-            "responses": {"200": _json({"type": "object"}, "tag sets"), "401": _ERR}}},
-    })
-    deadline = {"type": "object", "properties": {
-        "due": {"type": "string", "nullable": True, "description": "YYYY-MM-DD 24:00+08:00 (hall zone)"},
-        "due_ms": {"type": "integer", "nullable": True},
-        "status": {"type": "string", "enum": ["open", "due_soon", "overdue", "met", "late", "n/a", "unknown",
-                                              "expired", "used"]},
-        "label": {"type": "string"}}}
-    spec["components"]["schemas"]["Complaint"] = {"type": "object", "properties": {
-        "id": {"type": "integer"}, "record_id": {"type": "string"}, "case_no": {"type": "string"},
-        "grade": {"type": "string", "enum": ["d", "vd"]}, "assess_number": {"type": "integer"},
-        "state": {"type": "string", "enum": list(STATES)}, "verdict": {"type": "string", "enum": list(VERDICTS)},
-        "appeal_state": {"type": "string", "enum": list(APPEAL_STATES)},
-        "window_id": {"type": "string"}, "staff_account": {"type": "string"}, "dept_code": {"type": "string"},
-        "hall_id": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
-        "comment": {"type": "string"}, "calendar_error": {"type": "string", "nullable": True},
-        "deadlines": {"type": "object", "properties": {k: deadline for k in DEADLINES}},
-        "history": {"type": "array", "items": {"type": "object"}}}}
+    spec["paths"].update(
+        {
+            "/api/v1/complaints": {
+                "get": {
+                    "summary": "差评 work orders, newest first",
+                    "security": admin,
+                    "parameters": [
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "comma list of " + ", ".join(STATES),
+                        },
+                        {"name": "open", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}},
+                        {
+                            "name": "due",
+                            "in": "query",
+                            "schema": {"type": "string", "enum": ["soon", "overdue"]},
+                            "description": "only those with a deadline due soon / overdue",
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "complaints": {"type": "array", "items": one},
+                                    "total": {"type": "integer"},
+                                    "hidden": {
+                                        "type": "integer",
+                                        "description": "matched but not shown (limit)",
+                                    },
+                                },
+                            },
+                            "complaints",
+                        ),
+                        "400": _ERR,
+                        "401": _ERR,
+                    },
+                }
+            },
+            b: {
+                "get": {
+                    "summary": "One complaint with its deadlines, history, exclusion and corrections",
+                    "security": admin,
+                    "parameters": idp,
+                    "responses": {"200": _json(one, "the complaint"), "401": _ERR, "404": _ERR},
+                }
+            },
+            b + "/contact": _action(
+                "The citizen was contacted (联系)",
+                {"note": note},
+                ["note"],
+                "opened -> contacted (rectifying when already verified valid)",
+            ),
+            b + "/verify": _action(
+                "Verification (核实)",
+                {
+                    "valid": {"type": "boolean"},
+                    "reason": {"type": "string", "enum": list(INVALID_REASONS)},
+                    "complex": {"type": "boolean", "description": "rectify within complex_days (15)"},
+                    "note": note,
+                },
+                ["valid"],
+                "valid, or not valid with a reason (closes the order); opened or contacted only",
+            ),
+            b + "/rectify": _action("Rectification done and reported (整改反馈)", {"note": note}, ["note"]),
+            b + "/callback": _action(
+                "Callback (回访): the citizen's satisfaction with the rectification",
+                {
+                    "grade": {"type": "string", "enum": list(GRADES)},
+                    "note": note,
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "text": {"type": "string", "maxLength": 500},
+                },
+                ["grade"],
+            ),
+            b + "/close": _action("Close the work order after the callback", {"note": note}, []),
+            b + "/appeal": _action(
+                "The rated clerk's appeal (申诉), within appeal_days working days",
+                {"note": note},
+                ["note"],
+                "409 appeal_too_late after the period",
+            ),
+            b + "/review": _action(
+                "The review (复核): start it, or decide",
+                {
+                    "decision": {"type": "string", "enum": ["start", "uphold", "overturn"]},
+                    "reason": {"type": "string", "enum": list(EXCLUDE_REASONS)},
+                    "note": note,
+                },
+                ["decision"],
+                "overturn: the rating is excluded from statistics (kept) and the platform told",
+            ),
+            b + "/exclude": _action(
+                "Exclude the rating from statistics (never deleted)",
+                {"reason": {"type": "string", "enum": list(EXCLUDE_REASONS)}, "note": note},
+                ["reason", "note"],
+            ),
+            b + "/reasons": _action(
+                "Attach the 差评's reasons: tag codes and/or free text",
+                {
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                    "text": {"type": "string", "maxLength": 500},
+                    "source": {"type": "string", "enum": list(REASON_SOURCES)},
+                },
+                [],
+            ),
+            "/api/v1/complaint-corrections": {
+                "get": {
+                    "summary": "What the platform must be told (exclusions, late reasons), by status",
+                    "security": admin,
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "comma list: pending, sent, acked, rejected, manual, manual_done",
+                        },
+                        {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                    ],
+                    "responses": {"200": _json({"type": "object"}, "corrections"), "401": _ERR},
+                }
+            },
+            "/api/v1/complaint-corrections/{id}/done": {
+                "post": {
+                    "summary": "A manual correction was made in the platform's back office",
+                    "security": admin,
+                    "parameters": idp,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"note": note, "actor": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json({"type": "object"}, "the correction"),
+                        **{str(c): _ERR for c in (400, 401, 404, 409)},
+                    },
+                }
+            },
+            "/api/v1/complaint-tags": {
+                "get": {
+                    "summary": "The province's 差评 tag sets (evalDetail codes) by version",
+                    "security": admin,
+                    "responses": {"200": _json({"type": "object"}, "tag sets"), "401": _ERR},
+                }
+            },
+        }
+    )
+    deadline = {
+        "type": "object",
+        "properties": {
+            "due": {"type": "string", "nullable": True, "description": "YYYY-MM-DD 24:00+08:00 (hall zone)"},
+            "due_ms": {"type": "integer", "nullable": True},
+            "status": {
+                "type": "string",
+                "enum": ["open", "due_soon", "overdue", "met", "late", "n/a", "unknown", "expired", "used"],
+            },
+            "label": {"type": "string"},
+        },
+    }
+    spec["components"]["schemas"]["Complaint"] = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "record_id": {"type": "string"},
+            "case_no": {"type": "string"},
+            "grade": {"type": "string", "enum": ["d", "vd"]},
+            "assess_number": {"type": "integer"},
+            "state": {"type": "string", "enum": list(STATES)},
+            "verdict": {"type": "string", "enum": list(VERDICTS)},
+            "appeal_state": {"type": "string", "enum": list(APPEAL_STATES)},
+            "window_id": {"type": "string"},
+            "staff_account": {"type": "string"},
+            "dept_code": {"type": "string"},
+            "hall_id": {"type": "string"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "comment": {"type": "string"},
+            "calendar_error": {"type": "string", "nullable": True},
+            "deadlines": {"type": "object", "properties": {k: deadline for k in DEADLINES}},
+            "history": {"type": "array", "items": {"type": "object"}},
+        },
+    }

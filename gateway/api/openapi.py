@@ -175,8 +175,9 @@ def openapi_spec() -> dict[str, Any]:
                         "countdown_s": {"type": "integer", "minimum": 5, "maximum": 600},
                         "invitation_id": INVITATION_ID,
                         "follow_up": {"type": "boolean", "default": False,
-                                      "description": "a follow-up rating (追加评价, assessNumber 2) of a case "
-                                                     "with its first rating, within 5 working days"}}},
+                                      "description": "a follow-up rating (追加评价, assessNumber 2) of "
+                                                     "a case with its first rating, within 5 working "
+                                                     "days"}}},
                 "InvitationCreated": {"type": "object", "properties": {
                     "invitation_id": INVITATION_ID, "device_id": {"type": "string"},
                     "status": {"type": "string"}, "window": {"type": "string"},

@@ -188,10 +188,12 @@ class Pusher:
                 "invitation %s already went to the platform as the default rating %s; one rating"
                 " per case (re-queue this record to send it anyway)" % (r.invitation_id, taken))
         if r.case_taken_by:
-            code = "case_has_default" if r.case_taken_by.startswith(INVITATION_ID_PREFIX) else "case_already_rated"
+            by_default = r.case_taken_by.startswith(INVITATION_ID_PREFIX)
+            code = "case_has_default" if by_default else "case_already_rated"
             return code, "", ("case %s already has its %s rating at the platform (%s); one per case"
                               " (re-queue this record to send it anyway)"
-                              % (r.case_no, "follow-up" if r.assess_number == 2 else "first", r.case_taken_by))
+                              % (r.case_no, "follow-up" if r.assess_number == 2 else "first",
+                                 r.case_taken_by))
         return None
 
     async def _push_corrections(self, report: PushReport, stop: asyncio.Event | None) -> None:
@@ -211,8 +213,8 @@ class Pusher:
                     seen.add(k.record_id)
                     batch.append(k)
             ready = rest
-            records = [{**self.adapter.map_correction(k.record_id, k.action, k.payload), "correctionId": str(k.id)}
-                       for k in batch]
+            records = [{**self.adapter.map_correction(k.record_id, k.action, k.payload),
+                        "correctionId": str(k.id)} for k in batch]
             batch_id = uuid.uuid4().hex
             body, _ = encode_batch(batch_id, records, self.adapter.envelope)
             ids = [k.id for k in batch]
@@ -227,7 +229,8 @@ class Pusher:
             except PlatformRefused as e:
                 if e.code == "auth":
                     return
-                await state.corrections_done(self.store, [(i, "rejected", str(e)) for i in ids], self.now_ms())
+                await state.corrections_done(self.store, [(i, "rejected", str(e)) for i in ids],
+                                             self.now_ms())
                 report.corrections_rejected += len(ids)
                 continue
             by_id = {r.record_id: r for r in results}

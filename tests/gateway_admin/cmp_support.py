@@ -20,13 +20,21 @@ S = 1000
 DEPT = "11370300MB0000000X"
 
 # An example tag set (the shape of a province's; these codes are ours, for tests and the demo).
-TAG_SETS = {"2026.1": {
-    "source": "示例：某省政务服务好差评差评标签（测试用）",
-    "d": [{"code": "D01", "name": "服务态度不好"}, {"code": "D02", "name": "办事效率低"},
-          {"code": "D03", "name": "一次性告知不到位"}],
-    "vd": [{"code": "V01", "name": "推诿扯皮"}, {"code": "V02", "name": "吃拿卡要"},
-           {"code": "V03", "name": "服务态度恶劣"}],
-}}
+TAG_SETS = {
+    "2026.1": {
+        "source": "示例：某省政务服务好差评差评标签（测试用）",
+        "d": [
+            {"code": "D01", "name": "服务态度不好"},
+            {"code": "D02", "name": "办事效率低"},
+            {"code": "D03", "name": "一次性告知不到位"},
+        ],
+        "vd": [
+            {"code": "V01", "name": "推诿扯皮"},
+            {"code": "V02", "name": "吃拿卡要"},
+            {"code": "V03", "name": "服务态度恶劣"},
+        ],
+    }
+}
 COMPLAINTS = {"tag_version": "2026.1", "tag_sets": TAG_SETS}
 
 
@@ -52,8 +60,15 @@ class Hall:
     n: int = 0
     paired: set[str] = field(default_factory=set)
 
-    async def bad_rating(self, at_ms: int, grade: str = "vd", window: str = "A01", device: str = "dev-1",
-                         staff: str = "zhang", case_no: str | None = None) -> str:
+    async def bad_rating(
+        self,
+        at_ms: int,
+        grade: str = "vd",
+        window: str = "A01",
+        device: str = "dev-1",
+        staff: str = "zhang",
+        case_no: str | None = None,
+    ) -> str:
         """An invitation at `window` just before at_ms and the device's rated record at at_ms;
         returns the record id (its complaint is not opened here: the caller decides how)."""
         if device not in self.paired:
@@ -61,9 +76,18 @@ class Hall:
             self.paired.add(device)
         self.n += 1
         out = await invitations.create(
-            self.store.db, InvitationRequest(case_no=case_no or "370303-2026-%06d" % self.n, window_id=window,
-                                             task_code="T%03d" % self.n, task_name="城乡居民养老保险参保登记",
-                                             applicant_type=1), "test", InvitationRules(), at_ms=at_ms - 20 * S)
+            self.store.db,
+            InvitationRequest(
+                case_no=case_no or "370303-2026-%06d" % self.n,
+                window_id=window,
+                task_code="T%03d" % self.n,
+                task_name="城乡居民养老保险参保登记",
+                applicant_type=1,
+            ),
+            "test",
+            InvitationRules(),
+            at_ms=at_ms - 20 * S,
+        )
         rec = await self.store.rec(device, "rated", at_ms, grade, out.invitation.id)
         return str(rec["record_id"])
 
@@ -76,8 +100,13 @@ class Hall:
         return got.complaint.id
 
 
-def service(store: Store, clock: Clock, calendar: dict[str, Any] | None = None,
-            corrections: str | None = None, **settings: Any) -> ComplaintService:
+def service(
+    store: Store,
+    clock: Clock,
+    calendar: dict[str, Any] | None = None,
+    corrections: str | None = None,
+    **settings: Any,
+) -> ComplaintService:
     cal = WorkCalendar(WorkdaySettings.from_mapping(calendar or {}))
     s = ComplaintSettings.from_mapping({**COMPLAINTS, **settings})
     return ComplaintService(store.db, s, cal, store.cfg.hall, corrections=corrections, clock=clock)

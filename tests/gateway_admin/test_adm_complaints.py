@@ -34,9 +34,9 @@ async def test_deadlines_across_the_2026_national_day_holiday(hall: Hall) -> Non
     off, Saturday 10 October worked (tests/gateway/test_workdays.py checks every day of 2026)."""
     cid = await hall.complaint(local(2026, 9, 30, 16))
     c = await hall.svc.get(cid)
-    assert c.contact_due_ms == local(2026, 10, 9, 0)      # 1 working day: Thu 8 Oct, 24:00
-    assert c.rectify_due_ms == local(2026, 10, 14, 0)     # 5: Tue 13 Oct (Sat 10 Oct counts)
-    assert c.appeal_due_ms == local(2026, 10, 11, 0)      # 3 from being notified: Sat 10 Oct (worked)
+    assert c.contact_due_ms == local(2026, 10, 9, 0)  # 1 working day: Thu 8 Oct, 24:00
+    assert c.rectify_due_ms == local(2026, 10, 14, 0)  # 5: Tue 13 Oct (Sat 10 Oct counts)
+    assert c.appeal_due_ms == local(2026, 10, 11, 0)  # 3 from being notified: Sat 10 Oct (worked)
     assert c.calendar_error is None
     v = hall.svc.view(c)
     assert v["deadlines"]["contact"]["due"] == "2026-10-08 24:00+08:00"
@@ -47,7 +47,7 @@ async def test_deadlines_across_the_2026_national_day_holiday(hall: Hall) -> Non
     await hall.svc.contact(cid, "cli:li", "phoned the citizen: the queue number system skipped him")
     c = await hall.svc.verify(cid, "cli:li", True, note="confirmed", complex_=True)
     assert (c.state, c.verdict, c.complex) == ("rectifying", "valid", True)
-    assert c.rectify_due_ms == local(2026, 10, 28, 0)     # Tue 27 Oct, 24:00
+    assert c.rectify_due_ms == local(2026, 10, 28, 0)  # Tue 27 Oct, 24:00
     # The appeal's review: 7 working days from the appeal (Fri 9 Oct) -> Mon 19 Oct.
     hall.clock.t = local(2026, 10, 9, 10)
     c = await hall.svc.appeal(cid, "cli:zhang", "the citizen pressed the wrong button")
@@ -58,10 +58,10 @@ async def test_deadlines_across_the_2026_national_day_holiday(hall: Hall) -> Non
 async def test_the_appeal_period_is_three_working_days(hall: Hall) -> None:
     a = await hall.complaint(local(2026, 9, 30, 16))
     b = await hall.complaint(local(2026, 9, 30, 16, 5))
-    hall.clock.t = local(2026, 10, 10, 23, 59)            # the last minute of the period
+    hall.clock.t = local(2026, 10, 10, 23, 59)  # the last minute of the period
     c = await hall.svc.appeal(a, "cli:zhang", "I was not at the window then")
     assert c.appeal_state == "appealed"
-    hall.clock.t = local(2026, 10, 11, 0, 0)              # 24:00 of Saturday 10 October has passed
+    hall.clock.t = local(2026, 10, 11, 0, 0)  # 24:00 of Saturday 10 October has passed
     with pytest.raises(Conflict) as e:
         await hall.svc.appeal(b, "cli:zhang", "too late")
     assert e.value.code == "appeal_too_late"
@@ -82,21 +82,32 @@ async def test_a_year_the_calendar_does_not_know(hall: Hall) -> None:
     assert "no national holiday arrangement for 2027" in c.calendar_error
     assert "[calendar.national.2027]" in c.calendar_error and "\n" not in c.calendar_error
     v = hall.svc.view(c)
-    assert v["deadlines"]["rectify"] == {"due": None, "due_ms": None, "status": "unknown", "label": "整改反馈"}
+    assert v["deadlines"]["rectify"] == {
+        "due": None,
+        "due_ms": None,
+        "status": "unknown",
+        "label": "整改反馈",
+    }
     with pytest.raises(Conflict) as e:
         await hall.svc.appeal(cid, "cli:zhang", "wrong button")
     assert e.value.code == "calendar_unknown_year" and "2027" in str(e.value)
     notices = await hall.svc.notices_due()
     assert [k for _, k, _ in notices].count("calendar") == 1
 
-    cal = {"national": {"2027": {"source": "test: the State Council's 2027 notice, as typed in",
-                                 "holidays": [{"name": "元旦", "start": "2027-01-01", "end": "2027-01-03"}]}}}
+    cal = {
+        "national": {
+            "2027": {
+                "source": "test: the State Council's 2027 notice, as typed in",
+                "holidays": [{"name": "元旦", "start": "2027-01-01", "end": "2027-01-03"}],
+            }
+        }
+    }
     filled = service(hall.store, hall.clock, calendar=cal)
     assert await filled.fill_deadlines() == 1
     c = await filled.get(cid)
     assert c.calendar_error is None
-    assert c.rectify_due_ms == local(2027, 1, 8, 0)        # 31 Dec, 4, 5, 6, 7 January
-    assert c.appeal_due_ms == local(2027, 1, 6, 0)         # 31 Dec, 4, 5 January
+    assert c.rectify_due_ms == local(2027, 1, 8, 0)  # 31 Dec, 4, 5, 6, 7 January
+    assert c.appeal_due_ms == local(2027, 1, 6, 0)  # 31 Dec, 4, 5 January
     assert [e["action"] for e in (await filled.show(cid))["history"]] == ["open", "deadlines"]
 
 
@@ -111,8 +122,9 @@ async def test_refused_transitions_say_why_and_change_nothing(hall: Hall) -> Non
         with pytest.raises(Conflict) as e:
             await call
         assert e.value.code == code and "\n" not in str(e.value)
-    with pytest.raises(Conflict, match="complaint %d is opened: rectify is possible only when it is rectifying"
-                                       % cid):
+    with pytest.raises(
+        Conflict, match="complaint %d is opened: rectify is possible only when it is rectifying" % cid
+    ):
         await hall.svc.rectify(cid, "cli:li", "done")
     with pytest.raises(BadInput, match="a note is required"):
         await hall.svc.contact(cid, "cli:li", "  ")
@@ -128,11 +140,14 @@ async def test_refused_transitions_say_why_and_change_nothing(hall: Hall) -> Non
         await hall.svc.appeal(cid, "cli:zhang", "x")
     show = await hall.svc.show(cid)
     assert [(h["action"], h["from_state"], h["to_state"], h["actor"]) for h in show["history"]] == [
-        ("open", None, "opened", "gateway"), ("verify", "opened", "closed", "cli:li")]
+        ("open", None, "opened", "gateway"),
+        ("verify", "opened", "closed", "cli:li"),
+    ]
 
 
 async def test_overturned_appeal_excludes_the_rating_from_the_report_and_lists_the_correction(
-        store: Store) -> None:
+    store: Store,
+) -> None:
     clock = Clock(local(2026, 11, 24, 9))
     hall = Hall(store, clock, service(store, clock, corrections="manual"))
     kept = await hall.complaint(local(2026, 11, 24, 9, 30), grade="d")
@@ -153,7 +168,7 @@ async def test_overturned_appeal_excludes_the_rating_from_the_report_and_lists_t
     day = await reports.day_report(store.db, store.cfg, "2026-11-24")
     t = day.total
     assert (t.ratings, t.bad, t.valid_bad, t.excluded, t.grades["vd"]) == (1, 1, 1, 1, 0)
-    assert t.cases == 2 and t.rating_rate == 0.5     # the case happened; its rating is not counted
+    assert t.cases == 2 and t.rating_rate == 0.5  # the case happened; its rating is not counted
     # Kept, never deleted: the record, its invitation and the exclusion are all there.
     show = await hall.svc.show(gone)
     assert show["exclusion"]["reason"] == "mistaken_press" and show["exclusion"]["actor"] == "cli:wang"
@@ -165,13 +180,15 @@ async def test_overturned_appeal_excludes_the_rating_from_the_report_and_lists_t
         await hall.svc.exclude(gone, "cli:wang", "malicious", "again")
     done = await hall.svc.correction_done(rows[0]["id"], "cli:wang", "done in the province's back office")
     assert done["status"] == "manual_done" and done["done_by"] == "cli:wang"
-    audit = await store.fetchall("SELECT actor, action FROM audit_log WHERE action LIKE 'complaint.%' ORDER BY id")
+    audit = await store.fetchall(
+        "SELECT actor, action FROM audit_log WHERE action LIKE 'complaint.%' ORDER BY id"
+    )
     assert ("cli:wang", "complaint.review") in audit and ("cli:wang", "complaint.correction_done") in audit
 
 
 async def test_the_sweep_opens_what_the_hook_missed_once(hall: Hall) -> None:
     rid = await hall.bad_rating(local(2026, 11, 24, 10), grade="d")
-    await hall.bad_rating(local(2026, 11, 24, 10, 5), grade="s")      # not a 差评
+    await hall.bad_rating(local(2026, 11, 24, 10, 5), grade="s")  # not a 差评
     hall.clock.t = local(2026, 11, 24, 10, 6)
     opened = await hall.svc.sweep()
     assert [c.record_id for c in opened] == [rid]
@@ -187,16 +204,22 @@ async def test_the_sweep_opens_what_the_hook_missed_once(hall: Hall) -> None:
 async def test_reasons_are_checked_against_the_tag_set_in_force(hall: Hall) -> None:
     cid = await hall.complaint(local(2026, 11, 24, 10), grade="vd")
     with pytest.raises(BadInput) as e:
-        await hall.svc.attach_reasons(cid, "cli:li", ["D01"])        # a 不满意 tag on a 非常不满意
+        await hall.svc.attach_reasons(cid, "cli:li", ["D01"])  # a 不满意 tag on a 非常不满意
     assert e.value.code == "unknown_tag" and "V01" in str(e.value)
     with pytest.raises(BadInput, match="at least one tag"):
         await hall.svc.attach_reasons(cid, "cli:li")
     c = await hall.svc.attach_reasons(cid, "cli:li", ["V03", "V01", "V03"], "窗口人员态度恶劣")
-    assert (c.tags, c.comment, c.tag_version, c.reasons_source) == ("V03,V01", "窗口人员态度恶劣", "2026.1", "liaison")
+    assert (c.tags, c.comment, c.tag_version, c.reasons_source) == (
+        "V03,V01",
+        "窗口人员态度恶劣",
+        "2026.1",
+        "liaison",
+    )
     assert hall.svc.view(c)["tag_names"] == ["服务态度恶劣", "推诿扯皮"]
 
 
 # ---- notices to a real webhook ------------------------------------------------------------------
+
 
 @pytest.fixture
 async def inbox() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
@@ -205,6 +228,7 @@ async def inbox() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
     async def hook(request: web.Request) -> web.Response:
         got.append({"delivery": request.headers["X-HCP-Delivery"], **json.loads(await request.read())})
         return web.Response(status=204)
+
     app = web.Application()
     app.router.add_post("/hook", hook)
     runner = web.AppRunner(app)
@@ -218,26 +242,30 @@ async def inbox() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
 
 
 async def test_opened_due_soon_and_overdue_are_each_told_once(
-        hall: Hall, inbox: tuple[str, list[dict[str, Any]]]) -> None:
+    hall: Hall, inbox: tuple[str, list[dict[str, Any]]]
+) -> None:
     url, got = inbox
     notifier = Notifier(NotifySettings.from_mapping({"webhook": [{"name": "duty", "url": url}]}))
     await notifier.start()
     try:
-        cid = await hall.complaint(local(2026, 11, 24, 16))         # contact due Wed 25th 24:00
+        cid = await hall.complaint(local(2026, 11, 24, 16))  # contact due Wed 25th 24:00
         assert await hall.svc.tick(notifier) == 1
-        hall.clock.t = local(2026, 11, 25, 9)                        # < 24 h left: due soon
+        hall.clock.t = local(2026, 11, 25, 9)  # < 24 h left: due soon
         assert await hall.svc.tick(notifier) == 1
-        assert await hall.svc.tick(notifier) == 0                    # never twice
-        hall.clock.t = local(2026, 11, 26, 0, 1)                     # overdue
+        assert await hall.svc.tick(notifier) == 0  # never twice
+        hall.clock.t = local(2026, 11, 26, 0, 1)  # overdue
         await hall.svc.tick(notifier)
         assert await notifier.flush(5.0)
     finally:
         await notifier.aclose()
     kinds = [(g["kind"], g["payload"]["notice"]) for g in got]
-    assert kinds == [("complaint.opened", "opened"), ("complaint.due_soon", "due_soon:contact"),
-                     ("complaint.overdue", "overdue:contact")]
+    assert kinds == [
+        ("complaint.opened", "opened"),
+        ("complaint.due_soon", "due_soon:contact"),
+        ("complaint.overdue", "overdue:contact"),
+    ]
     opened = got[0]
-    assert opened["delivery"] == "complaint-%d-opened" % cid      # stable: a repeat is dropped
+    assert opened["delivery"] == "complaint-%d-opened" % cid  # stable: a repeat is dropped
     assert opened["subject"] == "新差评：A01窗口 · 非常不满意"
     assert "2026-11-25 24:00+08:00 前联系办事群众" in opened["body"] and "张三" in opened["body"]
     assert got[2]["severity"] == "critical"
@@ -248,6 +276,7 @@ async def test_opened_due_soon_and_overdue_are_each_told_once(
 
 async def test_config_sections_are_checked_whole(tmp_path: Path) -> None:
     from gateway.config import ConfigError
+
     with pytest.raises(ConfigError) as e:
         await open_store(tmp_path, complaints={"tag_verison": "x"})
     assert "[complaints] unknown key tag_verison (did you mean tag_version?)" in str(e.value)
@@ -257,8 +286,11 @@ async def test_config_sections_are_checked_whole(tmp_path: Path) -> None:
     assert "[calendar] unknown key local_holiday (did you mean local_holidays?)" in text
     assert "[notify] unknown key queue_sise (did you mean queue_size?)" in text
     with pytest.raises(ConfigError) as e:
-        await open_store(tmp_path, complaints={"tag_version": "9", "tag_sets": {"1": {"d": [{"code": "a b"}]}}},
-                         calendar={"local_holidays": [{"name": "x", "date": "2026-13-01"}]})
+        await open_store(
+            tmp_path,
+            complaints={"tag_version": "9", "tag_sets": {"1": {"d": [{"code": "a b"}]}}},
+            calendar={"local_holidays": [{"name": "x", "date": "2026-13-01"}]},
+        )
     text = str(e.value)
     assert "tag_version '9' is not one of the tag_sets" in text and "tag_sets.1.source is required" in text
     assert "local_holidays[0].date must be a date" in text

@@ -18,28 +18,48 @@ from gateway.uplink.reconcile import reconcile
 from gateway.workdays import WorkCalendar
 from simulator.platform import PlatformStandIn
 
-DAY = "2025-03-03"          # a Monday
+DAY = "2025-03-03"  # a Monday
 T0 = local_ms(DAY, 10)
-TAGS = {"tag_version": "2025.1", "tag_sets": {"2025.1": {
-    "source": "test tags", "d": [{"code": "D01", "name": "态度不好"}], "vd": [{"code": "V01", "name": "推诿"}]}}}
+TAGS = {
+    "tag_version": "2025.1",
+    "tag_sets": {
+        "2025.1": {
+            "source": "test tags",
+            "d": [{"code": "D01", "name": "态度不好"}],
+            "vd": [{"code": "V01", "name": "推诿"}],
+        }
+    },
+}
 RULES = InvitationRules(default_countdown_s=60, grace_s=30)
 
 
 async def follow_up(db: Database, case_no: str, at_ms: int, window: str = "W01") -> str:
-    out = await create(db, InvitationRequest(case_no=case_no, window_id=window, follow_up=True), "test", RULES,
-                       at_ms, calendar=WorkCalendar())
+    out = await create(
+        db,
+        InvitationRequest(case_no=case_no, window_id=window, follow_up=True),
+        "test",
+        RULES,
+        at_ms,
+        calendar=WorkCalendar(),
+    )
     assert out.invitation.assess_number == 2
     return out.invitation.id
 
 
 def svc(db: Database, platform: PlatformStandIn, clock: list[int], **uplink: object) -> ComplaintService:
-    return ComplaintService(db.store, ComplaintSettings.from_mapping(TAGS), WorkCalendar(), HallConfig(),
-                            corrections=corrections_mode(fast_settings(platform.url, **uplink)),  # type: ignore[arg-type]
-                            clock=lambda: clock[0])
+    return ComplaintService(
+        db.store,
+        ComplaintSettings.from_mapping(TAGS),
+        WorkCalendar(),
+        HallConfig(),
+        corrections=corrections_mode(fast_settings(platform.url, **uplink)),  # type: ignore[arg-type]
+        clock=lambda: clock[0],
+    )
 
 
 async def test_a_follow_up_rating_reaches_the_platform_with_assess_number_2(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn
+) -> None:
     flow = CaseFlow(gwdb, seeder)
     a = await flow.invite("W01", T0, case_no="F-1")
     first = await flow.device_record("hcp-dev1", "rated", a, T0 + 10_000, grade="s")
@@ -84,12 +104,15 @@ async def test_follow_up_rules(gwdb: Database, seeder: Seeder, platform: Platfor
     rep = await push_once(gwdb, fast_settings(platform.url))
     assert rep.ok and rep.accepted == 1 and rep.invitation_defaults == 0
     assert unrated not in platform.accepted_ids() and len(platform.accepted_ids()) == 1
-    res = await reconcile(gwdb, fast_settings(platform.url), "2025-03-11", [])   # the platform holds none that day
+    res = await reconcile(
+        gwdb, fast_settings(platform.url), "2025-03-11", []
+    )  # the platform holds none that day
     assert res.ok and res.uplink["held"] == 1, res.mismatches
 
 
 async def test_reasons_go_up_with_the_rating_or_as_a_correction_after_it(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn
+) -> None:
     flow = CaseFlow(gwdb, seeder)
     clock = [T0]
     complaints = svc(gwdb, platform, clock)
@@ -101,8 +124,11 @@ async def test_reasons_go_up_with_the_rating_or_as_a_correction_after_it(
     await complaints.attach_reasons(opened[early], "cli:li", ["V01"], "窗口推诿")
     assert (await push_once(gwdb, fast_settings(platform.url))).accepted == 2
     by_id = {r["recordId"]: r for r in platform.accepted_records()}
-    assert (by_id[early]["evalDetail"], by_id[early]["writingEvaluation"], by_id[early]["tagVersion"]) == \
-        ("V01", "窗口推诿", "2025.1")
+    assert (by_id[early]["evalDetail"], by_id[early]["writingEvaluation"], by_id[early]["tagVersion"]) == (
+        "V01",
+        "窗口推诿",
+        "2025.1",
+    )
     assert "evalDetail" not in by_id[late]
     # Reasons for the other one come after its upload: a correction, sent by the next push.
     await complaints.attach_reasons(opened[late], "cli:li", ["D01"], "排队太久", source="callback")
@@ -117,7 +143,8 @@ async def test_reasons_go_up_with_the_rating_or_as_a_correction_after_it(
 
 
 async def test_an_overturned_appeal_is_sent_to_the_platform_as_an_exclusion(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn
+) -> None:
     flow = CaseFlow(gwdb, seeder)
     clock = [T0]
     complaints = svc(gwdb, platform, clock)
@@ -136,10 +163,11 @@ async def test_an_overturned_appeal_is_sent_to_the_platform_as_an_exclusion(
 
 
 async def test_an_adapter_without_the_capability_lists_corrections_for_manual_action(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn
+) -> None:
     flow = CaseFlow(gwdb, seeder)
     clock = [T0]
-    complaints = svc(gwdb, platform, clock, corrections_path="")      # the province offers none
+    complaints = svc(gwdb, platform, clock, corrections_path="")  # the province offers none
     a = await flow.invite("W01", T0, case_no="M-1")
     await flow.device_record("hcp-dev1", "rated", a, T0 + 10_000, grade="vd")
     (c,) = await complaints.sweep()

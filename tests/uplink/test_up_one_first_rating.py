@@ -29,12 +29,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def first_ratings(platform: PlatformStandIn, case_no: str) -> list[dict[str, object]]:
-    return [r for r in platform.accepted_records()
-            if r["projectNo"] == case_no and r["assessNumber"] == 1]
+    return [r for r in platform.accepted_records() if r["projectNo"] == case_no and r["assessNumber"] == 1]
 
 
 async def test_reinviting_a_case_after_its_default_went_up_never_sends_a_second_first_rating(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn
+) -> None:
     flow = CaseFlow(gwdb, seeder)
     a = await flow.invite("W01", T0, case_no="X-1")
     assert await flow.expire(T0 + 100_000) == [a]
@@ -45,7 +45,7 @@ async def test_reinviting_a_case_after_its_default_went_up_never_sends_a_second_
     except Conflict as e:
         refused = True
         assert e.code == "case_has_default" and "X-1" in str(e) and "follow_up" in str(e)
-    else:   # the old behaviour: invited, rated and pushed as a second assessNumber 1
+    else:  # the old behaviour: invited, rated and pushed as a second assessNumber 1
         await flow.device_record("hcp-dev1", "rated", b, T0 + 210_000, grade="vs")
         await push_once(gwdb, fast_settings(platform.url))
     assert len(first_ratings(platform, "X-1")) == 1
@@ -53,7 +53,8 @@ async def test_reinviting_a_case_after_its_default_went_up_never_sends_a_second_
 
 
 async def test_reinvited_before_the_push_the_real_rating_is_the_only_first_rating(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn
+) -> None:
     """A expires (no record), B re-invites the same case and is rated, all before the push: the
     platform gets B's rating only, never A's default as well."""
     flow = CaseFlow(gwdb, seeder)
@@ -69,13 +70,14 @@ async def test_reinvited_before_the_push_the_real_rating_is_the_only_first_ratin
 
 
 async def test_device_unrated_then_reinvited_and_rated_sends_the_rating_only(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn
+) -> None:
     flow = CaseFlow(gwdb, seeder)
     a = await flow.invite("W01", T0, case_no="X-3")
     unrated = await flow.device_record("hcp-dev1", "unrated", a, T0 + 60_000)
     b = await flow.invite("W01", T0 + 120_000, case_no="X-3")
     rated = await flow.device_record("hcp-dev1", "rated", b, T0 + 130_000, grade="bs")
-    assert unrated < rated   # the default's record id sorts first: order must not decide
+    assert unrated < rated  # the default's record id sorts first: order must not decide
     rep = await push_once(gwdb, fast_settings(platform.url))
     assert rep.ok and rep.covered == 1
     assert platform.accepted_ids() == [rated]
@@ -85,7 +87,8 @@ async def test_device_unrated_then_reinvited_and_rated_sends_the_rating_only(
 
 
 async def test_a_late_press_follows_one_rule_for_report_and_platform(
-        gwdb: Database, seeder: Seeder, platform: PlatformStandIn, tmp_path: Path) -> None:
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn, tmp_path: Path
+) -> None:
     """The rule: a press after its invitation closed (flagged `late`) is not the case's rating,
     neither in the report nor at the platform; the case gets its default rating like any
     invitation that ended without one."""
@@ -101,7 +104,7 @@ async def test_a_late_press_follows_one_rule_for_report_and_platform(
     assert first_ratings(platform, "L-1")[0]["defaultFlag"] == 1
     res = await reconcile(gwdb, fast_settings(platform.url), DAY, platform.accepted_ids())
     assert res.ok, res.mismatches
-    assert res.uplink["held"] == 1          # the late press: kept, counted apart, not uploaded
+    assert res.uplink["held"] == 1  # the late press: kept, counted apart, not uploaded
     cfg = parse_config({"store": {"path": str(tmp_path / "unused.db")}}, tmp_path)
     day = await reports.day_report(gwdb.store, cfg, DAY)
     assert (day.total.ratings, day.total.expired, day.total.late, day.total.bad) == (0, 1, 1, 0)
@@ -109,26 +112,45 @@ async def test_a_late_press_follows_one_rule_for_report_and_platform(
 
 def test_push_exits_non_zero_when_records_could_not_be_mapped(tmp_path: Path) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "simulator.platform", "--port", str(port),
-                             "--db", str(tmp_path / "platform.sqlite")], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator.platform",
+            "--port",
+            str(port),
+            "--db",
+            str(tmp_path / "platform.sqlite"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port("127.0.0.1", port, time.monotonic() + 15, proc)
         cfg = tmp_path / "gateway.toml"
-        cfg.write_text('[store]\npath = "gw.sqlite"\n[hall]\narea_code = "540102"\n'
-                       '[uplink]\nurl = "http://127.0.0.1:%d"\nbackoff_base_s = 0.01\n' % port,
-                       encoding="utf-8")
+        cfg.write_text(
+            '[store]\npath = "gw.sqlite"\n[hall]\narea_code = "540102"\n'
+            '[uplink]\nurl = "http://127.0.0.1:%d"\nbackoff_base_s = 0.01\n' % port,
+            encoding="utf-8",
+        )
 
         async def seed() -> None:
             db = await open_db(tmp_path / "gw.sqlite")
             s = Seeder(db)
             await s.device("hcp-dev1", "W01", "clerk01")
             await s.records("hcp-dev1", DAY, 3)
-            await s.records("hcp-dev1", DAY, 1, applicant_type=None)   # the province needs it
+            await s.records("hcp-dev1", DAY, 1, applicant_type=None)  # the province needs it
             await db.close()
+
         asyncio.run(seed())
-        r = subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(cfg), "push"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "--config", str(cfg), "push"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "3 accepted" in r.stdout and "1 not mappable" in r.stdout, r.stdout + r.stderr
         assert r.returncode == 1, r.stdout
     finally:

@@ -130,7 +130,8 @@ class SqlInvitations:
 
     def follow_ups(self, case_no: str) -> list[Invitation]:
         return [Invitation(*r) for r in self.c.rows(
-            "SELECT %s FROM invitations WHERE case_no = ? AND assess_number = 2 ORDER BY created_ms" % _COLUMNS,
+            "SELECT %s FROM invitations WHERE case_no = ? AND assess_number = 2"
+            " ORDER BY created_ms" % _COLUMNS,
             (case_no,))]
 
     def closed_for_uplink(self, lo: int, hi: int, unrated_statuses: tuple[str, ...]) -> list[dict[str, Any]]:

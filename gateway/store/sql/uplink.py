@@ -124,7 +124,8 @@ class SqlUplink:
             " attempts = uplink_items.attempts + 1, last_sent_ms = excluded.last_sent_ms,"
             " default_flag = excluded.default_flag, case_no = excluded.case_no,"
             " assess_number = excluded.assess_number",
-            [(uid, batch_id, now_ms, now_ms, flag, inv, case, assess) for uid, flag, inv, case, assess in items])
+            [(uid, batch_id, now_ms, now_ms, flag, inv, case, assess)
+             for uid, flag, inv, case, assess in items])
 
     def first_upload_of_case(self, case_no: str) -> str | None:
         """The upload id carrying the case's first rating (queued, sent or acknowledged), if any."""
