@@ -948,7 +948,8 @@ class ComplaintService:
             return
         status = tx.uplink.item_status(c.record_id)
         # An exclusion always needs telling once the rating is uploaded (it will be); reasons
-        # only when the rating already left without them.
+        # only when the rating already left without them (a push that read the rating before
+        # and marks it sent after this commits notices the change itself: state.mark_sent).
         if action == "reasons" and status not in ("sent", "acked"):
             return
         tx.complaints.add_correction(

@@ -30,6 +30,7 @@ from gateway.uplink.client import PlatformClient, PlatformRefused, PlatformUnava
 from gateway.uplink.pacing import Backoff, RateLimiter, sleep_or_stop
 from gateway.uplink.settings import UplinkSettings
 from gateway.uplink.wire import RecordResult, encode_batch
+from protocol.grades import BAD
 
 log = logging.getLogger("gateway.uplink.push")
 
@@ -151,7 +152,8 @@ class Pusher:
                 is_default = r.record_id.startswith(INVITATION_ID_PREFIX)
                 items.append(state.SendItem(r.record_id, 1 if r.kind == "unrated" else 0,
                                             r.invitation_id if is_default else None, r.case_no,
-                                            r.assess_number if r.kind == "rated" else 1))
+                                            r.assess_number if r.kind == "rated" else 1,
+                                            (r.tags or "", r.comment or "") if r.grade in BAD else None))
                 report.invitation_defaults += is_default
             if covered:
                 await state.mark_covered(self.store, covered)
@@ -263,7 +265,8 @@ class Pusher:
         batch_id = uuid.uuid4().hex
         body, digest = encode_batch(batch_id, records, self.adapter.envelope)
         ids = [i.upload_id for i in items]
-        await state.mark_sent(self.store, batch_id, digest, items, self.now_ms())
+        await state.mark_sent(self.store, batch_id, digest, items, self.now_ms(),
+                              "pending" if self.adapter.can_correct else "manual")
         report.batches += 1
         attempt = 0
         while True:

@@ -62,12 +62,28 @@ class SendItem:
     invitation_id: str | None = None   # set for "inv:" items only
     case_no: str | None = None         # the case whose rating it carries (None: no case)
     assess_number: int = 1
+    # A 差评's reasons as mapped into this batch (tags, text); None: not a 差评 with a complaint.
+    reasons: tuple[str, str] | None = None
 
 
-async def mark_sent(store: Store, batch_id: str, checksum: str, items: list[SendItem], now_ms: int) -> None:
-    """Record the batch and put its items in state 'sent'."""
+async def mark_sent(store: Store, batch_id: str, checksum: str, items: list[SendItem], now_ms: int,
+                    correction_status: str = "manual") -> None:
+    """Record the batch and put its items in state 'sent'. In the same unit: a 差评 whose reasons
+    changed since the batch was mapped (the liaison attached them meanwhile) gets a 'reasons'
+    correction (correction_status: pending where the adapter can send it, else manual), so
+    reasons given at any moment reach the platform."""
     rows = [(i.upload_id, i.default_flag, i.invitation_id, i.case_no, i.assess_number) for i in items]
-    await store.write(lambda tx: tx.uplink.mark_sent(batch_id, checksum, rows, now_ms))
+
+    def unit(tx: Tx) -> None:
+        tx.uplink.mark_sent(batch_id, checksum, rows, now_ms)
+        for i in items:
+            if i.reasons is None:
+                continue
+            c = tx.complaints.by_record(i.upload_id)
+            if c is not None and (c.tags, c.comment) != i.reasons:
+                now = {"tags": c.tags, "text": c.comment, "tag_version": c.tag_version}
+                tx.complaints.add_correction(i.upload_id, c.id, "reasons", now, correction_status, now_ms)
+    await store.write(unit)
 
 
 async def mark_covered(store: Store, items: list[tuple[str, str]]) -> None:

@@ -142,6 +142,25 @@ async def test_reasons_go_up_with_the_rating_or_as_a_correction_after_it(
     assert (await push_once(gwdb, fast_settings(platform.url))).corrections_applied == 0
 
 
+async def test_reasons_given_while_the_push_is_sending_become_a_correction(
+        gwdb: Database, seeder: Seeder, platform: PlatformStandIn) -> None:
+    """The push maps a 差评 without reasons; the liaison attaches them before the push marks the
+    batch sent: the same unit that marks it sent notes the correction (nothing slips through)."""
+    from gateway.uplink import state
+    flow = CaseFlow(gwdb, seeder)
+    clock = [T0]
+    complaints = svc(gwdb, platform, clock)
+    a = await flow.invite("W01", T0, case_no="RACE-1")
+    rid = await flow.device_record("hcp-dev1", "rated", a, T0 + 10_000, grade="vd")
+    (c,) = await complaints.sweep()
+    mapped = state.SendItem(rid, 0, None, "RACE-1", 1, ("", ""))      # what the push read
+    await complaints.attach_reasons(c.id, "cli:li", ["V01"])           # meanwhile
+    await state.mark_sent(gwdb.store, "batch-1", "x", [mapped], T0 + 20_000, "pending")
+    rows, total = await complaints.corrections()
+    assert total == 1 and (rows[0]["action"], rows[0]["status"], rows[0]["payload"]["tags"]) == \
+        ("reasons", "pending", "V01")
+
+
 async def test_an_overturned_appeal_is_sent_to_the_platform_as_an_exclusion(
     gwdb: Database, seeder: Seeder, platform: PlatformStandIn
 ) -> None:
