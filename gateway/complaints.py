@@ -85,6 +85,7 @@ STATE_ZH = {
 }
 DEADLINES = ("contact", "rectify", "appeal", "review")
 DEADLINE_ZH = {"contact": "联系群众", "rectify": "整改反馈", "appeal": "申诉", "review": "复核"}
+ANNOUNCE_WITHIN_MS = 7 * 86_400_000
 _TAG_CODE = re.compile(r"[0-9A-Za-z_-]{1,32}")
 _NOTE_MAX = 1000
 TEXT_MAX = 500  # writingEvaluation: the adapters' schema allows 500 characters
@@ -1036,7 +1037,9 @@ class ComplaintService:
         now = self.clock()
 
         def read(tx: Tx) -> tuple[list[Complaint], list[Complaint], dict[int, set[str]]]:
-            new = tx.complaints.unannounced(200)
+            # A new complaint is announced within seconds; one a week old was missed only if no
+            # leader ran for that long, and is then old news (the lists show it).
+            new = tx.complaints.unannounced(now - ANNOUNCE_WITHIN_MS, 200)
             live = tx.complaints.with_live_deadlines()
             return new, live, tx.complaints.notices([c.id for c in live])
 

@@ -182,6 +182,7 @@ def openapi_spec() -> dict[str, Any]:
                     "invitation_id": INVITATION_ID, "device_id": {"type": "string"},
                     "status": {"type": "string"}, "window": {"type": "string"},
                     "staff_account": {"type": "string"}, "expires_ms": {"type": "integer"},
+                    "assess_number": {"type": "integer", "enum": [1, 2]},
                     "superseded": {"type": "array", "items": INVITATION_ID},
                     "sent": {"type": "boolean"}, "note": {"type": "string"}}},
                 "Invitation": {"type": "object", "properties": {
@@ -191,6 +192,8 @@ def openapi_spec() -> dict[str, Any]:
                     "task_name": {"type": "string"}, "dept_code": {"type": "string"},
                     "applicant_type": {"type": "integer", "nullable": True},
                     "countdown_s": {"type": "integer"},
+                    "assess_number": {"type": "integer", "enum": [1, 2],
+                                      "description": "1 the case's first rating, 2 a follow-up"},
                     "status": {"type": "string", "enum": ["pending", "rated", "unrated", "cancelled",
                                                           "expired", "superseded"]},
                     "created_ms": {"type": "integer"}, "expires_ms": {"type": "integer"},

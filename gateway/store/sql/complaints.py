@@ -211,14 +211,15 @@ class SqlComplaints:
                 out[int(cid)].add(str(what))
         return out
 
-    def unannounced(self, limit: int = 100) -> list[Complaint]:
-        """Opened complaints nobody was told about yet (oldest first)."""
+    def unannounced(self, since_ms: int = 0, limit: int = 100) -> list[Complaint]:
+        """Complaints opened since since_ms that nobody was told about yet (oldest first)."""
         return [
             _complaint(r)
             for r in self.c.rows(
-                "SELECT %s FROM complaints c WHERE NOT EXISTS (SELECT 1 FROM complaint_notices n"
-                " WHERE n.complaint_id = c.id AND n.what = 'opened') ORDER BY c.id LIMIT ?" % _COLS,
-                (limit,),
+                "SELECT %s FROM complaints c WHERE c.opened_ms >= ? AND NOT EXISTS (SELECT 1"
+                " FROM complaint_notices n WHERE n.complaint_id = c.id AND n.what = 'opened')"
+                " ORDER BY c.id LIMIT ?" % _COLS,
+                (since_ms, limit),
             )
         ]
 
