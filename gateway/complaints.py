@@ -705,7 +705,9 @@ class ComplaintService:
             if complex_:
                 errors: list[str] = []
                 ch["rectify_due_ms"] = self._due(c.rated_ms, self.settings.complex_days, c.hall_tz, errors)
-                ch["calendar_error"] = "; ".join(errors) or None
+                # Keep an earlier gap (another deadline may still be missing): the leader's job
+                # recomputes every missing deadline and clears the error once none is.
+                ch["calendar_error"] = "; ".join(errors) or c.calendar_error
             return ch
 
         return self._act(complaint_id, "verify", actor, note, change, at_ms)

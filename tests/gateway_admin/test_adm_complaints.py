@@ -93,6 +93,9 @@ async def test_a_year_the_calendar_does_not_know(hall: Hall) -> None:
     assert e.value.code == "calendar_unknown_year" and "2027" in str(e.value)
     notices = await hall.svc.notices_due()
     assert [k for _, k, _ in notices].count("calendar") == 1
+    # Verified complex meanwhile: still unknown, and the gap is not forgotten.
+    c = await hall.svc.verify(cid, "cli:li", True, complex_=True)
+    assert c.rectify_due_ms is None and c.calendar_error is not None
 
     cal = {
         "national": {
@@ -106,9 +109,9 @@ async def test_a_year_the_calendar_does_not_know(hall: Hall) -> None:
     assert await filled.fill_deadlines() == 1
     c = await filled.get(cid)
     assert c.calendar_error is None
-    assert c.rectify_due_ms == local(2027, 1, 8, 0)  # 31 Dec, 4, 5, 6, 7 January
+    assert c.rectify_due_ms == local(2027, 1, 22, 0)  # complex, 15: 31 Dec, 4-8, 11-15, 18-21 January
     assert c.appeal_due_ms == local(2027, 1, 6, 0)  # 31 Dec, 4, 5 January
-    assert [e["action"] for e in (await filled.show(cid))["history"]] == ["open", "deadlines"]
+    assert [e["action"] for e in (await filled.show(cid))["history"]] == ["open", "verify", "deadlines"]
 
 
 async def test_refused_transitions_say_why_and_change_nothing(hall: Hall) -> None:
