@@ -9,6 +9,7 @@
     hcp-gateway ratings [--date D --window W --staff A --kind K]
     hcp-gateway invitations [--status S --date D]
     hcp-gateway health | report --date D | init | serve
+    hcp-gateway complaints [list|show|verify|contact|rectify|callback|appeal|review|exclude ...]
 Tables by default, `--json` (before or after the command) for scripts. Every error is one
 line on stderr and a non-zero exit: 1 refused / failed, 2 bad arguments or config.
 The CLI reads and writes the SQLite store directly (WAL: it runs beside the service).
@@ -559,12 +560,13 @@ def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
         rep.date, rep.timezone, "/".join("%g" % rep.weights[g] for g in ("vs", "s", "bs", "d", "vd"))))
     rows = rep.rows + [rep.total]
     click.echo(table(
-        ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "satisf.",
-         "score", "unrated", "cancel", "supers.", "extra", "walkup", "late", "after_h", "burst"],
+        ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "有效差评",
+         "satisf.", "score", "unrated", "cancel", "supers.", "excluded", "follow-up", "extra", "walkup",
+         "late", "after_h", "burst"],
         [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, _pct(r.rating_rate),
-          r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad,
-          _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.extras,
-          r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
+          r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad, r.valid_bad,
+          _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.excluded,
+          r.follow_ups, r.extras, r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
 
 
 # ---- uplink commands and the entry point ----------------------------------------------------
@@ -578,6 +580,9 @@ def _register_uplink() -> None:
 
 
 _register_uplink()
+if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
+    from gateway.cli_complaints import complaints as _complaints  # noqa: E402 - needs the helpers above
+    cli.add_command(_complaints)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -617,4 +622,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module (every command group registered, one CliError class).
+    from gateway.cli import main as _main
+    _main()

@@ -57,7 +57,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
              "window_token": Key("str", secret=True), "admin_token": Key("str", secret=True)},
     "attribution": {"burst_presses": Key("int", 1, 1000), "burst_window_s": Key("int", 1, 3600),
                     "clock_slack_ms": Key("int", 0, 600000)},
-    "invitations": {"default_countdown_s": Key("int", 5, 600), "grace_s": Key("int", 0, 86400)},
+    "invitations": {"default_countdown_s": Key("int", 5, 600), "grace_s": Key("int", 0, 86400),
+                    "default_applicant_type": Key("int", 1, 2), "default_task_code": Key("str"),
+                    "default_task_name": Key("str")},
     "report": {"weights": Key("table")},
     "uplink": {k: Key(t) for k, t in (
         ("enabled", "bool"), ("url", "str"), ("batch_path", "str"), ("token_path", "str"),
@@ -68,8 +70,21 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ("default_grade", "str"), ("default_after_s", "int"), ("walkup", "str"), ("unpaired", "str"),
         ("batch_size", "int"), ("max_batches_per_second", "number"), ("request_timeout_s", "number"),
         ("backoff_base_s", "number"), ("backoff_max_s", "number"), ("max_attempts", "int"),
-        ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"))}
+        ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"),
+        ("corrections_path", "str"))}
     | {"app_secret": Key("str", secret=True)},
+    # Sections whose nested tables their owners check (gateway/workdays.py, gateway/notify.py,
+    # gateway/complaints.py): the top-level keys are declared here, so an unknown one is refused
+    # here like any other; the builders below check values and nested tables.
+    "calendar": {"local_required": Key("bool"), "local_holidays": Key("any"),
+                 "extra_working_days": Key("any"), "national": Key("table")},
+    "notify": {"queue_size": Key("int", 1, 1_000_000), "timezone": Key("str"), "webhook": Key("any"),
+               "email": Key("any")},
+    "complaints": {"tag_version": Key("str"), "tag_sets": Key("table"), "contact_days": Key("int", 1, 60),
+                   "rectify_days": Key("int", 1, 60), "complex_days": Key("int", 1, 120),
+                   "appeal_days": Key("int", 1, 60), "review_days": Key("int", 1, 60),
+                   "follow_up_days": Key("int", 1, 60), "due_soon_h": Key("int", 0, 720),
+                   "check_every_s": Key("number", 0.05, 3600)},
 }
 
 
@@ -244,20 +259,24 @@ def parse_config(raw: dict[str, Any], base_dir: Path, path: Path | None = None,
         errors.append(str(e))
         cfg = None
     if check_all and cfg is not None:
-        errors += _build_sections(cfg)
+        errors += _build_sections(cfg, base_dir)
     if errors or cfg is None:
         raise ConfigError("\n".join(errors))
     return cfg
 
 
-def _build_sections(cfg: Config) -> list[str]:
+def _build_sections(cfg: Config, base: Path) -> list[str]:
     """Build the typed object of each section another module owns; their errors, one each.
     Imported here, not at module level: those modules import this one."""
     from gateway.api.settings import HttpSettings
     from gateway.attribution import AttributionRules
+    from gateway.complaints import ComplaintSettings
     from gateway.invitations import InvitationRules
+    from gateway.notify import NotifySettings
     from gateway.reports import ReportSettings
+    from gateway.sectioncheck import SettingsError
     from gateway.uplink.settings import load_settings
+    from gateway.workdays import WorkdaySettings
 
     builders: list[tuple[str, Callable[[Config], Any]]] = [
         ("http", lambda c: HttpSettings.from_raw(c.raw)),
@@ -265,12 +284,15 @@ def _build_sections(cfg: Config) -> list[str]:
         ("invitations", InvitationRules.from_config),
         ("report", ReportSettings.from_config),
         ("uplink", lambda c: load_settings(c) if "uplink" in c.raw else None),
+        ("calendar", lambda c: WorkdaySettings.from_mapping(c.raw.get("calendar"), base_dir=base)),
+        ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
+        ("complaints", ComplaintSettings.from_config),
     ]
     errors: list[str] = []
     for name, build in builders:
         try:
             cfg.sections[name] = build(cfg)
-        except ConfigError as e:
+        except (ConfigError, SettingsError) as e:
             errors.append(str(e))
     return errors
 

@@ -53,6 +53,11 @@ class Attribute(Protocol):
 
 
 HelloHook = Callable[[str], Awaitable[None]]
+# Called in the store's thread, inside the batch's unit of work, with the batch's NEW records
+# once they are inserted (never a re-sent one): what must commit with them (a 差评's complaint,
+# gateway.complaints.ComplaintHook). A hook handles its own failures; one that raises undoes the
+# batch (nothing acked: the devices re-send).
+RecordHook = Callable[[Tx, list[dict[str, Any]]], None]
 
 _ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
 
@@ -129,6 +134,7 @@ class Ingest:
         self.rejections = Rejections(cfg.ingest.rejection_log_s)
         self.stats = IngestStats()
         self.hello_hooks: list[HelloHook] = []
+        self.record_hooks: list[RecordHook] = []
         self._pending: list[PendingRecord] = []
         self._have_work = asyncio.Event()
         self._full = asyncio.Event()
@@ -312,6 +318,9 @@ class Ingest:
         if self.attribute is not None and new:
             new = self._attribute_all(tx, new)
         tx.records.insert_many(new)
+        if new:
+            for hook in self.record_hooks:
+                hook(tx, new)
         tx.anchors.save(anchor_rows)
         return new
 

@@ -27,15 +27,19 @@ from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
 from gateway.broker_accounts import broker_accounts
 from gateway.clock import now_ms
+from gateway.complaints import ComplaintHook, ComplaintService, ComplaintSettings, complaints_job
 from gateway.config import Config
 from gateway.devices import DeviceService
 from gateway.ingest import Ingest
 from gateway.leader import Job, Leader, instance_id
 from gateway.mqtt import Downlink, incoming, session
+from gateway.notify import Notifier, NotifySettings
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, open_store
+from gateway.uplink.adapters import corrections_mode
 from gateway.uplink.scheduler import run_scheduler
 from gateway.uplink.settings import load_settings
+from gateway.workdays import WorkCalendar
 from protocol import topics
 
 log = logging.getLogger("gateway.service")
@@ -127,6 +131,18 @@ async def _changes_loop(registry: DeviceRegistry) -> None:
             log.warning("change feed not read: %s", e)
 
 
+class _NotifierRunning:
+    """The notifier as a running subsystem: waiting notifications get a moment at shutdown."""
+
+    label = "notify"
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    async def stop(self) -> None:
+        await self.notifier.aclose(drain_s=3.0)
+
+
 def _uplink_job(store: Store, config: Config) -> Job:
     async def job(stop: asyncio.Event) -> None:
         await run_scheduler(store, config, stop)
@@ -152,6 +168,14 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         downlink = Downlink(registry)
         ingest = Ingest(config, store, registry, anchors, downlink, attribute=Attribution(rules))
         devices = DeviceService(store, broker_accounts(config.broker), on_rekey=registry.rekey)
+        # 差评 work orders: opened inside ingest's batch, announced and watched by the leader.
+        complaints = ComplaintService(store, config.sections.get("complaints") or ComplaintSettings(),
+                                      WorkCalendar(config.sections.get("calendar")), config.hall,
+                                      corrections=corrections_mode(uplink_settings))
+        ingest.record_hooks.append(ComplaintHook(complaints))
+        notifier = Notifier(config.sections.get("notify") or NotifySettings())
+        await notifier.start()
+        running.append(_NotifierRunning(notifier))
         send = downlink.send_command
         restoring: set[asyncio.Task[None]] = set()
 
@@ -170,7 +194,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
 
         ingest.hello_hooks.append(on_hello)
         jobs: list[tuple[str, Job]] = [
-            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S))]
+            ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S)),
+            ("complaints", complaints_job(complaints, notifier))]
         uplink_label = "uplink=off"
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))
@@ -187,7 +212,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             name="health"))
         tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected, stopping),
                                          name="mqtt"))
-        running.append(await start_http(store, config, send, devices, http_settings))
+        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints))
         running.append(leader.start())
         for start_extra in extra:
             running.append(await start_extra())

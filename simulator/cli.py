@@ -156,10 +156,12 @@ def hall(quiet: bool, **kw: Any) -> None:
 @common
 def demo(quiet: bool, fault: tuple[str, ...], **kw: Any) -> None:
     """The README's demo: a hall of 3 departments and 12 windows, one broker restart and one
-    device power cut, the daily push, the day's report and the reconciliation."""
+    device power cut, the daily push, the 差评 work orders, the day's report and the reconciliation."""
     if not fault:
         fault = ("broker-restart@40s", "power-cut@70s+3s:4")
-    sys.exit(run_hall(_options(fault=fault, **kw), quiet=quiet))
+    opts = _options(fault=fault, **kw)
+    opts.complaints = True      # and the 差评 work orders the day opened
+    sys.exit(run_hall(opts, quiet=quiet))
 
 
 try:

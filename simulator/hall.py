@@ -81,6 +81,7 @@ class HallOptions:
     durable: bool = False           # fsync every journal write (slow with many devices)
     boot_spread_s: float = 2.0      # devices power on spread over this many real seconds
     gateway_log_level: str = "INFO"
+    complaints: bool = False        # show the 差评 work orders the day opened (the demo)
 
 
 @dataclass
@@ -519,6 +520,41 @@ class Hall:
             rep.outcome, rep.batches, rep.accepted, rep.duplicates, rep.rejected + rep.local_rejected,
             (" (" + rep.error + ")") if rep.error else "")
 
+    async def _gateway_cli(self, *args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "--config", str(self.config_path), *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=str(self.workdir),
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    async def complaints_step(self) -> None:
+        """Every 差评 of the day opened a work order by itself: show them with their deadlines
+        (working days, hall time), then the liaison works the first one (hcp-gateway complaints)."""
+        import json
+        self.c.phase("差评 work orders: every 不满意 / 非常不满意 opened a complaint by itself, with its "
+                     "deadlines in working days (hall time)")
+        code, out = await self._gateway_cli("complaints", "list", "--json")
+        rows = json.loads(out)["complaints"] if code == 0 else []
+        if code != 0:
+            self.c.note("complaints list failed: %s" % out.strip()[-300:])
+        for v in sorted(rows, key=lambda v: v["id"]):
+            d = v["deadlines"]
+            when = ("contact by %s, rectify by %s, the clerk may appeal until %s" % (
+                d["contact"]["due"], d["rectify"]["due"], d["appeal"]["due"])
+                if not v["calendar_error"] else "deadlines unknown: %s" % v["calendar_error"])
+            self.c.phase("  #%d %s窗口 %s %s, case %s: %s" % (
+                v["id"], v["window_id"], v["staff_name"], v["grade_zh"], v["case_no"], when))
+        if not rows:
+            self.c.note("no 差评 today (try --grades vs=70,s=15,bs=5,d=7,vd=3)")
+            return
+        first = min(v["id"] for v in rows)
+        for args in (("contact", str(first), "--note", "电话联系办事群众，了解情况", "--by", "账号经办人"),
+                     ("verify", str(first), "--valid", "--note", "12345 热线核实属实", "--by", "12345")):
+            code, out = await self._gateway_cli("complaints", *args)
+            last = out.strip().splitlines()[-1] if out.strip() else "exit %d" % code
+            self.c.phase("  hcp-gateway complaints %s %s: %s" % (args[0], args[1], last))
+
     async def day_report_rows(self) -> list[dict[str, Any]]:
         """The day's report per window and clerk: gateway/reports.py's day_report for each date,
         or (without that module) a plain count from the store."""
@@ -548,7 +584,8 @@ class Hall:
             r.finish(ReportSettings.from_config(cfg).weights)
             out.append({"window": win, "staff": "%s %s" % (staff, names.get(staff, r.display_name)),
                         "cases": r.cases, "unrated": r.unrated + r.expired + r.superseded,
-                        **r.grades, "satisfaction": None if r.satisfaction is None else 100 * r.satisfaction,
+                        "valid_bad": r.valid_bad, **r.grades,
+                        "satisfaction": None if r.satisfaction is None else 100 * r.satisfaction,
                         "score": r.score})
         return out
 
@@ -640,6 +677,8 @@ class Hall:
                 self.c.phase("Daily push: the gateway's uplink sends the day's ratings to the platform")
                 ok, text = await self.push_day()
                 self.c.note(text)
+            if self.o.complaints:
+                await self.complaints_step()
             rows = await self.day_report_rows()
             self.c.phase("Checking end to end: citizens' truth vs the gateway's store vs the platform")
             rec = await self.check()

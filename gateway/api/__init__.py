@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.api.app import make_app
 from gateway.api.settings import HttpSettings
 from gateway.bindings import SendCommand
+from gateway.complaints import ComplaintService
 from gateway.config import Config
 from gateway.devices import DeviceService
 from gateway.store import Store
@@ -26,11 +27,11 @@ class ApiRunning:
 
 
 async def start_http(store: Store, cfg: Config, send_command: SendCommand, devices: DeviceService,
-                     http: HttpSettings) -> ApiRunning:
+                     http: HttpSettings, complaints: ComplaintService | None = None) -> ApiRunning:
     if not http.enabled:
         # No token configured: nobody could use the API, so do not listen at all.
         return ApiRunning("http=off", None)
-    app = make_app(store, cfg, send_command, devices=devices, http=http)
+    app = make_app(store, cfg, send_command, devices=devices, http=http, complaints=complaints)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, http.host, http.port)

@@ -106,6 +106,7 @@ class Invitation:
     close_reason: str | None
     record_id: str | None
     grade: str | None
+    assess_number: int = 1   # 1 the case's first rating, 2 a follow-up rating (追加评价)
 
     def public(self) -> dict[str, Any]:
         """The API's view (no internal ids beyond what the window system needs)."""
@@ -133,6 +134,7 @@ class NewInvitation:
     created_ms: int
     expires_ms: int
     created_by: str
+    assess_number: int = 1
 
 
 @dataclass(frozen=True)
@@ -142,3 +144,113 @@ class Change:
     id: int
     kind: str        # e.g. "device.key"
     subject: str     # e.g. the device id
+
+
+@dataclass(frozen=True)
+class Complaint:
+    """A 差评 work order (table complaints, migration 0200); times are UTC epoch ms."""
+
+    id: int
+    record_id: str
+    channel: str
+    grade: str
+    assess_number: int
+    invitation_id: str | None
+    case_no: str
+    task_code: str
+    task_name: str
+    rated_ms: int
+    opened_ms: int
+    hall_id: str
+    hall_name: str
+    hall_tz: str
+    dept_code: str
+    dept_name: str
+    window_id: str
+    window_name: str
+    staff_account: str
+    staff_name: str
+    state: str
+    verdict: str
+    invalid_reason: str | None
+    complex: bool
+    tag_version: str | None
+    tags: str
+    comment: str
+    reasons_source: str | None
+    callback_grade: str | None
+    appeal_state: str
+    overturn_reason: str | None
+    notified_ms: int
+    contacted_ms: int | None
+    verified_ms: int | None
+    rectified_ms: int | None
+    callback_ms: int | None
+    closed_ms: int | None
+    appealed_ms: int | None
+    review_started_ms: int | None
+    decided_ms: int | None
+    contact_due_ms: int | None
+    rectify_due_ms: int | None
+    appeal_due_ms: int | None
+    review_due_ms: int | None
+    calendar_error: str | None
+    version: int
+    updated_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COMPLAINT_COLUMNS = tuple(Complaint.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class NewComplaint:
+    """What opening a complaint writes (the rest takes the table's defaults)."""
+
+    record_id: str
+    channel: str
+    grade: str
+    assess_number: int
+    invitation_id: str | None
+    case_no: str
+    task_code: str
+    task_name: str
+    rated_ms: int
+    opened_ms: int
+    hall_id: str
+    hall_name: str
+    hall_tz: str
+    dept_code: str
+    dept_name: str
+    window_id: str
+    window_name: str
+    staff_account: str
+    staff_name: str
+    notified_ms: int
+    contact_due_ms: int | None
+    rectify_due_ms: int | None
+    appeal_due_ms: int | None
+    calendar_error: str | None
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Something the platform must be told about a rating that went up (uplink_corrections)."""
+
+    id: int
+    record_id: str
+    complaint_id: int | None
+    action: str
+    payload: dict[str, Any]
+    status: str
+    created_ms: int
+    attempts: int
+    sent_ms: int | None
+    done_ms: int | None
+    done_by: str | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

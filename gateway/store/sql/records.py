@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.store.sql.conn import Conn
+from gateway.store.sql.uplink import NOT_A_RATING
 
 # Columns ingest writes, in order.
 COLUMNS = (
@@ -86,11 +87,14 @@ class SqlRecords:
             " WHERE pressed_at_ms >= ? AND pressed_at_ms < ? AND kind != 'unrated'", (lo, hi))]
 
     def day_with_uplink(self, lo: int, hi: int) -> list[dict[str, Any]]:
-        """The day's records with their uplink state (reconciliation)."""
+        """The day's records with their uplink state (reconciliation), and whether each is a
+        rating at all (NOT_A_RATING: late and extra presses, unrated follow-ups are not)."""
         return self.c.dicts(
             "SELECT r.record_id, r.device_id, r.rb, r.rs, r.kind, COALESCE(r.window_id, '') AS window_id,"
-            " u.status, u.reject_origin, u.reject_code, u.reject_reason"
+            " u.status, u.reject_origin, u.reject_code, u.reject_reason,"
+            " CASE WHEN " + NOT_A_RATING + " THEN 1 ELSE 0 END AS not_a_rating"
             " FROM records r LEFT JOIN uplink_items u ON u.record_id = r.record_id"
+            " LEFT JOIN invitations i ON i.id = r.invitation_id"
             " WHERE r.pressed_at_ms >= ? AND r.pressed_at_ms < ? ORDER BY r.device_id, r.rb, r.rs",
             (lo, hi))
 

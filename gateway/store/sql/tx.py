@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
+from gateway.store.sql.complaints import SqlComplaints
 from gateway.store.sql.conn import Conn
 from gateway.store.sql.devices import SqlDevices
 from gateway.store.sql.invitations import SqlInvitations
@@ -50,6 +51,10 @@ class SqlTx:
     @cached_property
     def uplink(self) -> SqlUplink:
         return SqlUplink(self.raw)
+
+    @cached_property
+    def complaints(self) -> SqlComplaints:
+        return SqlComplaints(self.raw)
 
     @cached_property
     def audit(self) -> SqlAudit:
