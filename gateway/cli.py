@@ -580,6 +580,14 @@ def _register_uplink() -> None:
 _register_uplink()
 
 
+def _register_users() -> None:
+    from gateway.cli_users import register  # its own module (imports this one's helpers)
+    register(cli)
+
+
+_register_users()
+
+
 def _fail(message: str, code: int) -> NoReturn:
     click.echo("hcp-gateway: error: %s" % message, err=True)
     sys.exit(code)

@@ -70,6 +70,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ("backoff_base_s", "number"), ("backoff_max_s", "number"), ("max_attempts", "int"),
         ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"))}
     | {"app_secret": Key("str", secret=True)},
+    "console": {"enabled": Key("bool"), "title": Key("str"), "idle_s": Key("int", 2, 86400),
+                "max_age_s": Key("int", 60, 30 * 86400), "max_failures": Key("int", 1, 100),
+                "lockout_s": Key("int", 1, 86400), "address_failures": Key("int", 1, 10000),
+                "refresh_ms": Key("int", 200, 60000), "page_size": Key("int", 10, 500)},
 }
 
 
@@ -255,6 +259,7 @@ def _build_sections(cfg: Config) -> list[str]:
     Imported here, not at module level: those modules import this one."""
     from gateway.api.settings import HttpSettings
     from gateway.attribution import AttributionRules
+    from gateway.console.settings import ConsoleSettings
     from gateway.invitations import InvitationRules
     from gateway.reports import ReportSettings
     from gateway.uplink.settings import load_settings
@@ -265,6 +270,7 @@ def _build_sections(cfg: Config) -> list[str]:
         ("invitations", InvitationRules.from_config),
         ("report", ReportSettings.from_config),
         ("uplink", lambda c: load_settings(c) if "uplink" in c.raw else None),
+        ("console", ConsoleSettings.from_config),
     ]
     errors: list[str] = []
     for name, build in builders:

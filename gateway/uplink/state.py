@@ -9,11 +9,13 @@ the gateway's Store and runs one unit of work.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.store import Store
+from gateway.store.api import Tx
 from gateway.uplink.adapters import INVITATION_ID_PREFIX, UplinkRecord
 from gateway.uplink.wire import RecordResult
 
@@ -132,9 +134,18 @@ async def list_rejections_counted(store: Store, limit: int = 1000) -> tuple[list
     return await store.read(lambda tx: tx.uplink.rejections(limit))
 
 
-async def requeue(store: Store, record_ids: list[str] | None = None, code: str | None = None) -> int:
-    """Admin: put rejected records back in the queue (all, by id, or by reject code)."""
-    return await store.write(lambda tx: tx.uplink.requeue(record_ids, code))
+async def requeue(store: Store, record_ids: list[str] | None = None, code: str | None = None,
+                  actor: str | None = None, at_ms: int | None = None) -> int:
+    """Admin: put rejected records back in the queue (all, by id, or by reject code); audited
+    under actor when one is given (the console's and the CLI's person)."""
+    def unit(tx: Tx) -> int:
+        n = tx.uplink.requeue(record_ids, code)
+        if actor is not None:
+            tx.audit.add(at_ms if at_ms is not None else int(time.time() * 1000), actor, "uplink.requeue",
+                         {"records": (record_ids or [])[:50], "selected": len(record_ids or []),
+                          "code": code, "requeued": n})
+        return n
+    return await store.write(unit)
 
 
 async def status_counts(store: Store) -> dict[str, int]:
