@@ -81,6 +81,7 @@ class HallOptions:
     durable: bool = False           # fsync every journal write (slow with many devices)
     boot_spread_s: float = 2.0      # devices power on spread over this many real seconds
     gateway_log_level: str = "INFO"
+    extra_config: str = ""          # more TOML for the gateway (e.g. a [console] section)
 
 
 @dataclass
@@ -226,7 +227,7 @@ class Hall:
             "request_timeout_s = 5.0", "backoff_base_s = 0.2", "backoff_max_s = 1.0", "max_attempts = 3",
             'daily_at = "03:30"', "realtime_minutes = 0", "retry_minutes = 1",
             "",
-        ])
+        ]) + (("\n" + o.extra_config + "\n") if o.extra_config else "")
 
     async def _provision_store(self) -> None:
         """Devices, windows, clerks and bindings, through the gateway's own store functions.

@@ -25,6 +25,7 @@ from gateway.bindings import Command, SendCommand
 from gateway.broker_accounts import broker_accounts
 from gateway.clock import now_ms
 from gateway.config import Config
+from gateway.console import ConsoleDeps, ConsoleSettings, setup_console
 from gateway.devices import DeviceService
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
 from gateway.store import Store
@@ -275,9 +276,10 @@ ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] 
 
 def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
              clock: Callable[[], int] = now_ms, devices: DeviceService | None = None,
-             http: HttpSettings | None = None) -> web.Application:
+             http: HttpSettings | None = None, console: bool | None = None) -> web.Application:
     """The API app over the services it is handed (gateway.service wires them; a test may
-    let it build the device service from the config)."""
+    let it build the device service from the config). The web console joins it at `/` when
+    [console] is enabled (console=None: as configured)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app[CFG_KEY] = cfg
     app[HTTP_KEY] = http or HttpSettings.from_raw(cfg.raw)
@@ -288,4 +290,8 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
     app[DEVICES_KEY] = devices or DeviceService(store, broker_accounts(cfg.broker))
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
+    console_settings = ConsoleSettings.from_config(cfg)
+    if console if console is not None else console_settings.enabled:
+        setup_console(app, ConsoleDeps(store, cfg, console_settings, send_command, app[DEVICES_KEY], clock,
+                                       cfg.sections.get("uplink")))
     return app

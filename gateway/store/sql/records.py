@@ -81,9 +81,11 @@ class SqlRecords:
 
     @staticmethod
     def _filter(lo: int | None, hi: int | None, windows: Sequence[str] | None, staff_account: str | None,
-                kind: str | None, grade: str | None, flag: str | None) -> tuple[str, list[Any]]:
+                kind: str | None, grade: str | None, flag: str | None,
+                device_id: str | None) -> tuple[str, list[Any]]:
         where, args = ["1=1"], []  # type: tuple[list[str], list[Any]]
         for cond, val in (("r.pressed_at_ms >= ?", lo), ("r.pressed_at_ms < ?", hi),
+                          ("r.device_id = ?", device_id),
                           ("r.staff_account = ?", staff_account), ("r.kind = ?", kind),
                           ("r.grade = ?", grade)):
             if val is not None:
@@ -102,12 +104,12 @@ class SqlRecords:
 
     def page(self, lo: int | None = None, hi: int | None = None, windows: Sequence[str] | None = None,
              staff_account: str | None = None, kind: str | None = None, grade: str | None = None,
-             flag: str | None = None, before: tuple[int, str] | None = None,
-             limit: int = 50) -> list[dict[str, Any]]:
+             flag: str | None = None, before: tuple[int, str] | None = None, limit: int = 50,
+             device_id: str | None = None) -> list[dict[str, Any]]:
         """Newest first (by press time, then record id), strictly before `before` when given:
         a keyset page (no OFFSET), walking the records_pressed index backwards. windows=None:
         any window (and none); a list: only those windows."""
-        w, args = self._filter(lo, hi, windows, staff_account, kind, grade, flag)
+        w, args = self._filter(lo, hi, windows, staff_account, kind, grade, flag, device_id)
         if before is not None:
             w += " AND (r.pressed_at_ms < ? OR (r.pressed_at_ms = ? AND r.record_id < ?))"
             args += [before[0], before[0], before[1]]
@@ -123,9 +125,10 @@ class SqlRecords:
 
     def count_upto(self, cap: int, lo: int | None = None, hi: int | None = None,
                    windows: Sequence[str] | None = None, staff_account: str | None = None,
-                   kind: str | None = None, grade: str | None = None, flag: str | None = None) -> int:
+                   kind: str | None = None, grade: str | None = None, flag: str | None = None,
+                   device_id: str | None = None) -> int:
         """How many records match, counting no further than cap (a list says "cap+" then)."""
-        w, args = self._filter(lo, hi, windows, staff_account, kind, grade, flag)
+        w, args = self._filter(lo, hi, windows, staff_account, kind, grade, flag, device_id)
         return int(self.c.scalar(
             "SELECT count(*) FROM (SELECT 1 FROM records r WHERE " + w + " LIMIT ?) AS m", [*args, cap]))
 
