@@ -20,7 +20,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.browser import BrowserUnavailable, start_browser, stop_browser, wait_until  # noqa: E402
+from harness.browser import (  # noqa: E402
+    BrowserUnavailable,
+    click_through,
+    start_browser,
+    stop_browser,
+    wait_until,
+)
 
 from simulator.citizens import Case  # noqa: E402
 from simulator.hall import Hall, HallOptions  # noqa: E402
@@ -153,7 +159,7 @@ def login(driver: Any, base: str, name: str, password: str = PASSWORD, expect_ok
     driver.get(base + "/login")
     driver.find_element(By.ID, "name").send_keys(name)
     driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login").click()
+    click_through(driver, driver.find_element(By.ID, "login"))
     if expect_ok:
         wait_until("logged in as %s" % name, lambda: driver.find_elements(By.ID, "logout"), timeout=15)
 

@@ -60,7 +60,9 @@ def start_browser(workdir: Path, size: tuple[int, int] = DESKTOP) -> Any:
         "download.default_directory": str(downloads), "download.prompt_for_download": False,
         "intl.accept_languages": "zh-CN,zh"})
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=CHROMEDRIVER, log_output=str(workdir / "chromedriver.log"))
+    # The browser's own locale (date inputs, number formats) comes from the environment.
+    env = {**os.environ, "LANG": "zh_CN.UTF-8", "LANGUAGE": "zh_CN:zh"}
+    service = Service(executable_path=CHROMEDRIVER, log_output=str(workdir / "chromedriver.log"), env=env)
     driver = webdriver.Chrome(service=service, options=opts)
     driver.set_page_load_timeout(30)
     driver.set_script_timeout(30)
@@ -93,5 +95,33 @@ def wait_until(what: str, fn: Callable[[], T | None], timeout: float = 10.0, eve
 
 
 def console_errors(driver: Any) -> list[str]:
-    """Severe messages of the page's JavaScript console (CSP violations, script errors)."""
-    return [e["message"] for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    """Severe messages of the JavaScript console since the last call (CSP violations, script
+    errors, a static file that failed), less the status of pages themselves (a 403 or 409 page
+    is an answer, not an error)."""
+    out = []
+    for e in driver.get_log("browser"):
+        msg = str(e.get("message", ""))
+        if e.get("level") != "SEVERE":
+            continue
+        if "Failed to load resource: the server responded with a status of 4" in msg and "/static/" not in msg:
+            continue
+        out.append(msg)
+    return out
+
+
+def click_through(driver: Any, element: Any, timeout: float = 15.0) -> None:
+    """Click something that loads a new page and wait until that page has loaded."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+
+    def gone() -> bool:
+        try:
+            old.tag_name  # noqa: B018 - touching it raises once the page was replaced
+        except StaleElementReferenceException:
+            return True
+        return False
+    wait_until("the next page after the click", gone, timeout)
+    wait_until("the page loaded", lambda: driver.execute_script("return document.readyState") == "complete",
+               timeout)
