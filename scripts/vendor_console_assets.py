@@ -57,7 +57,8 @@ def problems(node_modules: Path = REPO / "node_modules") -> list[str]:
     for name, entry in want.items():
         target = VENDOR / name
         if not target.exists() or sha256(target) != entry["sha256"]:
-            found.append("vendor/%s differs from node_modules/%s/%s" % (name, entry["package"], entry["source"]))
+            found.append("vendor/%s differs from node_modules/%s/%s"
+                         % (name, entry["package"], entry["source"]))
     return found
 
 

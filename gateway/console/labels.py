@@ -89,12 +89,13 @@ ERRORS: dict[str, str] = {
 
 
 def error_text(e: DomainError) -> str:
-    known = ERRORS.get(e.code)
+    """A refusal in Chinese: the service's own line when it is already Chinese, else the
+    headline for its code with the service's specifics (which device, since when) after it."""
     text = str(e)
-    if known is None:
+    known = ERRORS.get(e.code)
+    if known is None or not text.isascii():
         return text
-    # Keep the service's specifics (which device, since when) after the Chinese headline.
-    return known if text == known or not text.isascii() else "%s（%s）" % (known, text)
+    return "%s（%s）" % (known, text)
 
 
 def flag_list(flags: str | None) -> list[tuple[str, str]]:

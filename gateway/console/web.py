@@ -138,13 +138,15 @@ class Viewer:
             raise Forbidden("您的角色（%s）无权执行此操作" % accounts.ROLES.get(self.role, self.role))
 
 
+VIEWER_KEY = web.RequestKey("viewer", Viewer)
+
+
 def deps(request: web.Request) -> ConsoleDeps:
     return request.app[CONSOLE_KEY]
 
 
 def viewer(request: web.Request) -> Viewer:
-    v: Viewer = request["viewer"]
-    return v
+    return request[VIEWER_KEY]
 
 
 def remote_of(request: web.Request) -> str:
@@ -240,7 +242,7 @@ def _read_flash(request: web.Request) -> dict[str, str] | None:
 def render(request: web.Request, template: str, ctx: dict[str, Any] | None = None,
            status: int = 200) -> web.Response:
     d = deps(request)
-    v: Viewer | None = request.get("viewer")
+    v: Viewer | None = request.get(VIEWER_KEY)
     base: dict[str, Any] = {
         "title": d.settings.title, "hall": d.cfg.hall, "viewer": v, "zone": zone_label(d.cfg),
         "csrf": v.session.csrf if v else "", "flash": _read_flash(request), "path": request.path,
@@ -365,7 +367,7 @@ async def _console(request: web.Request, handler: Handler) -> web.StreamResponse
             return redirect(request, "/login", ("warn", "登录已过期，请重新登录；刚才的操作未执行"))
         return _to_login(request)
     session, account = found
-    request["viewer"] = Viewer(account, session, token)
+    request[VIEWER_KEY] = Viewer(account, session, token)
     if request.method in UNSAFE:
         await _check_csrf(request, session.csrf)
     if account.must_change and path not in ("/account", "/account/password", "/logout"):

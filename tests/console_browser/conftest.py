@@ -100,7 +100,8 @@ class LiveHall:
         from simulator.citizens import WindowSystem
         self._case += 1
         w = self.window(i)
-        case = Case(case_no="370303-T-%05d" % self._case, task_code="TC%03d" % self._case, task_name=task_name,
+        case = Case(case_no="370303-T-%05d" % self._case, task_code="TC%03d" % self._case,
+                    task_name=task_name,
                     window=w)
         assert self.hall._session is not None
 

@@ -35,7 +35,8 @@ def store_rows(h: LiveHall, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 
 def active_binding(h: LiveHall, device: str) -> tuple[str, str] | None:
-    rows = store_rows(h, "SELECT window_id, staff_account FROM bindings WHERE device_id = ? AND valid_to_ms IS NULL",
+    rows = store_rows(h, "SELECT window_id, staff_account FROM bindings"
+                         " WHERE device_id = ? AND valid_to_ms IS NULL",
                       device)
     return (rows[0][0], rows[0][1]) if rows else None
 
@@ -52,7 +53,8 @@ def test_login_refuses_bad_password_then_locks_the_account(live_hall: LiveHall, 
         login(browser, h.base, "locky", "wrong-password-1", expect_ok=False)
     login(browser, h.base, "locky", PASSWORD, expect_ok=False)
     assert "锁定" in text_of(browser, "error")
-    actions = [r[0] for r in store_rows(h, "SELECT action FROM audit_log WHERE actor = 'console:locky' ORDER BY id")]
+    actions = [r[0] for r in store_rows(
+        h, "SELECT action FROM audit_log WHERE actor = 'console:locky' ORDER BY id")]
     assert actions == ["console.login_failed", "console.login_failed", "console.lockout"]
     # A good login works for another account and lands on the dashboard.
     login(browser, h.base, "admin")
@@ -91,7 +93,8 @@ def test_pair_a_device_and_move_it_with_confirmation(live_hall: LiveHall, browse
     Select(browser.find_element(By.ID, "pair-staff")).select_by_value(w3.staff_account)
     click_through(browser, browser.find_element(By.ID, "pair-submit"))
     assert "确认移动绑定" in body(browser)
-    listed = {e.get_attribute("data-binding") for e in browser.find_elements(By.CSS_SELECTOR, "tr[data-binding]")}
+    listed = {e.get_attribute("data-binding")
+              for e in browser.find_elements(By.CSS_SELECTOR, "tr[data-binding]")}
     assert len(listed) == 2
     assert active_binding(h, dev4) == (w4.window_id, w4.staff_account)   # not moved yet
     click_through(browser, browser.find_element(By.ID, "confirm-move"))
@@ -132,7 +135,8 @@ def test_a_press_on_a_simulated_device_reaches_the_dashboard_within_2s(live_hall
     wait_until("record acked by the gateway", lambda: h.journal_empty(0), timeout=10)
     acked = time.monotonic()
     wait_until("the press on the dashboard",
-               lambda: browser.find_elements(By.CSS_SELECTOR, 'tr[data-record="%s"]' % r.record_id), timeout=5)
+               lambda: browser.find_elements(By.CSS_SELECTOR, 'tr[data-record="%s"]' % r.record_id),
+               timeout=5)
     shown = time.monotonic() - acked
     assert shown <= 2.0, "dashboard showed the press %.2fs after the gateway stored it" % shown
     assert int(text_of(browser, "t-ratings")) == ratings_before + 1
@@ -203,7 +207,8 @@ def test_roles_and_scopes(live_hall: LiveHall, browser: Any) -> None:
     # An admin scoped to one department sees and manages only its windows.
     login(browser, h.base, "deptadmin")
     browser.get(h.base + "/devices")
-    shown = {e.get_attribute("data-device") for e in browser.find_elements(By.CSS_SELECTOR, "tr[data-device]")}
+    shown = {e.get_attribute("data-device")
+             for e in browser.find_elements(By.CSS_SELECTOR, "tr[data-device]")}
     expected = {b[0] for b in store_rows(
         h, "SELECT b.device_id FROM bindings b JOIN windows w ON w.window_id = b.window_id"
            " WHERE b.valid_to_ms IS NULL AND w.dept_code = ?", w0.dept_code)}
@@ -233,7 +238,8 @@ def test_csrf_is_required_on_every_change(live_hall: LiveHall, browser: Any, tmp
         " body: new URLSearchParams({window_id: 'X97', name: '临时窗口'}), redirect: 'manual'})"
         ".then(r => done(r.type));")
     assert status == "opaqueredirect"
-    assert store_rows(h, "SELECT actor FROM audit_log WHERE action = 'window.add' AND detail_json LIKE '%X97%'") \
+    assert store_rows(h, "SELECT actor FROM audit_log"
+                         " WHERE action = 'window.add' AND detail_json LIKE '%X97%'") \
         == [("console:admin",)]
     # A page of another origin (same site: only the port differs, so the browser does send the
     # session cookie) that posts a form to the console is refused and changes nothing.
@@ -316,7 +322,8 @@ def test_layout_and_screenshots(live_hall: LiveHall, browser: Any, tmp_path: Pat
     out.mkdir(parents=True, exist_ok=True)
     login(browser, h.base, "admin")
     shots = [("dashboard", "/"), ("devices", "/devices"), ("device", "/devices/" + h.device(0).device_id),
-             ("pairing", "/pairing"), ("ratings", "/ratings?from=2000-01-01"), ("invitations", "/invitations"),
+             ("pairing", "/pairing"), ("ratings", "/ratings?from=2000-01-01"),
+             ("invitations", "/invitations"),
              ("uplink", "/uplink"), ("audit", "/audit"), ("org", "/org")]
     try:
         for size, suffix in ((DESKTOP, ""), (TABLET, "-tablet")):
@@ -324,8 +331,10 @@ def test_layout_and_screenshots(live_hall: LiveHall, browser: Any, tmp_path: Pat
             for name, path in shots:
                 browser.get(h.base + path)
                 if name == "dashboard":
-                    wait_until("chart", lambda: browser.find_element(By.ID, "grade-chart").get_attribute("data-drawn"))
-                width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+                    wait_until("chart", lambda: browser.find_element(By.ID, "grade-chart")
+                               .get_attribute("data-drawn"))
+                width = browser.execute_script(
+                    "return [document.documentElement.scrollWidth, window.innerWidth]")
                 assert width[0] <= width[1], "%s scrolls sideways at %s: %s" % (path, size, width)
                 if suffix == "" or name in ("dashboard", "pairing", "ratings"):
                     png = out / ("console-%s%s.png" % (name, suffix))

@@ -35,7 +35,8 @@ class BrowserUnavailable(RuntimeError):
 def check_browser() -> None:
     for p in (CHROMIUM, CHROMEDRIVER):
         if not os.access(p, os.X_OK):
-            raise BrowserUnavailable("%s is missing: run scripts/setup.sh (apt: chromium chromium-driver)" % p)
+            raise BrowserUnavailable("%s is missing: run scripts/setup.sh (apt: chromium chromium-driver)"
+                                     % p)
 
 
 def start_browser(workdir: Path, size: tuple[int, int] = DESKTOP) -> Any:
@@ -103,7 +104,8 @@ def console_errors(driver: Any) -> list[str]:
         msg = str(e.get("message", ""))
         if e.get("level") != "SEVERE":
             continue
-        if "Failed to load resource: the server responded with a status of 4" in msg and "/static/" not in msg:
+        page_status = "Failed to load resource: the server responded with a status of 4" in msg
+        if page_status and "/static/" not in msg:
             continue
         out.append(msg)
     return out
