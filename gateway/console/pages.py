@@ -1,7 +1,7 @@
 """The console's pages: each a thin handler over the domain services the CLI and the API use.
 
 Lists are keyset pages (`before=<time>~<id>`, newest first, no OFFSET) with a bounded count
-("10000+"), so no page reads a whole table. A scoped account sees only the windows of its
+("1000+"), so no page reads a whole table. A scoped account sees only the windows of its
 halls and departments, the devices bound there and their records and invitations.
 """
 
@@ -34,7 +34,7 @@ from gateway.store.rows import Binding, Window
 from gateway.uplink import state as uplink_state
 from protocol.grades import BAD, GRADES
 
-COUNT_CAP = 10000
+COUNT_CAP = 1000     # a list counts its matches up to here, then says "1000+"
 
 
 # ---- scope -----------------------------------------------------------------------------------

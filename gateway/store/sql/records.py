@@ -98,7 +98,8 @@ class SqlRecords:
                 where.append("r.window_id IN (%s)" % ",".join("?" * len(windows)))
                 args.extend(windows)
         if flag is not None:
-            where.append("(',' || r.flags || ',') LIKE ?")
+            # flags <> '' lets the planner read the partial index of flagged records (0301).
+            where.append("r.flags <> '' AND (',' || r.flags || ',') LIKE ?")
             args.append("%," + flag + ",%")
         return " AND ".join(where), args
 
