@@ -1,7 +1,7 @@
 """Benchmark: every web console page with 1,000,000 ratings in the store.
 
     .venv/bin/python bench/console.py [--ratings 1000000] [--days 365] [--rounds 30]
-                                      [--store-url postgresql://...]
+                                      [--store sqlite|postgresql]
 
 Fills a fresh store through its repositories (a year of a 12-window hall: each rating with
 its invitation, its audit row and its uplink state; a few flagged presses and platform
@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -180,9 +181,16 @@ async def main(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="hcp-bench-console-"))
     broker: Mosquitto | None = None
     gw: GatewayProcess | None = None
+    pg: Any = None
     now_ms = int(time.time() * 1000)
     try:
-        url = args.store_url or str(work / "gateway.db")
+        url = str(work / "gateway.db")
+        if args.store == "postgresql":
+            # The tests' PostgreSQL 15 harness, with fsync on as in production.
+            sys.path.insert(0, str(ROOT / "tests"))
+            from harness.postgres import PostgresServer
+            pg = PostgresServer(fsync=True).start()
+            url = pg.fresh_database()
         store = await open_store(url)
         t0 = time.monotonic()
         print("filling the store (%s) with %d ratings over %d days ..."
@@ -206,6 +214,8 @@ async def main(args: argparse.Namespace) -> int:
             gw.terminate()
         if broker is not None:
             broker.stop()
+        if pg is not None:
+            pg.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
         else:
@@ -217,7 +227,8 @@ def cli() -> int:
     p.add_argument("--ratings", type=int, default=1_000_000)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--rounds", type=int, default=30, help="requests per page (after 3 warm-up rounds)")
-    p.add_argument("--store-url", help="a PostgreSQL URL (an empty database) instead of a SQLite file")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                   help="postgresql: a PostgreSQL 15 the bench starts (as the tests do)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     args = p.parse_args()
     try:
