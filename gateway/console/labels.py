@@ -46,6 +46,7 @@ UPLINK_STATUS: dict[str, str] = {
     "sent": "已发送待确认",
     "acked": "平台已确认",
     "rejected": "平台拒收",
+    "covered": "已由默认评价代替",
 }
 
 ACTIONS: dict[str, str] = {

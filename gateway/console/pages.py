@@ -34,6 +34,7 @@ from gateway.store.rows import Binding, Window
 from gateway.uplink import state as uplink_state
 from protocol.grades import BAD, GRADES
 
+UPLINK_COUNT_CAP = 100_000   # the uplink page's per-state counts say "100000+" beyond
 COUNT_CAP = 1000     # a list counts its matches up to here, then says "1000+"
 
 
@@ -112,8 +113,8 @@ def page_param(request: web.Request) -> int:
     return int(raw) if raw.isdigit() and 0 < int(raw) < 10**6 else 1
 
 
-def count_text(n: int) -> str:
-    return "%d+" % COUNT_CAP if n >= COUNT_CAP else str(n)
+def count_text(n: int, cap: int = COUNT_CAP) -> str:
+    return "%d+" % cap if n >= cap else str(n)
 
 
 def choice(request: web.Request, key: str, allowed: dict[str, str] | tuple[str, ...],
@@ -462,12 +463,13 @@ async def ratings_page(request: web.Request) -> web.Response:
 async def uplink_page(request: web.Request) -> web.Response:
     viewer(request).require("uplink.view")
     d = deps(request)
-    counts = await uplink_state.status_counts(d.store)
+    counts = await uplink_state.status_counts_upto(d.store, UPLINK_COUNT_CAP)
     runs = await uplink_state.recent_runs(d.store, 10)
     rejected, n_rejected = await uplink_state.list_rejections_counted(d.store, d.settings.page_size)
     codes = sorted({r["reject_code"] for r in rejected if r["reject_code"]})
     return render(request, "uplink.html", {
-        "counts": counts, "runs": runs, "rejected": rejected, "n_rejected": n_rejected, "codes": codes,
+        "counts": {k: count_text(v, UPLINK_COUNT_CAP) for k, v in counts.items()},
+        "runs": runs, "rejected": rejected, "n_rejected": n_rejected, "codes": codes,
         "settings": d.uplink, "default_date": today(d.cfg, d.clock()).isoformat(), "result": None,
     })
 

@@ -22,6 +22,8 @@ from gateway.uplink.wire import RecordResult
 # Invitation statuses that close a case without a rating (a 'cancelled' invitation was
 # withdrawn by the window system or by unpairing: the case gets no default rating).
 UNRATED_STATUSES = ("unrated", "expired", "superseded")
+# Every delivery state an uplink item can be in (migrations 0100, 0101).
+ITEM_STATUSES = ("pending", "sent", "acked", "rejected", "covered")
 # Uplink states of an "inv:" item that mean the case's default rating is (being) uploaded.
 DEFAULT_TAKEN = ("pending", "sent", "acked")
 
@@ -150,6 +152,11 @@ async def requeue(store: Store, record_ids: list[str] | None = None, code: str |
 
 async def status_counts(store: Store) -> dict[str, int]:
     return await store.read(lambda tx: tx.uplink.status_counts())
+
+
+async def status_counts_upto(store: Store, cap: int) -> dict[str, int]:
+    """Items per delivery state, each counted up to cap (a bounded read for the console)."""
+    return await store.read(lambda tx: tx.uplink.status_counts_upto(cap, ITEM_STATUSES))
 
 
 async def start_run(store: Store, trigger: str, date: str | None, now_ms: int) -> int:

@@ -85,3 +85,21 @@ async def test_invitations_pages(tmp_path: Path, store_url: str) -> None:
         assert await store.read(lambda tx: tx.invitations.count_upto(100, "cancelled", t0, t0 + 3000)) == 4
     finally:
         await store.close()
+
+
+async def test_uplink_state_counts_are_bounded(tmp_path: Path, store_url: str) -> None:
+    from gateway.uplink import state
+    cfg = make_config(tmp_path, store_url)
+    store = await open_store(cfg.store.url)
+    try:
+        await seed(store)
+        ids = [await add_record(store, cfg, "dev-1", 1_800_000_000_000 + i) for i in range(12)]
+        await store.write(lambda tx: tx.uplink.mark_sent("b1", "x", [(r, 0, None) for r in ids[:10]], 1))
+        await store.write(lambda tx: tx.uplink.apply_results("b1", [(2, "accepted", r) for r in ids[:7]],
+                                                             [("E1", "no", 2, ids[7])], (7, 0, 1), 2, None))
+        assert await state.status_counts_upto(store, 5) == {
+            "pending": 0, "sent": 2, "acked": 5, "rejected": 1, "covered": 0}
+        assert (await state.status_counts_upto(store, 100))["acked"] == 7
+        assert await state.status_counts(store) == {"sent": 2, "acked": 7, "rejected": 1}
+    finally:
+        await store.close()

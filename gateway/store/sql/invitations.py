@@ -60,7 +60,7 @@ class SqlInvitations:
         """Newest first, strictly before `before` (created_ms, id): a keyset page."""
         w, args = self._filter(status, since_ms, until_ms, windows)
         if before is not None:
-            w += " AND (created_ms < ? OR (created_ms = ? AND id < ?))"
+            w += " AND created_ms <= ? AND (created_ms < ? OR id < ?)"   # a seekable range first
             args += [before[0], before[0], before[1]]
         return [Invitation(*r) for r in self.c.rows(
             "SELECT %s FROM invitations WHERE %s ORDER BY created_ms DESC, id DESC LIMIT ?" % (_COLUMNS, w),

@@ -112,7 +112,9 @@ class SqlRecords:
         any window (and none); a list: only those windows."""
         w, args = self._filter(lo, hi, windows, staff_account, kind, grade, flag, device_id)
         if before is not None:
-            w += " AND (r.pressed_at_ms < ? OR (r.pressed_at_ms = ? AND r.record_id < ?))"
+            # "<= ?" first: a range the press-time index can seek to on both backends (an OR of
+            # two ranges alone makes PostgreSQL scan).
+            w += " AND r.pressed_at_ms <= ? AND (r.pressed_at_ms < ? OR r.record_id < ?)"
             args += [before[0], before[0], before[1]]
         rows = self.c.dicts(
             "SELECT r.record_id, r.device_id, r.pressed_at_ms, r.time_source, r.received_at_ms, r.kind,"
