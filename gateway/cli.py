@@ -578,14 +578,9 @@ def _register_uplink() -> None:
 
 
 _register_uplink()
-
-
-def _register_users() -> None:
-    from gateway.cli_users import register  # its own module (imports this one's helpers)
-    register(cli)
-
-
-_register_users()
+if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
+    from gateway.cli_users import register as _register_users  # noqa: E402 - needs the helpers above
+    _register_users(cli)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -625,4 +620,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the importable module (every command group registered, one CliError class).
+    from gateway.cli import main as _main
+    _main()
