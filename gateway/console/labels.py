@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.errors import DomainError
+from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
 from protocol.grades import NAMES_ZH
 
 GRADE: dict[str, str] = dict(NAMES_ZH)
@@ -93,10 +93,14 @@ def error_text(e: DomainError) -> str:
     """A refusal in Chinese: the service's own line when it is already Chinese, else the
     headline for its code with the service's specifics (which device, since when) after it."""
     text = str(e)
-    known = ERRORS.get(e.code)
-    if known is None or not text.isascii():
+    if not text.isascii():
         return text
+    known = ERRORS.get(e.code) or next((zh for cls, zh in KINDS if isinstance(e, cls)), "无法完成")
     return "%s（%s）" % (known, text)
+
+
+KINDS: tuple[tuple[type[DomainError], str], ...] = (
+    (BadInput, "输入有误"), (NotFound, "找不到"), (Conflict, "与现有数据冲突"), (Unavailable, "外部服务暂不可用"))
 
 
 def flag_list(flags: str | None) -> list[tuple[str, str]]:

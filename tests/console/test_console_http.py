@@ -265,3 +265,21 @@ async def test_console_off_without_its_section(tmp_path: Path, store_url: str) -
     finally:
         await runner.cleanup()
         await store.close()
+
+
+async def test_hostile_input_is_escaped_or_refused(app: App) -> None:
+    c = await app.client("admin")
+    status, text, _ = await c.get("/ratings?staff=%3Cscript%3Ealert(1)%3C/script%3E")
+    assert status == 200 and "<script>alert(1)" not in text and "&lt;script&gt;" in text
+    for path in ("/devices/%00", "/devices/" + "x" * 300, "/pairing/history?device=%3Cb%3E", "/audit?actor=%27--",
+                 "/ratings?page=abc&before=1~" + "z" * 200, "/devices?page=-1"):
+        status, text, _ = await c.get(path)
+        assert status in (200, 400, 404) and "Traceback" not in text and "<b>" not in text, path
+    # A window name with markup is stored as text and shown escaped.
+    status, _, _ = await c.post("/org/windows", {"window_id": "Q1", "name": "<img src=x onerror=alert(1)>",
+                                                 "dept_code": DEPT_A})
+    assert status == 303
+    _, text, _ = await c.get("/org")
+    assert "<img src=x" not in text and "&lt;img src=x" in text
+    status, text, _ = await c.post("/org/windows", {"window_id": "Q2\x01", "dept_code": DEPT_A})
+    assert status == 400 and "control character" in text
