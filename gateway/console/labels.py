@@ -100,7 +100,8 @@ def error_text(e: DomainError) -> str:
 
 
 KINDS: tuple[tuple[type[DomainError], str], ...] = (
-    (BadInput, "输入有误"), (NotFound, "找不到"), (Conflict, "与现有数据冲突"), (Unavailable, "外部服务暂不可用"))
+    (BadInput, "输入有误"), (NotFound, "找不到"), (Conflict, "与现有数据冲突"),
+    (Unavailable, "外部服务暂不可用"))
 
 
 def flag_list(flags: str | None) -> list[tuple[str, str]]:
