@@ -15,11 +15,18 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from gateway import accounts
-from gateway.cli import CliError, CliState, _state, actor, emit, json_option, local_time, run_db
+from gateway.cli import CliError, CliState, _state, actor, emit, local_time, run_db
+
+# gateway.cli's own --json option, declared here with its type: this module and gateway.cli
+# import each other, and mypy cannot infer a decorator's type across that cycle.
+json_option: Callable[[Callable[..., Any]], Callable[..., Any]] = click.option(
+    "--json", "as_json", is_flag=True, help="machine-readable output")
 
 
 def read_password(confirm: bool = True) -> str:
