@@ -8,6 +8,7 @@ halls and departments, the devices bound there and their records and invitations
 from __future__ import annotations
 
 import datetime as dt
+import re
 import urllib.parse
 from typing import Any
 
@@ -28,13 +29,15 @@ from gateway.console.web import (
     today,
     viewer,
 )
-from gateway.errors import BadInput, Conflict
+from gateway.devices import DEVICE_ID
+from gateway.errors import BadInput, Conflict, NotFound
 from gateway.store.api import Tx
 from gateway.store.rows import Binding, Window
 from gateway.uplink import state as uplink_state
 from protocol.grades import BAD, GRADES
 
 UPLINK_COUNT_CAP = 100_000   # the uplink page's per-state counts say "100000+" beyond
+ROW_KEY = re.compile(r"[A-Za-z0-9:_.-]{1,128}")   # record and invitation ids (cursors, re-queue)
 COUNT_CAP = 1000     # a list counts its matches up to here, then says "1000+"
 
 
@@ -92,7 +95,7 @@ def parse_cursor(text: str | None) -> tuple[int, str] | None:
     if not text:
         return None
     ms, sep, key = text.partition("~")
-    if not sep or not ms.isdigit() or not key or len(key) > 128:
+    if not sep or not ms.isdigit() or len(ms) > 18 or not ROW_KEY.fullmatch(key):
         raise BadInput("翻页参数不正确", "bad_cursor")
     return int(ms), key
 
@@ -129,7 +132,17 @@ def text_param(request: web.Request, key: str, limit: int = 64) -> str | None:
     v = (request.query.get(key) or "").strip()
     if len(v) > limit:
         raise BadInput("筛选条件过长", "bad_filter")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in v):
+        raise BadInput("筛选条件含有控制字符", "bad_filter")
     return v or None
+
+
+def device_id_of(value: str) -> str:
+    """A device id as the protocol has them; anything else names no device (and never
+    reaches the store: PostgreSQL refuses a NUL in text outright)."""
+    if not DEVICE_ID.fullmatch(value):
+        raise NotFound("没有这台设备：%s" % value[:40], "unknown_device")
+    return value
 
 
 # ---- dashboard ---------------------------------------------------------------------------------
@@ -204,7 +217,7 @@ async def device_page(request: web.Request) -> web.Response:
     v = viewer(request)
     v.require("devices.view")
     d = deps(request)
-    device_id = request.match_info["device_id"]
+    device_id = device_id_of(request.match_info["device_id"])
     dev = await d.devices.get(device_id)
     history = await d.store.read(lambda tx: tx.bindings.of_device(device_id))
     active = next((b for b in history if b.active), None)
@@ -320,6 +333,9 @@ async def pairing_post(request: web.Request) -> web.Response:
     force = form.get("force") == "1"
     if not device or not window or not staff:
         raise BadInput("请选择设备、窗口和工作人员", "missing_field")
+    device = device_id_of(device)
+    window = bindings.check_text("window", window, 1, 16)
+    staff = bindings.check_text("staff account", staff, 1, 64)
     wins = await visible_windows(request)
     require_window(request, wins, window)
     if wins is not None and device not in [x["device_id"] for x in await device_rows(request)]:
@@ -352,7 +368,7 @@ async def pairing_post(request: web.Request) -> web.Response:
 async def unpair_confirm(request: web.Request) -> web.Response:
     v = viewer(request)
     v.require("devices.manage")
-    device = text_param(request, "device", 32) or ""
+    device = device_id_of(text_param(request, "device", 32) or "")
     b = await bindings.active_binding(deps(request).store, device)
     if b is None:
         raise BadInput("设备 %s 当前没有绑定" % device, "not_bound")
@@ -365,7 +381,7 @@ async def unpair_post(request: web.Request) -> web.Response:
     v.require("devices.manage")
     d = deps(request)
     form = await request.post()
-    device = str(form.get("device", "")).strip()
+    device = device_id_of(str(form.get("device", "")).strip())
     b = await bindings.active_binding(d.store, device)
     if b is not None:
         require_window(request, await visible_windows(request), b.window_id)
@@ -486,10 +502,10 @@ async def uplink_requeue(request: web.Request) -> web.Response:
         ids = [str(x) for x in form.getall("record_id", []) if str(x)][:1000]
         if not ids:
             raise BadInput("请至少勾选一条记录", "missing_field")
+        if not all(ROW_KEY.fullmatch(x) for x in ids):
+            raise BadInput("记录编号不正确", "bad_record_id")
     elif mode == "code":
-        code = str(form.get("code", "")).strip()
-        if not code:
-            raise BadInput("请选择拒收原因代码", "missing_field")
+        code = bindings.check_text("code", str(form.get("code", "")), 1, 64)
     elif mode != "all":
         raise BadInput("未知的操作", "bad_input")
     n = await uplink_state.requeue(d.store, ids, code, actor=v.actor, at_ms=d.clock())

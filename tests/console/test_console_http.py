@@ -275,6 +275,19 @@ async def test_hostile_input_is_escaped_or_refused(app: App) -> None:
                  "/audit?actor=%27--", "/ratings?page=abc&before=1~" + "z" * 200, "/devices?page=-1"):
         status, text, _ = await c.get(path)
         assert status in (200, 400, 404) and "Traceback" not in text and "<b>" not in text, path
+    # A NUL anywhere (PostgreSQL refuses it in text) is a clear refusal, never a 500.
+    for path in ("/ratings?staff=%00", "/audit?actor=a%00", "/ratings?before=1~dev%00",
+                 "/pairing/unpair?device=%00", "/pairing/history?device=%00", "/invitations?before=5~%00"):
+        status, text, _ = await c.get(path)
+        assert status in (400, 404) and "Traceback" not in text, (path, status)
+    for path, data in (("/pairing", {"device": "dev\x00", "window": "A01", "staff_account": "zhang"}),
+                       ("/pairing", {"device": "dev-4", "window": "A\x00", "staff_account": "zhang"}),
+                       ("/pairing/unpair", {"device": "d\x00"}),
+                       ("/uplink/requeue", {"mode": "ids", "record_id": "x\x00"}),
+                       ("/uplink/requeue", {"mode": "code", "code": "E\x00"}),
+                       ("/org/staff", {"account": "a\x00", "display_name": "x"})):
+        status, text, _ = await c.post(path, data)
+        assert status in (400, 404) and "Traceback" not in text, (path, data, status)
     # A window name with markup is stored as text and shown escaped.
     status, _, _ = await c.post("/org/windows", {"window_id": "Q1", "name": "<img src=x onerror=alert(1)>",
                                                  "dept_code": DEPT_A})
