@@ -9,7 +9,7 @@ from gateway.api.app import make_app
 from gateway.api.settings import HttpSettings
 from gateway.bindings import SendCommand
 from gateway.config import Config
-from gateway.console import ConsoleSettings
+from gateway.console.settings import ConsoleSettings
 from gateway.devices import DeviceService
 from gateway.store import Store
 

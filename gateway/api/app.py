@@ -25,7 +25,7 @@ from gateway.bindings import Command, SendCommand
 from gateway.broker_accounts import broker_accounts
 from gateway.clock import now_ms
 from gateway.config import Config
-from gateway.console import ConsoleDeps, ConsoleSettings, setup_console
+from gateway.console.settings import ConsoleSettings
 from gateway.devices import DeviceService
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
 from gateway.store import Store
@@ -292,6 +292,7 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
         app.router.add_route(method, path, handler)
     console_settings = ConsoleSettings.from_config(cfg)
     if console if console is not None else console_settings.enabled:
+        from gateway.console.setup import ConsoleDeps, setup_console  # only a console loads Jinja2
         setup_console(app, ConsoleDeps(store, cfg, console_settings, send_command, app[DEVICES_KEY], clock,
                                        cfg.sections.get("uplink")))
     return app

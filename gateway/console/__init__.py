@@ -1,42 +1,9 @@
 """The web console (issue 18): a Chinese back office in the browser, served by the gateway's
 own HTTP server at `/` beside the API, over the same domain services as the CLI and the API.
 
-`setup_console(app, deps)` adds its pages, its static files (CSS, the console's script, and
-ECharts and htmx vendored from npm: halls have no internet) and its middleware to the API's
-aiohttp app; gateway.api.make_app calls it when [console] is enabled. docs/console.md.
+`gateway.console.setup.setup_console(app, deps)` adds its pages, static files (CSS, the
+console's script, ECharts and htmx vendored from npm: halls have no internet) and middleware
+to the API's aiohttp app; gateway.api.make_app calls it when [console] is enabled. Nothing is
+imported here, so a gateway without a console never loads the console's modules (Jinja2,
+Argon2). docs/console.md.
 """
-
-from __future__ import annotations
-
-from aiohttp import web
-
-from gateway.console.pages import ROUTES
-from gateway.console.settings import ConsoleSettings
-from gateway.console.web import (
-    CONSOLE_KEY,
-    STATIC,
-    AddressThrottle,
-    ConsoleDeps,
-    console_middleware,
-    healthz,
-    login_page,
-    login_post,
-    logout,
-    setup_templates,
-)
-
-__all__ = ["ConsoleDeps", "ConsoleSettings", "setup_console"]
-
-
-def setup_console(app: web.Application, deps: ConsoleDeps) -> None:
-    deps.throttle = AddressThrottle(deps.settings.address_failures, deps.settings.lockout_s)
-    app[CONSOLE_KEY] = deps
-    setup_templates(app)
-    app.middlewares.append(console_middleware)
-    app.router.add_static("/static/", STATIC, follow_symlinks=False)
-    app.router.add_route("GET", "/login", login_page)
-    app.router.add_route("POST", "/login", login_post)
-    app.router.add_route("POST", "/logout", logout)
-    app.router.add_route("GET", "/healthz", healthz)
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)

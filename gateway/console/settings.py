@@ -16,9 +16,12 @@ Key types and ranges are checked by gateway.config.SCHEMA.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from gateway.accounts import LoginRules
 from gateway.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    from gateway.accounts import LoginRules
 
 
 @dataclass(frozen=True)
@@ -54,5 +57,6 @@ class ConsoleSettings:
 
     @property
     def rules(self) -> LoginRules:
+        from gateway.accounts import LoginRules  # Argon2 only where accounts are used
         return LoginRules(idle_s=self.idle_s, max_age_s=self.max_age_s, max_failures=self.max_failures,
                           lockout_s=self.lockout_s)
