@@ -583,6 +583,8 @@ _register_uplink()
 if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
     from gateway.cli_complaints import complaints as _complaints  # noqa: E402 - needs the helpers above
     cli.add_command(_complaints)
+    from gateway.cli_users import register as _register_users  # noqa: E402 - needs the helpers above
+    _register_users(cli)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -85,6 +85,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
                    "appeal_days": Key("int", 1, 60), "review_days": Key("int", 1, 60),
                    "follow_up_days": Key("int", 1, 60), "due_soon_h": Key("int", 0, 720),
                    "check_every_s": Key("number", 0.05, 3600)},
+    "console": {"enabled": Key("bool"), "title": Key("str"), "idle_s": Key("int", 2, 86400),
+                "max_age_s": Key("int", 60, 30 * 86400), "max_failures": Key("int", 1, 100),
+                "lockout_s": Key("int", 1, 86400), "address_failures": Key("int", 1, 10000),
+                "refresh_ms": Key("int", 200, 60000), "page_size": Key("int", 10, 500)},
 }
 
 
@@ -271,6 +275,7 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
     from gateway.api.settings import HttpSettings
     from gateway.attribution import AttributionRules
     from gateway.complaints import ComplaintSettings
+    from gateway.console.settings import ConsoleSettings
     from gateway.invitations import InvitationRules
     from gateway.notify import NotifySettings
     from gateway.reports import ReportSettings
@@ -287,6 +292,7 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         ("calendar", lambda c: WorkdaySettings.from_mapping(c.raw.get("calendar"), base_dir=base)),
         ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
         ("complaints", ComplaintSettings.from_config),
+        ("console", ConsoleSettings.from_config),
     ]
     errors: list[str] = []
     for name, build in builders:
