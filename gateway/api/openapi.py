@@ -23,6 +23,7 @@ INVITATION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}
 
 
 def openapi_spec() -> dict[str, Any]:
+    from gateway.api import org as org_api  # lazy: each route module documents its own paths
     inv_ref = {"$ref": "#/components/schemas/Invitation"}
     binding_ref = {"$ref": "#/components/schemas/Binding"}
     window_auth: list[dict[str, list[str]]] = [{"windowToken": []}, {"adminToken": []}]
@@ -146,6 +147,7 @@ def openapi_spec() -> dict[str, Any]:
                 "get": {"summary": "This document", "security": [],
                         "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}},
             },
+            **org_api.OPENAPI_PATHS,
         },
         "components": {
             "securitySchemes": {

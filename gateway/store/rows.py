@@ -58,12 +58,64 @@ class Window:
     window_id: str
     dept_code: str
     name: str
+    hall_id: str | None = None      # None: the default hall ([hall] in the config)
+    retired_ms: int | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
 
 
 @dataclass(frozen=True)
 class Staff:
     account: str
     display_name: str
+    dept_code: str = ""             # the clerk's own department ("" when not given)
+    retired_ms: int | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
+
+
+@dataclass(frozen=True)
+class HallRow:
+    """A hall as stored (table halls); gateway.org.Hall is the domain view."""
+
+    hall_id: str
+    name: str
+    kind: str                       # centre | town | village
+    parent_id: str | None
+    area_code: str
+    timezone: str
+    opening_hours: str              # "08:30-12:00,13:30-17:30"
+    opening_days: str               # "1,2,3,4,5"
+    created_ms: int
+    retired_ms: int | None
+
+
+@dataclass(frozen=True)
+class Department:
+    dept_code: str                  # unified social credit code (GB 32100-2015)
+    name: str
+    hall_id: str | None             # where it sits (None: the default hall)
+    created_ms: int
+    retired_ms: int | None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
+
+
+@dataclass(frozen=True)
+class WindowPlace:
+    """Where a window was, [valid_from_ms, valid_to_ms)."""
+
+    window_id: str
+    hall_id: str | None
+    dept_code: str
+    valid_from_ms: int
+    valid_to_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -106,6 +158,7 @@ class Invitation:
     close_reason: str | None
     record_id: str | None
     grade: str | None
+    hall_id: str | None = None      # the window's hall when it was issued (None: the default hall)
 
     def public(self) -> dict[str, Any]:
         """The API's view (no internal ids beyond what the window system needs)."""
@@ -133,6 +186,7 @@ class NewInvitation:
     created_ms: int
     expires_ms: int
     created_by: str
+    hall_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from gateway.store.sql.conn import Conn
 
 _COLUMNS = ("id, device_id, window_id, staff_account, binding_id, case_no, task_code, task_name, dept_code,"
             " applicant_type, countdown_s, status, created_ms, expires_ms, closed_ms, close_reason,"
-            " record_id, grade")
+            " record_id, grade, hall_id")
 
 
 class SqlInvitations:
@@ -62,10 +62,11 @@ class SqlInvitations:
         self.c.execute(
             "INSERT INTO invitations (id, device_id, window_id, staff_account, binding_id, case_no,"
             " task_code, task_name, dept_code, applicant_type, countdown_s, status, created_ms,"
-            " expires_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            " expires_ms, created_by, hall_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             (n.id, n.device_id, n.window_id, n.staff_account, n.binding_id, n.case_no, n.task_code,
              n.task_name, n.dept_code, n.applicant_type, n.countdown_s, n.created_ms, n.expires_ms,
-             n.created_by))
+             n.created_by, n.hall_id))
 
     def due(self, at_ms: int) -> list[str]:
         return [r[0] for r in self.c.rows(
