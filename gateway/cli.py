@@ -584,8 +584,10 @@ def _register_uplink() -> None:
 _register_uplink()
 
 if __name__ != "__main__":   # `python -m gateway.cli` runs gateway.cli's own copy (below)
+    from gateway.cli_district import register as _register_district  # noqa: E402
     from gateway.cli_org import register as _register_org  # noqa: E402 - needs the groups above
     _register_org(cli)
+    _register_district(cli)
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -58,6 +58,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
                  "rank_by": Key("str", choices=("score", "satisfaction", "rating_rate")),
                  "rate_without_base": Key("str", choices=("blank", "full"))},
     "supervision": {"min_invite_rate": Key("number", 0, 1), "min_cases": Key("int", 1, 10**6),
+                    "min_events": Key("int", 1, 10**6),
                     "fast_press_s": Key("number", 0, 600), "late_entry_minutes": Key("int", 1, 60 * 24 * 366),
                     "linkage_limit_s": Key("int", 1, 86400 * 31), "silent_hours": Key("int", 1, 24 * 366),
                     "presence_every_s": Key("int", 5, 3600), "evidence_rows": Key("int", 1, 100000)},

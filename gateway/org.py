@@ -239,21 +239,22 @@ def _check_parent(tx: Tx, default: HallConfig, hall_id: str, parent_id: str) -> 
 
 async def add_hall(store: Store, default: HallConfig, hall_id: str, spec: HallSpec, actor: str,
                    at_ms: int | None = None) -> Hall:
-    """A new hall. name and kind are required; time zone and opening hours default to the
-    default hall's."""
+    """A new hall. name and kind are required; time zone and opening hours default to its
+    parent's (a village point keeps its town's), else to the default hall's."""
     if not isinstance(hall_id, str) or not HALL_ID.fullmatch(hall_id):
         raise BadInput("hall id must match [A-Za-z0-9_.-]{1,32}", "bad_hall_id")
     fields = _check_hall_spec(spec)
     if "name" not in fields or "kind" not in fields:
         raise BadInput("a hall needs a name and a kind (%s)" % ", ".join(HALL_KINDS), "missing_field")
     t = now_ms() if at_ms is None else at_ms
-    base = default_hall(default)
 
     def unit(tx: Tx) -> Hall:
         if tx.org.get_hall(hall_id) is not None:
             raise Conflict("hall %s already exists" % hall_id, "hall_exists")
+        base = default_hall(default)
         if spec.parent_id:
             _check_parent(tx, default, hall_id, spec.parent_id)
+            base = get_hall(tx, default, spec.parent_id)
         row = HallRow(hall_id, fields["name"], fields["kind"], spec.parent_id or None,
                       fields.get("area_code", ""), fields.get("timezone", base.timezone),
                       fields.get("opening_hours", ",".join(base.hours_text)),

@@ -286,7 +286,8 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
     app[CLOCK_KEY] = clock
     app[STORE_KEY] = store
     app[DEVICES_KEY] = devices or DeviceService(store, broker_accounts(cfg.broker))
-    from gateway.api import org as org_api  # lazy: it builds on this module's helpers
-    for method, path, handler in ROUTES + org_api.ROUTES:
+    from gateway.api import district as district_api  # lazy: they build on this module's helpers
+    from gateway.api import org as org_api
+    for method, path, handler in ROUTES + org_api.ROUTES + district_api.ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -23,7 +23,8 @@ INVITATION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}
 
 
 def openapi_spec() -> dict[str, Any]:
-    from gateway.api import org as org_api  # lazy: each route module documents its own paths
+    from gateway.api import district as district_api  # lazy: each route module documents its own paths
+    from gateway.api import org as org_api
     inv_ref = {"$ref": "#/components/schemas/Invitation"}
     binding_ref = {"$ref": "#/components/schemas/Binding"}
     window_auth: list[dict[str, list[str]]] = [{"windowToken": []}, {"adminToken": []}]
@@ -148,6 +149,7 @@ def openapi_spec() -> dict[str, Any]:
                         "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}},
             },
             **org_api.OPENAPI_PATHS,
+            **district_api.OPENAPI_PATHS,
         },
         "components": {
             "securitySchemes": {

@@ -196,3 +196,31 @@ class Change:
     id: int
     kind: str        # e.g. "device.key"
     subject: str     # e.g. the device id
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One 办件 as the window system reported it (table cases)."""
+
+    case_no: str
+    hall_id: str | None
+    window_id: str | None
+    staff_account: str | None
+    staff_name: str
+    dept_code: str
+    task_code: str
+    task_name: str
+    status: str                 # accepted | finished | withdrawn
+    accepted_ms: int
+    finished_ms: int | None
+    reported_ms: int = 0
+    updated_ms: int = 0
+    reported_by: str = ""
+
+    def same_report(self, other: CaseRow) -> bool:
+        """The same facts (times of reporting aside)."""
+        keep = ("reported_ms", "updated_ms", "reported_by")
+        return all(getattr(self, k) == getattr(other, k) for k in self.__dataclass_fields__ if k not in keep)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import bindings, invitations
 from gateway.api import make_app
+from gateway.api import district as district_api
 from gateway.api import org as org_api
 from gateway.api.openapi import openapi_spec
 from simulator.netutil import free_port
@@ -252,7 +253,7 @@ async def test_openapi_describes_every_route(api: Api) -> None:
         for r in app.router.routes()
         if r.method != "HEAD" and r.resource is not None
     }
-    assert len(app_routes) == 9 + len(org_api.ROUTES)
+    assert len(app_routes) == 9 + len(org_api.ROUTES) + len(district_api.ROUTES)
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert app_routes == documented
     # Every $ref resolves.

@@ -38,6 +38,11 @@ class SqlInvitations:
         rows.reverse()
         return rows, total
 
+    def for_case(self, case_no: str) -> list[Invitation]:
+        """The case's invitations, oldest first."""
+        return [Invitation(*r) for r in self.c.rows(
+            "SELECT %s FROM invitations WHERE case_no = ? ORDER BY created_ms, id" % _COLUMNS, (case_no,))]
+
     def count(self, status: str) -> int:
         return int(self.c.scalar("SELECT count(*) FROM invitations WHERE status = ?", (status,)))
 
