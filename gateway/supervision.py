@@ -156,13 +156,13 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
                            rows[:n_ev], len(rows) if total is None else total))
 
     # Invitations per clerk, against the feed's cases.
-    for clerk, hid, cases, invited in tx.figures.invite_by_clerk(seg, d):
+    for clerk, hid, cases, invited, feed_name in tx.figures.invite_by_clerk(seg, d):
         cases, invited = int(cases), int(invited)
         if cases < s.min_cases or (invited and invited / cases >= s.min_invite_rate):
             continue
         rows = [{**r, "accepted_at": local(r["accepted_ms"]), "finished_at": local(r["finished_ms"])}
                 for r in tx.figures.uninvited_cases(seg, d, clerk, n_ev)]
-        name = names.clerk(clerk)
+        name = names.clerk(clerk, feed_name or "")
         rate = invited / cases
         if invited == 0:
             finding("never_invites", "clerk", clerk, name, hid,

@@ -159,12 +159,12 @@ class SqlFigures:
     # -- supervision (数据质量) ---------------------------------------------------------------------
 
     def invite_by_clerk(self, scope: Sequence[Segment], default_hall: str) -> list[tuple[Any, ...]]:
-        """(clerk, hall, cases, invited): feed cases accepted in scope per clerk, and how many of
-        them were offered a rating (an invitation not cancelled)."""
+        """(clerk, hall, cases, invited, name): feed cases accepted in scope per clerk, how many of
+        them were offered a rating (an invitation not cancelled), and the name the feed gave."""
         where, params = scope_sql(scope, "c.accepted_ms", "c.hall_id", default_hall)
         return self._rows(
             "SELECT COALESCE(c.staff_account, ''), COALESCE(c.hall_id, ?), count(DISTINCT c.case_no),"
-            " count(DISTINCT CASE WHEN i.id IS NOT NULL THEN c.case_no END)"
+            " count(DISTINCT CASE WHEN i.id IS NOT NULL THEN c.case_no END), max(c.staff_name)"
             " FROM cases c LEFT JOIN invitations i ON i.case_no = c.case_no AND i.status <> 'cancelled'"
             " WHERE c.status <> 'withdrawn' AND %s GROUP BY 1, 2" % where, [default_hall, *params])
 
