@@ -17,19 +17,19 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from gateway import casefeed
-from gateway.bulletin import GROUPS, Bulletin, make_bulletin
-from gateway.cli import CliError, CliState, _state, actor, emit, json_option, local_time, run_db, table
+from gateway.bulletin import GROUPS, make_bulletin
+from gateway.cli import CliError, CliState, _state, actor, emit, json_option, local_time, run_db
 from gateway.complaint_figures import complaint_figures
+from gateway.district_text import bulletin_text, supervision_text
 from gateway.errors import DomainError
 from gateway.export import ExportSettings, csv_bytes, write_table
 from gateway.periods import HELP as PERIOD_HELP
 from gateway.periods import Period, parse_period
-from gateway.supervision import KIND_ZH, Supervision, supervise
+from gateway.supervision import supervise
 
 
 def _period(text: str) -> Period:
@@ -44,29 +44,6 @@ def _export_settings(state: CliState) -> ExportSettings:
     return s if isinstance(s, ExportSettings) else ExportSettings()
 
 
-def _cell(col_kind: str, v: Any) -> str:
-    if v is None:
-        return "-"
-    if col_kind == "percent":
-        return "%.2f%%" % (100 * v)
-    if col_kind == "decimal":
-        return "%.2f" % v
-    return str(v)
-
-
-def bulletin_text(b: Bulletin) -> str:
-    cols = b.columns()
-    rows = [r.cells() for r in b.rows]
-    totals = b.totals.cells()
-    totals.update(name="合计", detail="", rank=None)
-    lines = [b.title, "统计周期：%s（%s）%s" % (b.period.span_label, "、".join(b.timezones),
-                                          "　发布单位：" + b.issuer if b.issuer else ""), ""]
-    lines.append(table([c.header.replace("\n", "") for c in cols],
-                       [[_cell(c.kind.value, r.get(c.key)) for c in cols] for r in [*rows, totals]]))
-    lines += ["", "说明："] + ["%d. %s" % (i, n) for i, n in enumerate(b.notes, 1)]
-    return "\n".join(lines)
-
-
 def _write(out: str | None, data: bytes) -> None:
     if out is None:
         sys.stdout.buffer.write(data)
@@ -75,28 +52,6 @@ def _write(out: str | None, data: bytes) -> None:
     p = Path(out)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(data)
-
-
-def supervision_text(sv: Supervision, evidence: int) -> str:
-    lines = ["数据质量监督发现（%s）" % sv.period.label, ""]
-    if not sv.findings:
-        lines.append("（无发现）")
-    month = None
-    for f in sv.findings:
-        if f.month != month:
-            month = f.month
-            lines.append("== %s" % month)
-        lines.append("[%s] %s　%s" % (KIND_ZH[f.kind], f.hall_name, f.summary))
-        if evidence and f.evidence:
-            keys = [k for k in f.evidence[0] if not k.endswith("_ms") and k != "flags"]
-            shown = f.evidence[:evidence]
-            lines.append("    " + table(keys, [[r.get(k) for k in keys] for r in shown]).replace("\n", "\n    "))
-            if f.evidence_total > len(shown):
-                lines.append("    … %d more (see --json)" % (f.evidence_total - len(shown)))
-    counts = sv.counts()
-    lines += ["", "合计：" + "，".join("%s %d" % (KIND_ZH[k], n) for k, n in counts.items() if n)
-              if any(counts.values()) else "合计：0"]
-    return "\n".join(lines)
 
 
 def register(cli: click.Group) -> None:

@@ -27,6 +27,7 @@ department (stamped on the record at ingest); names are today's names.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import zoneinfo
 from collections.abc import Iterable
@@ -42,8 +43,12 @@ from gateway.store import Store
 from gateway.store.api import Tx
 from gateway.store.errors import IntegrityError
 from gateway.store.rows import Department, HallRow, Staff, Window, WindowPlace
+from gateway.workdays import UnknownYearError, WorkCalendar
 
 HALL_KINDS = ("centre", "town", "village")
+# China's national holidays and adjusted working days (the [calendar] section's local holidays
+# are the complaints work's; halls follow the national arrangement).
+_CALENDAR = WorkCalendar()
 HALL_KIND_ZH = {"centre": "政务服务中心", "town": "便民服务中心", "village": "便民服务站"}
 HALL_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 AREA_CODE = re.compile(r"\d{6,12}")
@@ -94,10 +99,24 @@ class Hall:
     def retired(self) -> bool:
         return self.retired_ms is not None
 
+    def opens_on(self, day: dt.date) -> bool:
+        """Whether the hall opens on a local date: its opening days, except China's statutory
+        holidays (closed) and adjusted working days (调休: open), from gateway/workdays.py. A hall
+        open all seven days ignores the calendar; a year the calendar does not know falls back
+        to the weekdays alone (a press is never refused over a calendar)."""
+        if len(set(self.opening_days)) == 7:
+            return True
+        reason = _day_reason(day)
+        if reason in ("national_holiday", "local_holiday"):
+            return False
+        if reason in ("national_working_day", "local_working_day"):
+            return any(d <= 5 for d in self.opening_days)
+        return day.isoweekday() in self.opening_days
+
     def is_open(self, epoch_ms: int) -> bool:
         """Whether the hall is open at this UTC instant (its local opening hours and days)."""
         local = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=self.tz)
-        if local.isoweekday() not in self.opening_days:
+        if not self.opens_on(local.date()):
             return False
         minute = local.hour * 60 + local.minute
         return any(r.start_min <= minute < r.end_min for r in self.opening_hours)
@@ -111,6 +130,16 @@ class Hall:
                 "area_code": self.area_code, "timezone": self.timezone, "opening_hours": self.hours_text,
                 "opening_days": list(self.opening_days), "created_ms": self.created_ms,
                 "retired_ms": self.retired_ms, "from_config": self.from_config}
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_reason(day: dt.date) -> str:
+    """The national calendar's reason for a date (weekday, weekend, national_holiday, ...), or
+    "unknown" for a year it does not know."""
+    try:
+        return _CALENDAR.day_info(day).reason
+    except UnknownYearError:
+        return "unknown"
 
 
 def _hm(minutes: int) -> str:

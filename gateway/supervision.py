@@ -249,7 +249,7 @@ def _duration(ms: int) -> str:
 def opening_slots(h: org.Hall, day: dt.date) -> list[tuple[int, int]]:
     """The hall's opening hours of a local date as whole-hour slots [start, end) in epoch ms
     (an 08:30-12:00 opening gives 08:30-09:00, 09:00-10:00, ...)."""
-    if day.isoweekday() not in h.opening_days:
+    if not h.opens_on(day):
         return []
     base = dt.datetime.combine(day, dt.time(), tzinfo=h.tz)
     out = []

@@ -51,7 +51,7 @@ async def test_halls_add_rename_move_retime_retire(store: Store) -> None:
     assert town.hours_text == ["08:30-12:00", "13:30-17:30"] and town.timezone == "Asia/Shanghai"
     vspec = org.HallSpec(name="马尚村便民服务站", kind="village", parent_id="mashang")
     village = await org.add_hall(store.db, default, "mashang-v1", vspec, ACTOR)
-    assert village.parent_id == "mashang" and village.opening_days == (1, 2, 3, 4, 5, 6, 7)  # the default's
+    assert village.parent_id == "mashang" and village.opening_days == (1, 2, 3, 4, 5)  # its town's
     with pytest.raises(Conflict) as c:
         await org.update_hall(store.db, default, "mashang", org.HallSpec(parent_id="mashang-v1"), ACTOR)
     assert c.value.code == "hall_cycle"
