@@ -261,29 +261,41 @@ def _in_scope(scope: Scope, hall_id: str, t: int) -> bool:
 
 @dataclass
 class _Acc:
-    """Counts per fine key (hall, dept, *extra)."""
+    """Counts per fine key (hall, dept, *extra); a stored NULL hall is the default hall."""
 
+    default_hall: str
     by_key: dict[tuple[str, ...], Counts] = field(default_factory=dict)
 
     def get(self, key: tuple[Any, ...]) -> Counts:
-        k = tuple("" if v is None else str(v) for v in key)
+        k = (self.default_hall if key[0] is None else str(key[0]),
+             *("" if v is None else str(v) for v in key[1:]))
         c = self.by_key.get(k)
         if c is None:
             c = self.by_key[k] = Counts()
         return c
 
 
-def classify(mode: str, kind: str, grade: str | None, up: str | None, dflt: int, counted: int) -> str | None:
+# A `rated` record is its invitation's one rating unless attribution flagged it as not linked
+# to it (gateway/attribution.py sets exactly these when it does not close the invitation with it).
+NOT_THE_RATING = frozenset(("extra", "late", "no_invitation", "foreign_invitation", "attribution_error"))
+
+
+def is_the_rating(kind: str, flags: str | None) -> bool:
+    return kind == "rated" and not (set((flags or "").split(",")) & NOT_THE_RATING)
+
+
+def classify(mode: str, kind: str, grade: str | None, flags: str | None, up: str | None,
+             dflt: int) -> str | None:
     """What a record counts as: a grade code (a rating), "default", "not_uploaded", or None."""
     if mode == "uploaded":
         if up == "acked":
             if int(dflt):
                 return "default"
             return grade if grade in GRADES else None
-        if kind == "rated" and int(counted) and grade in GRADES:
+        if grade in GRADES and is_the_rating(kind, flags):
             return "not_uploaded"
         return None
-    if kind == "rated" and int(counted) and grade in GRADES:
+    if grade in GRADES and is_the_rating(kind, flags):
         return grade
     return None
 
@@ -311,7 +323,7 @@ def _apply_outcomes(tx: Tx, scope: Scope, acc: _Acc, mode: str, extra: str | Non
     lo = min(s[1] for s in scope.segments)
     hi = max(s[2] for s in scope.segments)
     by_id = {o.record_id: o for o in outcomes}
-    for (rid, hall, dept, window, clerk, task_code, task_name, kind, grade, up, dflt, counted,
+    for (rid, hall, dept, window, clerk, task_code, task_name, kind, grade, flags, up, dflt,
          pressed) in tx.figures.records_by_id(sorted(by_id), scope.default_id):
         if not (lo <= int(pressed) < hi and _in_scope(scope, hall, int(pressed))):
             continue
@@ -319,7 +331,7 @@ def _apply_outcomes(tx: Tx, scope: Scope, acc: _Acc, mode: str, extra: str | Non
         x: tuple[Any, ...] = {None: (), "window": (window,), "clerk": (clerk,),
                               "item": (task_code, task_name)}[extra]
         c = acc.get((hall, dept, *x))
-        what = classify(mode, kind, grade, up, dflt, counted)
+        what = classify(mode, kind, grade, flags, up, dflt)
         if o.excluded:
             if what is not None:
                 _sub(c, what)
@@ -331,18 +343,37 @@ def _apply_outcomes(tx: Tx, scope: Scope, acc: _Acc, mode: str, extra: str | Non
             c.called_back += o.called_back
 
 
-def collect(tx: Tx, scope: Scope, settings: BulletinSettings, by: str,
-            complaints: ComplaintFigures) -> tuple[_Acc, int, int]:
-    """Every count of the period per fine key, in one read unit of work; and how many more
-    cases and offered cases the totals have than the rows' sum (a case invited at two windows
-    is one case of the district, counted once in the totals)."""
+@dataclass
+class Trend:
+    """Ratings and satisfied ratings per sub-period of the period (the trend chart)."""
+
+    labels: list[str]
+    total: list[int]
+    good: list[int]
+
+
+def collect(tx: Tx, scope: Scope, period: Period, settings: BulletinSettings, by: str,
+            complaints: ComplaintFigures) -> tuple[_Acc, int, int, Trend]:
+    """Every count of the period per fine key, in one read unit of work; how many more cases
+    and offered cases the totals have than the rows' sum (a case invited at two windows is one
+    case of the district, counted once in the totals); and the trend."""
     extra = _EXTRA[by]
-    acc = _Acc()
+    acc = _Acc(scope.default_id)
     mode = settings.ratings
     seg, d = scope.segments, scope.default_id
-    for row in tx.figures.ratings(seg, d, extra):
-        key, (kind, grade, up, dflt, counted, n) = row[:-6], row[-6:]
-        _add(acc.get(key), classify(mode, kind, grade, up, dflt, counted), int(n))
+    buckets = period.buckets()
+    trend = Trend([b[0] for b in buckets], [0] * len(buckets), [0] * len(buckets))
+    for one in seg:   # each time zone's part: its own bucket edges
+        halls = one[0]
+        tz = scope.halls[halls[0]].timezone if halls else scope.timezones[0]
+        edges = [Period("", "range", b[1], b[2]).bounds(tz)[0] for b in buckets] + [period.bounds(tz)[1]]
+        for row in tx.figures.ratings([one], d, extra, edges):
+            key, (b, kind, grade, flags, up, dflt, n) = row[:-7], row[-7:]
+            what = classify(mode, kind, grade, flags, up, dflt)
+            _add(acc.get(key), what, int(n))
+            if what in GRADES:
+                trend.total[int(b)] += int(n)
+                trend.good[int(b)] += int(n) if what in settings.satisfied else 0
     if mode == "uploaded":
         for row in tx.figures.invitation_defaults(seg, d, extra):
             key, (up, n) = row[:-2], row[-2:]
@@ -364,26 +395,13 @@ def collect(tx: Tx, scope: Scope, settings: BulletinSettings, by: str,
     hi = max(s[2] for s in seg)
     _apply_outcomes(tx, scope, acc, mode, extra, complaints.outcomes(tx, lo, hi))
     offered, unreported = tx.figures.invited_totals(seg, d)
-    return acc, unreported - unreported_sum, offered - offered_sum
+    return acc, unreported - unreported_sum, offered - offered_sum, trend
 
 
-def _trend(tx: Tx, scope: Scope, period: Period, settings: BulletinSettings) -> ChartSpec:
-    buckets = period.buckets()
-    good = [0] * len(buckets)
-    total = [0] * len(buckets)
-    for halls, _lo, _hi in scope.segments:
-        tz = scope.halls[halls[0]].timezone if halls else scope.timezones[0]
-        edges = [Period("", "range", b[1], b[2]).bounds(tz)[0] for b in buckets]
-        edges.append(period.bounds(tz)[1])
-        for b, kind, grade, up, dflt, counted, n in tx.figures.ratings_by_bucket([(halls, edges[0], edges[-1])],
-                                                                                 scope.default_id, edges):
-            what = classify(settings.ratings, kind, grade, up, dflt, counted)
-            if what in GRADES:
-                total[int(b)] += int(n)
-                good[int(b)] += int(n) if what in settings.satisfied else 0
-    values = tuple(round(g / t, 6) if t else None for g, t in zip(good, total, strict=True))
+def _trend_chart(trend: Trend, period: Period) -> ChartSpec:
+    values = tuple(round(g / t, 6) if t else None for g, t in zip(trend.good, trend.total, strict=True))
     x_title = "日期" if period.days <= 31 else "周" if period.days <= 92 else "月份"
-    return ChartSpec("line", "满意率走势", tuple(b[0] for b in buckets), (Series("满意率", values),),
+    return ChartSpec("line", "满意率走势", tuple(trend.labels), (Series("满意率", values),),
                      y_title="满意率", x_title=x_title, percent=True)
 
 
@@ -468,7 +486,7 @@ def build(tx: Tx, cfg: Config, period: Period, by: str, hall: str | None, settin
     if by not in GROUPS:
         raise BadInput("--by must be one of %s" % ", ".join(GROUPS), "bad_group")
     scope = hall_scope(tx, cfg.hall, period, hall)
-    acc, more_cases, more_offered = collect(tx, scope, settings, by, complaints)
+    acc, more_cases, more_offered, trend = collect(tx, scope, period, settings, by, complaints)
     names = _names(tx, scope)
     rows: dict[tuple[str, ...], Row] = {}
     by_hall: dict[str, Counts] = {}
@@ -496,7 +514,7 @@ def build(tx: Tx, cfg: Config, period: Period, by: str, hall: str | None, settin
     for r, rank in zip(out, competition_ranks([measure(r) for r in out]), strict=True):
         r.rank = rank
     out.sort(key=lambda r: (r.rank is None, r.rank or 0, r.name))
-    charts = [_trend(tx, scope, period, settings), _bad_by_department(by_dept, names),
+    charts = [_trend_chart(trend, period), _bad_by_department(by_dept, names),
               _rate_by_hall(by_hall, scope, settings)]
     wired = not isinstance(complaints, NoComplaints)
     issuer = settings.issuer

@@ -3,7 +3,8 @@ invitations, cases. Every query takes a *scope*: one or more (halls, lo, hi) seg
 a period's bounds depend on each hall's time zone; halls None means every hall. A NULL hall_id
 (the default hall) is reported as the default hall's id, given by the caller.
 
-Group keys: every query groups by hall and department, plus one optional extra key:
+Group keys: every query groups by hall and department (as stored: NULL is the default hall, or
+no department; the caller maps them), plus one optional extra key:
     window  the window        clerk  the clerk account        item  the service item (code, name)
 The domain (gateway/bulletin.py) sums them into the rows it shows.
 """
@@ -33,7 +34,6 @@ def _extra(extra: str | None, alias: str, after: int) -> tuple[str, str]:
     """(select list part, GROUP BY positions of hall, dept, the extra key and `after` more)."""
     cols = _EXTRA[extra][alias]
     return "".join(", " + c for c in cols), ", ".join(str(k) for k in range(1, 3 + len(cols) + after))
-_COUNTED = "CASE WHEN i.record_id = r.record_id THEN 1 ELSE 0 END"
 # Records that can be ratings or default ratings (an extra press never is one).
 _KINDS = "r.kind IN ('rated', 'unrated', 'walkup', 'unpaired')"
 
@@ -60,31 +60,26 @@ class SqlFigures:
     def _rows(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return self.c.rows(sql, params)
 
-    def ratings(self, scope: Sequence[Segment], default_hall: str,
-                extra: str | None = None) -> list[tuple[Any, ...]]:
-        """(hall, dept, *extra, kind, grade, uplink status, default flag, counted, n) of the
-        records pressed in scope; counted: the record is its invitation's one rating."""
+    def ratings(self, scope: Sequence[Segment], default_hall: str, extra: str | None = None,
+                edges: Sequence[int] = ()) -> list[tuple[Any, ...]]:
+        """(hall, dept, *extra, bucket, kind, grade, flags, upload status, default flag, n) of the
+        records pressed in scope. bucket k: pressed in [edges[k], edges[k+1]) (0 without edges).
+        The upload state is the record's copy of its uplink item (migration 0023); whether a
+        record is its invitation's one rating follows from kind and flags (see the bulletin).
+        One pass over the covering index records_figures (item: plus each record's invitation)."""
         where, params = scope_sql(scope, "r.pressed_at_ms", "r.hall_id", default_hall)
-        x, group = _extra(extra, "r", 5)
-        sql = ("SELECT COALESCE(r.hall_id, ?), COALESCE(r.dept_code, '')%s, r.kind, r.grade, u.status,"
-               " COALESCE(u.default_flag, 0), %s, count(*)"
-               " FROM records r LEFT JOIN uplink_items u ON u.record_id = r.record_id"
-               " LEFT JOIN invitations i ON i.id = r.invitation_id"
-               " WHERE %s AND %s GROUP BY %s" % (x, _COUNTED, where, _KINDS, group))
-        return self._rows(sql, [default_hall, *params])
-
-    def ratings_by_bucket(self, scope: Sequence[Segment], default_hall: str,
-                          edges: Sequence[int]) -> list[tuple[Any, ...]]:
-        """(bucket, kind, grade, uplink status, default flag, counted, n): bucket k holds the
-        presses in [edges[k], edges[k+1]) (one scope segment, whose bounds the edges span)."""
-        where, params = scope_sql(scope, "r.pressed_at_ms", "r.hall_id", default_hall)
-        case = "CASE " + " ".join("WHEN r.pressed_at_ms < ? THEN %d" % k for k in range(len(edges) - 1)) + \
-               " ELSE %d END" % (len(edges) - 2)
-        sql = ("SELECT %s, r.kind, r.grade, u.status, COALESCE(u.default_flag, 0), %s, count(*)"
-               " FROM records r LEFT JOIN uplink_items u ON u.record_id = r.record_id"
-               " LEFT JOIN invitations i ON i.id = r.invitation_id"
-               " WHERE %s AND %s GROUP BY 1, 2, 3, 4, 5, 6" % (case, _COUNTED, where, _KINDS))
-        return self._rows(sql, [*edges[1:], *params])
+        x, group = _extra(extra, "r", 6)
+        if len(edges) > 2:
+            bucket = "CASE " + " ".join("WHEN r.pressed_at_ms < ? THEN %d" % k for k in range(len(edges) - 2)) + \
+                     " ELSE %d END" % (len(edges) - 2)
+            bparams: list[Any] = list(edges[1:-1])
+        else:
+            bucket, bparams = "0", []
+        join = " LEFT JOIN invitations i ON i.id = r.invitation_id" if extra == "item" else ""
+        sql = ("SELECT r.hall_id, r.dept_code%s, %s, r.kind, r.grade, r.flags,"
+               " r.up_status, r.up_default, count(*) FROM records r%s"
+               " WHERE %s AND %s GROUP BY %s" % (x, bucket, join, where, _KINDS, group))
+        return self._rows(sql, [*bparams, *params])
 
     def invitation_defaults(self, scope: Sequence[Segment], default_hall: str,
                             extra: str | None = None) -> list[tuple[Any, ...]]:
@@ -92,10 +87,10 @@ class SqlFigures:
         closed without any device record) whose invitation closed in scope."""
         where, params = scope_sql(scope, "i.closed_ms", "i.hall_id", default_hall)
         x, group = _extra(extra, "i", 1)
-        sql = ("SELECT COALESCE(i.hall_id, ?), COALESCE(i.dept_code, '')%s, u.status, count(*)"
+        sql = ("SELECT i.hall_id, i.dept_code%s, u.status, count(*)"
                " FROM uplink_items u JOIN invitations i ON i.id = u.invitation_id"
                " WHERE u.invitation_id IS NOT NULL AND %s GROUP BY %s" % (x, where, group))
-        return self._rows(sql, [default_hall, *params])
+        return self._rows(sql, params)
 
     def unrated_invitations(self, scope: Sequence[Segment], default_hall: str,
                             extra: str | None = None) -> list[tuple[Any, ...]]:
@@ -103,18 +98,18 @@ class SqlFigures:
         expired, superseded): the cases that get a default rating."""
         where, params = scope_sql(scope, "i.closed_ms", "i.hall_id", default_hall)
         x, group = _extra(extra, "i", 0)
-        sql = ("SELECT COALESCE(i.hall_id, ?), COALESCE(i.dept_code, '')%s, count(*) FROM invitations i"
+        sql = ("SELECT i.hall_id, i.dept_code%s, count(*) FROM invitations i"
                " WHERE i.status IN ('unrated', 'expired', 'superseded') AND %s GROUP BY %s" % (x, where, group))
-        return self._rows(sql, [default_hall, *params])
+        return self._rows(sql, params)
 
     def cases(self, scope: Sequence[Segment], default_hall: str,
               extra: str | None = None) -> list[tuple[Any, ...]]:
         """(hall, dept, *extra, n): feed cases accepted in scope, withdrawn ones left out."""
         where, params = scope_sql(scope, "c.accepted_ms", "c.hall_id", default_hall)
         x, group = _extra(extra, "c", 0)
-        sql = ("SELECT COALESCE(c.hall_id, ?), c.dept_code%s, count(*) FROM cases c"
+        sql = ("SELECT c.hall_id, c.dept_code%s, count(*) FROM cases c"
                " WHERE c.status <> 'withdrawn' AND %s GROUP BY %s" % (x, where, group))
-        return self._rows(sql, [default_hall, *params])
+        return self._rows(sql, params)
 
     def invited(self, scope: Sequence[Segment], default_hall: str,
                 extra: str | None = None) -> list[tuple[Any, ...]]:
@@ -122,11 +117,11 @@ class SqlFigures:
         cancelled), and of them those the feed never reported."""
         where, params = scope_sql(scope, "i.created_ms", "i.hall_id", default_hall)
         x, group = _extra(extra, "i", 0)
-        sql = ("SELECT COALESCE(i.hall_id, ?), COALESCE(i.dept_code, '')%s, count(DISTINCT i.case_no),"
+        sql = ("SELECT i.hall_id, i.dept_code%s, count(DISTINCT i.case_no),"
                " count(DISTINCT CASE WHEN c.case_no IS NULL THEN i.case_no END)"
                " FROM invitations i LEFT JOIN cases c ON c.case_no = i.case_no"
                " WHERE i.status <> 'cancelled' AND %s GROUP BY %s" % (x, where, group))
-        return self._rows(sql, [default_hall, *params])
+        return self._rows(sql, params)
 
     def invited_totals(self, scope: Sequence[Segment], default_hall: str) -> tuple[int, int]:
         """(offered, unreported) over the whole scope: a case invited at two windows once."""
@@ -138,18 +133,17 @@ class SqlFigures:
         return (int(r[0]), int(r[1])) if r is not None else (0, 0)
 
     def records_by_id(self, ids: Sequence[str], default_hall: str) -> list[tuple[Any, ...]]:
-        """(record_id, hall, dept, window, clerk, task_code, task_name, kind, grade, uplink status,
-        default flag, counted, pressed_at_ms) of the given records."""
+        """(record_id, hall, dept, window, clerk, task_code, task_name, kind, grade, flags, upload
+        status, default flag, pressed_at_ms) of the given records."""
         out: list[tuple[Any, ...]] = []
         for k in range(0, len(ids), _IN_CHUNK):
             chunk = list(ids[k:k + _IN_CHUNK])
             out += self._rows(
                 "SELECT r.record_id, COALESCE(r.hall_id, ?), COALESCE(r.dept_code, ''), r.window_id,"
                 " r.staff_account, COALESCE(i.task_code, ''), COALESCE(i.task_name, ''), r.kind, r.grade,"
-                " u.status, COALESCE(u.default_flag, 0), %s, r.pressed_at_ms"
-                " FROM records r LEFT JOIN uplink_items u ON u.record_id = r.record_id"
+                " r.flags, r.up_status, r.up_default, r.pressed_at_ms FROM records r"
                 " LEFT JOIN invitations i ON i.id = r.invitation_id WHERE r.record_id IN (%s)"
-                % (_COUNTED, self.c.placeholders(len(chunk))), [default_hall, *chunk])
+                % self.c.placeholders(len(chunk)), [default_hall, *chunk])
         return out
 
     def scan_baseline(self) -> int:
