@@ -68,7 +68,8 @@ async def build(store: Store, cfg: Config, n_ratings: int, seed: int) -> dict[st
     for i in range(20):
         await org.add_department(store, default, _dept(i), "部门%02d" % i, None, "bench", at_ms=t_org)
     windows = []
-    await store.write(lambda tx: [add_device(tx, "bd-%03d" % k, "ab" * 32, "b", "bench", t_org) for k in range(100)])
+    await store.write(lambda tx: [add_device(tx, "bd-%03d" % k, "ab" * 32, "b", "bench",
+                                             t_org) for k in range(100)])
     for k in range(100):
         hall = None if k < 76 else halls[1 + (k - 76) % 8]
         dept = _dept(k % 20)
@@ -85,12 +86,14 @@ async def build(store: Store, cfg: Config, n_ratings: int, seed: int) -> dict[st
     weights = [8.0 if k < 76 else 1.0 for k in range(100)]
     counts = {"records": 0, "invitations": 0, "cases": 0, "uplink": 0}
     seq = {w[2]: 0 for w in windows}
-    pending: dict[str, list[Any]] = {"records": [], "invitations": [], "cases": [], "uplink": [], "outcomes": []}
+    pending: dict[str, list[Any]] = {"records": [], "invitations": [], "cases": [], "uplink": [],
+                                     "outcomes": []}
     grade_codes = [g for g, _ in GRADES]
     grade_w = [w for _, w in GRADES]
 
     async def flush() -> None:
-        recs, invs, cases, ups, outs = (pending[k] for k in ("records", "invitations", "cases", "uplink", "outcomes"))
+        recs, invs, cases, ups, outs = (pending[k] for k in ("records", "invitations", "cases", "uplink",
+                                                             "outcomes"))
         batch = "bench%d" % counts["uplink"]
         now = int(dt.datetime(2026, 1, 5, tzinfo=TZ).timestamp() * 1000)
 
@@ -104,7 +107,8 @@ async def build(store: Store, cfg: Config, n_ratings: int, seed: int) -> dict[st
             tx.records.insert_many(recs)
             tx.cases.insert_many(cases)
             tx.uplink.mark_sent(batch, "x", [(u, f, i) for u, f, i, _ in ups], now)
-            tx.uplink.apply_results(batch, [(a, "accepted", u) for u, _, _, a in ups], [], (len(ups), 0, 0), now,
+            tx.uplink.apply_results(batch, [(a, "accepted", u) for u, _, _, a in ups], [], (len(ups), 0, 0),
+                                    now,
                                     None)
         await store.write(unit)
         counts["records"] += len(recs)
@@ -132,13 +136,15 @@ async def build(store: Store, cfg: Config, n_ratings: int, seed: int) -> dict[st
         case_no += 1
         cno = "BC%08d" % case_no
         pending["cases"].append(CaseRow(cno, hall, wid, clerk, "", dept, "T%d" % (case_no % 40), "事项",
-                                        "finished", accepted, accepted + 300_000, accepted, accepted, "bench"))
+                                        "finished", accepted, accepted + 300_000, accepted, accepted,
+                                        "bench"))
         r = rng.random()
         if r < 0.05:
             continue                                 # never invited
         created = accepted + 310_000
         inv = "bi%08d" % case_no
-        pending["invitations"].append(NewInvitation(inv, dev, wid, clerk, bid, cno, "T%d" % (case_no % 40), "事项",
+        pending["invitations"].append(NewInvitation(inv, dev, wid, clerk, bid, cno, "T%d" % (case_no % 40),
+                                                    "事项",
                                                     dept, 1, 60, created, created + 90_000, "bench", hall))
         if r < 0.09:                                 # never rated: expired, its default uploaded
             pending["outcomes"].append((inv, "expired", 0, "", None))
@@ -150,7 +156,8 @@ async def build(store: Store, cfg: Config, n_ratings: int, seed: int) -> dict[st
             grade = rng.choices(grade_codes, grade_w)[0]
             pending["records"].append({
                 "record_id": rid, "device_id": dev, "rb": 1, "rs": seq[dev], "kind": "rated", "grade": grade,
-                "invitation_id": inv, "device_wall_s": pressed // 1000, "uptime_ms": seq[dev], "pressed_at_ms": pressed,
+                "invitation_id": inv, "device_wall_s": pressed // 1000, "uptime_ms": seq[dev],
+                "pressed_at_ms": pressed,
                 "time_source": "device", "received_at_ms": pressed + 200, "msg_boot": 1, "binding_id": bid,
                 "window_id": wid, "staff_account": clerk, "flags": "", "hall_id": hall, "dept_code": dept})
             pending["outcomes"].append((inv, "rated", pressed, rid, grade))
@@ -216,7 +223,8 @@ async def run_backend(backend: str, n: int, repeat: int, seed: int, keep: str | 
         finally:
             await store.close()
         print("%s: loaded %d ratings (%d in 2025-Q2), %d invitations, %d cases, %d uplink items in %.0f s"
-              % (backend, counts["records"], q2, counts["invitations"], counts["cases"], counts["uplink"], load_s))
+              % (backend, counts["records"], q2, counts["invitations"], counts["cases"], counts["uplink"],
+                 load_s))
         base = t["baseline"]
         print("  baseline: one grouped full scan of the ratings table  %7.1f ms" % (1000 * base))
         for name in ("department", "hall"):
@@ -241,7 +249,8 @@ def main() -> None:
     ap.add_argument("--keep", metavar="DIR", help="SQLite: keep the store in DIR (and reuse it when there)")
     a = ap.parse_args()
     for backend in (("sqlite", "postgresql") if a.backend == "both" else (a.backend,)):
-        asyncio.run(run_backend(backend, a.ratings, a.repeat, a.seed, a.keep if backend == "sqlite" else None))
+        asyncio.run(run_backend(backend, a.ratings, a.repeat, a.seed,
+                                a.keep if backend == "sqlite" else None))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ DEFAULT_WEIGHTS = {"vs": 100.0, "s": 75.0, "bs": 50.0, "d": 25.0, "vd": 0.0}
 GROUPS = ("department", "hall", "town", "window", "clerk", "item")
 GROUP_ZH = {"department": "各部门", "hall": "各大厅", "town": "各镇（街道）", "window": "各窗口",
             "clerk": "各工作人员", "item": "各事项"}
-_EXTRA = {"department": None, "hall": None, "town": None, "window": "window", "clerk": "clerk", "item": "item"}
+_EXTRA = {"department": None, "hall": None, "town": None, "window": "window", "clerk": "clerk",
+          "item": "item"}
 NO_DEPT, UNBOUND, NO_ITEM = "（未指定部门）", "（未绑定）", "（无事项）"
 
 
@@ -125,7 +126,8 @@ class Row:
         denominator = c.cases if s.rate_denominator == "cases" else c.offered
         self.rating_rate = _rate(c.ratings, denominator)
         self.satisfaction = _rate(sum(c.grades[g] for g in s.satisfied), c.ratings)
-        self.score = round(sum(s.weights[g] * c.grades[g] for g in GRADES) / c.ratings, 2) if c.ratings else None
+        self.score = round(sum(s.weights[g] * c.grades[g] for g in GRADES) / c.ratings,
+                           2) if c.ratings else None
         full = 1.0 if s.rate_without_base == "full" else None
         self.rectification_rate = _rate(c.rectified, c.valid_bad) if c.valid_bad else full
         self.callback_rate = _rate(c.called_back, c.bad) if c.bad else full
@@ -134,7 +136,8 @@ class Row:
         c = self.counts
         return {"name": self.name, "detail": self.detail, "cases": c.cases, "ratings": c.ratings,
                 "rating_rate": self.rating_rate, **{g: c.grades[g] for g in GRADES}, "bad": c.bad,
-                "valid_bad": c.valid_bad, "rectified": c.rectified, "rectification_rate": self.rectification_rate,
+                "valid_bad": c.valid_bad, "rectified": c.rectified,
+                "rectification_rate": self.rectification_rate,
                 "callback_rate": self.callback_rate, "satisfaction": self.satisfaction, "score": self.score,
                 "rank": self.rank, "defaults": c.defaults, "excluded": c.excluded}
 
@@ -175,7 +178,8 @@ class Bulletin:
                 *(Column(g, NAMES_ZH[g], N) for g in GRADES), Column("bad", "差评", N),
                 Column("valid_bad", "有效差评", N), Column("rectified", "已整改", N),
                 Column("rectification_rate", "整改率", P), Column("callback_rate", "回访率", P),
-                Column("satisfaction", "满意率", P), Column("score", "综合得分", D), Column("rank", "排名", N),
+                Column("satisfaction", "满意率", P), Column("score", "综合得分", D),
+                Column("rank", "排名", N),
                 Column("defaults", "系统默认\n评价", N), Column("excluded", "剔除\n评价", N))
 
     def table(self) -> Table:
@@ -470,7 +474,8 @@ def _notes(s: BulletinSettings, scope: Scope, complaints_wired: bool) -> list[st
         "评价率 = 评价量 ÷ %s。" % denominator,
         "满意率 = （%s）÷ 评价量。" % sat,
         "综合得分 = （%s）÷ 评价量。" % weights,
-        "差评 = 不满意＋非常不满意；有效差评为经核实的差评；整改率 = 已整改 ÷ 有效差评；回访率 = 已回访差评 ÷ 差评。",
+        "差评 = 不满意＋非常不满意；有效差评为经核实的差评；"
+        "整改率 = 已整改 ÷ 有效差评；回访率 = 已回访差评 ÷ 差评。",
         "排名按%s从高到低，相同者名次并列；无评价的不参与排名。" % {
             "score": "综合得分", "satisfaction": "满意率", "rating_rate": "评价率"}[s.rank_by],
         "系统默认评价：已邀请评价而群众未作评价、由系统按规定生成的评价。",
@@ -526,7 +531,8 @@ def build(tx: Tx, cfg: Config, period: Period, by: str, hall: str | None, settin
 def _bad_by_department(by_dept: dict[str, Counts], names: Names) -> ChartSpec:
     items = sorted(by_dept.items(), key=lambda kv: (-kv[1].bad, kv[0]))
     cats = tuple(_label("department", (k,), names, "")[0] for k, _ in items)
-    return ChartSpec("bar", "差评数（按部门）", cats, (Series("差评", tuple(float(c.bad) for _, c in items)),),
+    bad = Series("差评", tuple(float(c.bad) for _, c in items))
+    return ChartSpec("bar", "差评数（按部门）", cats, (bad,),
                      y_title="件", x_title="部门")
 
 
@@ -537,11 +543,13 @@ def _rate_by_hall(by_hall: dict[str, Counts], scope: Scope, s: BulletinSettings)
         r.finish(s)
         h = scope.halls.get(hid)
         rows.append((h.name if h else hid, r.rating_rate))
-    return ChartSpec("bar", "评价率（按大厅）", tuple(n for n, _ in rows), (Series("评价率", tuple(v for _, v in rows)),),
+    rates = Series("评价率", tuple(v for _, v in rows))
+    return ChartSpec("bar", "评价率（按大厅）", tuple(n for n, _ in rows), (rates,),
                      y_title="评价率", x_title="大厅", percent=True)
 
 
-async def make_bulletin(store: Store, cfg: Config, period: Period, by: str = "department", hall: str | None = None,
+async def make_bulletin(store: Store, cfg: Config, period: Period, by: str = "department",
+                        hall: str | None = None,
                         complaints: ComplaintFigures | None = None,
                         settings: BulletinSettings | None = None) -> Bulletin:
     s = settings or cfg.sections.get("bulletin") or BulletinSettings.from_config(cfg)

@@ -101,7 +101,8 @@ class CaseReport:
                                    ("task_name", 200)) if body.get(k) is not None}
         except BadInput as e:
             raise BadInput(p + str(e), e.code) from None
-        return cls(case_no=text["case_no"], accepted_at=body["accepted_at"], finished_at=body.get("finished_at"),
+        return cls(case_no=text["case_no"], accepted_at=body["accepted_at"],
+                   finished_at=body.get("finished_at"),
                    status=status, hall=text.get("hall") or None, window=text.get("window") or None,
                    staff_account=text.get("staff_account") or None, staff_name=text.get("staff_name", ""),
                    dept_code=text.get("dept_code", ""), task_code=text.get("task_code", ""),
@@ -159,7 +160,8 @@ def _resolve(tx: Tx, default: HallConfig, r: CaseReport, halls: org.HallDirector
         dept = org.check_dept_code(r.dept_code) if r.dept_code else window_dept
     except BadInput as e:
         raise BadInput(p + str(e), e.code) from None
-    return CaseRow(r.case_no, hall_id, r.window, r.staff_account, r.staff_name, dept, r.task_code, r.task_name,
+    return CaseRow(r.case_no, hall_id, r.window, r.staff_account, r.staff_name, dept, r.task_code,
+                   r.task_name,
                    r.status, accepted, finished, t, t, actor)
 
 

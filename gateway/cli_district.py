@@ -5,7 +5,8 @@
     hcp-gateway supervision --period 2026-06 [--hall H] [--evidence N] [--format table|json] [--out FILE]
     hcp-gateway cases [list] --period P [--window W] [--staff A] [--limit N]
     hcp-gateway cases show CASE
-    hcp-gateway cases report FILE.json      the case feed from a file (the API's body: a case or {"cases": [...]})
+    hcp-gateway cases report FILE.json      the case feed from a file (the API's body: a case or
+                                            {"cases": [...]})
 
 Registered by `register(cli)` (one line in gateway/cli.py). Services: gateway/bulletin.py,
 gateway/supervision.py, gateway/casefeed.py; periods: gateway/periods.py.
@@ -137,7 +138,8 @@ def register(cli: click.Group) -> None:
         emit(state, {"cases": [c.as_dict() for c in rows], "total": total},
              ["case", "accepted", "finished", "status", "hall", "window", "clerk", "item"],
              [(c.case_no, local_time(cfg, c.accepted_ms), local_time(cfg, c.finished_ms), c.status,
-               c.hall_id or cfg.hall.id, c.window_id or "-", c.staff_account or "-", c.task_name or c.task_code)
+               c.hall_id or cfg.hall.id, c.window_id or "-", c.staff_account or "-",
+               c.task_name or c.task_code)
               for c in rows], "(no cases)")
         if not state.json and total > len(rows):
             click.echo("… %d more cases not shown (--limit)" % (total - len(rows)))

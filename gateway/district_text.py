@@ -46,7 +46,8 @@ def supervision_text(sv: Supervision, evidence: int) -> str:
         if evidence and f.evidence:
             keys = [k for k in f.evidence[0] if not k.endswith("_ms") and k != "flags"]
             shown = f.evidence[:evidence]
-            lines.append("    " + table(keys, [[r.get(k) for k in keys] for r in shown]).replace("\n", "\n    "))
+            text = table(keys, [[r.get(k) for k in keys] for r in shown])
+            lines.append("    " + text.replace("\n", "\n    "))
             if f.evidence_total > len(shown):
                 lines.append("    … %d more (see --json)" % (f.evidence_total - len(shown)))
     counts = sv.counts()

@@ -100,7 +100,8 @@ class Period:
         d = self.start
         while d < self.end:
             nxt = min(dt.date(d.year + d.month // 12, d.month % 12 + 1, 1), self.end)
-            out.append(Period("%d-%02d" % (d.year, d.month), "month" if d.day == 1 and nxt.day == 1 else "range",
+            out.append(Period("%d-%02d" % (d.year, d.month),
+                              "month" if d.day == 1 and nxt.day == 1 else "range",
                               d, nxt))
             d = nxt
         return out

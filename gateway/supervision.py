@@ -44,7 +44,8 @@ HOUR_MS = 3_600_000
 KINDS = ("invite_rate", "never_invites", "walkup", "burst", "after_hours", "fast_press", "late_entry",
          "linkage", "silent_device")
 KIND_ZH = {"invite_rate": "主动邀请评价率偏低", "never_invites": "从未邀请评价", "walkup": "无邀请评价",
-           "burst": "短时连续评价", "after_hours": "非工作时间评价", "fast_press": "邀请后即时评价（疑似代评）",
+           "burst": "短时连续评价", "after_hours": "非工作时间评价",
+           "fast_press": "邀请后即时评价（疑似代评）",
            "late_entry": "事后补录", "linkage": "评价关联上传超时", "silent_device": "评价器工作时间离线"}
 
 
@@ -150,7 +151,8 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
     def local(ms: int | None) -> str | None:
         return None if ms is None else dt.datetime.fromtimestamp(ms / 1000, tz).isoformat(timespec="seconds")
 
-    def finding(kind: str, subject: str, sid: str, sname: str, hid: str, summary: str, figures: dict[str, Any],
+    def finding(kind: str, subject: str, sid: str, sname: str, hid: str, summary: str,
+                figures: dict[str, Any],
                 rows: list[dict[str, Any]], total: int | None = None) -> None:
         out.append(Finding(month.text, kind, subject, sid, sname, hid, names.hall(hid), summary, figures,
                            rows[:n_ev], len(rows) if total is None else total))
@@ -172,7 +174,8 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
             finding("invite_rate", "clerk", clerk, name, hid,
                     "%s 本月办件%d件，邀请评价%d件，主动邀请率%s，低于%s" % (
                         name, cases, invited, _pct(rate), _pct(s.min_invite_rate)),
-                    {"cases": cases, "invited": invited, "invite_rate": round(rate, 6)}, rows, cases - invited)
+                    {"cases": cases, "invited": invited, "invite_rate": round(rate, 6)}, rows,
+                    cases - invited)
 
     # Flagged presses per window.
     for kind, flag, minimum, text in (("walkup", "no_invitation", s.min_events, "无邀请评价"),
@@ -187,8 +190,8 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
                 continue
             name = names.window(wid)
             devices = sorted({r["device_id"] for r in rows})
-            finding(kind, "window", wid, name, hid, "%s 本月%s%d次（评价器 %s）" % (name, text, len(rows),
-                                                                            "、".join(devices)),
+            summary = "%s 本月%s%d次（评价器 %s）" % (name, text, len(rows), "、".join(devices))
+            finding(kind, "window", wid, name, hid, summary,
                     {"presses": len(rows), "devices": devices}, rows)
 
     # Ratings pressed implausibly fast, per clerk.
@@ -201,7 +204,8 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
         if len(rows) >= s.min_events:
             name = names.clerk(clerk)
             finding("fast_press", "clerk", clerk, name, hid,
-                    "%s 本月有%d次评价在邀请发出后%g秒内完成，疑似工作人员代评" % (name, len(rows), s.fast_press_s),
+                    "%s 本月有%d次评价在邀请发出后%g秒内完成，疑似工作人员代评"
+                    % (name, len(rows), s.fast_press_s),
                     {"ratings": len(rows), "within_s": s.fast_press_s}, rows)
 
     # Invitations long after the case (事后补录), per clerk.
@@ -216,7 +220,8 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
         if len(rows) >= s.min_events:
             name = names.clerk(clerk)
             finding("late_entry", "clerk", clerk, name, hid,
-                    "%s 本月%d件办件在办结%d分钟后才邀请评价（事后补录）" % (name, len(rows), s.late_entry_minutes),
+                    "%s 本月%d件办件在办结%d分钟后才邀请评价（事后补录）"
+                    % (name, len(rows), s.late_entry_minutes),
                     {"invitations": len(rows), "after_minutes": s.late_entry_minutes}, rows)
 
     # Rating to platform linkage time, per window.
@@ -224,8 +229,9 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
     for wid, hid, n, over, longest in tx.figures.linkage(seg, d, limit_ms, now):
         if not over:
             continue
+        slow = tx.figures.slowest(seg, d, wid, limit_ms, now, n_ev)
         rows = [{**r, "pressed_at": local(r["pressed_at_ms"]), "acked_at": local(r["acked_ms"]),
-                 "delay_s": round(r["delay_ms"] / 1000)} for r in tx.figures.slowest(seg, d, wid, limit_ms, now, n_ev)]
+                 "delay_s": round(r["delay_ms"] / 1000)} for r in slow]
         name = names.window(wid)
         finding("linkage", "window", wid, name, hid,
                 "%s 本月%d条评价中有%d条未在%d分钟内关联上传至省平台（最长%s）" % (
@@ -300,10 +306,11 @@ def _silent_devices(tx: Tx, cfg: Config, month: Period, scope: Scope, s: Supervi
         if rows:
             total = sum(int(r["silent_hours"]) for r in rows)
             window = names.window(bs[-1].window_id)
-            out.append(Finding(month.text, "silent_device", "device", device, "%s（%s）" % (device, window), hid,
-                               names.hall(hid), "评价器 %s（%s）本月有%d天在工作时间离线，合计%d个工作小时" % (
-                                   device, window, len(rows), total),
-                               {"days": len(rows), "silent_hours": total}, rows[:s.evidence_rows], len(rows)))
+            summary = "评价器 %s（%s）本月有%d天在工作时间离线，合计%d个工作小时" % (
+                device, window, len(rows), total)
+            out.append(Finding(month.text, "silent_device", "device", device, "%s（%s）" % (device, window),
+                               hid, names.hall(hid), summary, {"days": len(rows), "silent_hours": total},
+                               rows[:s.evidence_rows], len(rows)))
     return out
 
 

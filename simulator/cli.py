@@ -164,7 +164,8 @@ def demo(quiet: bool, fault: tuple[str, ...], **kw: Any) -> None:
 
 
 @main.command()
-@click.option("--quarter", default="2026-Q2", show_default=True, help="The quarter to make (it must have ended).")
+@click.option("--quarter", default="2026-Q2", show_default=True,
+              help="The quarter to make (it must have ended).")
 @click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.0001, 10.0),
               help="Volume as a share of the seed's (1.0: about 90,000 ratings, 3,300 from the towns).")
 @click.option("--seed", default=1, show_default=True)

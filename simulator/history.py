@@ -29,7 +29,6 @@ Used by `hcp-sim history` (simulator/cli.py) and tests/simulator/test_sim_histor
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import datetime as dt
 import heapq
@@ -53,10 +52,10 @@ from gateway import bindings, org, supervision, timesync, uscc
 from gateway.api import make_app
 from gateway.attribution import Attribution, AttributionRules
 from gateway.bulletin import Bulletin, make_bulletin
-from gateway.district_text import bulletin_text, supervision_text
 from gateway.complaint_figures import complaint_figures
 from gateway.config import Config, load_config
 from gateway.devices import add_device
+from gateway.district_text import bulletin_text, supervision_text
 from gateway.export import ExportSettings, write_table
 from gateway.ingest import Ingest
 from gateway.mqtt import Downlink
@@ -83,10 +82,12 @@ ISSUER = "淄博市张店区政务服务管理办公室"
 # The district centre's departments: name, share of the centre's cases, windows.
 CENTRE_DEPARTMENTS = (
     ("区行政审批服务局", 0.22, 8), ("区人力资源和社会保障局", 0.16, 6), ("区医疗保障局", 0.15, 6),
-    ("区不动产登记中心", 0.11, 5), ("区公安分局", 0.07, 4), ("区税务局", 0.06, 4), ("区市场监督管理局", 0.05, 3),
+    ("区不动产登记中心", 0.11, 5), ("区公安分局", 0.07, 4), ("区税务局", 0.06, 4),
+    ("区市场监督管理局", 0.05, 3),
     ("区住房和城乡建设局", 0.03, 2), ("区住房公积金管理中心", 0.03, 2), ("区民政局", 0.02, 2),
     ("区卫生健康局", 0.02, 2), ("区教育和体育局", 0.015, 1), ("区交通运输局", 0.015, 1),
-    ("区城市管理局", 0.01, 1), ("区司法局", 0.01, 1), ("区退役军人事务局", 0.01, 1), ("区残疾人联合会", 0.008, 1),
+    ("区城市管理局", 0.01, 1), ("区司法局", 0.01, 1), ("区退役军人事务局", 0.01, 1),
+    ("区残疾人联合会", 0.008, 1),
     ("区自然资源局", 0.008, 1), ("区生态环境分局", 0.007, 1), ("区供电服务中心", 0.007, 1),
 )
 TOWNS = ("车站街道", "公园街道", "和平街道", "科苑街道", "马尚街道", "湖田街道", "房镇镇", "中埠镇")
@@ -96,7 +97,8 @@ SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗梁宋�
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂英华玉萍红鹏辉"
 CENTRE_HOURS = ("08:30-12:00", "13:30-17:30")
 TOWN_HOURS = ("08:30-12:00", "14:00-17:30")
-TASKS = (("370303-001", "居民身份证换领"), ("370303-002", "社会保险参保登记"), ("370303-003", "医保异地就医备案"),
+TASKS = (("370303-001", "居民身份证换领"), ("370303-002", "社会保险参保登记"),
+         ("370303-003", "医保异地就医备案"),
          ("370303-004", "不动产登记"), ("370303-005", "营业执照设立登记"), ("370303-006", "住房公积金提取"),
          ("370303-007", "最低生活保障申请"), ("370303-008", "残疾人证办理"))
 
@@ -126,7 +128,8 @@ def _org_code(n: int) -> str:
 
 
 def credit_code(kind: str, n: int) -> str:
-    """A unified social credit code of an organ in 张店区 (370303): "11" state organ, "12" public institution."""
+    """A unified social credit code of an organ in 张店区 (370303): "11" state organ, "12" public
+    institution."""
     return uscc.complete(kind + "370303" + _org_code(n))
 
 
@@ -306,7 +309,8 @@ class History:
             code = credit_code("11", 20_000 + t)
             for k, (wname, share) in enumerate(TOWN_WINDOWS):
                 i += 1
-                w = SimWindow("T%d%02d" % (t + 1, k + 1), town + wname, tid, code, "tn%04d" % i, clerk_name(i),
+                w = SimWindow("T%d%02d" % (t + 1, k + 1), town + wname, tid, code, "tn%04d" % i,
+                              clerk_name(i),
                               device(), tid, hours=TOWN_HOURS)
                 w.invite_p = self.rng.uniform(0.3, 0.6)
                 w.press_p = self.rng.uniform(0.88, 0.95)
@@ -314,12 +318,13 @@ class History:
                 self.windows.append(w)
             for v in range(VILLAGES_PER_TOWN):
                 i += 1
-                w = SimWindow("V%d%02d" % (t + 1, v + 1), "%s第%d社区代办窗口" % (town, v + 1), "%s-v%d" % (tid, v + 1),
+                w = SimWindow("V%d%02d" % (t + 1, v + 1), "%s第%d社区代办窗口" % (town, v + 1),
+                              "%s-v%d" % (tid, v + 1),
                               code, "vl%04d" % i, clerk_name(i), device(), tid, hours=TOWN_HOURS)
                 w.invite_p = self.rng.uniform(0.3, 0.6)
                 w.press_p = self.rng.uniform(0.88, 0.95)
-                w.cases_per_day = town_ratings * 0.15 / (len(TOWNS) * VILLAGES_PER_TOWN) / days / (w.invite_p
-                                                                                                  * w.press_p)
+                per_village = town_ratings * 0.15 / (len(TOWNS) * VILLAGES_PER_TOWN)
+                w.cases_per_day = per_village / days / (w.invite_p * w.press_p)
                 self.windows.append(w)
         towns = [w for w in self.windows if w.town]
         # The seed's complaints, planted: a town clerk who never invites, one who invites hours
@@ -350,7 +355,8 @@ class History:
         before = self.period.bounds(TZ)[0] - 30 * 86_400_000
         default = cfg.hall
         actor = "hcp-sim:history"
-        await store.write(lambda tx: [add_device(tx, w.device.device_id, w.device.secret_hex, "sim-1", actor, before)
+        await store.write(lambda tx: [add_device(tx, w.device.device_id, w.device.secret_hex, "sim-1", actor,
+                                                 before)
                                       for w in self.windows])
         for t, town in enumerate(TOWNS):
             tid = "town-%d" % (t + 1)
@@ -361,11 +367,12 @@ class History:
                 await org.add_hall(store, default, "%s-v%d" % (tid, v + 1), org.HallSpec(
                     name="%s第%d社区便民服务站" % (town, v + 1), kind="village", parent_id=tid,
                     area_code="370303%03d%03d" % (t + 1, v + 1)), actor, at_ms=before)
-            await org.add_department(store, default, credit_code("11", 20_000 + t),
-                                     town.removesuffix("镇") + ("镇人民政府" if town.endswith("镇") else "办事处"),
-                                     tid, actor, at_ms=before)
+            office = town.removesuffix("镇") + ("镇人民政府" if town.endswith("镇") else "办事处")
+            await org.add_department(store, default, credit_code("11", 20_000 + t), office, tid, actor,
+                                     at_ms=before)
         for d, (name, _share, _n) in enumerate(CENTRE_DEPARTMENTS):
-            await org.add_department(store, default, credit_code("12" if "中心" in name or "联合会" in name else "11",
+            await org.add_department(store, default,
+                                     credit_code("12" if "中心" in name or "联合会" in name else "11",
                                                                  10_000 + d), name, None, actor, at_ms=before)
         for w in self.windows:
             hall = None if w.hall_id == "zd-centre" else w.hall_id
@@ -402,7 +409,7 @@ class History:
                 late = self._case(heap, w, day, accepted, finished, silent and finished > off_from, late)
             if not w.town and rng.random() < min(0.5, 0.01 * w.cases_per_day):   # a walk-up, ~1% of cases
                 a, b = rng.choice(slots)
-                self._push(heap, rng.randint(a, b - 1), "walkup", (w, rng.choice(("vs", "vs", "s"))))
+                self._press(heap, w, "walkup", rng.choice(("vs", "vs", "s")), "", rng.randint(a, b - 1))
             first, last = _slots(day, ("08:00-18:00",))[0]
             for h in range(first, last, self.o.hb_minutes * MIN):
                 self._push(heap, h + rng.randint(0, 59_000), "hb", w)
@@ -411,8 +418,9 @@ class History:
             for t in range(a, b + self.o.push_minutes * MIN, self.o.push_minutes * MIN):
                 self._push(heap, t, "push", day)
         self._push(heap, _slots(day, ("21:00-21:01",))[0][0], "push", day)
-        # What the service's presence job does every minute, every half hour here.
-        for h in range(_slots(day, ("08:00-09:00",))[0][0], _slots(day, ("19:00-20:00",))[0][0], 30 * MIN):
+        # What the service's presence job does every minute, every hour here (on the hour: every
+        # message handled so far arrived before it, so each hour's last message marks that hour).
+        for h in range(_slots(day, ("08:00-09:00",))[0][0], _slots(day, ("19:00-20:00",))[0][0], HOUR):
             self._push(heap, h, "presence", None)
         self._push(heap, _slots(day, ("18:30-18:31",))[0][0], "report_cases", day)
         if self.o.outage and day_index == outage_day:
@@ -430,7 +438,12 @@ class History:
             w = [x for x in self.windows if x.town][2]
             t0 = _slots(day, ("10:15-10:16",))[0][0]
             for k in range(6):
-                self._push(heap, t0 + 1500 * k, "walkup", (w, "vs"))
+                self._press(heap, w, "walkup", "vs", "", t0 + 1500 * k)
+
+    def _press(self, heap: list[tuple[int, int, str, Any]], w: SimWindow, kind: str, grade: str, inv: str,
+               pressed: int) -> None:
+        """A journal record of the device, handled when it reaches the gateway (0.1-0.9 s later)."""
+        self._push(heap, pressed + self.rng.randint(100, 900), "press", (w, kind, grade, inv, pressed))
 
     def _case(self, heap: list[tuple[int, int, str, Any]], w: SimWindow, day: dt.date, accepted: int,
               finished: int, device_off: bool, late: int) -> int:
@@ -498,9 +511,10 @@ class History:
         cfg_path.write_text(self._gateway_toml(self.platform.url, http_port, store_line))
         cfg = self.cfg = load_config(cfg_path)
         store = self.store = await open_store(cfg.store.url)
-        self.say("organisation: %d windows (%d at the district centre, %d in 8 towns and their village points),"
-                 " %d departments" % (len(self.windows), sum(not w.town for w in self.windows),
-                                      sum(bool(w.town) for w in self.windows), len(CENTRE_DEPARTMENTS) + len(TOWNS)))
+        centre = sum(not w.town for w in self.windows)
+        self.say("organisation: %d windows (%d at the district centre, %d in 8 towns and their village"
+                 " points), %d departments" % (len(self.windows), centre, len(self.windows) - centre,
+                                               len(CENTRE_DEPARTMENTS) + len(TOWNS)))
         await self._provision(store, cfg)
         registry = DeviceRegistry(store)
         await registry.load()
@@ -520,7 +534,8 @@ class History:
         pusher = Pusher(store, load_settings(cfg), now_ms=self.clock)
         files: list[Path] = []
         try:
-            async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + self.window_token}) as http:
+            auth = {"Authorization": "Bearer " + self.window_token}
+            async with aiohttp.ClientSession(headers=auth) as http:
                 await self._quarter(http, base, ingest, registry, pusher)
             await self._finish(ingest, registry, pusher)
             result = await self._report(store, cfg, t_wall, files)
@@ -537,7 +552,8 @@ class History:
         outage_day = len(days) // 2
         start = _slots(days[0], ("07:00-07:01",))[0][0]
         for w in self.windows:
-            topic, payload = w.device.message("hello", {"fw": "sim-1", "up": 5000, "rst": "power", "cfg": 1, "jd": 0,
+            topic, payload = w.device.message("hello", {"fw": "sim-1", "up": 5000, "rst": "power", "cfg": 1,
+                                                        "jd": 0,
                                                         "safe": False})
             await self._send(ingest, topic, payload, start)
         bad_due = 0
@@ -554,26 +570,23 @@ class History:
                     w, case_no, task = data
                     inv = await self._invite(http, base, w, case_no, task)
                     if self.rng.random() < w.press_p:
-                        think = 1_000 if w.self_rater and self.rng.random() < 0.05 else self.rng.randint(4_000, 40_000)
-                        grade = "vs" if self.rng.random() < 0.976 else self.rng.choice(("s", "s", "s", "s", "bs"))
+                        rng = self.rng
+                        think = 1_000 if w.self_rater and rng.random() < 0.05 else rng.randint(4_000, 40_000)
+                        grade = "vs" if rng.random() < 0.976 else rng.choice(("s", "s", "s", "s", "bs"))
                         if bad_due and not w.town:
                             grade, bad_due = self.rng.choice(("d", "vd")), bad_due - 1
                             self.ledger.bad += 1
-                        self._push(heap, t + think, "press", (w, "rated", grade, inv))
+                        self._press(heap, w, "rated", grade, inv, t + think)
                         self.ledger.add(self.ledger.ratings, w.town)
                     else:
-                        self._push(heap, t + 60_000, "press", (w, "unrated", "", inv))
+                        self._press(heap, w, "unrated", "", inv, t + 60_000)   # the countdown ran out
                         self.ledger.defaults += 1
-                elif kind in ("press", "walkup"):
-                    if kind == "walkup":
-                        w, grade = data
-                        rkind, inv = "walkup", ""
-                        self.ledger.walkups += 1
-                    else:
-                        w, rkind, grade, inv = data
-                    topic, payload, _rid = w.device.record(rkind, grade, inv, t)
+                elif kind == "press":    # at its arrival at the gateway, a moment after the press
+                    w, rkind, grade, inv, pressed = data
+                    self.ledger.walkups += rkind == "walkup"
+                    topic, payload, _rid = w.device.record(rkind, grade, inv, pressed)
                     self.ledger.records_sent += 1
-                    await self._send(ingest, topic, payload, t + self.rng.randint(100, 900))
+                    await self._send(ingest, topic, payload, t)
                     if ingest.pending >= 400:
                         await ingest.drain()
                 elif kind == "hb":
@@ -643,14 +656,17 @@ class History:
         real = sum(led.ratings.values())
         uplink = await store.read(lambda tx: tx.uplink.status_counts())
         if town.totals.counts.ratings != real:
-            problems.append("bulletin counts %d ratings, the generator made %d" % (town.totals.counts.ratings, real))
+            problems.append("bulletin counts %d ratings, the generator made %d"
+                            % (town.totals.counts.ratings, real))
         if town.totals.counts.defaults != led.defaults:
             problems.append("bulletin counts %d default ratings, the generator left %d invitations unrated"
                             % (town.totals.counts.defaults, led.defaults))
         if town.totals.counts.bad != led.bad:
-            problems.append("bulletin counts %d 差评, the generator made %d" % (town.totals.counts.bad, led.bad))
+            problems.append("bulletin counts %d 差评, the generator made %d"
+                            % (town.totals.counts.bad, led.bad))
         if stats["accepted"] != real + led.defaults:
-            problems.append("the platform holds %d ratings, expected %d" % (stats["accepted"], real + led.defaults))
+            problems.append("the platform holds %d ratings, expected %d"
+                            % (stats["accepted"], real + led.defaults))
         if stats["received_total"] < stats["accepted"]:
             problems.append("platform counters inconsistent")
         stored = await store.read(lambda tx: tx.records.count())

@@ -76,7 +76,8 @@ async def get_bulletin(request: web.Request) -> web.StreamResponse:
     if fmt not in ("json", "csv", "xlsx"):
         raise BadInput("format must be json, csv or xlsx", "bad_format")
     cfg = request.app[CFG_KEY]
-    b = await make_bulletin(request.app[STORE_KEY], cfg, period, by, _query(request, "hall"), complaint_figures(cfg))
+    b = await make_bulletin(request.app[STORE_KEY], cfg, period, by, _query(request, "hall"),
+                            complaint_figures(cfg))
     if fmt == "json":
         return web.json_response(b.to_json())
     s = cfg.sections.get("export")
@@ -86,7 +87,8 @@ async def get_bulletin(request: web.Request) -> web.StreamResponse:
                    else (xlsx_bytes(b.table(), settings), XLSX))
     return web.Response(body=data, headers={
         "Content-Type": ctype,
-        "Content-Disposition": "attachment; filename=\"%s\"; filename*=UTF-8''%s" % (name, quote(b.title + "." + fmt))})
+        "Content-Disposition": "attachment; filename=\"%s\"; filename*=UTF-8''%s"
+                               % (name, quote(b.title + "." + fmt))})
 
 
 async def get_supervision(request: web.Request) -> web.Response:
@@ -114,7 +116,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERR = {"$ref": "#/components/responses/Error"}
 _TIME = {"oneOf": [{"type": "string"}, {"type": "integer"}],
          "description": "\"2026-06-01 09:15:00\" (the hall's local time), ISO 8601 with offset, or epoch ms"}
-_CASE = {"type": "object", "required": ["case_no", "accepted_at"], "additionalProperties": False, "properties": {
+_CASE = {"type": "object", "required": ["case_no", "accepted_at"], "additionalProperties": False,
+         "properties": {
     "case_no": {"type": "string", "minLength": 1, "maxLength": 64, "description": "办件编号 (projectNo)"},
     "accepted_at": _TIME, "finished_at": _TIME,
     "status": {"type": "string", "enum": list(casefeed.STATUSES), "default": "finished",
@@ -123,7 +126,8 @@ _CASE = {"type": "object", "required": ["case_no", "accepted_at"], "additionalPr
     "window": {"type": "string", "maxLength": 16}, "staff_account": {"type": "string", "maxLength": 64},
     "staff_name": {"type": "string", "maxLength": 64},
     "dept_code": {"type": "string", "pattern": "^[0-9A-HJ-NPQRTUWXY]{18}$",
-                  "description": "unified social credit code (check character checked); default: the window's"},
+                  "description": "unified social credit code (check character checked); "
+                                 "default: the window's"},
     "task_code": {"type": "string", "maxLength": 64}, "task_name": {"type": "string", "maxLength": 200}}}
 _PERIOD = {"name": "period", "in": "query", "required": True, "schema": {"type": "string"},
            "description": PERIOD_HELP}
@@ -133,7 +137,8 @@ _HALL = {"name": "hall", "in": "query", "required": False, "schema": {"type": "s
 OPENAPI_PATHS: dict[str, Any] = {
     "/api/v1/cases": {"post": {
         "summary": "Report 办件 handled at windows, invited to a rating or not (idempotent by case number)",
-        "description": "One case, or {\"cases\": [...]} with 1..%d cases, stored all or none (a bad case is named "
+        "description": "One case, or {\"cases\": [...]} with 1..%d cases, stored all or none "
+                       "(a bad case is named "
                        "by its index). A case reported again is unchanged, or updated in place when a fact "
                        "changed. 201 when any case was new, else 200." % casefeed.MAX_BATCH,
         "security": [{"windowToken": []}, {"adminToken": []}],
@@ -148,7 +153,8 @@ OPENAPI_PATHS: dict[str, Any] = {
             for s, d in (("201", "stored (some new)"), ("200", "stored (none new)"))} | {
             str(c): _ERR for c in (400, 401, 404, 413)}}},
     "/api/v1/cases/{case_no}": {"get": {
-        "summary": "One reported case and its invitations", "security": [{"windowToken": []}, {"adminToken": []}],
+        "summary": "One reported case and its invitations", "security": [{"windowToken": []},
+                                                                         {"adminToken": []}],
         "parameters": [{"name": "case_no", "in": "path", "required": True, "schema": {"type": "string"}}],
         "responses": {"200": _json({"type": "object"}, "the case"), "401": _ERR, "404": _ERR}}},
     "/api/v1/bulletins": {"get": {
@@ -157,9 +163,11 @@ OPENAPI_PATHS: dict[str, Any] = {
         "parameters": [_PERIOD, {"name": "by", "in": "query", "required": False,
                                  "schema": {"type": "string", "enum": list(GROUPS), "default": "department"}},
                        _HALL, {"name": "format", "in": "query", "required": False,
-                               "schema": {"type": "string", "enum": ["json", "csv", "xlsx"], "default": "json"}}],
-        "responses": {"200": {"description": "JSON: title, issuer, period, columns, rows, totals, notes, charts "
-                                             "(series for the console); CSV (UTF-8 with BOM) or XLSX with charts",
+                               "schema": {"type": "string", "enum": ["json", "csv", "xlsx"],
+                                          "default": "json"}}],
+        "responses": {"200": {"description": "JSON: title, issuer, period, columns, rows, totals, notes, "
+                                             "charts (series for the console); CSV (UTF-8 with BOM) or XLSX "
+                                             "with charts",
                               "content": {"application/json": {"schema": {"type": "object"}},
                                           "text/csv": {"schema": {"type": "string"}},
                                           XLSX: {"schema": {"type": "string", "format": "binary"}}}},

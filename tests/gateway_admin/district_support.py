@@ -38,7 +38,8 @@ UR = ZoneInfo("Asia/Urumqi")
 D1 = "11370303MB2858350L"
 D2 = uscc.complete("11370303004253591")
 ACTOR = "test:district"
-HALL = {"id": "centre", "name": "区政务服务中心", "timezone": "Asia/Shanghai", "opening_hours": ["08:30-17:30"],
+HALL = {"id": "centre", "name": "区政务服务中心", "timezone": "Asia/Shanghai",
+        "opening_hours": ["08:30-17:30"],
         "opening_days": [1, 2, 3, 4, 5]}
 _batch = itertools.count(1)
 
@@ -69,7 +70,8 @@ class District:
         self.records: dict[str, str] = {}        # case -> record id of its rating
         self.invitations: dict[str, str] = {}    # case -> invitation id
 
-    async def ack(self, upload_id: str, default: int = 0, inv: str | None = None, at: int | None = None) -> None:
+    async def ack(self, upload_id: str, default: int = 0, inv: str | None = None,
+                  at: int | None = None) -> None:
         bid = "b%d" % next(_batch)
         when = at or t(2026, 7, 10, 1)
 
@@ -85,9 +87,9 @@ class District:
         await casefeed.report_cases(self.s.db, self.s.cfg.hall, [rep], "api:window", at_ms=accepted)
 
     async def invite(self, case: str, window: str, at: int, task: str = "T1") -> str:
-        out = await invitations.create(self.s.db, InvitationRequest(case_no=case, window_id=window, task_code=task,
-                                                                    task_name="事项" + task, applicant_type=1),
-                                       "api:window", InvitationRules(), at_ms=at)
+        req = InvitationRequest(case_no=case, window_id=window, task_code=task, task_name="事项" + task,
+                                applicant_type=1)
+        out = await invitations.create(self.s.db, req, "api:window", InvitationRules(), at_ms=at)
         self.invitations[case] = out.invitation.id
         return out.invitation.id
 
@@ -106,10 +108,12 @@ async def build(tmp: Path, store_url: str) -> District:
     d = District(s)
     cfg = s.cfg.hall
     await s.db.write(lambda tx: add_device(tx, "dev-4", "cd" * 32, "t", ACTOR, t(2026, 5, 1, 0)))
-    await org.add_hall(s.db, cfg, "west", org.HallSpec(name="西城镇便民服务中心", kind="town", timezone="Asia/Urumqi",
+    await org.add_hall(s.db, cfg, "west", org.HallSpec(name="西城镇便民服务中心", kind="town",
+                                                       timezone="Asia/Urumqi",
                                                        opening_hours=("00:00-24:00",),
                                                        opening_days=(1, 2, 3, 4, 5, 6, 7)), ACTOR)
-    await org.add_hall(s.db, cfg, "west-v1", org.HallSpec(name="西城村便民服务站", kind="village", parent_id="west"),
+    await org.add_hall(s.db, cfg, "west-v1", org.HallSpec(name="西城村便民服务站", kind="village",
+                                                          parent_id="west"),
                        ACTOR)
     await org.add_department(s.db, cfg, D1, "区行政审批服务局", None, ACTOR)
     await org.add_department(s.db, cfg, D2, "区人力资源和社会保障局", "west", ACTOR)

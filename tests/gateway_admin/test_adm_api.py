@@ -16,8 +16,8 @@ from adm_support import ADMIN_TOKEN, WINDOW_TOKEN, Recorder, Store, make_config
 from aiohttp import web
 
 from gateway import bindings, invitations
-from gateway.api import make_app
 from gateway.api import district as district_api
+from gateway.api import make_app
 from gateway.api import org as org_api
 from gateway.api.openapi import openapi_spec
 from simulator.netutil import free_port

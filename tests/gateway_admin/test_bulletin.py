@@ -47,8 +47,10 @@ async def make(d: District, period: str, by: str, hall: str | None = None,
 
 
 def figures(r: dict[str, Any]) -> tuple[Any, ...]:
-    return (r["cases"], r["ratings"], r["rating_rate"], tuple(r[g] for g in GRADE_KEYS), r["bad"], r["valid_bad"],
-            r["rectified"], r["rectification_rate"], r["callback_rate"], r["satisfaction"], r["score"], r["rank"],
+    return (r["cases"], r["ratings"], r["rating_rate"], tuple(r[g] for g in GRADE_KEYS), r["bad"],
+            r["valid_bad"],
+            r["rectified"], r["rectification_rate"], r["callback_rate"], r["satisfaction"], r["score"],
+            r["rank"],
             r["defaults"], r["excluded"])
 
 
@@ -58,7 +60,8 @@ def by_name(b: bulletin.Bulletin) -> dict[str, dict[str, Any]]:
 
 async def test_june_by_department_every_column(district: District) -> None:
     b = await make(district, "2026-06", "department")
-    assert b.title == "2026年6月各部门“好差评”评估通报表" and b.period.span_label == "2026年6月1日至2026年6月30日"
+    assert b.title == "2026年6月各部门“好差评”评估通报表"
+    assert b.period.span_label == "2026年6月1日至2026年6月30日"
     rows = by_name(b)
     assert [r.name for r in b.rows] == ["区行政审批服务局", "区人力资源和社会保障局"]   # ranked by score
     d1, d2 = rows["区行政审批服务局"], rows["区人力资源和社会保障局"]
@@ -95,8 +98,10 @@ async def test_groupings_clerk_window_hall_town_item(district: District) -> None
     assert figures(clerks["张三"])[:4] == (6, 4, round(4 / 6, 6), (1, 1, 1, 1, 0))
     assert clerks["张三"]["defaults"] == 1 and clerks["张三"]["score"] == 62.5
     li = clerks["李四"]   # retired after the period: still there, by name, marked
-    assert (li["retired"], li["cases"], li["ratings"], li["excluded"], li["not_uploaded"]) == (True, 3, 1, 1, 1)
-    assert (li["rank"], clerks["赵六"]["rank"], clerks["张三"]["rank"], clerks["王五"]["rank"]) == (1, 1, 3, 4)
+    assert (li["retired"], li["cases"], li["ratings"], li["excluded"], li["not_uploaded"]) == \
+        (True, 3, 1, 1, 1)
+    ranks = [clerks[n]["rank"] for n in ("李四", "赵六", "张三", "王五")]
+    assert ranks == [1, 1, 3, 4]
     windows = by_name(await make(district, "2026-06", "window"))
     assert windows["W01 西城综合窗口"]["detail"] == "西城镇便民服务中心"
     assert windows["V01 西城村代办窗口"]["cases"] == 2

@@ -26,7 +26,8 @@ HALL = {"id": "centre", "timezone": "Asia/Shanghai", "opening_hours": ["08:30-17
 @pytest.fixture
 async def api(tmp_path: Path, store_url: str) -> AsyncIterator[tuple[aiohttp.ClientSession, str, Store]]:
     s = await open_store(tmp_path, store_url, hall=dict(HALL))
-    await org.add_hall(s.db, s.cfg.hall, "west", org.HallSpec(name="西城镇", kind="town", timezone="Asia/Urumqi"), "t")
+    await org.add_hall(s.db, s.cfg.hall, "west", org.HallSpec(name="西城镇", kind="town",
+                                                              timezone="Asia/Urumqi"), "t")
     await org.move_window(s.db, s.cfg.hall, "A02", "t", hall_id="west", dept_code=D1)
     runner = web.AppRunner(make_app(s.db, s.cfg, Recorder()))
     await runner.setup()
@@ -74,10 +75,12 @@ async def test_report_idempotent_update_and_times(api: tuple[aiohttp.ClientSessi
 
 async def test_batches_all_or_none_and_errors(api: tuple[aiohttp.ClientSession, str, Store]) -> None:
     http, url, s = api
-    cases = [{"case_no": "B-%d" % i, "accepted_at": 1780276500000 + i, "status": "accepted"} for i in range(500)]
+    cases = [{"case_no": "B-%d" % i, "accepted_at": 1780276500000 + i,
+              "status": "accepted"} for i in range(500)]
     out = await post(http, url, {"cases": cases}, 201)
     assert out["created"] == 500
-    bad_batch = [{"case_no": "N-1", "accepted_at": "2026-06-01 09:00"}, {"case_no": "N-2", "accepted_at": "soon"}]
+    bad_batch = [{"case_no": "N-1", "accepted_at": "2026-06-01 09:00"}, {"case_no": "N-2",
+                                                                         "accepted_at": "soon"}]
     e = await post(http, url, {"cases": bad_batch}, 400)
     assert e["error"] == "bad_time" and e["message"].startswith("cases[1]: accepted_at must be a time")
     n = await s.fetchone("SELECT count(*) FROM cases WHERE case_no LIKE 'N-%'")
@@ -86,10 +89,12 @@ async def test_batches_all_or_none_and_errors(api: tuple[aiohttp.ClientSession, 
             ({"case_no": "X"}, "missing_field"),
             ({"case_no": "X", "accepted_at": "2026-06-01 09:00", "colour": "red"}, "unknown_field"),
             ({"case_no": "X", "accepted_at": "2026-06-01 09:00", "status": "lost"}, "bad_status"),
-            ({"case_no": "X", "accepted_at": "2026-06-01 09:00", "dept_code": D1[:17] + "0"}, "bad_dept_code"),
+            ({"case_no": "X", "accepted_at": "2026-06-01 09:00", "dept_code": D1[:17] + "0"},
+             "bad_dept_code"),
             ({"case_no": "X", "accepted_at": "2026-06-01 09:00", "hall": "nowhere"}, "unknown_hall"),
             ({"case_no": "X", "accepted_at": "2026-06-01", "finished_at": None}, "bad_time"),
-            ({"case_no": "X", "accepted_at": "2026-06-01 10:00", "finished_at": "2026-06-01 09:00"}, "bad_time"),
+            ({"case_no": "X", "accepted_at": "2026-06-01 10:00", "finished_at": "2026-06-01 09:00"},
+             "bad_time"),
             ({"case_no": "X", "accepted_at": "1999-06-01 10:00"}, "bad_time"),
             ({"cases": []}, "bad_batch"),
             ({"cases": [{"case_no": "D", "accepted_at": 1780276500000}] * 2}, "duplicate_case"),
@@ -126,7 +131,8 @@ def test_parse_time_forms() -> None:
 def test_cli_cases(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path, store_url)
     f = tmp_path / "cases.json"
-    f.write_text(json.dumps({"cases": [{"case_no": "K-%d" % i, "accepted_at": "2026-06-0%d 10:00:00" % (i + 1),
+    f.write_text(json.dumps({"cases": [{"case_no": "K-%d" % i,
+                                        "accepted_at": "2026-06-0%d 10:00:00" % (i + 1),
                                         "staff_account": "zhang", "task_name": "事项"} for i in range(3)]},
                             ensure_ascii=False))
     code, out, _ = run(capsys, cfg, "cases", "report", str(f))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from adm_support import open_store
 
-from gateway.store.rows import CaseRow
 from gateway.store.api import Tx
+from gateway.store.rows import CaseRow
 
 HOUR = 3_600_000
 
@@ -29,7 +29,8 @@ async def test_records_follow_their_uplink_state(tmp_path: Path, store_url: str)
         await s.db.write(lambda tx: tx.uplink.mark_sent("b1", "x", [(ids[0], 0, None)], 5))
         await s.db.write(lambda tx: tx.uplink.mark_covered([(ids[1], "inv:x")]))
         assert await state() == [(ids[0], "sent", 0), (ids[1], "covered", 1)]
-        await s.db.write(lambda tx: tx.uplink.apply_results("b1", [], [("bad", "no", 6, ids[0])], (0, 0, 1), 6,
+        await s.db.write(lambda tx: tx.uplink.apply_results("b1", [], [("bad", "no", 6, ids[0])], (0, 0, 1),
+                                                            6,
                                                             None))
         assert (await state())[0] == (ids[0], "rejected", 0)
         assert await s.db.write(lambda tx: tx.uplink.requeue([ids[0]])) == 1
@@ -48,17 +49,19 @@ async def test_records_follow_their_uplink_state(tmp_path: Path, store_url: str)
 async def test_cases_and_presence_repositories(tmp_path: Path, store_url: str) -> None:
     s = await open_store(tmp_path, store_url)
     try:
-        rows = [CaseRow("K%d" % i, None if i % 2 else "west", "A01", "zhang", "张三", "", "T", "事项", "finished",
+        rows = [CaseRow("K%d" % i, None if i % 2 else "west", "A01", "zhang", "张三", "", "T", "事项",
+                        "finished",
                         1_000 + i, None, 5, 5, "t") for i in range(5)]
 
         def put(tx: Tx) -> None:
             tx.cases.insert_many(rows)
-            tx.cases.update_many([CaseRow("K1", None, "A02", "li", "李四", "", "T", "事项", "withdrawn", 1_001,
+            tx.cases.update_many([CaseRow("K1", None, "A02", "li", "李四", "", "T", "事项", "withdrawn",
+                                          1_001,
                                           2_000, 0, 9, "other")])
         await s.db.write(put)
         got = await s.db.read(lambda tx: tx.cases.get("K1"))
-        assert got is not None and (got.window_id, got.status, got.finished_ms, got.updated_ms) == ("A02", "withdrawn",
-                                                                                                   2_000, 9)
+        assert got is not None
+        assert (got.window_id, got.status, got.finished_ms, got.updated_ms) == ("A02", "withdrawn", 2_000, 9)
         assert (got.reported_ms, got.reported_by) == (5, "t")          # the first report's
         found, total = await s.db.read(lambda tx: tx.cases.find(1_001, 1_004, limit=2))
         assert [c.case_no for c in found] == ["K1", "K2"] and total == 3

@@ -70,8 +70,8 @@ class SqlFigures:
         where, params = scope_sql(scope, "r.pressed_at_ms", "r.hall_id", default_hall)
         x, group = _extra(extra, "r", 6)
         if len(edges) > 2:
-            bucket = "CASE " + " ".join("WHEN r.pressed_at_ms < ? THEN %d" % k for k in range(len(edges) - 2)) + \
-                     " ELSE %d END" % (len(edges) - 2)
+            whens = " ".join("WHEN r.pressed_at_ms < ? THEN %d" % k for k in range(len(edges) - 2))
+            bucket = "CASE %s ELSE %d END" % (whens, len(edges) - 2)
             bparams: list[Any] = list(edges[1:-1])
         else:
             bucket, bparams = "0", []
@@ -99,7 +99,8 @@ class SqlFigures:
         where, params = scope_sql(scope, "i.closed_ms", "i.hall_id", default_hall)
         x, group = _extra(extra, "i", 0)
         sql = ("SELECT i.hall_id, i.dept_code%s, count(*) FROM invitations i"
-               " WHERE i.status IN ('unrated', 'expired', 'superseded') AND %s GROUP BY %s" % (x, where, group))
+               " WHERE i.status IN ('unrated', 'expired', 'superseded') AND %s GROUP BY %s"
+               % (x, where, group))
         return self._rows(sql, params)
 
     def cases(self, scope: Sequence[Segment], default_hall: str,
@@ -176,23 +177,25 @@ class SqlFigures:
         """Records pressed in scope carrying flag (oldest first)."""
         where, params = scope_sql(scope, "r.pressed_at_ms", "r.hall_id", default_hall)
         return self.c.dicts(
-            "SELECT r.record_id, r.device_id, COALESCE(r.hall_id, ?) AS hall_id, r.window_id, r.staff_account,"
-            " r.kind, r.grade, r.invitation_id, r.pressed_at_ms, r.flags FROM records r"
+            "SELECT r.record_id, r.device_id, COALESCE(r.hall_id, ?) AS hall_id, r.window_id,"
+            " r.staff_account, r.kind, r.grade, r.invitation_id, r.pressed_at_ms, r.flags FROM records r"
             " WHERE %s AND (',' || r.flags || ',') LIKE ? ORDER BY r.pressed_at_ms, r.record_id"
             % where, [default_hall, *params, "%," + flag + ",%"])
 
-    def fast_ratings(self, scope: Sequence[Segment], default_hall: str, within_ms: int) -> list[dict[str, Any]]:
+    def fast_ratings(self, scope: Sequence[Segment], default_hall: str,
+                     within_ms: int) -> list[dict[str, Any]]:
         """Ratings (their invitation's one rating) pressed less than within_ms after their
         invitation was issued."""
         where, params = scope_sql(scope, "r.pressed_at_ms", "r.hall_id", default_hall)
         return self.c.dicts(
-            "SELECT r.record_id, r.device_id, COALESCE(r.hall_id, ?) AS hall_id, r.window_id, r.staff_account,"
-            " r.grade, r.pressed_at_ms, i.id AS invitation_id, i.case_no, i.created_ms"
+            "SELECT r.record_id, r.device_id, COALESCE(r.hall_id, ?) AS hall_id, r.window_id,"
+            " r.staff_account, r.grade, r.pressed_at_ms, i.id AS invitation_id, i.case_no, i.created_ms"
             " FROM records r JOIN invitations i ON i.id = r.invitation_id AND i.record_id = r.record_id"
             " WHERE %s AND r.kind = 'rated' AND r.pressed_at_ms - i.created_ms < ?"
             " ORDER BY r.pressed_at_ms" % where, [default_hall, *params, within_ms])
 
-    def late_entries(self, scope: Sequence[Segment], default_hall: str, after_ms: int) -> list[dict[str, Any]]:
+    def late_entries(self, scope: Sequence[Segment], default_hall: str,
+                     after_ms: int) -> list[dict[str, Any]]:
         """Invitations issued in scope more than after_ms after their case was finished (or
         accepted, when the feed gave no finish time): 事后补录."""
         where, params = scope_sql(scope, "i.created_ms", "i.hall_id", default_hall)
@@ -226,6 +229,7 @@ class SqlFigures:
             " COALESCE(u.acked_ms, ?) - r.pressed_at_ms AS delay_ms"
             " FROM records r LEFT JOIN uplink_items u ON u.record_id = r.record_id"
             " WHERE COALESCE(r.window_id, '') = ? AND %s AND r.kind = 'rated'"
-            " AND COALESCE(u.default_flag, 0) = 0 AND (u.status IS NULL OR u.status IN ('pending', 'sent', 'acked'))"
+            " AND COALESCE(u.default_flag, 0) = 0"
+            " AND (u.status IS NULL OR u.status IN ('pending', 'sent', 'acked'))"
             " AND COALESCE(u.acked_ms, ?) - r.pressed_at_ms > ? ORDER BY delay_ms DESC, r.record_id LIMIT ?"
             % where, [now_ms, window_id, *params, now_ms, limit_ms, limit])

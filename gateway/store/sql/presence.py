@@ -21,13 +21,15 @@ class SqlPresence:
 
     def note(self, rows: Sequence[tuple[str, int]]) -> None:
         """(device_id, any ms in the hour) pairs."""
-        self.c.executemany("INSERT INTO device_presence (device_id, hour_ms) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        self.c.executemany("INSERT INTO device_presence (device_id, hour_ms) VALUES (?, ?)"
+                           " ON CONFLICT DO NOTHING",
                            [(d, (t // HOUR_MS) * HOUR_MS) for d, t in rows])
 
     def hours(self, lo: int, hi: int) -> dict[str, set[int]]:
         """device -> the hour starts (UTC ms) in [lo, hi) it was heard in."""
         out: dict[str, set[int]] = {}
-        for d, h in self.c.rows("SELECT device_id, hour_ms FROM device_presence WHERE hour_ms >= ? AND hour_ms < ?",
+        for d, h in self.c.rows("SELECT device_id, hour_ms FROM device_presence"
+                                " WHERE hour_ms >= ? AND hour_ms < ?",
                                 ((lo // HOUR_MS) * HOUR_MS, hi)):
             out.setdefault(str(d), set()).add(int(h))
         return out
