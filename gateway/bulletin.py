@@ -223,6 +223,9 @@ def hall_scope(tx: Tx, default: HallConfig, period: Period, hall: str | None) ->
     zones: dict[str, list[str]] = {}
     for hid in sorted(chosen):
         zones.setdefault(halls[hid].timezone, []).append(hid)
+    # All halls on one zone (the usual case): one time range, every record whatever its hall.
+    # Otherwise one range per zone for the halls on it; a record naming a hall that is in no
+    # list (not in the store, not the default hall) is then in no segment.
     if hall is None and len(zones) == 1:
         tz = next(iter(zones))
         lo, hi = period.bounds(tz)

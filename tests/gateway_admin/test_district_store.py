@@ -77,3 +77,33 @@ async def test_cases_and_presence_repositories(tmp_path: Path, store_url: str) -
         assert hours == {"dev-1": {10 * HOUR}, "dev-3": {11 * HOUR}}
     finally:
         await s.db.close()
+
+
+async def test_the_service_presence_job(tmp_path: Path, store_url: str) -> None:
+    """The leader's presence job (wired in gateway/service.py) notes the hour of every device's
+    last message each round, and stops when told."""
+    import asyncio
+
+    from gateway.supervision import presence_job
+    s = await open_store(tmp_path, store_url)
+    try:
+        now = [50 * HOUR + 10]
+        await s.execute("UPDATE devices SET last_seen = ? WHERE device_id = 'dev-1'", (50 * HOUR,))
+        stop = asyncio.Event()
+        task = asyncio.create_task(presence_job(s.db, lambda: now[0], 0.05)(stop))
+        for _ in range(100):
+            if await s.db.read(lambda tx: tx.presence.hours(0, 100 * HOUR)):
+                break
+            await asyncio.sleep(0.02)
+        await s.execute("UPDATE devices SET last_seen = ? WHERE device_id = 'dev-2'", (51 * HOUR + 5,))
+        now[0] = 51 * HOUR + 30
+        for _ in range(100):
+            if "dev-2" in await s.db.read(lambda tx: tx.presence.hours(0, 100 * HOUR)):
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+        assert await s.db.read(lambda tx: tx.presence.hours(0, 100 * HOUR)) == {"dev-1": {50 * HOUR},
+                                                                                 "dev-2": {51 * HOUR}}
+    finally:
+        await s.db.close()
