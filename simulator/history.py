@@ -81,7 +81,7 @@ ISSUER = "淄博市张店区政务服务管理办公室"
 
 # The district centre's departments: name, share of the centre's cases, windows.
 CENTRE_DEPARTMENTS = (
-    ("区行政审批服务局", 0.22, 8), ("区人力资源和社会保障局", 0.16, 6), ("区医疗保障局", 0.15, 6),
+    ("区行政审批服务局", 0.22, 10), ("区人力资源和社会保障局", 0.16, 7), ("区医疗保障局", 0.15, 7),
     ("区不动产登记中心", 0.11, 5), ("区公安分局", 0.07, 4), ("区税务局", 0.06, 4),
     ("区市场监督管理局", 0.05, 3),
     ("区住房和城乡建设局", 0.03, 2), ("区住房公积金管理中心", 0.03, 2), ("区民政局", 0.02, 2),
@@ -232,15 +232,6 @@ def working_days(period: Period) -> list[dt.date]:
             out.append(d)
         d += dt.timedelta(days=1)
     return out
-
-
-def _at(slots: list[tuple[int, int]], offset: int) -> int:
-    """The instant `offset` ms into the opening hours (the slots laid end to end)."""
-    for a, b in slots:
-        if offset < b - a:
-            return a + offset
-        offset -= b - a
-    return slots[-1][1] - 1
 
 
 def _slots(day: dt.date, hours: tuple[str, ...]) -> list[tuple[int, int]]:
@@ -400,13 +391,22 @@ class History:
             # One case after another: each in its own stretch of the opening hours, so that an
             # invitation is answered (pressed or timed out) before the window's next one.
             opening = sum(b - a for a, b in slots)
-            n = min(n, opening // (12 * MIN))
-            stretch = opening // max(n, 1)
-            late = 0
-            for k in range(n):
-                accepted = _at(slots, k * stretch + rng.randint(0, stretch - 11 * MIN))
+            # 8 minutes of handling, the invitation, up to 40 s to press: each case has 10 minutes
+            # of its own, inside one opening slot (not across the lunch break or past closing).
+            gap = max(10 * MIN, int(opening / max(n, 1) / 1.05))
+            t = slots[0][0] + rng.randint(0, gap // 2)
+            si, late = 0, 0
+            for _ in range(n):
+                while si < len(slots) and t + 10 * MIN > slots[si][1]:
+                    si += 1
+                    if si < len(slots):
+                        t = max(t, slots[si][0])
+                if si == len(slots):
+                    break
+                accepted = t
                 finished = accepted + rng.randint(3 * MIN, 8 * MIN)
                 late = self._case(heap, w, day, accepted, finished, silent and finished > off_from, late)
+                t = accepted + max(10 * MIN, rng.randint(int(0.6 * gap), int(1.4 * gap)))
             if not w.town and rng.random() < min(0.5, 0.01 * w.cases_per_day):   # a walk-up, ~1% of cases
                 a, b = rng.choice(slots)
                 self._press(heap, w, "walkup", rng.choice(("vs", "vs", "s")), "", rng.randint(a, b - 1))
