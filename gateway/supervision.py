@@ -41,6 +41,7 @@ from gateway.store.api import Tx
 
 log = logging.getLogger("gateway.supervision")
 HOUR_MS = 3_600_000
+MIN_MS = 60_000
 KINDS = ("invite_rate", "never_invites", "walkup", "burst", "after_hours", "fast_press", "late_entry",
          "linkage", "silent_device")
 KIND_ZH = {"invite_rate": "主动邀请评价率偏低", "never_invites": "从未邀请评价", "walkup": "无邀请评价",
@@ -181,11 +182,8 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
     for kind, flag, minimum, text in (("walkup", "no_invitation", s.min_events, "无邀请评价"),
                                       ("burst", "burst", 1, "短时连续评价"),
                                       ("after_hours", "after_hours", s.min_events, "非工作时间评价")):
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for r in tx.figures.flagged(seg, d, flag):
-            groups.setdefault((r["window_id"] or "", r["hall_id"]), []).append(
-                {**r, "pressed_at": local(r["pressed_at_ms"])})
-        for (wid, hid), rows in sorted(groups.items()):
+        flagged = [{**r, "pressed_at": local(r["pressed_at_ms"])} for r in tx.figures.flagged(seg, d, flag)]
+        for (wid, hid), rows in _by(flagged, "window_id"):
             if len(rows) < minimum:
                 continue
             name = names.window(wid)
@@ -195,12 +193,10 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
                     {"presses": len(rows), "devices": devices}, rows)
 
     # Ratings pressed implausibly fast, per clerk.
-    fast: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in tx.figures.fast_ratings(seg, d, int(s.fast_press_s * 1000)):
-        r = {**r, "after_s": round((r["pressed_at_ms"] - r["created_ms"]) / 1000, 1),
+    fast = [{**r, "after_s": round((r["pressed_at_ms"] - r["created_ms"]) / 1000, 1),
              "pressed_at": local(r["pressed_at_ms"]), "invited_at": local(r["created_ms"])}
-        fast.setdefault((r["staff_account"] or "", r["hall_id"]), []).append(r)
-    for (clerk, hid), rows in sorted(fast.items()):
+            for r in tx.figures.fast_ratings(seg, d, int(s.fast_press_s * 1000))]
+    for (clerk, hid), rows in _by(fast, "staff_account"):
         if len(rows) >= s.min_events:
             name = names.clerk(clerk)
             finding("fast_press", "clerk", clerk, name, hid,
@@ -209,14 +205,10 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
                     {"ratings": len(rows), "within_s": s.fast_press_s}, rows)
 
     # Invitations long after the case (事后补录), per clerk.
-    late: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in tx.figures.late_entries(seg, d, s.late_entry_minutes * 60_000):
-        handled = r["finished_ms"] if r["finished_ms"] is not None else r["accepted_ms"]
-        r = {**r, "delay_minutes": round((r["created_ms"] - handled) / 60_000, 1),
-             "invited_at": local(r["created_ms"]), "accepted_at": local(r["accepted_ms"]),
-             "finished_at": local(r["finished_ms"])}
-        late.setdefault((r["staff_account"] or "", r["hall_id"]), []).append(r)
-    for (clerk, hid), rows in sorted(late.items()):
+    late = [{**r, "delay_minutes": _late_minutes(r), "invited_at": local(r["created_ms"]),
+             "accepted_at": local(r["accepted_ms"]), "finished_at": local(r["finished_ms"])}
+            for r in tx.figures.late_entries(seg, d, s.late_entry_minutes * 60_000)]
+    for (clerk, hid), rows in _by(late, "staff_account"):
         if len(rows) >= s.min_events:
             name = names.clerk(clerk)
             finding("late_entry", "clerk", clerk, name, hid,
@@ -241,6 +233,20 @@ def _month_findings(tx: Tx, cfg: Config, month: Period, hall: str | None, s: Sup
 
     out += _silent_devices(tx, cfg, month, scope, s, names, now)
     return out
+
+
+def _late_minutes(r: dict[str, Any]) -> float:
+    """Minutes from the case's end (its finish, else its acceptance) to its invitation."""
+    end = r["finished_ms"] if r["finished_ms"] is not None else r["accepted_ms"]
+    return round((int(r["created_ms"]) - int(end)) / MIN_MS, 1)
+
+
+def _by(rows: list[dict[str, Any]], subject: str) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
+    """Evidence rows grouped by (subject, hall), in order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r[subject] or "", r["hall_id"]), []).append(r)
+    return sorted(groups.items())
 
 
 def _duration(ms: int) -> str:

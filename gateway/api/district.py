@@ -18,6 +18,7 @@ from aiohttp import web
 
 from gateway import casefeed
 from gateway.api.app import CFG_KEY, STORE_KEY, ApiError, require
+from gateway.api.openapi import ERROR_RESPONSE, response
 from gateway.bulletin import GROUPS, make_bulletin
 from gateway.complaint_figures import complaint_figures
 from gateway.errors import BadInput
@@ -109,11 +110,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 # ---- OpenAPI ------------------------------------------------------------------------------
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERR = {"$ref": "#/components/responses/Error"}
+_json = response
+_ERR = ERROR_RESPONSE
 _TIME = {"oneOf": [{"type": "string"}, {"type": "integer"}],
          "description": "\"2026-06-01 09:15:00\" (the hall's local time), ISO 8601 with offset, or epoch ms"}
 _CASE = {"type": "object", "required": ["case_no", "accepted_at"], "additionalProperties": False,

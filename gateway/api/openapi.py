@@ -15,6 +15,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# For the route modules that document their own paths (gateway/api/org.py, district.py).
+response = _json
+ERROR_RESPONSE = _ERROR
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _ERROR for c in codes}
 

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from gateway import org
 from gateway.api.app import CFG_KEY, STORE_KEY, _json_body, require
+from gateway.api.openapi import ERROR_RESPONSE, response
 from gateway.config import HallConfig
 from gateway.errors import BadInput
 from gateway.store import Store
@@ -229,11 +230,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 # ---- OpenAPI ------------------------------------------------------------------------------
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-_ERR = {"$ref": "#/components/responses/Error"}
+_json = response
+_ERR = ERROR_RESPONSE
 _ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 _OBJ = {"type": "object"}
 _HALL = {"type": "object", "properties": {

@@ -25,6 +25,7 @@ import itertools
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from adm_support import Store, open_store
 
 from gateway import bindings, casefeed, invitations, org, uscc
@@ -167,3 +168,15 @@ async def build(tmp: Path, store_url: str) -> District:
     await bindings.unpair(s.db, "dev-2", ACTOR, at_ms=t(2026, 8, 1, 0))
     await org.retire_staff(s.db, "li", ACTOR, at_ms=t(2026, 8, 1, 1))
     return d
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> tuple[int, str, str]:
+    """`hcp-gateway --config cfg ARGS` as the console script runs it: (exit code, stdout, stderr)."""
+    from gateway.cli import main
+    code = 0
+    try:
+        main(["--config", str(cfg), *args])
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -18,12 +18,12 @@ import pytest
 from adm_support import ADMIN_TOKEN, WINDOW_TOKEN, Recorder
 from aiohttp import web
 from district_support import D1, D2, HALL, District, build
+from district_support import run_cli as run
 from openpyxl import load_workbook
 
 from gateway import bulletin
 from gateway.api import make_app
 from gateway.bulletin import BulletinSettings, make_bulletin
-from gateway.cli import main
 from gateway.config import ConfigError, parse_config
 from gateway.errors import BadInput
 from gateway.export import csv_bytes, xlsx_bytes
@@ -197,16 +197,6 @@ def write_config(tmp: Path, store_url: str, port: int = 0) -> Path:
     p = tmp / "gateway.toml"
     p.write_text("\n".join(lines) + "\n")
     return p
-
-
-def run(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(["--config", str(cfg), *args])
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_bulletin(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:

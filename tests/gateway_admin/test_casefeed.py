@@ -12,7 +12,8 @@ import aiohttp
 import pytest
 from adm_support import ADMIN_TOKEN, WINDOW_TOKEN, Recorder, Store, open_store
 from aiohttp import web
-from test_bulletin import run, write_config
+from district_support import run_cli as run
+from test_bulletin import write_config
 
 from gateway import bindings, casefeed, org, uscc
 from gateway.api import make_app

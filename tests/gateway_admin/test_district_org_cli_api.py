@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from adm_support import ADMIN_TOKEN, WINDOW_TOKEN, Recorder, Store, make_config
 from aiohttp import web
+from district_support import run_cli as run
 
 from gateway import uscc
 from gateway.api import make_app
-from gateway.cli import main
 from gateway.store import open_store
 
 D1 = "11370303MB2858350L"
@@ -32,16 +32,6 @@ def write_config(tmp: Path, store_url: str) -> Path:
                  'opening_hours = ["08:30-17:30"]\n\n'
                  '[district]\nname = "张店区"\narea_code = "370303"\n' % store)
     return p
-
-
-def run(capsys: pytest.CaptureFixture[str], cfg: Path, *args: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(["--config", str(cfg), *args])
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_organisation(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:

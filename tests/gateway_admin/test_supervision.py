@@ -13,7 +13,8 @@ import pytest
 from adm_support import ADMIN_TOKEN, Recorder
 from aiohttp import web
 from district_support import UR, District, build, t
-from test_bulletin import run, write_config
+from district_support import run_cli as run
+from test_bulletin import write_config
 
 from gateway.api import make_app
 from gateway.periods import parse_period
