@@ -20,6 +20,7 @@ Times: a period's bounds are each hall's local dates (gateway/periods.py).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -323,8 +324,12 @@ def _sub(c: Counts, what: str, n: int = 1) -> None:
     _add(c, what, -n)
 
 
-def _apply_outcomes(tx: Tx, scope: Scope, acc: _Acc, mode: str, extra: str | None,
-                    outcomes: list[RatingOutcome]) -> None:
+def _apply_outcomes(tx: Tx, scope: Scope, acc: _Acc, settings: BulletinSettings, extra: str | None,
+                    outcomes: list[RatingOutcome], trend: Trend, edges: dict[str, list[int]]) -> None:
+    """The complaints work's outcomes, grouped like the ratings: an excluded rating leaves the
+    columns (and the trend) it counted in for 剔除评价; valid/rectified/called back count for
+    the 差评 of the 评价量."""
+    mode = settings.ratings
     if not outcomes:
         return
     lo = min(s[1] for s in scope.segments)
@@ -342,6 +347,13 @@ def _apply_outcomes(tx: Tx, scope: Scope, acc: _Acc, mode: str, extra: str | Non
         if o.excluded:
             if what is not None:
                 _sub(c, what)
+            if what in GRADES:
+                h = scope.halls.get(hall)
+                tz_edges = edges.get(h.timezone if h is not None else scope.timezones[0], [])
+                b = bisect.bisect_right(tz_edges, int(pressed)) - 1
+                if 0 <= b < len(trend.total):
+                    trend.total[b] -= 1
+                    trend.good[b] -= what in settings.satisfied
             c.excluded += 1
             continue
         if what in BAD:
@@ -370,10 +382,12 @@ def collect(tx: Tx, scope: Scope, period: Period, settings: BulletinSettings, by
     seg, d = scope.segments, scope.default_id
     buckets = period.buckets()
     trend = Trend([b[0] for b in buckets], [0] * len(buckets), [0] * len(buckets))
+    edges_by_tz: dict[str, list[int]] = {}
     for one in seg:   # each time zone's part: its own bucket edges
         halls = one[0]
         tz = scope.halls[halls[0]].timezone if halls else scope.timezones[0]
         edges = [Period("", "range", b[1], b[2]).bounds(tz)[0] for b in buckets] + [period.bounds(tz)[1]]
+        edges_by_tz[tz] = edges
         for row in tx.figures.ratings([one], d, extra, edges):
             key, (b, kind, grade, flags, up, dflt, n) = row[:-7], row[-7:]
             what = classify(mode, kind, grade, flags, up, dflt)
@@ -400,7 +414,7 @@ def collect(tx: Tx, scope: Scope, period: Period, settings: BulletinSettings, by
         unreported_sum += int(row[-1])
     lo = min(s[1] for s in seg)
     hi = max(s[2] for s in seg)
-    _apply_outcomes(tx, scope, acc, mode, extra, complaints.outcomes(tx, lo, hi))
+    _apply_outcomes(tx, scope, acc, settings, extra, complaints.outcomes(tx, lo, hi), trend, edges_by_tz)
     offered, unreported = tx.figures.invited_totals(seg, d)
     return acc, unreported - unreported_sum, offered - offered_sum, trend
 

@@ -17,13 +17,14 @@ import aiohttp
 import pytest
 from adm_support import ADMIN_TOKEN, WINDOW_TOKEN, Recorder
 from aiohttp import web
-from district_support import D1, D2, HALL, District, build
+from district_support import D1, D2, HALL, District, build, t
 from district_support import run_cli as run
 from openpyxl import load_workbook
 
 from gateway import bulletin
 from gateway.api import make_app
 from gateway.bulletin import BulletinSettings, make_bulletin
+from gateway.complaint_figures import RatingOutcome
 from gateway.config import ConfigError, parse_config
 from gateway.errors import BadInput
 from gateway.export import csv_bytes, xlsx_bytes
@@ -263,3 +264,18 @@ async def test_api_bulletin(api: tuple[aiohttp.ClientSession, str, District]) ->
     async with http.get(base + "/bulletins", params={"period": "2026-06"},
                         headers={"Authorization": "Bearer " + WINDOW_TOKEN}) as r:
         assert r.status == 401
+
+
+async def test_an_excluded_rating_leaves_the_trend_too(district: District) -> None:
+    def on_25th(b: bulletin.Bulletin) -> float | None:
+        trend = b.charts[0]
+        return dict(zip(trend.categories, trend.series[0].values, strict=True))["2026-06-25"]
+
+    assert on_25th(await make(district, "2026-06", "department")) is None
+    rid = await district.rate("dev-1", "A01", "C40", "vs", t(2026, 6, 25, 10))
+    assert on_25th(await make(district, "2026-06", "department")) == 1.0
+    district.outcomes.by_record[rid] = RatingOutcome(rid, excluded=True)
+    after = await make(district, "2026-06", "department")
+    assert on_25th(after) is None
+    d1 = by_name(after)["区行政审批服务局"]
+    assert (d1["ratings"], d1["excluded"], d1["vs"]) == (5, 2, 1)
