@@ -520,7 +520,8 @@ def build(tx: Tx, cfg: Config, period: Period, by: str, hall: str | None, settin
             name, detail, retired = _label(by, key, names, scope.default_id)
             r = rows[key] = Row(key, name, detail, Counts(), retired)
         r.counts.add(counts)
-        by_hall.setdefault(fine[0], Counts()).add(counts)
+        # The chart reads at the supervisor's level: a village point counts with its town.
+        by_hall.setdefault(town_of(scope.halls, fine[0]), Counts()).add(counts)
         by_dept.setdefault(fine[1], Counts()).add(counts)
     out = sorted((r for r in rows.values() if not r.counts.empty), key=lambda r: r.key)
     totals = Row(("*",), "合计", "", Counts())
