@@ -273,18 +273,20 @@ def windows(ctx: click.Context, as_json: bool) -> None:
 def windows_list(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
     rows = run_db(state, bindings.list_windows)
-    emit(state, [w.__dict__ for w in rows], ["window", "dept_code", "name"],
-         [(w.window_id, w.dept_code, w.name) for w in rows], "(no windows)")
+    emit(state, [w.__dict__ for w in rows], ["window", "dept_code", "name", "hall", "state"],
+         [(w.window_id, w.dept_code, w.name, w.hall_id or state.cfg.hall.id, "retired" if w.retired else "")
+          for w in rows], "(no windows)")
 
 
 @windows.command("add")
 @click.argument("window")
 @click.option("--dept", "dept_code", default="", help="department code (unified social credit code)")
 @click.option("--name", default="", help="readable name of the window")
+@click.option("--hall", "hall_id", default=None, help="hall it is in (default: the default hall)")
 @click.pass_context
-def windows_add(ctx: click.Context, window: str, dept_code: str, name: str) -> None:
+def windows_add(ctx: click.Context, window: str, dept_code: str, name: str, hall_id: str | None) -> None:
     state = _state(ctx, False)
-    w = run_db(state, lambda db: bindings.add_window(db, window, dept_code, name, actor()))
+    w = run_db(state, lambda db: bindings.add_window(db, window, dept_code, name, actor(), hall_id))
     click.echo("window %s added" % w.window_id)
 
 
@@ -303,17 +305,19 @@ def staff(ctx: click.Context, as_json: bool) -> None:
 def staff_list(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
     rows = run_db(state, bindings.list_staff)
-    emit(state, [s.__dict__ for s in rows], ["account", "name"],
-         [(s.account, s.display_name) for s in rows], "(no staff)")
+    emit(state, [s.__dict__ for s in rows], ["account", "name", "dept_code", "state"],
+         [(s.account, s.display_name, s.dept_code or "-", "retired" if s.retired else "") for s in rows],
+         "(no staff)")
 
 
 @staff.command("add")
 @click.argument("account")
 @click.option("--name", "display_name", required=True, help="display name (shown on the device)")
+@click.option("--dept", "dept_code", default="", help="the clerk's department (unified social credit code)")
 @click.pass_context
-def staff_add(ctx: click.Context, account: str, display_name: str) -> None:
+def staff_add(ctx: click.Context, account: str, display_name: str, dept_code: str) -> None:
     state = _state(ctx, False)
-    s = run_db(state, lambda db: bindings.add_staff(db, account, display_name, actor()))
+    s = run_db(state, lambda db: bindings.add_staff(db, account, display_name, actor(), dept_code))
     click.echo("staff %s (%s) added" % (s.account, s.display_name))
 
 
@@ -585,6 +589,10 @@ if __name__ != "__main__":   # under `python -m gateway.cli` the real module reg
     cli.add_command(_complaints)
     from gateway.cli_users import register as _register_users  # noqa: E402 - needs the helpers above
     _register_users(cli)
+    from gateway.cli_district import register as _register_district  # noqa: E402
+    from gateway.cli_org import register as _register_org  # noqa: E402 - needs the groups above
+    _register_org(cli)
+    _register_district(cli)
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -624,6 +632,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run the importable module (every command group registered, one CliError class).
+    # The module under its own name (with every command group registered), not this __main__
+    # copy: commands of other modules raise gateway.cli.CliError, which main must catch.
     from gateway.cli import main as _main
     _main()

@@ -48,8 +48,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
              "keepalive_s": Key("int", 5, 3600)},
     "store": {"path": Key("path"), "url": Key("str", secret=True)},
     "broker": {"password_file": Key("path"), "pid_file": Key("path"), "passwd_command": Key("str")},
-    "hall": {"id": Key("str"), "area_code": Key("str"), "timezone": Key("str"),
+    "hall": {"id": Key("str"), "name": Key("str"), "area_code": Key("str"), "timezone": Key("str"),
              "opening_hours": Key("list[str]"), "opening_days": Key("list[int]")},
+    # The district (issue 17): gateway/org.py, gateway/bulletin.py, gateway/supervision.py.
+    "district": {"name": Key("str"), "area_code": Key("str")},
+    "bulletin": {"issuer": Key("str"), "weights": Key("table"), "satisfied": Key("list[str]"),
+                 "rate_denominator": Key("str", choices=("cases", "invited")),
+                 "ratings": Key("str", choices=("uploaded", "stored")),
+                 "rank_by": Key("str", choices=("score", "satisfaction", "rating_rate")),
+                 "rate_without_base": Key("str", choices=("blank", "full"))},
+    "supervision": {"min_invite_rate": Key("number", 0, 1), "min_cases": Key("int", 1, 10**6),
+                    "min_events": Key("int", 1, 10**6),
+                    "fast_press_s": Key("number", 0, 600), "late_entry_minutes": Key("int", 1, 60 * 24 * 366),
+                    "linkage_limit_s": Key("int", 1, 86400 * 31), "silent_hours": Key("int", 1, 24 * 366),
+                    "presence_every_s": Key("int", 5, 3600), "evidence_rows": Key("int", 1, 100000)},
+    "export": {"font": Key("str"), "title_font": Key("str"), "paper": Key("str", choices=("A4", "A3")),
+               "landscape": Key("bool"), "csv_bom": Key("bool"), "freeze_first_column": Key("bool")},
     "devices": {"silent_after_s": Key("int", 1, 10**7), "health_check_s": Key("int", 1, 86400)},
     "ingest": {"batch_ms": Key("int", 0, 10**6), "batch_max": Key("int", 1, 100000),
                "rejection_log_s": Key("int", 0, 86400)},
@@ -188,11 +202,15 @@ class OpeningRange:
 
 @dataclass(frozen=True)
 class HallConfig:
+    """The default hall ([hall]): the hall of every device, window and record that names none.
+    Halls added with `hcp-gateway halls add` live in the store (gateway/org.py)."""
+
     id: str = "hall-1"
     area_code: str = ""
     timezone: str = "Asia/Shanghai"
     opening_hours: tuple[OpeningRange, ...] = (OpeningRange(8 * 60 + 30, 17 * 60 + 30),)
     opening_days: tuple[int, ...] = (1, 2, 3, 4, 5)  # ISO weekdays, 1 = Monday
+    name: str = ""
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -274,12 +292,16 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
     Imported here, not at module level: those modules import this one."""
     from gateway.api.settings import HttpSettings
     from gateway.attribution import AttributionRules
+    from gateway.bulletin import BulletinSettings
     from gateway.complaints import ComplaintSettings
     from gateway.console.settings import ConsoleSettings
+    from gateway.export import ExportSettings
     from gateway.invitations import InvitationRules
     from gateway.notify import NotifySettings
+    from gateway.org import DistrictSettings
     from gateway.reports import ReportSettings
     from gateway.sectioncheck import SettingsError
+    from gateway.supervision import SupervisionSettings
     from gateway.uplink.settings import load_settings
     from gateway.workdays import WorkdaySettings
 
@@ -293,6 +315,10 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
         ("complaints", ComplaintSettings.from_config),
         ("console", ConsoleSettings.from_config),
+        ("district", DistrictSettings.from_config),
+        ("bulletin", BulletinSettings.from_config),
+        ("supervision", SupervisionSettings.from_config),
+        ("export", ExportSettings.from_config),
     ]
     errors: list[str] = []
     for name, build in builders:
@@ -374,19 +400,25 @@ def _hall(sec: dict[str, Any]) -> HallConfig:
         id=_str(sec, "hall", "id", "hall-1"),
         area_code=_str(sec, "hall", "area_code", ""),
         timezone=tz,
-        opening_hours=tuple(_opening_range(h) for h in hours_raw),
+        opening_hours=parse_opening_hours(hours_raw),
         opening_days=tuple(days),
+        name=_str(sec, "hall", "name", ""),
     )
 
 
-def _opening_range(text: str) -> OpeningRange:
+def parse_opening_hours(texts: list[str], where: str = "[hall] opening_hours") -> tuple[OpeningRange, ...]:
+    """["08:30-12:00", "13:30-17:30"] as ranges; ConfigError naming `where` for a bad entry."""
+    return tuple(_opening_range(h, where) for h in texts)
+
+
+def _opening_range(text: str, where: str = "[hall] opening_hours") -> OpeningRange:
     try:
         a, b = text.split("-")
         start, end = _hhmm(a), _hhmm(b)
     except ValueError:
-        raise ConfigError(f'[hall] opening_hours entry {text!r} is not "HH:MM-HH:MM"') from None
+        raise ConfigError(f'{where} entry {text!r} is not "HH:MM-HH:MM"') from None
     if end <= start:
-        raise ConfigError(f"[hall] opening_hours entry {text!r} ends before it starts")
+        raise ConfigError(f"{where} entry {text!r} ends before it starts")
     return OpeningRange(start, end)
 
 

@@ -59,7 +59,7 @@ HelloHook = Callable[[str], Awaitable[None]]
 # batch (nothing acked: the devices re-send).
 RecordHook = Callable[[Tx, list[dict[str, Any]]], None]
 
-_ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
+_ATTRIBUTED = ("binding_id", "window_id", "staff_account", "hall_id", "dept_code", "flags")
 
 
 class Rejections:
@@ -337,7 +337,7 @@ class Ingest:
             "device_wall_s": m["w"], "uptime_ms": m["u"],
             "pressed_at_ms": pt.pressed_at_ms, "time_source": pt.source,
             "received_at_ms": p.arrival_ms, "msg_boot": m["b"],
-            "binding_id": None, "window_id": None, "staff_account": None,
+            "binding_id": None, "window_id": None, "staff_account": None, "hall_id": None, "dept_code": None,
             "flags": FLAG_UNPAIRED if m["k"] == "unpaired" else "",  # a press while unpaired
         }
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import org
 from gateway.bindings import (
     MIN_COUNTDOWN_S,
     BadInput,
@@ -283,10 +284,14 @@ async def create(store: Store, req: InvitationRequest, actor: str, rules: Invita
         commands: list[tuple[str, Command]] = [(b.device_id, ("cancel", {"i": i})) for i in superseded]
         inv_id = req.invitation_id or new_invitation_id()
         expires = t + (cd + rules.grace_s) * 1000
+        # The case belongs to the window's hall and (unless the window system names one) its
+        # department, as they are now: bulletins group invitations by these.
+        hall_id, window_dept = org.place_at(tx, b.window_id, t)
         try:
             tx.invitations.insert(NewInvitation(
                 inv_id, b.device_id, b.window_id, b.staff_account, b.id, req.case_no, req.task_code,
-                req.task_name, req.dept_code, req.applicant_type, cd, t, expires, actor, assess))
+                req.task_name, req.dept_code or window_dept, req.applicant_type, cd, t, expires, actor,
+                assess, hall_id))
         except IntegrityError as e:
             raise Conflict("invitation could not be stored: %s" % e, "conflict") from None
         audit(tx, actor, "invitation.create", inv_id,

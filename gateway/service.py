@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from gateway import bindings, health, invitations, timesync
+from gateway import bindings, health, invitations, supervision, timesync
 from gateway.api import start_http
 from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
@@ -143,6 +143,11 @@ class _NotifierRunning:
         await self.notifier.aclose(drain_s=3.0)
 
 
+def _supervision(config: Config) -> supervision.SupervisionSettings:
+    s = config.sections.get("supervision")
+    return s if s is not None else supervision.SupervisionSettings.from_config(config)
+
+
 def _uplink_job(store: Store, config: Config) -> Job:
     async def job(stop: asyncio.Event) -> None:
         await run_scheduler(store, config, stop)
@@ -195,7 +200,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         ingest.hello_hooks.append(on_hello)
         jobs: list[tuple[str, Job]] = [
             ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S)),
-            ("complaints", complaints_job(complaints, notifier))]
+            ("complaints", complaints_job(complaints, notifier)),
+            ("presence", supervision.presence_job(store, now_ms, _supervision(config).presence_every_s))]
         uplink_label = "uplink=off"
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))

@@ -296,7 +296,9 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
     app[STORE_KEY] = store
     app[DEVICES_KEY] = devices or DeviceService(store, broker_accounts(cfg.broker))
     app[CALENDAR_KEY] = WorkCalendar(cfg.sections.get("calendar"))
-    for method, path, handler in ROUTES:
+    from gateway.api import district as district_api  # lazy: they build on this module's helpers
+    from gateway.api import org as org_api
+    for method, path, handler in ROUTES + org_api.ROUTES + district_api.ROUTES:
         app.router.add_route(method, path, handler)
     complaints_api.add_routes(app, complaints or ComplaintService.from_config(store, cfg, clock))
     console_settings = ConsoleSettings.from_config(cfg)

@@ -17,6 +17,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# For the route modules that document their own paths (gateway/api/org.py, district.py).
+response = _json
+ERROR_RESPONSE = _ERROR
+
+
 def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _ERROR for c in codes}
 
@@ -25,6 +30,8 @@ INVITATION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}
 
 
 def openapi_spec() -> dict[str, Any]:
+    from gateway.api import district as district_api  # lazy: each route module documents its own paths
+    from gateway.api import org as org_api
     inv_ref = {"$ref": "#/components/schemas/Invitation"}
     binding_ref = {"$ref": "#/components/schemas/Binding"}
     window_auth: list[dict[str, list[str]]] = [{"windowToken": []}, {"adminToken": []}]
@@ -148,6 +155,8 @@ def openapi_spec() -> dict[str, Any]:
                 "get": {"summary": "This document", "security": [],
                         "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}},
             },
+            **org_api.OPENAPI_PATHS,
+            **district_api.OPENAPI_PATHS,
         },
         "components": {
             "securitySchemes": {

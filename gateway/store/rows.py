@@ -58,12 +58,64 @@ class Window:
     window_id: str
     dept_code: str
     name: str
+    hall_id: str | None = None      # None: the default hall ([hall] in the config)
+    retired_ms: int | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
 
 
 @dataclass(frozen=True)
 class Staff:
     account: str
     display_name: str
+    dept_code: str = ""             # the clerk's own department ("" when not given)
+    retired_ms: int | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
+
+
+@dataclass(frozen=True)
+class HallRow:
+    """A hall as stored (table halls); gateway.org.Hall is the domain view."""
+
+    hall_id: str
+    name: str
+    kind: str                       # centre | town | village
+    parent_id: str | None
+    area_code: str
+    timezone: str
+    opening_hours: str              # "08:30-12:00,13:30-17:30"
+    opening_days: str               # "1,2,3,4,5"
+    created_ms: int
+    retired_ms: int | None
+
+
+@dataclass(frozen=True)
+class Department:
+    dept_code: str                  # unified social credit code (GB 32100-2015)
+    name: str
+    hall_id: str | None             # where it sits (None: the default hall)
+    created_ms: int
+    retired_ms: int | None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
+
+
+@dataclass(frozen=True)
+class WindowPlace:
+    """Where a window was, [valid_from_ms, valid_to_ms)."""
+
+    window_id: str
+    hall_id: str | None
+    dept_code: str
+    valid_from_ms: int
+    valid_to_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -107,6 +159,7 @@ class Invitation:
     record_id: str | None
     grade: str | None
     assess_number: int = 1   # 1 the case's first rating, 2 a follow-up rating (追加评价)
+    hall_id: str | None = None      # the window's hall when it was issued (None: the default hall)
 
     def public(self) -> dict[str, Any]:
         """The API's view (no internal ids beyond what the window system needs)."""
@@ -135,6 +188,7 @@ class NewInvitation:
     expires_ms: int
     created_by: str
     assess_number: int = 1
+    hall_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -294,3 +348,31 @@ class ConsoleSession:
     last_seen_ms: int
     expires_ms: int
     remote: str
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One 办件 as the window system reported it (table cases)."""
+
+    case_no: str
+    hall_id: str | None
+    window_id: str | None
+    staff_account: str | None
+    staff_name: str
+    dept_code: str
+    task_code: str
+    task_name: str
+    status: str                 # accepted | finished | withdrawn
+    accepted_ms: int
+    finished_ms: int | None
+    reported_ms: int = 0
+    updated_ms: int = 0
+    reported_by: str = ""
+
+    def same_report(self, other: CaseRow) -> bool:
+        """The same facts (times of reporting aside)."""
+        keep = ("reported_ms", "updated_ms", "reported_by")
+        return all(getattr(self, k) == getattr(other, k) for k in self.__dataclass_fields__ if k not in keep)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -57,7 +57,7 @@ def cfg_path(tmp_path: Path) -> Path:
     for args in (
         ["devices", "add", "dev-1", "--secret", SECRET, "--broker-password", "p1"],
         ["devices", "add", "dev-2", "--secret", SECRET, "--broker-password", "p2"],
-        ["windows", "add", "A01", "--name", "综合窗口", "--dept", "11370303004253591J"],
+        ["windows", "add", "A01", "--name", "综合窗口", "--dept", "11370303004253591T"],
         ["windows", "add", "A02", "--name", "社保窗口"],
         ["staff", "add", "zhang", "--name", "张三"],
         ["staff", "add", "li", "--name", "李四"],

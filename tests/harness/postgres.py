@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -104,7 +105,15 @@ class PostgresServer:
             async def go() -> None:
                 s = await open_store(url)
                 await s.close()
-            asyncio.run(go())
+            # In a thread of its own: the first caller may be an async test (an event loop is
+            # running there, and asyncio.run refuses to nest).
+            import threading
+            failed: list[BaseException] = []
+            t = threading.Thread(target=lambda: _run_catching(asyncio.run, go(), failed))
+            t.start()
+            t.join()
+            if failed:
+                raise failed[0]
             self.template = "hcp_template"
         return self.template
 
@@ -132,3 +141,10 @@ class PostgresServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _run_catching(run: Any, arg: Any, failed: list[BaseException]) -> None:
+    try:
+        run(arg)
+    except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
+        failed.append(e)

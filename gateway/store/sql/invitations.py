@@ -11,7 +11,7 @@ from gateway.store.sql.uplink import CASE_ELSEWHERE
 
 _COLUMNS = ("id, device_id, window_id, staff_account, binding_id, case_no, task_code, task_name, dept_code,"
             " applicant_type, countdown_s, status, created_ms, expires_ms, closed_ms, close_reason,"
-            " record_id, grade, assess_number")
+            " record_id, grade, assess_number, hall_id")
 
 
 class SqlInvitations:
@@ -73,6 +73,11 @@ class SqlInvitations:
         return int(self.c.scalar(
             "SELECT count(*) FROM (SELECT 1 FROM invitations WHERE " + w + " LIMIT ?) AS m", [*args, cap]))
 
+    def for_case(self, case_no: str) -> list[Invitation]:
+        """The case's invitations, oldest first."""
+        return [Invitation(*r) for r in self.c.rows(
+            "SELECT %s FROM invitations WHERE case_no = ? ORDER BY created_ms, id" % _COLUMNS, (case_no,))]
+
     def count(self, status: str) -> int:
         return int(self.c.scalar("SELECT count(*) FROM invitations WHERE status = ?", (status,)))
 
@@ -104,11 +109,11 @@ class SqlInvitations:
         self.c.execute(
             "INSERT INTO invitations (id, device_id, window_id, staff_account, binding_id, case_no,"
             " task_code, task_name, dept_code, applicant_type, countdown_s, status, created_ms,"
-            " expires_ms, created_by, assess_number)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+            " expires_ms, created_by, assess_number, hall_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
             (n.id, n.device_id, n.window_id, n.staff_account, n.binding_id, n.case_no, n.task_code,
              n.task_name, n.dept_code, n.applicant_type, n.countdown_s, n.created_ms, n.expires_ms,
-             n.created_by, n.assess_number))
+             n.created_by, n.assess_number, n.hall_id))
 
     def due(self, at_ms: int) -> list[str]:
         return [r[0] for r in self.c.rows(

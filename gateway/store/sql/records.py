@@ -12,8 +12,10 @@ from gateway.store.sql.uplink import NOT_A_RATING
 COLUMNS = (
     "record_id", "device_id", "rb", "rs", "kind", "grade", "invitation_id",
     "device_wall_s", "uptime_ms", "pressed_at_ms", "time_source", "received_at_ms",
-    "msg_boot", "binding_id", "window_id", "staff_account", "flags",
+    "msg_boot", "binding_id", "window_id", "staff_account", "flags", "hall_id", "dept_code",
 )
+# Set by attribution (the organisation at press time); absent from rows made without it.
+_OPTIONAL = frozenset(("hall_id", "dept_code"))
 # A re-sent record is a no-op on its primary key: redelivery never doubles a rating.
 _INSERT = "INSERT INTO records (%s) VALUES (%s) ON CONFLICT DO NOTHING" % (
     ", ".join(COLUMNS), ", ".join("?" for _ in COLUMNS))
@@ -36,7 +38,8 @@ class SqlRecords:
         return found
 
     def insert_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        self.c.executemany(_INSERT, [tuple(r[k] for k in COLUMNS) for r in rows])
+        self.c.executemany(_INSERT, [tuple(r.get(k) if k in _OPTIONAL else r[k] for k in COLUMNS)
+                                     for r in rows])
 
     def get(self, record_id: str) -> dict[str, Any] | None:
         return self.c.one_dict("SELECT * FROM records WHERE record_id = ?", (record_id,))

@@ -7,12 +7,15 @@ from contextlib import contextmanager
 from functools import cached_property
 
 from gateway.store.sql.accounts import SqlConsoleAccounts, SqlConsoleSessions
+from gateway.store.sql.cases import SqlCases
 from gateway.store.sql.complaints import SqlComplaints
 from gateway.store.sql.conn import Conn
 from gateway.store.sql.devices import SqlDevices
+from gateway.store.sql.figures import SqlFigures
 from gateway.store.sql.invitations import SqlInvitations
 from gateway.store.sql.misc import SqlAudit, SqlChanges, SqlLeases, SqlSchema
 from gateway.store.sql.org import SqlBindings, SqlOrg
+from gateway.store.sql.presence import SqlPresence
 from gateway.store.sql.records import SqlAnchors, SqlRecords, SqlRejections
 from gateway.store.sql.uplink import SqlUplink
 
@@ -40,6 +43,18 @@ class SqlTx:
     @cached_property
     def org(self) -> SqlOrg:
         return SqlOrg(self.raw)
+
+    @cached_property
+    def cases(self) -> SqlCases:
+        return SqlCases(self.raw)
+
+    @cached_property
+    def figures(self) -> SqlFigures:
+        return SqlFigures(self.raw)
+
+    @cached_property
+    def presence(self) -> SqlPresence:
+        return SqlPresence(self.raw)
 
     @cached_property
     def bindings(self) -> SqlBindings:
