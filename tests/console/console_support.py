@@ -26,8 +26,8 @@ from gateway.store.api import Tx
 from protocol.ids import record_id
 
 PASSWORD = "Console-pass-1"
-DEPT_A = "11370303MB0000001A"
-DEPT_B = "11370303MB0000002B"
+DEPT_A = "11370303MB00000010"
+DEPT_B = "11370303MB00000023"
 WINDOWS = (("A01", DEPT_A, "综合窗口"), ("A02", DEPT_A, "社保窗口"), ("B01", DEPT_B, "税务窗口"))
 STAFF = (("zhang", "张三"), ("li", "李四"), ("wang", "王五"))
 DEVICES = ("dev-1", "dev-2", "dev-3", "dev-4")

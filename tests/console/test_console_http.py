@@ -133,7 +133,7 @@ async def test_scopes_limit_what_an_admin_sees_and_changes(app: App) -> None:
     assert status == 403 and "不在您的管理范围内" in text
     status, _, _ = await b.post("/org/windows", {"window_id": "A09", "dept_code": DEPT_A})
     assert status == 403
-    status, _, _ = await b.post("/org/windows", {"window_id": "B09", "dept_code": "11370303MB0000002B"})
+    status, _, _ = await b.post("/org/windows", {"window_id": "B09", "dept_code": "11370303MB00000023"})
     assert status == 303
     # Another hall's admin sees nothing of this one.
     h2 = await app.client("admin_h2")

@@ -48,7 +48,7 @@ def _seed(env: GatewayEnv) -> None:
 
         store = await open_store(env.db_path)
         try:
-            await bindings.add_window(store, "A01", "11370303004253591J", "综合窗口", "test")
+            await bindings.add_window(store, "A01", "11370303004253591T", "综合窗口", "test")
             await bindings.add_staff(store, "zhang", "张三", "test")
             await bindings.pair(store, "dev-a", "A01", "zhang", "test")
         finally:
@@ -126,7 +126,7 @@ async def test_a_bad_rating_opens_its_complaint_once_with_its_record(
         "A01",
         "zhang",
         "张三",
-        "11370303004253591J",
+        "11370303004253591T",
         "opened",
     )
     assert due is not None

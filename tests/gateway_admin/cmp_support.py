@@ -17,7 +17,7 @@ from gateway.workdays import WorkCalendar, WorkdaySettings
 
 SH = ZoneInfo("Asia/Shanghai")
 S = 1000
-DEPT = "11370300MB0000000X"
+DEPT = "11370300MB0000000H"
 
 # An example tag set (the shape of a province's; these codes are ours, for tests and the demo).
 TAG_SETS = {

@@ -77,7 +77,13 @@ class District:
         when = at or t(2026, 7, 10, 1)
 
         def unit(tx: Tx) -> None:
-            tx.uplink.mark_sent(bid, "x", [(upload_id, default, inv)], when)
+            # The item carries its case and which rating of it (complaints' 0201), as the push records.
+            i = tx.invitations.get(inv) if inv else None
+            if i is None:
+                r = tx.records.get(upload_id)
+                i = tx.invitations.get(r["invitation_id"]) if r is not None and r["invitation_id"] else None
+            tx.uplink.mark_sent(bid, "x", [(upload_id, default, inv, i.case_no if i else None,
+                                            i.assess_number if i else 1)], when)
             tx.uplink.apply_results(bid, [(when, "accepted", upload_id)], [], (1, 0, 0), when, None)
         await self.s.db.write(unit)
 

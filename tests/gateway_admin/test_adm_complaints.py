@@ -200,7 +200,7 @@ async def test_the_sweep_opens_what_the_hook_missed_once(hall: Hall) -> None:
     assert again is not None and not again.created and again.complaint.id == opened[0].id
     rows, total = await hall.svc.search()
     assert total == 1 and rows[0]["staff_account"] == "zhang" and rows[0]["window_id"] == "A01"
-    assert rows[0]["dept_code"] == "11370300MB0000000X" and rows[0]["staff_name"] == "张三"
+    assert rows[0]["dept_code"] == "11370300MB0000000H" and rows[0]["staff_name"] == "张三"
     assert rows[0]["hall_id"] == "hall-1" and rows[0]["task_name"] == "城乡居民养老保险参保登记"
 
 

@@ -73,7 +73,7 @@ def seed(cfg_path: Path, grades: tuple[str, ...]) -> None:
         try:
             now = bindings.now_ms()
             await store.write(lambda tx: add_device(tx, "dev-1", "ab" * 32, "t", "test", now))
-            await bindings.add_window(store, "A01", "11370303004253591J", "综合窗口", "test")
+            await bindings.add_window(store, "A01", "11370303004253591T", "综合窗口", "test")
             await bindings.add_staff(store, "zhang", "张三", "test")
             await bindings.pair(store, "dev-1", "A01", "zhang", "test", at_ms=now - 3_600_000)
             for i, g in enumerate(grades):

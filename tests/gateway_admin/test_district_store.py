@@ -26,7 +26,7 @@ async def test_records_follow_their_uplink_state(tmp_path: Path, store_url: str)
             return [tuple(r) for r in rows]
 
         assert await state() == [(ids[0], None, 0), (ids[1], None, 0)]
-        await s.db.write(lambda tx: tx.uplink.mark_sent("b1", "x", [(ids[0], 0, None)], 5))
+        await s.db.write(lambda tx: tx.uplink.mark_sent("b1", "x", [(ids[0], 0, None, None, 1)], 5))
         await s.db.write(lambda tx: tx.uplink.mark_covered([(ids[1], "inv:x")]))
         assert await state() == [(ids[0], "sent", 0), (ids[1], "covered", 1)]
         await s.db.write(lambda tx: tx.uplink.apply_results("b1", [], [("bad", "no", 6, ids[0])], (0, 0, 1),
@@ -35,12 +35,12 @@ async def test_records_follow_their_uplink_state(tmp_path: Path, store_url: str)
         assert (await state())[0] == (ids[0], "rejected", 0)
         assert await s.db.write(lambda tx: tx.uplink.requeue([ids[0]])) == 1
         assert (await state())[0] == (ids[0], "pending", 0)
-        await s.db.write(lambda tx: tx.uplink.mark_sent("b2", "x", [(ids[0], 0, None)], 7))
+        await s.db.write(lambda tx: tx.uplink.mark_sent("b2", "x", [(ids[0], 0, None, None, 1)], 7))
         await s.db.write(lambda tx: tx.uplink.apply_results("b2", [(8, "accepted", ids[0])], [], (1, 0, 0), 8,
                                                             None))
         assert (await state())[0] == (ids[0], "acked", 0)
         # An "inv:" default item has no record: nothing else changes.
-        await s.db.write(lambda tx: tx.uplink.mark_sent("b3", "x", [("inv:abc", 1, "abc")], 9))
+        await s.db.write(lambda tx: tx.uplink.mark_sent("b3", "x", [("inv:abc", 1, "abc", None, 1)], 9))
         assert len(await state()) == 2
     finally:
         await s.db.close()

@@ -3,7 +3,8 @@
 ALTER TABLE invitations ADD COLUMN assess_number INTEGER NOT NULL DEFAULT 1 CHECK (assess_number IN (1, 2));
 DROP INDEX invitations_one_rating_per_case;
 CREATE UNIQUE INDEX invitations_one_rating_per_case ON invitations(case_no, assess_number) WHERE status = 'rated';
-CREATE INDEX invitations_by_case ON invitations(case_no);
+-- IF NOT EXISTS: the district's 0021_cases makes the same index (the two works were parallel).
+CREATE INDEX IF NOT EXISTS invitations_by_case ON invitations(case_no);
 -- The 差评 ratings (the complaints' safety-net sweep finds those without a complaint).
 CREATE INDEX invitations_bad_ratings ON invitations(record_id) WHERE status = 'rated' AND grade IN ('d', 'vd');
 
