@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import org
-from gateway.complaint_figures import ComplaintFigures, NoComplaints, RatingOutcome
+from gateway.complaint_figures import ComplaintFigures, NoComplaints, RatingOutcome, complaint_figures
 from gateway.config import Config, ConfigError, HallConfig
 from gateway.errors import BadInput
 from gateway.export import ChartSpec, Column, ColumnKind, Series, Table, competition_ranks
@@ -571,6 +571,6 @@ async def make_bulletin(store: Store, cfg: Config, period: Period, by: str = "de
                         complaints: ComplaintFigures | None = None,
                         settings: BulletinSettings | None = None) -> Bulletin:
     s = settings or cfg.sections.get("bulletin") or BulletinSettings.from_config(cfg)
-    c = complaints if complaints is not None else NoComplaints()
+    c = complaints if complaints is not None else complaint_figures(cfg)
     return await store.read(lambda tx: build(tx, cfg, period, by, hall, s, c))
 

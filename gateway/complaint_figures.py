@@ -17,10 +17,12 @@ runs inside the bulletin's read unit of work, so the figures and the ratings are
 A rating is named by its record id (`records.record_id`); a rating of another channel (the QR
 page of issue 19) that is stored as a record is named the same way.
 
-Until the complaints work is merged `NoComplaints` answers for it: no outcomes, so 有效差评,
-已整改 and 剔除 are 0, 整改率 is blank (or 100%, see [bulletin] rate_without_base) and 回访率 is
-0% of the period's 差评 (or blank when there are none). The lead wires the real implementation
-in `complaint_figures()` below, the one place the CLI, the API and the service get it from.
+`StoredComplaints` answers from the 差评 work orders (gateway/complaints.py, the complaints
+repository): 有效差评 is a complaint verified valid, 已整改 one whose rectification is reported,
+已回访 one whose citizen was called back, and an excluded rating one with an exclusion (overturned
+on review, or excluded as mistaken or malicious). `complaint_figures()` below is the one place
+the CLI, the API, `hcp-sim history` and the bench get it from. `NoComplaints` (no outcomes)
+stays for a bulletin that must leave the work orders out; its notes say they are not connected.
 """
 
 from __future__ import annotations
@@ -48,12 +50,20 @@ class ComplaintFigures(Protocol):
 
 
 class NoComplaints:
-    """The complaints work is not there yet: no rating has an outcome."""
+    """No rating has an outcome (the bulletin's notes say the work orders are not connected)."""
 
     def outcomes(self, tx: Tx, lo_ms: int, hi_ms: int) -> list[RatingOutcome]:
         return []
 
 
+class StoredComplaints:
+    """The outcomes from the complaints repository, in the bulletin's own unit of work."""
+
+    def outcomes(self, tx: Tx, lo_ms: int, hi_ms: int) -> list[RatingOutcome]:
+        return [RatingOutcome(rid, valid, rectified, called_back, excluded)
+                for rid, valid, rectified, called_back, excluded in tx.complaints.outcomes(lo_ms, hi_ms)]
+
+
 def complaint_figures(cfg: Config) -> ComplaintFigures:
-    """The implementation bulletins use (the lead replaces NoComplaints when issue 16 lands)."""
-    return NoComplaints()
+    """The implementation bulletins use: the 差评 work orders in the store."""
+    return StoredComplaints()

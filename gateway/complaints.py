@@ -52,6 +52,7 @@ from gateway.clock import now_ms
 from gateway.config import Config, ConfigError, HallConfig
 from gateway.errors import BadInput, Conflict, NotFound
 from gateway.notify import Notification, Notifier, Severity
+from gateway.org import HallDirectory, org_at_press_time
 from gateway.sectioncheck import Section, SettingsError
 from gateway.store import Store
 from gateway.store.api import Tx
@@ -227,28 +228,27 @@ class OrgSnapshot:
 
 
 def org_at_press(tx: Tx, rec: Mapping[str, Any], invitation_dept: str, hall: HallConfig) -> OrgSnapshot:
-    """The hall, department, window and clerk a rating belongs to, at its press.
-
-    SWITCH POINT: the `district` branch brings districts -> halls -> departments -> windows ->
-    clerks and a function giving a record's hall, department, window and clerk at press time;
-    the lead replaces this body with a call to it. Until then: the binding at press time
-    (attribution's window and clerk on the record), the window's department code (or the
-    invitation's), and the one hall configured in [hall]."""
-    window_id = rec.get("window_id") or ""
-    staff = rec.get("staff_account") or ""
-    w = tx.org.get_window(window_id) if window_id else None
-    s = tx.org.get_staff(staff) if staff else None
-    dept = invitation_dept or (w.dept_code if w is not None else "")
+    """The hall, department, window and clerk a rating belongs to, at its press: the district's
+    press-time attribution (gateway.org.org_at_press_time: the binding at the press gave the
+    window and clerk, the window's place at the press the hall and department; names as they
+    are today), so a work order sits where the bulletins count its rating. The invitation's
+    department only fills in when the press has none; hall: the config's default hall."""
+    p = org_at_press_time(tx, str(rec["record_id"]), hall)
+    h = HallDirectory(hall).get(tx, p.hall_id)
+    dept, dept_name = p.dept_code, p.dept_name
+    if not dept and invitation_dept:
+        d = tx.org.get_department(invitation_dept)
+        dept, dept_name = invitation_dept, d.name if d is not None else invitation_dept
     return OrgSnapshot(
-        hall.id,
-        "",
-        hall.timezone,
+        p.hall_id,
+        p.hall_name,
+        h.timezone,
         dept,
-        "",
-        window_id,
-        w.name if w is not None else "",
-        staff,
-        s.display_name if s is not None else "",
+        dept_name,
+        p.window_id or "",
+        p.window_name,
+        p.staff_account or "",
+        p.staff_name,
     )
 
 

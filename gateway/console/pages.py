@@ -44,9 +44,11 @@ COUNT_CAP = 1000     # a list counts its matches up to here, then says "1000+"
 # ---- scope -----------------------------------------------------------------------------------
 
 def hall_of(request: web.Request, w: Window | None) -> str:
-    """The hall a window belongs to. One gateway serves one hall today ([hall] id); the
-    organisation service of the district work gives windows their own hall."""
-    return deps(request).cfg.hall.id
+    """The hall a window is in now, in the district's organisation (gateway/org.py: windows
+    have their own hall; one stored without a hall is the default hall's, [hall] id). None:
+    the default hall (where a window the console adds goes)."""
+    default = deps(request).cfg.hall.id
+    return (w.hall_id or default) if w is not None else default
 
 
 async def visible_windows(request: web.Request) -> list[str] | None:
@@ -58,9 +60,15 @@ async def visible_windows(request: web.Request) -> list[str] | None:
     return [w.window_id for w in wins if v.scope.allows(hall_of(request, w), w.dept_code)]
 
 
-def unbound_visible(request: web.Request, v: Viewer) -> bool:
-    """Devices bound to no window belong to the hall, not to a department."""
-    return not v.scope.depts and v.scope.allows(hall_of(request, None), None)
+async def device_halls(request: web.Request) -> dict[str, str | None]:
+    """Each device's hall in the district's organisation (None: the default hall)."""
+    return await deps(request).store.read(lambda tx: tx.org.device_halls())
+
+
+def unbound_visible(request: web.Request, v: Viewer, hall: str | None = None) -> bool:
+    """Devices bound to no window belong to their hall (the device's hall in the district's
+    organisation; None: the default hall), not to a department."""
+    return not v.scope.depts and v.scope.allows(hall or hall_of(request, None), None)
 
 
 def require_window(request: web.Request, wins: list[str] | None, window_id: str) -> None:
@@ -75,12 +83,14 @@ async def device_rows(request: web.Request) -> list[dict[str, Any]]:
     wins = await visible_windows(request)
     devs = await d.devices.list()
     active = {b.device_id: b for b in await bindings.list_bindings(d.store)}
+    halls = await device_halls(request) if wins is not None else {}
     now = d.clock()
     silent_ms = d.cfg.devices.silent_after_s * 1000
     out = []
     for dev in devs:
         b = active.get(dev["device_id"])
-        if wins is not None and (b.window_id not in wins if b else not unbound_visible(request, v)):
+        if wins is not None and (b.window_id not in wins if b
+                                 else not unbound_visible(request, v, halls.get(dev["device_id"]))):
             continue
         dev["binding"] = b
         dev["silent"] = bool(dev["enabled"]) and (dev["last_seen"] is None
@@ -222,7 +232,8 @@ async def device_page(request: web.Request) -> web.Response:
     history = await d.store.read(lambda tx: tx.bindings.of_device(device_id))
     active = next((b for b in history if b.active), None)
     wins = await visible_windows(request)
-    if wins is not None and (active.window_id not in wins if active else not unbound_visible(request, v)):
+    if wins is not None and (active.window_id not in wins if active else not unbound_visible(
+            request, v, (await device_halls(request)).get(device_id))):
         raise Forbidden("设备 %s 不在您的管理范围内" % device_id)
     silent_ms = d.cfg.devices.silent_after_s * 1000
     dev["silent"] = dev["last_seen"] is None or d.clock() - dev["last_seen"] > silent_ms

@@ -205,15 +205,17 @@ def test_cli_bulletin(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixt
         d = await build(tmp_path, store_url)
         await d.s.db.close()
 
-    asyncio.run(setup())   # the CLI opens the store itself (and the complaints stand-in is not wired)
+    # The CLI opens the store itself and reads the real 差评 work orders (complaint_figures): there
+    # are none here (the stand-in outcomes are this module's; test_bulletin_complaints.py works them).
+    asyncio.run(setup())
     cfg = write_config(tmp_path, store_url)
     code, out, _ = run(capsys, cfg, "bulletin", "--period", "2026-06", "--by", "town")
     assert code == 0 and "2026年6月各镇（街道）“好差评”评估通报表" in out and "淄博市张店区" in out
-    assert "西城镇便民服务中心" in out and "合计" in out and "说明：" in out and "尚未接入差评工单" in out
+    assert "西城镇便民服务中心" in out and "合计" in out and "说明：" in out and "尚未接入差评工单" not in out
     code, out, _ = run(capsys, cfg, "--json", "bulletin", "--period", "2026-06")
     data = json.loads(out)
-    assert code == 0 and data["totals"]["cases"] == 14 and data["complaints_wired"] is False
-    assert data["totals"]["ratings"] == 10      # C8 no longer excluded: no complaints wired
+    assert code == 0 and data["totals"]["cases"] == 14 and data["complaints_wired"] is True
+    assert data["totals"]["ratings"] == 10      # C8 not excluded: no work order excluded it
     x = tmp_path / "out" / "b.xlsx"
     code, _, err = run(capsys, cfg, "bulletin", "--period", "2026-06", "--by", "clerk", "--format", "xlsx",
                        "--out", str(x))

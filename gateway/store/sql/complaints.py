@@ -258,6 +258,29 @@ class SqlComplaints:
             (record_id,),
         )
 
+    # -- bulletin outcomes (per rating pressed in [lo, hi)) -------------------------------------
+
+    def outcomes(self, lo: int, hi: int) -> list[tuple[str, bool, bool, bool, bool]]:
+        """(record id, verified valid, rectified, called back, excluded) of the ratings pressed
+        in [lo, hi) that have a complaint or an exclusion (a complaint's rated_ms is its
+        record's press time; an exclusion without a complaint is found by its record's)."""
+        rows = self.c.rows(
+            "SELECT c.record_id, CASE WHEN c.verdict = 'valid' THEN 1 ELSE 0 END,"
+            " CASE WHEN c.rectified_ms IS NOT NULL THEN 1 ELSE 0 END,"
+            " CASE WHEN c.callback_ms IS NOT NULL THEN 1 ELSE 0 END,"
+            " CASE WHEN e.record_id IS NOT NULL THEN 1 ELSE 0 END"
+            " FROM complaints c LEFT JOIN rating_exclusions e ON e.record_id = c.record_id"
+            " WHERE c.rated_ms >= ? AND c.rated_ms < ?",
+            (lo, hi),
+        ) + self.c.rows(
+            "SELECT e.record_id, 0, 0, 0, 1 FROM rating_exclusions e"
+            " JOIN records r ON r.record_id = e.record_id"
+            " WHERE r.pressed_at_ms >= ? AND r.pressed_at_ms < ?"
+            " AND NOT EXISTS (SELECT 1 FROM complaints c WHERE c.record_id = e.record_id)",
+            (lo, hi),
+        )
+        return [(str(r[0]), bool(r[1]), bool(r[2]), bool(r[3]), bool(r[4])) for r in rows]
+
     # -- report figures (per invitation window and clerk, invitations created in [lo, hi)) ----
 
     def day_figures(self, lo: int, hi: int) -> list[dict[str, Any]]:
