@@ -9,9 +9,14 @@ Flags (comma list in records.flags):
   foreign_invitation  names an invitation issued to another device (not counted)
   extra          a further press for an invitation that already has its rating
   late           a press after its invitation expired / was cancelled / was superseded
-  after_hours    pressed outside the hall's opening hours
+  after_hours    pressed outside the opening hours of the record's hall
   burst          more than N presses on the device within M seconds (all of them flagged)
 The one rating of an invitation is the record named by invitations.record_id.
+
+Each record also gets its organisation as at press time (gateway/org.py): hall_id and
+dept_code are the place of the bound window at the press (window_places), or, with no
+binding, the device's hall and no department. The hall's own opening hours and time zone
+decide after_hours; a hall_id of None is the config's default hall ([hall]).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ from typing import Any
 
 from gateway.config import Config, ConfigError, HallConfig
 from gateway.flags import add_flag
+from gateway.org import HallDirectory, place_at, place_from
 from gateway.store.api import Tx
-from gateway.store.rows import Binding
+from gateway.store.rows import Binding, WindowPlace
 
 PRESS_KINDS = ("rated", "walkup", "extra", "unpaired")
 
@@ -65,12 +71,19 @@ class Attribution:
     def __init__(self, rules: AttributionRules) -> None:
         self.rules = rules
         self.recent: Recent = {}
+        # The records `one` returned for the presses in `recent`: a later burst flags them too
+        # while they are not stored yet (ingest inserts a batch after attributing it).
+        self.recent_recs: dict[str, dict[str, Any]] = {}
 
     def batch(self, tx: Tx, recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return attribute_batch(tx, recs, self.rules)
 
     def one(self, tx: Tx, rec: dict[str, Any]) -> dict[str, Any]:
-        return attribute_sync(tx, rec, self.rules, recent=self.recent)
+        out = attribute_sync(tx, rec, self.rules, recent=self.recent, unstored=self.recent_recs)
+        live = {rid for seen in self.recent.values() for rid in seen}
+        for rid in [r for r in self.recent_recs if r not in live]:
+            del self.recent_recs[rid]
+        return out
 
 
 def attribute_batch(tx: Tx, recs: list[dict[str, Any]], rules: AttributionRules) -> list[dict[str, Any]]:
@@ -78,7 +91,29 @@ def attribute_batch(tx: Tx, recs: list[dict[str, Any]], rules: AttributionRules)
     A device's bindings are read once per batch (nothing here changes bindings)."""
     cache = BindingCache()
     presses = StoredPresses.for_batch(recs, rules)
-    return [attribute_sync(tx, rec, rules, cache, presses) for rec in recs]
+    places = OrgCache(rules.hall)
+    return [attribute_sync(tx, rec, rules, cache, presses, places=places) for rec in recs]
+
+
+class OrgCache:
+    """Halls, window places and devices' halls read once per batch (nothing in a batch
+    changes them)."""
+
+    def __init__(self, default: HallConfig) -> None:
+        self.halls = HallDirectory(default)
+        self._places: dict[str, list[WindowPlace]] = {}
+        self._device_hall: dict[str, str | None] = {}
+
+    def place(self, tx: Tx, window_id: str, at_ms: int) -> tuple[str | None, str]:
+        places = self._places.get(window_id)
+        if places is None:
+            places = self._places[window_id] = tx.org.window_places(window_id)
+        return place_from(places, at_ms) or place_at(tx, window_id, at_ms)
+
+    def device_hall(self, tx: Tx, device_id: str) -> str | None:
+        if device_id not in self._device_hall:
+            self._device_hall[device_id] = tx.org.device_hall(device_id)
+        return self._device_hall[device_id]
 
 
 class StoredPresses:
@@ -93,8 +128,10 @@ class StoredPresses:
         self._by_device: dict[str, list[list[Any]]] = {}
         # device -> {record_id: pressed_at_ms} of the batch's presses checked so far: not in
         # the table yet (the batch is inserted after attribution), so the burst check counts
-        # them from here.
+        # them from here, and flags them in their record (batch_recs) when a later one of the
+        # batch completes a burst.
         self.batch: dict[str, dict[str, int]] = {}
+        self.batch_recs: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def for_batch(cls, recs: list[dict[str, Any]], rules: AttributionRules) -> StoredPresses:
@@ -143,8 +180,11 @@ def _binding_at(tx: Tx, device_id: str, at_ms: int) -> Binding | None:
 
 def attribute_sync(tx: Tx, rec: dict[str, Any], rules: AttributionRules,
                    bindings_cache: BindingCache | None = None,
-                   presses: StoredPresses | None = None, recent: Recent | None = None) -> dict[str, Any]:
-    """Set binding_id / window_id / staff_account / flags on rec (a records row as a dict:
+                   presses: StoredPresses | None = None, recent: Recent | None = None,
+                   places: OrgCache | None = None,
+                   unstored: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Set binding_id / window_id / staff_account / hall_id / dept_code / flags on rec (a records
+    row as a dict:
     record_id, device_id, kind, grade, invitation_id, pressed_at_ms, flags) and close its
     invitation when it rates or unrates it. Returns rec.
 
@@ -163,11 +203,14 @@ def attribute_sync(tx: Tx, rec: dict[str, Any], rules: AttributionRules,
         b = binding_at(tx, device, pressed + rules.clock_slack_ms)
         if b is not None and b.valid_from_ms <= pressed:
             b = None
+    org = places if places is not None else OrgCache(rules.hall)
     if b is None:
         rec["binding_id"] = rec["window_id"] = rec["staff_account"] = None
+        rec["hall_id"], rec["dept_code"] = org.device_hall(tx, device), None
         flags = add_flag(flags, "unbound")
     else:
         rec["binding_id"], rec["window_id"], rec["staff_account"] = b.id, b.window_id, b.staff_account
+        rec["hall_id"], rec["dept_code"] = org.place(tx, b.window_id, pressed)
 
     inv_id = rec.get("invitation_id") or None
     if kind in ("rated", "extra", "unrated") and inv_id is not None:
@@ -176,9 +219,12 @@ def attribute_sync(tx: Tx, rec: dict[str, Any], rules: AttributionRules,
         flags = add_flag(flags, "no_invitation")
 
     if kind in PRESS_KINDS:
-        if not rules.hall.is_open(pressed):
+        if not org.halls.get(tx, rec["hall_id"]).is_open(pressed):
             flags = add_flag(flags, "after_hours")
-        if _burst(tx, rec, pressed, rules, presses, recent):
+        recs = presses.batch_recs if presses is not None else unstored
+        if recs is not None:
+            recs[rec["record_id"]] = rec
+        if _burst(tx, rec, pressed, rules, presses, recent, recs):
             flags = add_flag(flags, "burst")
     rec["flags"] = flags
     return rec
@@ -223,9 +269,11 @@ def _link_invitation(tx: Tx, rec: dict[str, Any], inv_id: str, pressed: int,
 
 
 def _burst(tx: Tx, rec: dict[str, Any], pressed: int, rules: AttributionRules,
-           presses: StoredPresses | None = None, recent: Recent | None = None) -> bool:
+           presses: StoredPresses | None = None, recent: Recent | None = None,
+           recs: dict[str, dict[str, Any]] | None = None) -> bool:
     """More than burst_presses presses within burst_window_s (this one included)? Flags the
-    stored ones too, so the burst is visible whatever order the journal delivers them in."""
+    stored ones too, and the not yet stored ones of the same batch (in their record, recs),
+    so the burst is visible whatever order the journal delivers them in."""
     lo = pressed - rules.burst_window_s * 1000
     hi = pressed + rules.burst_window_s * 1000
     cached = None if presses is None else presses.around(tx, rec["device_id"], lo, hi, rec["record_id"])
@@ -239,7 +287,8 @@ def _burst(tx: Tx, rec: dict[str, Any], pressed: int, rules: AttributionRules,
         seen = presses.batch.setdefault(rec["device_id"], {})
     else:
         seen = (recent if recent is not None else {}).setdefault(rec["device_id"], {})
-    unstored = [p for rid, p in seen.items() if lo < p < hi and rid not in stored and rid != me]
+    pending = [(rid, p) for rid, p in seen.items() if lo < p < hi and rid not in stored and rid != me]
+    unstored = [p for _, p in pending]
     seen[me] = pressed
     if presses is None and len(seen) > _RECENT_MAX:
         for rid in sorted(seen, key=seen.__getitem__)[: len(seen) - _RECENT_MAX]:
@@ -261,4 +310,8 @@ def _burst(tx: Tx, rec: dict[str, Any], pressed: int, rules: AttributionRules,
         if hit_lo <= p <= hit_hi and "burst" not in f.split(","):
             row[2] = add_flag(f, "burst")  # also in StoredPresses, for the batch's later records
             tx.records.set_flags(rid, row[2])
+    for rid, p in pending:
+        other = recs.get(rid) if recs is not None else None
+        if other is not None and hit_lo <= p <= hit_hi:
+            other["flags"] = add_flag(other.get("flags") or "", "burst")
     return True

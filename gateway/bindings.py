@@ -85,22 +85,12 @@ def audit(tx: Tx, actor: str, action: str, subject: str, detail: dict[str, Any],
 
 # ---- windows and staff ---------------------------------------------------------------------
 
-async def add_window(store: Store, window_id: str, dept_code: str, name: str, actor: str) -> Window:
-    window_id = check_text("window", window_id, 1, 16, max_bytes=WINDOW_NO_MAX_BYTES)
-    dept_code = check_text("dept_code", dept_code, 0, 32)
-    name = check_text("name", name, 0, 64)
-    t = now_ms()
-
-    def unit(tx: Tx) -> None:
-        if tx.org.get_window(window_id) is not None:
-            raise Conflict("window %s already exists" % window_id, "window_exists")
-        try:
-            tx.org.add_window(window_id, dept_code, name, t)
-        except IntegrityError:
-            raise Conflict("window %s already exists" % window_id, "window_exists") from None
-        audit(tx, actor, "window.add", window_id, {"dept_code": dept_code, "name": name}, t)
-    await store.write(unit)
-    return Window(window_id, dept_code, name)
+async def add_window(store: Store, window_id: str, dept_code: str, name: str, actor: str,
+                     hall_id: str | None = None) -> Window:
+    """A new window (gateway.org.add_window: the department code is checked, the place kept)."""
+    from gateway import org  # org builds on this module
+    from gateway.config import HallConfig
+    return await org.add_window(store, HallConfig(), window_id, dept_code, name, hall_id, actor)
 
 
 async def list_windows(store: Store) -> list[Window]:
@@ -114,21 +104,10 @@ def get_window(tx: Tx, window_id: str) -> Window:
     return w
 
 
-async def add_staff(store: Store, account: str, display_name: str, actor: str) -> Staff:
-    account = check_text("account", account, 1, 64)
-    display_name = check_text("display name", display_name, 1, 64)
-    t = now_ms()
-
-    def unit(tx: Tx) -> None:
-        if tx.org.get_staff(account) is not None:
-            raise Conflict("staff account %s already exists" % account, "staff_exists")
-        try:
-            tx.org.add_staff(account, display_name, t)
-        except IntegrityError:
-            raise Conflict("staff account %s already exists" % account, "staff_exists") from None
-        audit(tx, actor, "staff.add", account, {"display_name": display_name}, t)
-    await store.write(unit)
-    return Staff(account, display_name)
+async def add_staff(store: Store, account: str, display_name: str, actor: str, dept_code: str = "") -> Staff:
+    """A new clerk account (gateway.org.add_staff)."""
+    from gateway import org
+    return await org.add_staff(store, account, display_name, dept_code, actor)
 
 
 async def list_staff(store: Store) -> list[Staff]:
@@ -199,6 +178,8 @@ async def pair(store: Store, device_id: str, window_id: str, staff_account: str,
             raise NotFound("unknown device %s (register it first)" % device_id, "unknown_device")
         window = get_window(tx, window_id)
         staff = get_staff(tx, staff_account)
+        from gateway.org import check_active
+        check_active(tx, window.window_id, staff.account)   # no new binding for a retired one
         current = tx.bindings.active_for_device(device_id)
         if current and current.window_id == window.window_id and current.staff_account == staff.account:
             change.created = current

@@ -9,6 +9,7 @@
     hcp-gateway ratings [--date D --window W --staff A --kind K]
     hcp-gateway invitations [--status S --date D]
     hcp-gateway health | report --date D | init | serve
+    hcp-gateway complaints [list|show|verify|contact|rectify|callback|appeal|review|exclude ...]
 Tables by default, `--json` (before or after the command) for scripts. Every error is one
 line on stderr and a non-zero exit: 1 refused / failed, 2 bad arguments or config.
 The CLI reads and writes the SQLite store directly (WAL: it runs beside the service).
@@ -303,18 +304,20 @@ def windows(ctx: click.Context, as_json: bool) -> None:
 def windows_list(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
     rows = run_db(state, bindings.list_windows)
-    emit(state, [w.__dict__ for w in rows], ["window", "dept_code", "name"],
-         [(w.window_id, w.dept_code, w.name) for w in rows], "(no windows)")
+    emit(state, [w.__dict__ for w in rows], ["window", "dept_code", "name", "hall", "state"],
+         [(w.window_id, w.dept_code, w.name, w.hall_id or state.cfg.hall.id, "retired" if w.retired else "")
+          for w in rows], "(no windows)")
 
 
 @windows.command("add")
 @click.argument("window")
 @click.option("--dept", "dept_code", default="", help="department code (unified social credit code)")
 @click.option("--name", default="", help="readable name of the window")
+@click.option("--hall", "hall_id", default=None, help="hall it is in (default: the default hall)")
 @click.pass_context
-def windows_add(ctx: click.Context, window: str, dept_code: str, name: str) -> None:
+def windows_add(ctx: click.Context, window: str, dept_code: str, name: str, hall_id: str | None) -> None:
     state = _state(ctx, False)
-    w = run_db(state, lambda db: bindings.add_window(db, window, dept_code, name, actor()))
+    w = run_db(state, lambda db: bindings.add_window(db, window, dept_code, name, actor(), hall_id))
     click.echo("window %s added" % w.window_id)
 
 
@@ -333,17 +336,19 @@ def staff(ctx: click.Context, as_json: bool) -> None:
 def staff_list(ctx: click.Context, as_json: bool) -> None:
     state = _state(ctx, as_json)
     rows = run_db(state, bindings.list_staff)
-    emit(state, [s.__dict__ for s in rows], ["account", "name"],
-         [(s.account, s.display_name) for s in rows], "(no staff)")
+    emit(state, [s.__dict__ for s in rows], ["account", "name", "dept_code", "state"],
+         [(s.account, s.display_name, s.dept_code or "-", "retired" if s.retired else "") for s in rows],
+         "(no staff)")
 
 
 @staff.command("add")
 @click.argument("account")
 @click.option("--name", "display_name", required=True, help="display name (shown on the device)")
+@click.option("--dept", "dept_code", default="", help="the clerk's department (unified social credit code)")
 @click.pass_context
-def staff_add(ctx: click.Context, account: str, display_name: str) -> None:
+def staff_add(ctx: click.Context, account: str, display_name: str, dept_code: str) -> None:
     state = _state(ctx, False)
-    s = run_db(state, lambda db: bindings.add_staff(db, account, display_name, actor()))
+    s = run_db(state, lambda db: bindings.add_staff(db, account, display_name, actor(), dept_code))
     click.echo("staff %s (%s) added" % (s.account, s.display_name))
 
 
@@ -601,12 +606,13 @@ def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
         rep.date, rep.timezone, "/".join("%g" % rep.weights[g] for g in ("vs", "s", "bs", "d", "vd"))))
     rows = rep.rows + [rep.total]
     click.echo(table(
-        ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "satisf.",
-         "score", "unrated", "cancel", "supers.", "extra", "walkup", "late", "after_h", "burst"],
+        ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "有效差评",
+         "satisf.", "score", "unrated", "cancel", "supers.", "excluded", "follow-up", "extra", "walkup",
+         "late", "after_h", "burst"],
         [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, _pct(r.rating_rate),
-          r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad,
-          _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.extras,
-          r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
+          r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad, r.valid_bad,
+          _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.excluded,
+          r.follow_ups, r.extras, r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
 
 
 # ---- uplink commands and the entry point ----------------------------------------------------
@@ -620,6 +626,15 @@ def _register_uplink() -> None:
 
 
 _register_uplink()
+if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
+    from gateway.cli_complaints import complaints as _complaints  # noqa: E402 - needs the helpers above
+    cli.add_command(_complaints)
+    from gateway.cli_users import register as _register_users  # noqa: E402 - needs the helpers above
+    _register_users(cli)
+    from gateway.cli_district import register as _register_district  # noqa: E402
+    from gateway.cli_org import register as _register_org  # noqa: E402 - needs the groups above
+    _register_org(cli)
+    _register_district(cli)
 
 
 def _register_hardening() -> None:
@@ -680,6 +695,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    # Run the importable module (every command group registered, one CliError class).
+    # The module under its own name (with every command group registered), not this __main__
+    # copy: commands of other modules raise gateway.cli.CliError, which main must catch.
     from gateway.cli import main as _main
     _main()

@@ -52,8 +52,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "broker": {"password_file": Key("path"), "pid_file": Key("path"), "passwd_command": Key("str"),
                "dynsec": Key("bool"), "control_username": Key("str"),
                "control_password": Key("str", secret=True), "control_client_id": Key("str")},
-    "hall": {"id": Key("str"), "area_code": Key("str"), "timezone": Key("str"),
+    "hall": {"id": Key("str"), "name": Key("str"), "area_code": Key("str"), "timezone": Key("str"),
              "opening_hours": Key("list[str]"), "opening_days": Key("list[int]")},
+    # The district (issue 17): gateway/org.py, gateway/bulletin.py, gateway/supervision.py.
+    "district": {"name": Key("str"), "area_code": Key("str")},
+    "bulletin": {"issuer": Key("str"), "weights": Key("table"), "satisfied": Key("list[str]"),
+                 "rate_denominator": Key("str", choices=("cases", "invited")),
+                 "ratings": Key("str", choices=("uploaded", "stored")),
+                 "rank_by": Key("str", choices=("score", "satisfaction", "rating_rate")),
+                 "rate_without_base": Key("str", choices=("blank", "full"))},
+    "supervision": {"min_invite_rate": Key("number", 0, 1), "min_cases": Key("int", 1, 10**6),
+                    "min_events": Key("int", 1, 10**6),
+                    "fast_press_s": Key("number", 0, 600), "late_entry_minutes": Key("int", 1, 60 * 24 * 366),
+                    "linkage_limit_s": Key("int", 1, 86400 * 31), "silent_hours": Key("int", 1, 24 * 366),
+                    "presence_every_s": Key("int", 5, 3600), "evidence_rows": Key("int", 1, 100000)},
+    "export": {"font": Key("str"), "title_font": Key("str"), "paper": Key("str", choices=("A4", "A3")),
+               "landscape": Key("bool"), "csv_bom": Key("bool"), "freeze_first_column": Key("bool")},
     "devices": {"silent_after_s": Key("int", 1, 10**7), "health_check_s": Key("int", 1, 86400)},
     "ingest": {"batch_ms": Key("int", 0, 10**6), "batch_max": Key("int", 1, 100000),
                "rejection_log_s": Key("int", 0, 86400), "device_rate": Key("number", 0.1, 100000),
@@ -68,7 +82,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
              "tls_cert": Key("path"), "tls_key": Key("path")},
     "attribution": {"burst_presses": Key("int", 1, 1000), "burst_window_s": Key("int", 1, 3600),
                     "clock_slack_ms": Key("int", 0, 600000)},
-    "invitations": {"default_countdown_s": Key("int", 5, 600), "grace_s": Key("int", 0, 86400)},
+    "invitations": {"default_countdown_s": Key("int", 5, 600), "grace_s": Key("int", 0, 86400),
+                    "default_applicant_type": Key("int", 1, 2), "default_task_code": Key("str"),
+                    "default_task_name": Key("str")},
     "report": {"weights": Key("table")},
     "uplink": {k: Key(t) for k, t in (
         ("enabled", "bool"), ("url", "str"), ("batch_path", "str"), ("token_path", "str"),
@@ -79,13 +95,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ("default_grade", "str"), ("default_after_s", "int"), ("walkup", "str"), ("unpaired", "str"),
         ("batch_size", "int"), ("max_batches_per_second", "number"), ("request_timeout_s", "number"),
         ("backoff_base_s", "number"), ("backoff_max_s", "number"), ("max_attempts", "int"),
-        ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"))}
+        ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"),
+        ("corrections_path", "str"))}
     | {"app_secret": Key("str", secret=True)},
-    # Sections whose nested tables their owners check (gateway/notify.py): the top-level keys
-    # are declared here, so an unknown one is refused here like any other; the builders below
-    # check values and nested tables.
+    # Sections whose nested tables their owners check (gateway/workdays.py, gateway/notify.py,
+    # gateway/complaints.py): the top-level keys are declared here, so an unknown one is refused
+    # here like any other; the builders below check values and nested tables.
+    "calendar": {"local_required": Key("bool"), "local_holidays": Key("any"),
+                 "extra_working_days": Key("any"), "national": Key("table")},
     "notify": {"queue_size": Key("int", 1, 1_000_000), "timezone": Key("str"), "webhook": Key("any"),
                "email": Key("any")},
+    "complaints": {"tag_version": Key("str"), "tag_sets": Key("table"), "contact_days": Key("int", 1, 60),
+                   "rectify_days": Key("int", 1, 60), "complex_days": Key("int", 1, 120),
+                   "appeal_days": Key("int", 1, 60), "review_days": Key("int", 1, 60),
+                   "follow_up_days": Key("int", 1, 60), "due_soon_h": Key("int", 0, 720),
+                   "check_every_s": Key("number", 0.05, 3600)},
+    "console": {"enabled": Key("bool"), "title": Key("str"), "idle_s": Key("int", 2, 86400),
+                "max_age_s": Key("int", 60, 30 * 86400), "max_failures": Key("int", 1, 100),
+                "lockout_s": Key("int", 1, 86400), "address_failures": Key("int", 1, 10000),
+                "refresh_ms": Key("int", 200, 60000), "page_size": Key("int", 10, 500)},
     # Operations (issue 20): gateway/alerts.py and the service's log format (gateway/oplog.py).
     "alerts": {"enabled": Key("bool"), "check_every_s": Key("number", 0.05, 3600),
                "silent_after_s": Key("int", 1, 10**7), "journal_depth": Key("int", 1, 10**6),
@@ -221,11 +249,15 @@ class OpeningRange:
 
 @dataclass(frozen=True)
 class HallConfig:
+    """The default hall ([hall]): the hall of every device, window and record that names none.
+    Halls added with `hcp-gateway halls add` live in the store (gateway/org.py)."""
+
     id: str = "hall-1"
     area_code: str = ""
     timezone: str = "Asia/Shanghai"
     opening_hours: tuple[OpeningRange, ...] = (OpeningRange(8 * 60 + 30, 17 * 60 + 30),)
     opening_days: tuple[int, ...] = (1, 2, 3, 4, 5)  # ISO weekdays, 1 = Monday
+    name: str = ""
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -345,12 +377,19 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
     from gateway.alerts import AlertSettings
     from gateway.api.settings import HttpSettings
     from gateway.attribution import AttributionRules
+    from gateway.bulletin import BulletinSettings
+    from gateway.complaints import ComplaintSettings
+    from gateway.console.settings import ConsoleSettings
+    from gateway.export import ExportSettings
     from gateway.invitations import InvitationRules
     from gateway.notify import NotifySettings
     from gateway.oplog import LogSettings
+    from gateway.org import DistrictSettings
     from gateway.reports import ReportSettings
     from gateway.sectioncheck import SettingsError
+    from gateway.supervision import SupervisionSettings
     from gateway.uplink.settings import load_settings
+    from gateway.workdays import WorkdaySettings
 
     builders: list[tuple[str, Callable[[Config], Any]]] = [
         ("http", HttpSettings.from_config),
@@ -358,7 +397,14 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         ("invitations", InvitationRules.from_config),
         ("report", ReportSettings.from_config),
         ("uplink", lambda c: load_settings(c) if "uplink" in c.raw else None),
+        ("calendar", lambda c: WorkdaySettings.from_mapping(c.raw.get("calendar"), base_dir=base)),
         ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
+        ("complaints", ComplaintSettings.from_config),
+        ("console", ConsoleSettings.from_config),
+        ("district", DistrictSettings.from_config),
+        ("bulletin", BulletinSettings.from_config),
+        ("supervision", SupervisionSettings.from_config),
+        ("export", ExportSettings.from_config),
         ("alerts", lambda c: AlertSettings.from_config(c, base)),
         ("log", LogSettings.from_config),
     ]
@@ -472,19 +518,25 @@ def _hall(sec: dict[str, Any]) -> HallConfig:
         id=_str(sec, "hall", "id", "hall-1"),
         area_code=_str(sec, "hall", "area_code", ""),
         timezone=tz,
-        opening_hours=tuple(_opening_range(h) for h in hours_raw),
+        opening_hours=parse_opening_hours(hours_raw),
         opening_days=tuple(days),
+        name=_str(sec, "hall", "name", ""),
     )
 
 
-def _opening_range(text: str) -> OpeningRange:
+def parse_opening_hours(texts: list[str], where: str = "[hall] opening_hours") -> tuple[OpeningRange, ...]:
+    """["08:30-12:00", "13:30-17:30"] as ranges; ConfigError naming `where` for a bad entry."""
+    return tuple(_opening_range(h, where) for h in texts)
+
+
+def _opening_range(text: str, where: str = "[hall] opening_hours") -> OpeningRange:
     try:
         a, b = text.split("-")
         start, end = _hhmm(a), _hhmm(b)
     except ValueError:
-        raise ConfigError(f'[hall] opening_hours entry {text!r} is not "HH:MM-HH:MM"') from None
+        raise ConfigError(f'{where} entry {text!r} is not "HH:MM-HH:MM"') from None
     if end <= start:
-        raise ConfigError(f"[hall] opening_hours entry {text!r} ends before it starts")
+        raise ConfigError(f"{where} entry {text!r} ends before it starts")
     return OpeningRange(start, end)
 
 

@@ -40,7 +40,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.properties import PageSetupProperties
 from openpyxl.worksheet.worksheet import Worksheet
 
-from gateway.sectioncheck import Section, SettingsError
+from gateway.sectioncheck import SettingsError
 
 __all__ = [
     "ColumnKind", "Column", "Series", "ChartSpec", "Table", "ExportSettings", "ExportSettingsError",
@@ -223,21 +223,38 @@ class ExportSettings:
     freeze_first_column: bool = True
 
     @classmethod
+    def from_config(cls, cfg: Any) -> ExportSettings:
+        """From the gateway's config: [export] was checked against config.SCHEMA (types,
+        choices, unknown keys) with every other section; only what the schema cannot say is
+        checked here."""
+        from gateway.config import ConfigError
+        sec = cfg.raw.get("export", {})
+        for key in ("font", "title_font"):
+            if key in sec and not sec[key].strip():
+                raise ConfigError("[export] %s must not be empty" % key)
+        return cls(**{k: sec[k] for k in cls.__dataclass_fields__ if k in sec})
+
+    @classmethod
     def from_mapping(cls, data: object) -> ExportSettings:
-        sec = Section("export", data)
-        s = cls(
-            font=sec.get_str("font", "宋体", nonempty=True),
-            title_font=sec.get_str("title_font", "黑体", nonempty=True),
-            paper=sec.get_str("paper", "A4", choices=["A4", "A3"]),
-            landscape=sec.get_bool("landscape", True),
-            csv_bom=sec.get_bool("csv_bom", True),
-            freeze_first_column=sec.get_bool("freeze_first_column", True),
-        )
+        """A bare [export] table (outside a gateway config): checked by the same schema."""
+        from gateway.config import SCHEMA, ConfigError, check_schema
+        if not isinstance(data, Mapping):
+            raise ExportSettingsError("export", ["must be a table"])
+        problems = [p.removeprefix("[export] ") for p in check_schema({"export": dict(data)})]
+        spec = SCHEMA["export"]
+        problems += ["%s must not be empty" % k for k in ("font", "title_font")
+                     if isinstance(data.get(k), str) and not data[k].strip() and k in spec]
+        if problems:
+            raise ExportSettingsError("export", problems)
         try:
-            sec.finish()
-        except SettingsError as e:
-            raise ExportSettingsError(e.section, e.problems) from None
-        return s
+            return cls.from_config(_Raw({"export": dict(data)}))
+        except ConfigError as e:  # pragma: no cover - the checks above cover it
+            raise ExportSettingsError("export", [str(e)]) from None
+
+
+@dataclass(frozen=True)
+class _Raw:
+    raw: Mapping[str, Any]
 
 
 # --- CSV -----------------------------------------------------------------------------------

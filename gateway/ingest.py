@@ -53,8 +53,13 @@ class Attribute(Protocol):
 
 
 HelloHook = Callable[[str], Awaitable[None]]
+# Called in the store's thread, inside the batch's unit of work, with the batch's NEW records
+# once they are inserted (never a re-sent one): what must commit with them (a 差评's complaint,
+# gateway.complaints.ComplaintHook). A hook handles its own failures; one that raises undoes the
+# batch (nothing acked: the devices re-send).
+RecordHook = Callable[[Tx, list[dict[str, Any]]], None]
 
-_ATTRIBUTED = ("binding_id", "window_id", "staff_account", "flags")
+_ATTRIBUTED = ("binding_id", "window_id", "staff_account", "hall_id", "dept_code", "flags")
 # The rejection reason of a message whose handling raised (a bug, never a normal refusal).
 INTERNAL_ERROR = "internal_error"
 # The incoming gate's drops (gateway/incoming.py).
@@ -134,6 +139,7 @@ class Ingest:
         self.rejections = Rejections(cfg.ingest.rejection_log_s)
         self.stats = IngestStats()
         self.hello_hooks: list[HelloHook] = []
+        self.record_hooks: list[RecordHook] = []
         self._pending: list[PendingRecord] = []
         self._have_work = asyncio.Event()
         self._full = asyncio.Event()
@@ -383,6 +389,9 @@ class Ingest:
             elif len(untimed) < len(new):
                 new = self._attribute_all(tx, [r for r in new if r["flags"] != FLAG_BAD_TIME]) + untimed
         tx.records.insert_many(new)
+        if new:
+            for hook in self.record_hooks:
+                hook(tx, new)
         tx.anchors.save(anchor_rows)
         return new
 
@@ -404,7 +413,8 @@ class Ingest:
             "device_wall_s": m["w"], "uptime_ms": m["u"],
             "pressed_at_ms": pt.pressed_at_ms, "time_source": pt.source,
             "received_at_ms": p.arrival_ms, "msg_boot": m["b"],
-            "binding_id": None, "window_id": None, "staff_account": None, "flags": flags,
+            "binding_id": None, "window_id": None, "staff_account": None, "hall_id": None, "dept_code": None,
+            "flags": flags,
         }
 
     def _attribute_all(self, tx: Tx, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

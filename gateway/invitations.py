@@ -6,22 +6,31 @@ Lifecycle: pending -> rated | unrated (closed by the device's record, see attrib
                       that arrives later still rates it)
                    -> superseded (a new invitation at the same device replaced it: the window
                       system moved on to the next case; the old one is cancelled on the device)
-A case (办件 number) is rated at most once: inviting a case that already has its rating is a
-Conflict. The functions here change the store; the caller sends the returned commands after
-the commit (a command must never announce something that was rolled back).
+A case (办件 number) is rated at most once: inviting a case that already has its rating, or
+whose default rating already went to the platform, is a Conflict. A follow-up rating (追加评价,
+assess_number 2) is invited with follow_up = true, within [complaints] follow_up_days working
+days (5) after the first rating, once per case. When the provincial platform needs case fields
+(an [uplink] with require_project_no), an invitation without them is refused naming the field,
+unless [invitations] gives defaults. The functions here change the store; the caller sends the
+returned commands after the commit (a command must never announce something that was rolled
+back).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import datetime as dt
 import logging
 import re
 import secrets
+import zoneinfo
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import org
 from gateway.bindings import (
     MIN_COUNTDOWN_S,
     BadInput,
@@ -40,6 +49,7 @@ from gateway.store import Store
 from gateway.store.api import Tx
 from gateway.store.errors import IntegrityError
 from gateway.store.rows import Invitation, NewInvitation
+from gateway.workdays import UnknownYearError, WorkCalendar
 
 log = logging.getLogger("gateway.invitations")
 
@@ -48,10 +58,24 @@ MAX_COUNTDOWN_S = 600
 STATUSES = ("pending", "rated", "unrated", "cancelled", "expired", "superseded")
 
 
+# The case fields a provincial platform needs on every first rating (the adapters' schema
+# with require_project_no); a department code may come from the window.
+PROVINCE_FIELDS = ("task_code", "task_name", "applicant_type", "dept_code")
+
+
 @dataclass(frozen=True)
 class InvitationRules:
     default_countdown_s: int = 60
     grace_s: int = 30   # the device's journal may deliver the unrated/rated record a little late
+    # Filled in when the window system leaves them out ([invitations] default_*).
+    default_applicant_type: int | None = None
+    default_task_code: str = ""
+    default_task_name: str = ""
+    # What the provincial platform needs (empty: no uplink, nothing required).
+    required: tuple[str, ...] = ()
+    dept_code_pattern: str = "[0-9A-Z]{18}"
+    follow_up_days: int = 5
+    timezone: str = "Asia/Shanghai"
 
     @classmethod
     def from_config(cls, cfg: Config) -> InvitationRules:
@@ -64,7 +88,56 @@ class InvitationRules:
             raise ConfigError("[invitations] default_countdown_s must be an integer in 5..600")
         if type(grace) is not int or not 0 <= grace <= 86400:
             raise ConfigError("[invitations] grace_s must be an integer in 0..86400")
-        return cls(default_countdown_s=cd, grace_s=grace)
+        from gateway.uplink.settings import load_settings
+        required: tuple[str, ...] = ()
+        pattern = cls.dept_code_pattern
+        if "uplink" in cfg.raw:
+            try:
+                up = load_settings(cfg)
+            except ConfigError:
+                up = None   # reported by the [uplink] builder
+            if up is not None and up.enabled and up.require_project_no:
+                required, pattern = PROVINCE_FIELDS, up.dept_code_pattern
+        comp = cfg.raw.get("complaints", {})
+        follow = comp.get("follow_up_days", 5) if isinstance(comp, dict) else 5
+        for key, limit in (("default_task_code", 64), ("default_task_name", 200)):
+            v = sec.get(key, "")
+            if not isinstance(v, str) or len(v) > limit:
+                raise ConfigError("[invitations] %s must be a string of at most %d characters" % (key, limit))
+        return cls(default_countdown_s=cd, grace_s=grace,
+                   default_applicant_type=sec.get("default_applicant_type"),
+                   default_task_code=sec.get("default_task_code", ""),
+                   default_task_name=sec.get("default_task_name", ""), required=required,
+                   dept_code_pattern=pattern, follow_up_days=follow if type(follow) is int else 5,
+                   timezone=cfg.hall.timezone)
+
+    def fill(self, req: InvitationRequest) -> InvitationRequest:
+        """The request with the configured defaults for what it leaves out, checked for what the
+        province needs (BadInput naming the first missing field)."""
+        req = dataclasses.replace(
+            req, task_code=req.task_code or self.default_task_code,
+            task_name=req.task_name or self.default_task_name,
+            applicant_type=(req.applicant_type if req.applicant_type is not None
+                            else self.default_applicant_type))
+        for name in self.required:
+            if name == "dept_code":
+                continue   # may come from the window: checked with it
+            if getattr(req, name) in (None, ""):
+                raise BadInput("%s is required by the provincial platform%s; send it, or set [invitations] "
+                               "default_%s" % (name, " (1 person, 2 legal entity)" if name == "applicant_type"
+                                               else "", name), "missing_field")
+        return req
+
+    def check_dept(self, dept_code: str, window: str) -> None:
+        if "dept_code" not in self.required:
+            return
+        if not dept_code:
+            raise BadInput("dept_code is required by the provincial platform: the invitation gives none and "
+                           "window %s has none (the department's unified social credit code)" % window,
+                           "bad_dept_code")
+        if not re.fullmatch(self.dept_code_pattern, dept_code):
+            raise BadInput("dept_code %r does not match %s, as the provincial platform needs"
+                           % (dept_code, self.dept_code_pattern), "bad_dept_code")
 
 
 @dataclass(frozen=True)
@@ -78,6 +151,7 @@ class InvitationRequest:
     applicant_type: int | None = None
     countdown_s: int | None = None
     invitation_id: str | None = None   # optional, client-chosen: makes a retried POST idempotent
+    follow_up: bool = False            # a follow-up rating (追加评价, assessNumber 2) of a rated case
 
     @classmethod
     def from_json(cls, body: Any) -> InvitationRequest:
@@ -85,7 +159,7 @@ class InvitationRequest:
         if not isinstance(body, dict):
             raise BadInput("body must be a JSON object")
         known = {"window", "staff_account", "case_no", "task_code", "task_name", "dept_code",
-                 "applicant_type", "countdown_s", "invitation_id"}
+                 "applicant_type", "countdown_s", "invitation_id", "follow_up"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise BadInput("unknown field %s" % unknown[0], "unknown_field")
@@ -112,9 +186,12 @@ class InvitationRequest:
         inv_id = body.get("invitation_id")
         if inv_id is not None and (not isinstance(inv_id, str) or not INVITATION_ID.fullmatch(inv_id)):
             raise BadInput("invitation_id must match [A-Za-z0-9_-]{1,32}")
+        follow = body.get("follow_up", False)
+        if type(follow) is not bool:
+            raise BadInput("follow_up must be true or false")
         return cls(case_no=case_no, window_id=window, staff_account=staff, task_code=task_code,
                    task_name=task_name, dept_code=dept_code, applicant_type=applicant,
-                   countdown_s=cd, invitation_id=inv_id)
+                   countdown_s=cd, invitation_id=inv_id, follow_up=follow)
 
 
 @dataclass
@@ -158,11 +235,15 @@ async def list_invitations_counted(store: Store, status: str | None = None, sinc
 
 
 async def create(store: Store, req: InvitationRequest, actor: str, rules: InvitationRules,
-                 at_ms: int | None = None) -> Outcome:
+                 at_ms: int | None = None, calendar: WorkCalendar | None = None) -> Outcome:
+    """calendar: the working-day calendar for a follow-up's period (default: national only)."""
     t = now_ms() if at_ms is None else at_ms
     cd = req.countdown_s if req.countdown_s is not None else rules.default_countdown_s
+    if not req.follow_up:
+        req = rules.fill(req)
 
     def unit(tx: Tx) -> Outcome:
+        nonlocal req
         if req.invitation_id is not None:
             old = tx.invitations.get(req.invitation_id)
             if old is not None:
@@ -180,28 +261,73 @@ async def create(store: Store, req: InvitationRequest, actor: str, rules: Invita
             if b is None:
                 raise Conflict("staff account %s is not bound to any device" % req.staff_account,
                                "no_device_bound")
-        rated = tx.invitations.rated_for_case(req.case_no)
-        if rated is not None:
-            raise Conflict("case %s already has its rating (invitation %s)" % (req.case_no, rated),
-                           "case_already_rated")
+        assess = 1
+        if req.follow_up:
+            req = _follow_up(tx, req, rules, calendar or WorkCalendar(), t)
+            assess = 2
+        else:
+            rated = tx.invitations.rated_for_case(req.case_no)
+            if rated is not None:
+                raise Conflict("case %s already has its rating (invitation %s)" % (req.case_no, rated),
+                               "case_already_rated")
+            uploaded = tx.uplink.first_upload_of_case(req.case_no)
+            if uploaded is not None:
+                raise Conflict("case %s already has its first rating at the platform (%s): a new invitation "
+                               "would send a second one; invite a follow-up rating instead (follow_up: true, "
+                               "within %d working days)" % (req.case_no, uploaded, rules.follow_up_days),
+                               "case_has_default")
+            w = tx.org.get_window(b.window_id)
+            rules.check_dept(req.dept_code or (w.dept_code if w is not None else ""), b.window_id)
         superseded = close_pending_invitations(tx, b.device_id, "superseded",
                                                "superseded by a new invitation", t, actor,
                                                "invitation.supersede", {"device": b.device_id})
         commands: list[tuple[str, Command]] = [(b.device_id, ("cancel", {"i": i})) for i in superseded]
         inv_id = req.invitation_id or new_invitation_id()
         expires = t + (cd + rules.grace_s) * 1000
+        # The case belongs to the window's hall and (unless the window system names one) its
+        # department, as they are now: bulletins group invitations by these.
+        hall_id, window_dept = org.place_at(tx, b.window_id, t)
         try:
             tx.invitations.insert(NewInvitation(
                 inv_id, b.device_id, b.window_id, b.staff_account, b.id, req.case_no, req.task_code,
-                req.task_name, req.dept_code, req.applicant_type, cd, t, expires, actor))
+                req.task_name, req.dept_code or window_dept, req.applicant_type, cd, t, expires, actor,
+                assess, hall_id))
         except IntegrityError as e:
             raise Conflict("invitation could not be stored: %s" % e, "conflict") from None
         audit(tx, actor, "invitation.create", inv_id,
               {"device": b.device_id, "window": b.window_id, "staff": b.staff_account,
-               "case_no": req.case_no, "countdown_s": cd}, t)
+               "case_no": req.case_no, "countdown_s": cd, "assess_number": assess}, t)
         commands.append((b.device_id, ("invite", invite_fields(inv_id, req.case_no, req.task_name, cd))))
         return Outcome(_get(tx, inv_id), commands, created=True, superseded=superseded)
     return await store.write(unit)
+
+
+def _follow_up(tx: Tx, req: InvitationRequest, rules: InvitationRules, calendar: WorkCalendar,
+               t: int) -> InvitationRequest:
+    """Check a follow-up invitation (追加评价) and fill its case fields from the first rating's."""
+    first = tx.invitations.first_rating(req.case_no)
+    if first is None:
+        uploaded = tx.uplink.first_upload_of_case(req.case_no)
+        latest = tx.invitations.latest_of_case(req.case_no) if uploaded is not None else None
+        if latest is None or latest.closed_ms is None:
+            raise Conflict("case %s has no first rating to follow up" % req.case_no, "no_first_rating")
+        first = latest   # its default rating went to the platform: the follow-up is the citizen's word
+    if tx.invitations.rated_for_case(req.case_no, 2) is not None:
+        raise Conflict("case %s already has its follow-up rating" % req.case_no, "case_already_followed_up")
+    assert first.closed_ms is not None
+    tz = zoneinfo.ZoneInfo(rules.timezone)
+    try:
+        due = calendar.add_working_days_ms(first.closed_ms, rules.follow_up_days, tz)
+    except UnknownYearError as e:
+        raise Conflict(str(e), "calendar_unknown_year") from None
+    if t >= due:
+        end = dt.datetime.fromtimestamp((due - 1) / 1000, tz)
+        raise Conflict("case %s: the follow-up period ended %s 24:00 (%d working days after the first rating)"
+                       % (req.case_no, end.date().isoformat(), rules.follow_up_days), "follow_up_too_late")
+    return dataclasses.replace(
+        req, task_code=req.task_code or first.task_code, task_name=req.task_name or first.task_name,
+        dept_code=req.dept_code or first.dept_code,
+        applicant_type=req.applicant_type if req.applicant_type is not None else first.applicant_type)
 
 
 async def cancel(store: Store, inv_id: str, actor: str, at_ms: int | None = None) -> Outcome:

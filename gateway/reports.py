@@ -1,16 +1,23 @@
 """The day's report per window and clerk (used by `hcp-gateway report` and the demo).
 
 For one local date (hall time zone), per (window, clerk):
-  cases        distinct case numbers invited that day (办件)
-  ratings      invitations rated (one per invitation, the press credited at press time)
+  cases        distinct case numbers invited that day (办件), withdrawn (cancelled) ones not
+               counted: a cancel means no citizen was asked
+  ratings      invitations rated (one per invitation, the press credited at press time), less
+               the excluded ones
   rating_rate  ratings / cases
-  per grade    counts of vs s bs d vd, 差评 = d + vd
+  per grade    counts of vs s bs d vd, 差评 = d + vd (excluded ratings not counted)
+  valid_bad    差评 verified valid (有效差评); rectified: 差评 whose rectification is reported
+  excluded     ratings found mistaken or malicious on review: kept, counted apart only
+  follow_ups   follow-up ratings (追加评价, assessNumber 2): never a case's rating, counted apart
   satisfaction (vs + s + bs) / ratings
   score        sum(weight[g] * count[g]) / ratings, weights from [report] (default 100/75/50/25/0)
   unrated, expired, cancelled, superseded: invitations without a rating, by reason
 Presses that are not ratings are counted apart, never mixed in: extras (further presses
-for a rated invitation), walk-ups (no invitation), late, unbound (no clerk at press time:
-reported on a row of their own), after_hours and burst (flags, may overlap the others).
+for a rated invitation), walk-ups (no invitation), late (a press after its invitation closed:
+not the case's rating here, and not uploaded as one either -- the case gets its default
+rating, docs/uplink.md), unbound (no clerk at press time: reported on a row of their own),
+after_hours and burst (flags, may overlap the others).
 """
 
 from __future__ import annotations
@@ -63,6 +70,10 @@ class Row:
     unbound: int = 0
     after_hours: int = 0
     burst: int = 0
+    valid_bad: int = 0
+    rectified: int = 0
+    excluded: int = 0
+    follow_ups: int = 0
     rating_rate: float | None = None
     bad: int = 0
     satisfaction: float | None = None
@@ -80,7 +91,8 @@ class Row:
 
     def add(self, other: Row) -> None:
         for name in ("cases", "ratings", "unrated", "expired", "cancelled", "superseded", "pending",
-                     "extras", "walkups", "late", "unbound", "after_hours", "burst"):
+                     "extras", "walkups", "late", "unbound", "after_hours", "burst", "valid_bad", "rectified",
+                     "excluded", "follow_ups"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for g in GRADES:
             self.grades[g] += other.grades[g]
@@ -124,8 +136,9 @@ async def day_report(store: Store, cfg: Config, date: str,
 
     def read(tx: Tx) -> tuple[Any, ...]:
         return (tx.invitations.cases_by_window_staff(lo, hi), tx.invitations.outcomes_by_window_staff(lo, hi),
-                tx.records.day_presses(lo, hi), tx.org.list_staff(), tx.invitations.distinct_cases(lo, hi))
-    cases, outcomes, presses, staff, distinct = await store.read(read)
+                tx.records.day_presses(lo, hi), tx.org.list_staff(), tx.invitations.distinct_cases(lo, hi),
+                tx.invitations.outcomes_by_window_staff(lo, hi, 2), tx.complaints.day_figures(lo, hi))
+    cases, outcomes, presses, staff, distinct, follow_ups, figures = await store.read(read)
     for win, staff_account, n in cases:
         row(win, staff_account).cases = n
     for win, staff_account, status, grade, n in outcomes:
@@ -135,6 +148,17 @@ async def day_report(store: Store, cfg: Config, date: str,
             r.grades[grade] += n
         elif status in ("unrated", "expired", "cancelled", "superseded", "pending"):
             setattr(r, status, getattr(r, status) + n)
+    for win, staff_account, status, _grade, n in follow_ups:
+        if status == "rated":
+            row(win, staff_account).follow_ups += n
+    for f in figures:
+        r = row(f["window_id"], f["staff_account"])
+        r.valid_bad += int(f["valid_bad"] or 0)
+        r.rectified += int(f["rectified"] or 0)
+        gone = int(f["excluded"] or 0)
+        r.excluded += gone          # out of the ratings and grades, counted apart
+        r.ratings -= gone
+        r.grades[f["grade"]] -= gone
     for win, staff_account, kind, flags in presses:
         r = row(win, staff_account)
         fl = set(flags.split(","))

@@ -19,12 +19,13 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
-from gateway import bindings, health, invitations, oplog, timesync
+from gateway import bindings, health, invitations, oplog, supervision, timesync
 from gateway.alerts import AlertEngine, AlertSettings, alerts_job, builtin_sources
 from gateway.api import start_http
 from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
 from gateway.clock import now_ms
+from gateway.complaints import ComplaintHook, ComplaintService, ComplaintSettings, complaints_job
 from gateway.config import Config, MqttConfig
 from gateway.devices import device_service
 from gateway.incoming import Gate, GateLimits
@@ -36,8 +37,10 @@ from gateway.notify import Notifier, NotifySettings
 from gateway.quench import Quencher
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, claim_single_instance, open_store
+from gateway.uplink.adapters import corrections_mode
 from gateway.uplink.scheduler import run_scheduler
 from gateway.uplink.settings import load_settings
+from gateway.workdays import WorkCalendar
 from protocol import topics
 
 log = logging.getLogger("gateway.service")
@@ -247,6 +250,11 @@ class _NotifierRunning:
         await self.notifier.aclose(drain_s=3.0)
 
 
+def _supervision(config: Config) -> supervision.SupervisionSettings:
+    s = config.sections.get("supervision")
+    return s if s is not None else supervision.SupervisionSettings.from_config(config)
+
+
 def _uplink_job(store: Store, config: Config) -> Job:
     async def job(stop: asyncio.Event) -> None:
         await run_scheduler(store, config, stop)
@@ -285,6 +293,11 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         downlink = Downlink(registry)
         ingest = Ingest(config, store, registry, anchors, downlink, attribute=Attribution(rules))
         devices = device_service(store, config, on_rekey=registry.rekey)
+        # 差评 work orders: opened inside ingest's batch, announced and watched by the leader.
+        complaints = ComplaintService(store, config.sections.get("complaints") or ComplaintSettings(),
+                                      WorkCalendar(config.sections.get("calendar")), config.hall,
+                                      corrections=corrections_mode(uplink_settings))
+        ingest.record_hooks.append(ComplaintHook(complaints))
         notifier = Notifier(config.sections.get("notify") or NotifySettings())
         await notifier.start()
         running.append(_NotifierRunning(notifier))
@@ -309,7 +322,9 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
                             now_ms)
         jobs: list[tuple[str, Job]] = [
             ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S)),
-            ("quench-release", quencher.release_job())]
+            ("quench-release", quencher.release_job()),
+            ("complaints", complaints_job(complaints, notifier)),
+            ("presence", supervision.presence_job(store, now_ms, _supervision(config).presence_every_s))]
         uplink_label = "uplink=off"
         if uplink_settings is not None and uplink_settings.enabled:
             jobs.append(("uplink", _uplink_job(store, config)))
@@ -327,7 +342,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         beat = Beat(store, config.mqtt.client_id, instance=instance_id(), mqtt=mqtt_state)
         # The HTTP port first: a port already taken ends the start before any MQTT connection
         # exists (a paho client left half-connected at exit printed a traceback).
-        running.append(await start_http(store, config, send, devices, http_settings))
+        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints))
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
         tasks.append(asyncio.create_task(_flush_loop(store, registry, anchors, ingest), name="flush"))

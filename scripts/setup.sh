@@ -18,11 +18,23 @@ command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)  # plate tests 
 # The install's tests: systemd-analyze verify on the units, logrotate -d on its file.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "setup: installing system packages: ${need_apt[*]}"
+# The web console's browser tests: Debian's Chromium and its driver (Selenium is given the
+# driver's path and never downloads one); Chinese in screenshots uses fonts-wqy-microhei above.
+need_browser=()
+[ -x /usr/bin/chromium ] || need_browser+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_browser+=(chromium-driver)
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_browser[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${need_apt[*]}"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ ${#need_browser[@]} -gt 0 ]; then
+    echo "setup: installing the headless browser: ${need_browser[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${need_browser[@]}" >/dev/null
 fi
 
 PY=${PYTHON:-python3}

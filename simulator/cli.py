@@ -6,6 +6,7 @@
     hcp-sim device --dir DIR     one evaluator from a provisioned flash directory, driven on stdin
     hcp-sim platform             the provincial platform stand-in (simulator/platform.py)
     hcp-sim serial-device        a virtual ESP32 on a pty (simulator/serial_device.py)
+    hcp-sim history --scale 0.01 a district's quarter through the real ingest path, then its bulletin
 
 Conventions (the same for hcp-gateway and flash.py): --json on every command; exit 0 fine,
 1 a finding or a failure (lost / doubled / wrong ratings, a part that could not start), 2 usage;
@@ -125,9 +126,28 @@ def run_hall(opts: HallOptions, quiet: bool = False, as_json: bool = False) -> i
     # With --json the story of the run goes to stderr and stdout holds the one JSON result.
     console = Console(out=sys.stderr, quiet=quiet) if as_json else Console(quiet=quiet)
     hall = Hall(opts, console)
+
+    results: list[RunResult] = []
+
+    async def run_then_console() -> RunResult:
+        res = await hall.run(close=False)
+        results.append(res)
+        try:
+            print_result(console, res)
+            await hall.offer_console()     # until Ctrl-C
+        finally:
+            await hall.close()
+        return res
+
     try:
+        if opts.console:
+            asyncio.run(run_then_console())
+            return 0
         res = asyncio.run(hall.run())
     except KeyboardInterrupt:
+        if opts.console and results:
+            console.phase("stopped: the console, the gateway, the devices and the broker are down")
+            return 0 if results[0].ok else 1
         console.error("interrupted; everything the run started has been stopped")
         return 130
     except HallError as e:
@@ -145,7 +165,8 @@ def run_hall(opts: HallOptions, quiet: bool = False, as_json: bool = False) -> i
 def _options(devices: int, departments: int, minutes: float, speed: float, seed: int, fault: tuple[str, ...],
              scenario: str | None, random_faults_n: int, grades_text: str | None, p_no_press: float,
              p_double: float, p_walkup: float, service_s: float, countdown: int, workdir: str | None,
-             keep: bool, no_push: bool, fsync: bool, runtime: str, build: str) -> HallOptions:
+             keep: bool, no_push: bool, fsync: bool, runtime: str, build: str,
+             console: bool = False) -> HallOptions:
     if devices < 1:
         raise click.BadParameter("must be >= 1", param_hint="--devices")
     if speed <= 0 or minutes <= 0:
@@ -161,7 +182,7 @@ def _options(devices: int, departments: int, minutes: float, speed: float, seed:
     return HallOptions(devices=devices, departments=departments, minutes=minutes, speed=speed, seed=seed,
                        profile=profile, faults=faults, workdir=Path(workdir) if workdir else None,
                        keep=keep, countdown_s=countdown, push=not no_push, durable=fsync, runtime=runtime,
-                       mp_build=build)
+                       mp_build=build, console=console)
 
 
 _common: list[Any] = [
@@ -195,6 +216,9 @@ _common: list[Any] = [
     click.option("--build", type=click.Choice(["frozen", "mpy"]), default="frozen", show_default=True,
                  help="With --runtime micropython: the firmware frozen into the interpreter, or the .mpy "
                       "set flash.py uploads, on each device's flash."),
+    click.option("--console", is_flag=True,
+                 help="Serve the web console and keep the hall running after the run, with a printed "
+                      "address and one-time login, until Ctrl-C."),
     json_option,
 ]
 
@@ -220,10 +244,12 @@ def hall(quiet: bool, as_json: bool, **kw: Any) -> None:
 @common
 def demo(quiet: bool, as_json: bool, fault: tuple[str, ...], **kw: Any) -> None:
     """The README's demo: a hall of 3 departments and 12 windows, one broker restart and one
-    device power cut, the daily push, the day's report and the reconciliation."""
+    device power cut, the daily push, the 差评 work orders, the day's report and the reconciliation."""
     if not fault:
         fault = ("broker-restart@40s", "power-cut@70s+3s:4")
-    sys.exit(run_hall(_options(fault=fault, **kw), quiet=quiet, as_json=as_json))
+    opts = _options(fault=fault, **kw)
+    opts.complaints = True      # and the 差评 work orders the day opened
+    sys.exit(run_hall(opts, quiet=quiet, as_json=as_json))
 
 
 @main.command()
@@ -296,6 +322,48 @@ def platform(host: str, port: int, adapter: str, config: str | None, db: str, ap
     except Exception as e:  # noqa: BLE001 - cannot listen, bad config: one clear line
         fail("platform stand-in: %s" % e, as_json)
     sys.exit(code)
+
+
+
+@main.command()
+@click.option("--quarter", default="2026-Q2", show_default=True,
+              help="The quarter to make (it must have ended).")
+@click.option("--scale", default=1.0, show_default=True, type=click.FloatRange(0.0001, 10.0),
+              help="Volume as a share of the seed's (1.0: about 90,000 ratings, 3,300 from the towns).")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--push-minutes", default=3, show_default=True, type=click.IntRange(1, 1440),
+              help="Realtime push period during opening hours (simulated minutes).")
+@click.option("--hb-minutes", default=60, show_default=True, type=click.IntRange(1, 600),
+              help="Evaluator heartbeat period (simulated minutes).")
+@click.option("--no-outage", is_flag=True, help="No platform outage day.")
+@click.option("--store-url", help="postgresql://... (default: SQLite in the work directory)")
+@click.option("--workdir", type=click.Path(file_okay=False), help="Work directory (kept).")
+@click.option("--keep", is_flag=True, help="Keep the temporary work directory.")
+@click.option("--quiet", is_flag=True, help="Tables and results only.")
+def history(quarter: str, scale: float, seed: int, push_minutes: int, hb_minutes: int, no_outage: bool,
+            store_url: str | None, workdir: str | None, keep: bool, quiet: bool) -> None:
+    """A quarter of a Zhangdian-like district through the gateway's real ingest path, uplink and
+    API, then the seed's two attachment tables (by department, by town) and the checks."""
+    from simulator.history import History, HistoryError, HistoryOptions, print_tables, summary_lines
+    opts = HistoryOptions(quarter=quarter, scale=scale, seed=seed, push_minutes=push_minutes,
+                          hb_minutes=hb_minutes, outage=not no_outage, store_url=store_url,
+                          workdir=Path(workdir) if workdir else None, keep=keep)
+    say = (lambda _t: None) if quiet else (lambda t: click.echo(t, err=True))
+    try:
+        res = asyncio.run(History(opts, say).run())
+    except HistoryError as e:
+        click.echo("hcp-sim: error: %s" % e, err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("hcp-sim: interrupted", err=True)
+        sys.exit(130)
+    print_tables(res, click.echo)
+    for line in summary_lines(res):
+        click.echo(line)
+    for p in res.problems:
+        click.echo("MISMATCH: " + p)
+    click.echo("Result: %s" % ("the bulletin matches what the district did" if res.ok else "MISMATCH"))
+    sys.exit(0 if res.ok else 1)
 
 
 try:

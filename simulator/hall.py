@@ -46,10 +46,10 @@ from simulator.vdevice import VirtualDevice
 REPO = Path(__file__).resolve().parent.parent
 
 DEPARTMENTS = (
-    ("113703030045678901", "公安分局"),
-    ("11370303MB2851234X", "市场监督管理局"),
-    ("113703030045679012", "人力资源和社会保障局"),
-    ("113703030045680123", "自然资源局"),
+    ("113703030045678905", "公安分局"),
+    ("11370303MB2851234N", "市场监督管理局"),
+    ("11370303004567901L", "人力资源和社会保障局"),
+    ("11370303004568012W", "自然资源局"),
 )
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平"
@@ -86,6 +86,9 @@ class HallOptions:
     # "micropython": MpDevice, each device a real MicroPython process of the 32-bit unix port.
     runtime: str = "python"
     mp_build: str = "frozen"        # micropython runtime: "frozen" image or the "mpy" set on flash
+    complaints: bool = False        # show the 差评 work orders the day opened (the demo)
+    extra_config: str = ""          # more TOML for the gateway (e.g. a [console] section)
+    console: bool = False           # serve the web console, and keep it open after the run
 
 
 @dataclass
@@ -233,7 +236,8 @@ class Hall:
             "request_timeout_s = 5.0", "backoff_base_s = 0.2", "backoff_max_s = 1.0", "max_attempts = 3",
             'daily_at = "03:30"', "realtime_minutes = 0", "retry_minutes = 1",
             "",
-        ])
+        ]) + (("\n" + o.extra_config + "\n") if o.extra_config else "") + (
+            '\n[console]\ntitle = "模拟政务服务中心"\n' if o.console else "")
 
     async def _provision_store(self) -> None:
         """Devices, windows, clerks and bindings, through the gateway's own store functions.
@@ -541,6 +545,41 @@ class Hall:
             rep.outcome, rep.batches, rep.accepted, rep.duplicates, rep.rejected + rep.local_rejected,
             (" (" + rep.error + ")") if rep.error else "")
 
+    async def _gateway_cli(self, *args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "--config", str(self.config_path), *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=str(self.workdir),
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        out, _ = await proc.communicate()
+        return proc.returncode or 0, out.decode(errors="replace")
+
+    async def complaints_step(self) -> None:
+        """Every 差评 of the day opened a work order by itself: show them with their deadlines
+        (working days, hall time), then the liaison works the first one (hcp-gateway complaints)."""
+        import json
+        self.c.phase("差评 work orders: every 不满意 / 非常不满意 opened a complaint by itself, with its "
+                     "deadlines in working days (hall time)")
+        code, out = await self._gateway_cli("complaints", "list", "--json")
+        rows = json.loads(out)["complaints"] if code == 0 else []
+        if code != 0:
+            self.c.note("complaints list failed: %s" % out.strip()[-300:])
+        for v in sorted(rows, key=lambda v: v["id"]):
+            d = v["deadlines"]
+            when = ("contact by %s, rectify by %s, the clerk may appeal until %s" % (
+                d["contact"]["due"], d["rectify"]["due"], d["appeal"]["due"])
+                if not v["calendar_error"] else "deadlines unknown: %s" % v["calendar_error"])
+            self.c.phase("  #%d %s窗口 %s %s, case %s: %s" % (
+                v["id"], v["window_id"], v["staff_name"], v["grade_zh"], v["case_no"], when))
+        if not rows:
+            self.c.note("no 差评 today (try --grades vs=70,s=15,bs=5,d=7,vd=3)")
+            return
+        first = min(v["id"] for v in rows)
+        for args in (("contact", str(first), "--note", "电话联系办事群众，了解情况", "--by", "账号经办人"),
+                     ("verify", str(first), "--valid", "--note", "12345 热线核实属实", "--by", "12345")):
+            code, out = await self._gateway_cli("complaints", *args)
+            last = out.strip().splitlines()[-1] if out.strip() else "exit %d" % code
+            self.c.phase("  hcp-gateway complaints %s %s: %s" % (args[0], args[1], last))
+
     async def day_report_rows(self) -> list[dict[str, Any]]:
         """The day's report per window and clerk: gateway/reports.py's day_report for each date,
         or (without that module) a plain count from the store."""
@@ -570,7 +609,8 @@ class Hall:
             r.finish(ReportSettings.from_config(cfg).weights)
             out.append({"window": win, "staff": "%s %s" % (staff, names.get(staff, r.display_name)),
                         "cases": r.cases, "unrated": r.unrated + r.expired + r.superseded,
-                        **r.grades, "satisfaction": None if r.satisfaction is None else 100 * r.satisfaction,
+                        "valid_bad": r.valid_bad, **r.grades,
+                        "satisfaction": None if r.satisfaction is None else 100 * r.satisfaction,
                         "score": r.score})
         return out
 
@@ -649,9 +689,35 @@ class Hall:
         finally:
             await db.close()
 
+    # -- the web console after the run -----------------------------------------------------------
+    async def offer_console(self) -> None:
+        """Keep broker, gateway and devices running and print the console's address with a
+        one-time login (a new admin account whose first login must set its own password);
+        wait until cancelled (Ctrl-C). The caller closes the hall afterwards."""
+        for d in self.devices:
+            if not d.powered:
+                await d.power_on()
+        password = secrets.token_urlsafe(9)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "--config", str(self.config_path), "users", "add",
+            "demo-admin", "--role", "admin", "--name", "演示管理员", "--must-change",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=str(self.workdir), env={**os.environ, "PYTHONPATH": str(REPO)})
+        out, _ = await proc.communicate((password + "\n").encode())
+        if proc.returncode != 0:
+            raise HallError("console account not created: " + out.decode(errors="replace").strip())
+        self.c.phase("The web console is open: http://127.0.0.1:%d/" % self.http_port)
+        self.c.phase("  one-time login: account demo-admin, password %s (the first login sets your own)"
+                     % password)
+        self.c.phase("  the hall keeps running (devices online, the gateway serving); Ctrl-C stops it")
+        await asyncio.Event().wait()
+
     # -- whole run ------------------------------------------------------------------------------
-    async def run(self) -> RunResult:
+    async def run(self, close: bool = True) -> RunResult:
+        """The whole run; close=False leaves everything running after a successful run (the
+        caller then calls close())."""
         t0 = time.monotonic()
+        completed = False   # not "ok": the push step below has its own
         try:
             await self.setup()
             await self.boot_devices()
@@ -662,13 +728,17 @@ class Hall:
                 self.c.phase("Daily push: the gateway's uplink sends the day's ratings to the platform")
                 ok, text = await self.push_day()
                 self.c.note(text)
+            if self.o.complaints:
+                await self.complaints_step()
             rows = await self.day_report_rows()
             self.c.phase("Checking end to end: citizens' truth vs the gateway's store vs the platform")
             rec = await self.check()
+            completed = True
             return RunResult(rec, self.ledger, self.latencies, dict(self.counters), rows, self.workdir,
                              time.monotonic() - t0)
         finally:
-            await self.close()
+            if close or not completed:
+                await self.close()
 
     async def close(self) -> None:
         self._stopping = True

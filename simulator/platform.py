@@ -11,6 +11,7 @@ Endpoints (see docs/platform-standin.md):
     POST /api/v1/auth/token          {"appKey", "appSecret"} -> {"token", "expiresIn"}
     POST /api/v1/ratings/batch       the uplink batch (gateway/uplink/wire.py)
     GET  /api/v1/ratings/query?date=YYYY-MM-DD   ids held with that local rating date
+    POST /api/v1/ratings/corrections  corrections of held ratings (exclude, reasons), batch format
     GET  /admin/records[?limit=N]    accepted records, GET /admin/stats counters,
     GET|POST /admin/faults           read / change the injected faults
 """
@@ -46,6 +47,9 @@ CREATE INDEX IF NOT EXISTS accepted_by_date ON accepted(assess_date);
 CREATE TABLE IF NOT EXISTS rejected (
     id INTEGER PRIMARY KEY, record_id TEXT, batch_id TEXT NOT NULL, code TEXT NOT NULL,
     reason TEXT NOT NULL, at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS corrections (
+    correction_id TEXT PRIMARY KEY, record_id TEXT NOT NULL, action TEXT NOT NULL, body_json TEXT NOT NULL,
+    at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY, batch_id TEXT NOT NULL, received_ms INTEGER NOT NULL, count INTEGER NOT NULL,
     accepted INTEGER NOT NULL, duplicates INTEGER NOT NULL, rejected INTEGER NOT NULL,
@@ -100,6 +104,8 @@ class PlatformStandIn:
             web.post("/api/v1/auth/token", self.h_token),
             web.post("/api/v1/ratings/batch", self.h_batch),
             web.get("/api/v1/ratings/query", self.h_query),
+            web.post("/api/v1/ratings/corrections", self.h_corrections),
+            web.get("/admin/corrections", self.h_admin_corrections),
             web.get("/admin/records", self.h_records),
             web.get("/admin/stats", self.h_stats),
             web.get("/admin/faults", self.h_faults),
@@ -148,6 +154,16 @@ class PlatformStandIn:
     def accepted_records(self, limit: int = 1_000_000) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT record_json FROM accepted ORDER BY record_id LIMIT ?", (limit,))
         return [json.loads(r[0]) for r in rows]
+
+    def corrections(self) -> list[dict[str, Any]]:
+        """Corrections applied, oldest first: correction id, record id, action, what it said."""
+        return [{"correction_id": r[0], "record_id": r[1], "action": r[2], **json.loads(r[3])}
+                for r in self.db.execute("SELECT correction_id, record_id, action, body_json FROM corrections"
+                                         " ORDER BY at_ms, rowid")]
+
+    def excluded_ids(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT DISTINCT record_id FROM corrections"
+                                              " WHERE action = 'exclude' ORDER BY record_id")]
 
     def stats(self) -> dict[str, Any]:
         one = self.db.execute
@@ -295,6 +311,78 @@ class PlatformStandIn:
                                (date,))
         return web.json_response({"date": date, "ids": [r[0] for r in rows]})
 
+    async def h_corrections(self, request: web.Request) -> web.Response:
+        """Corrections of held ratings, in the batch format; one answer per correctionId:
+        accepted (applied), duplicate (applied before) or rejected (unknown rating, bad fields).
+        "exclude" marks the rating excluded (kept); "reasons" replaces its tag and text fields."""
+        if self.faults.in_outage():
+            return self._error(503, "outage", "platform unavailable")
+        if not self._authorised(request):
+            return self._error(401, "bad_token", "missing, unknown or expired token")
+        try:
+            batch_id, items = decode_batch(await request.read(), self.schema["envelope"])
+        except WireError as e:
+            return self._error(400, e.code, e.reason)
+        id_field, fields = self.schema["id_field"], self.schema["fields"]
+        reason_fields = [n for n, f in fields.items() if f.get("correctable")]
+        results: list[dict[str, str]] = []
+        async with self._lock:
+            for it in items:
+                cid = it.get("correctionId") if isinstance(it, dict) else None
+                if not isinstance(cid, str) or not cid:
+                    results.append({"id": "", "status": "rejected", "code": "bad_correction",
+                                    "reason": "correctionId missing"})
+                    continue
+                problem = self._apply_correction(cid, it, id_field, reason_fields)
+                if problem is None:
+                    status = "accepted"
+                elif problem[0] == "duplicate":
+                    status = "duplicate"
+                else:
+                    results.append({"id": cid, "status": "rejected", "code": problem[0],
+                                    "reason": problem[1]})
+                    continue
+                results.append({"id": cid, "status": status})
+        return web.json_response({"batchId": batch_id, "results": results})
+
+    def _apply_correction(self, cid: str, it: dict[str, Any], id_field: str,
+                          reason_fields: list[str]) -> tuple[str, str] | None:
+        if self.db.execute("SELECT 1 FROM corrections WHERE correction_id = ?", (cid,)).fetchone():
+            return "duplicate", ""
+        rid = it.get(id_field)
+        row = self.db.execute("SELECT record_json FROM accepted WHERE record_id = ?", (rid,)).fetchone()
+        if row is None:
+            return "unknown_record", "no rating %r is held" % (rid,)
+        action = it.get("action")
+        body = {k: v for k, v in it.items() if k not in ("correctionId", "action", id_field)}
+        if action == "exclude":
+            if not isinstance(body.get("reason"), str) or not body["reason"]:
+                return "missing_field", "an exclusion needs its reason"
+        elif action == "reasons":
+            rec = json.loads(row[0])
+            unknown = sorted(set(body) - set(reason_fields))
+            if unknown:
+                return "unknown_field", "field %s cannot be corrected" % unknown[0]
+            for k, v in body.items():
+                if v == "" and not fields_required(self.schema, k):
+                    rec.pop(k, None)
+                else:
+                    rec[k] = v
+            problem = validate_record(self.schema, rec)
+            if problem is not None:
+                return problem
+            self.db.execute("UPDATE accepted SET record_json = ? WHERE record_id = ?",
+                            (json.dumps(rec, ensure_ascii=False, sort_keys=True), rid))
+        else:
+            return "bad_action", "action must be exclude or reasons"
+        self.db.execute("INSERT INTO corrections (correction_id, record_id, action, body_json, at_ms)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (cid, rid, action, json.dumps(body, ensure_ascii=False), _ms()))
+        return None
+
+    async def h_admin_corrections(self, request: web.Request) -> web.Response:
+        return web.json_response({"corrections": self.corrections(), "excluded": self.excluded_ids()})
+
     async def h_records(self, request: web.Request) -> web.Response:
         try:
             limit = int(request.query.get("limit", "1000"))
@@ -320,6 +408,10 @@ class PlatformStandIn:
             except (ValueError, json.JSONDecodeError) as e:
                 return self._error(400, "bad_faults", str(e))
         return web.json_response(asdict(self.faults))
+
+
+def fields_required(schema: Schema, name: str) -> bool:
+    return bool(schema["fields"].get(name, {}).get("required", False))
 
 
 def schema_for(adapter: str, config: str | None = None) -> Schema:

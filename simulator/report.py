@@ -131,10 +131,10 @@ def day_report_lines(per_clerk: Sequence[Mapping[str, Any]]) -> list[str]:
             sat = (100.0 * (rated - bad) / rated) if rated else None
         score = r.get("score")
         rows.append((r.get("window", ""), r.get("staff", ""), r.get("cases", ""), *counts,
-                     r.get("unrated", 0), bad, "-" if sat is None else "%.1f%%" % sat,
-                     "-" if score is None else "%.1f" % score))
-    return table(("窗口", "办事员", "办件", *GRADE_HEADERS, "未评", "差评", "满意率", "得分"), rows,
-                 right_from=2)
+                     r.get("unrated", 0), bad, r.get("valid_bad", "-"),
+                     "-" if sat is None else "%.1f%%" % sat, "-" if score is None else "%.1f" % score))
+    headers = ("窗口", "办事员", "办件", *GRADE_HEADERS, "未评", "差评", "有效差评", "满意率", "得分")
+    return table(headers, rows, right_from=2)
 
 
 Printer = Callable[[str], None]

@@ -10,7 +10,9 @@ from gateway.api import guard
 from gateway.api.app import make_app
 from gateway.api.settings import HttpSettings
 from gateway.bindings import SendCommand
+from gateway.complaints import ComplaintService
 from gateway.config import Config
+from gateway.console.settings import ConsoleSettings
 from gateway.devices import DeviceService
 from gateway.store import Store
 
@@ -28,12 +30,13 @@ class ApiRunning:
 
 
 async def start_http(store: Store, cfg: Config, send_command: SendCommand, devices: DeviceService,
-                     http: HttpSettings) -> ApiRunning:
-    if not http.enabled:
-        # No token configured: nobody could use the API, so do not listen at all.
+                     http: HttpSettings, complaints: ComplaintService | None = None) -> ApiRunning:
+    console = ConsoleSettings.from_config(cfg).enabled
+    if not http.enabled and not console:
+        # No token configured and no console: nobody could use it, so do not listen at all.
         return ApiRunning("http=off", None)
     ssl_context = tls.server_context(http.tls_cert, http.tls_key) if http.https else None
-    app = make_app(store, cfg, send_command, devices=devices, http=http)
+    app = make_app(store, cfg, send_command, devices=devices, http=http, complaints=complaints)
     # logger: aiohttp logs every request its parser refuses with a traceback; the guard's
     # logger counts them and logs one line per interval instead.
     server_log, _ = guard.server_logger()
@@ -50,4 +53,5 @@ async def start_http(store: Store, cfg: Config, send_command: SendCommand, devic
     for addr in runner.addresses:  # the real port when [http] port = 0
         if isinstance(addr, tuple) and len(addr) >= 2:
             port = int(addr[1])
-    return ApiRunning("%s=%s:%d" % ("https" if http.https else "http", http.host, port), runner)
+    return ApiRunning("%s=%s:%d%s" % ("https" if http.https else "http", http.host, port,
+                                      " console=/" if console else ""), runner)

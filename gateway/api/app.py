@@ -18,15 +18,19 @@ from typing import Any
 from aiohttp import web
 
 from gateway import bindings, invitations
+from gateway.api import complaints as complaints_api
 from gateway.api import guard
 from gateway.api.openapi import openapi_spec
 from gateway.api.settings import HttpSettings
 from gateway.bindings import Command, SendCommand
 from gateway.clock import now_ms
+from gateway.complaints import ComplaintService
 from gateway.config import Config
+from gateway.console.settings import ConsoleSettings
 from gateway.devices import DeviceService, device_service
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
 from gateway.store import Store
+from gateway.workdays import WorkCalendar
 
 log = logging.getLogger("gateway.api")
 
@@ -40,6 +44,7 @@ SEND_KEY: web.AppKey[SendCommand] = web.AppKey("send")
 RULES_KEY = web.AppKey("rules", invitations.InvitationRules)
 CLOCK_KEY: web.AppKey[Callable[[], int]] = web.AppKey("clock")
 FAILED_TOKENS_KEY = web.AppKey("failed_tokens", guard.FailedTokens)
+CALENDAR_KEY = web.AppKey("calendar", WorkCalendar)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -132,11 +137,13 @@ async def post_invitation(request: web.Request) -> web.Response:
     actor = require(request, "window")
     req = invitations.InvitationRequest.from_json(await _json_body(request))
     store = request.app[STORE_KEY]
-    out = await invitations.create(store, req, actor, request.app[RULES_KEY], at_ms=request.app[CLOCK_KEY]())
+    out = await invitations.create(store, req, actor, request.app[RULES_KEY], at_ms=request.app[CLOCK_KEY](),
+                                   calendar=request.app[CALENDAR_KEY])
     sent = await _send_all(request, out.commands) if out.commands else True
     body: dict[str, Any] = {
         "invitation_id": out.invitation.id, "device_id": out.invitation.device_id,
         "status": out.invitation.status, "window": out.invitation.window_id,
+        "assess_number": out.invitation.assess_number,
         "staff_account": out.invitation.staff_account, "expires_ms": out.invitation.expires_ms,
         "superseded": out.superseded or [], "sent": sent,
     }
@@ -271,9 +278,11 @@ ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] 
 
 def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
              clock: Callable[[], int] = now_ms, devices: DeviceService | None = None,
-             http: HttpSettings | None = None) -> web.Application:
+             http: HttpSettings | None = None, complaints: ComplaintService | None = None,
+             console: bool | None = None) -> web.Application:
     """The API app over the services it is handed (gateway.service wires them; a test may
-    let it build the device service from the config)."""
+    let it build the device service from the config). The web console joins it at `/` when
+    [console] is enabled (console=None: as configured)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app[CFG_KEY] = cfg
     app[HTTP_KEY] = http = http or HttpSettings.from_config(cfg)
@@ -283,6 +292,15 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
     app[CLOCK_KEY] = clock
     app[STORE_KEY] = store
     app[DEVICES_KEY] = devices or device_service(store, cfg)
-    for method, path, handler in ROUTES:
+    app[CALENDAR_KEY] = WorkCalendar(cfg.sections.get("calendar"))
+    from gateway.api import district as district_api  # lazy: they build on this module's helpers
+    from gateway.api import org as org_api
+    for method, path, handler in ROUTES + org_api.ROUTES + district_api.ROUTES:
         app.router.add_route(method, path, handler)
+    complaints_api.add_routes(app, complaints or ComplaintService.from_config(store, cfg, clock))
+    console_settings = ConsoleSettings.from_config(cfg)
+    if console if console is not None else console_settings.enabled:
+        from gateway.console.setup import ConsoleDeps, setup_console  # only a console loads Jinja2
+        setup_console(app, ConsoleDeps(store, cfg, console_settings, send_command, app[DEVICES_KEY], clock,
+                                       cfg.sections.get("uplink")))
     return app

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.api import complaints
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+# For the route modules that document their own paths (gateway/api/org.py, district.py).
+response = _json
+ERROR_RESPONSE = _ERROR
 
 
 def _errors(*codes: int) -> dict[str, Any]:
@@ -23,12 +30,14 @@ INVITATION_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}
 
 
 def openapi_spec() -> dict[str, Any]:
+    from gateway.api import district as district_api  # lazy: each route module documents its own paths
+    from gateway.api import org as org_api
     inv_ref = {"$ref": "#/components/schemas/Invitation"}
     binding_ref = {"$ref": "#/components/schemas/Binding"}
     window_auth: list[dict[str, list[str]]] = [{"windowToken": []}, {"adminToken": []}]
     admin_auth: list[dict[str, list[str]]] = [{"adminToken": []}]
     inv_param = {"name": "inv_id", "in": "path", "required": True, "schema": INVITATION_ID}
-    return {
+    spec: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {
             "title": "haochaping hall gateway API",
@@ -146,6 +155,8 @@ def openapi_spec() -> dict[str, Any]:
                 "get": {"summary": "This document", "security": [],
                         "responses": {"200": _json({"type": "object"}, "OpenAPI 3 document")}},
             },
+            **org_api.OPENAPI_PATHS,
+            **district_api.OPENAPI_PATHS,
         },
         "components": {
             "securitySchemes": {
@@ -171,11 +182,16 @@ def openapi_spec() -> dict[str, Any]:
                         "dept_code": {"type": "string", "maxLength": 32},
                         "applicant_type": {"type": "integer", "enum": [1, 2]},
                         "countdown_s": {"type": "integer", "minimum": 5, "maximum": 600},
-                        "invitation_id": INVITATION_ID}},
+                        "invitation_id": INVITATION_ID,
+                        "follow_up": {"type": "boolean", "default": False,
+                                      "description": "a follow-up rating (追加评价, assessNumber 2) of "
+                                                     "a case with its first rating, within 5 working "
+                                                     "days"}}},
                 "InvitationCreated": {"type": "object", "properties": {
                     "invitation_id": INVITATION_ID, "device_id": {"type": "string"},
                     "status": {"type": "string"}, "window": {"type": "string"},
                     "staff_account": {"type": "string"}, "expires_ms": {"type": "integer"},
+                    "assess_number": {"type": "integer", "enum": [1, 2]},
                     "superseded": {"type": "array", "items": INVITATION_ID},
                     "sent": {"type": "boolean"}, "note": {"type": "string"}}},
                 "Invitation": {"type": "object", "properties": {
@@ -185,6 +201,8 @@ def openapi_spec() -> dict[str, Any]:
                     "task_name": {"type": "string"}, "dept_code": {"type": "string"},
                     "applicant_type": {"type": "integer", "nullable": True},
                     "countdown_s": {"type": "integer"},
+                    "assess_number": {"type": "integer", "enum": [1, 2],
+                                      "description": "1 the case's first rating, 2 a follow-up"},
                     "status": {"type": "string", "enum": ["pending", "rated", "unrated", "cancelled",
                                                           "expired", "superseded"]},
                     "created_ms": {"type": "integer"}, "expires_ms": {"type": "integer"},
@@ -209,3 +227,5 @@ def openapi_spec() -> dict[str, Any]:
             },
         },
     }
+    complaints.openapi(spec)
+    return spec

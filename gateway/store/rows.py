@@ -63,12 +63,64 @@ class Window:
     window_id: str
     dept_code: str
     name: str
+    hall_id: str | None = None      # None: the default hall ([hall] in the config)
+    retired_ms: int | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
 
 
 @dataclass(frozen=True)
 class Staff:
     account: str
     display_name: str
+    dept_code: str = ""             # the clerk's own department ("" when not given)
+    retired_ms: int | None = None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
+
+
+@dataclass(frozen=True)
+class HallRow:
+    """A hall as stored (table halls); gateway.org.Hall is the domain view."""
+
+    hall_id: str
+    name: str
+    kind: str                       # centre | town | village
+    parent_id: str | None
+    area_code: str
+    timezone: str
+    opening_hours: str              # "08:30-12:00,13:30-17:30"
+    opening_days: str               # "1,2,3,4,5"
+    created_ms: int
+    retired_ms: int | None
+
+
+@dataclass(frozen=True)
+class Department:
+    dept_code: str                  # unified social credit code (GB 32100-2015)
+    name: str
+    hall_id: str | None             # where it sits (None: the default hall)
+    created_ms: int
+    retired_ms: int | None
+
+    @property
+    def retired(self) -> bool:
+        return self.retired_ms is not None
+
+
+@dataclass(frozen=True)
+class WindowPlace:
+    """Where a window was, [valid_from_ms, valid_to_ms)."""
+
+    window_id: str
+    hall_id: str | None
+    dept_code: str
+    valid_from_ms: int
+    valid_to_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -111,6 +163,8 @@ class Invitation:
     close_reason: str | None
     record_id: str | None
     grade: str | None
+    assess_number: int = 1   # 1 the case's first rating, 2 a follow-up rating (追加评价)
+    hall_id: str | None = None      # the window's hall when it was issued (None: the default hall)
 
     def public(self) -> dict[str, Any]:
         """The API's view (no internal ids beyond what the window system needs)."""
@@ -138,6 +192,8 @@ class NewInvitation:
     created_ms: int
     expires_ms: int
     created_by: str
+    assess_number: int = 1
+    hall_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +225,116 @@ class AlertRow:
 
 
 @dataclass(frozen=True)
+class Complaint:
+    """A 差评 work order (table complaints, migration 0200); times are UTC epoch ms."""
+
+    id: int
+    record_id: str
+    channel: str
+    grade: str
+    assess_number: int
+    invitation_id: str | None
+    case_no: str
+    task_code: str
+    task_name: str
+    rated_ms: int
+    opened_ms: int
+    hall_id: str
+    hall_name: str
+    hall_tz: str
+    dept_code: str
+    dept_name: str
+    window_id: str
+    window_name: str
+    staff_account: str
+    staff_name: str
+    state: str
+    verdict: str
+    invalid_reason: str | None
+    complex: bool
+    tag_version: str | None
+    tags: str
+    comment: str
+    reasons_source: str | None
+    callback_grade: str | None
+    appeal_state: str
+    overturn_reason: str | None
+    notified_ms: int
+    contacted_ms: int | None
+    verified_ms: int | None
+    rectified_ms: int | None
+    callback_ms: int | None
+    closed_ms: int | None
+    appealed_ms: int | None
+    review_started_ms: int | None
+    decided_ms: int | None
+    contact_due_ms: int | None
+    rectify_due_ms: int | None
+    appeal_due_ms: int | None
+    review_due_ms: int | None
+    calendar_error: str | None
+    version: int
+    updated_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+COMPLAINT_COLUMNS = tuple(Complaint.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class NewComplaint:
+    """What opening a complaint writes (the rest takes the table's defaults)."""
+
+    record_id: str
+    channel: str
+    grade: str
+    assess_number: int
+    invitation_id: str | None
+    case_no: str
+    task_code: str
+    task_name: str
+    rated_ms: int
+    opened_ms: int
+    hall_id: str
+    hall_name: str
+    hall_tz: str
+    dept_code: str
+    dept_name: str
+    window_id: str
+    window_name: str
+    staff_account: str
+    staff_name: str
+    notified_ms: int
+    contact_due_ms: int | None
+    rectify_due_ms: int | None
+    appeal_due_ms: int | None
+    calendar_error: str | None
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Something the platform must be told about a rating that went up (uplink_corrections)."""
+
+    id: int
+    record_id: str
+    complaint_id: int | None
+    action: str
+    payload: dict[str, Any]
+    status: str
+    created_ms: int
+    attempts: int
+    sent_ms: int | None
+    done_ms: int | None
+    done_by: str | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class InstanceBeat:
     """What a running gateway instance says about itself every few seconds."""
 
@@ -180,6 +346,74 @@ class InstanceBeat:
     mqtt_ok: bool
     mqtt_error: str | None
     detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConsoleAccount:
+    """A web console account (migration 0300). halls / depts: its scope, () = all."""
+
+    name: str
+    display_name: str
+    role: str
+    halls: tuple[str, ...]
+    depts: tuple[str, ...]
+    password_hash: str
+    must_change: bool
+    disabled: bool
+    failed_logins: int
+    locked_until_ms: int | None
+    created_ms: int
+    password_ms: int
+    last_login_ms: int | None
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the password hash (for the CLI and the console)."""
+        d = asdict(self)
+        d.pop("password_hash")
+        d["halls"] = list(self.halls)
+        d["depts"] = list(self.depts)
+        return d
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A logged-in browser: the SHA-256 of its cookie token, never the token itself."""
+
+    token_hash: str
+    account: str
+    csrf: str
+    created_ms: int
+    last_seen_ms: int
+    expires_ms: int
+    remote: str
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """One 办件 as the window system reported it (table cases)."""
+
+    case_no: str
+    hall_id: str | None
+    window_id: str | None
+    staff_account: str | None
+    staff_name: str
+    dept_code: str
+    task_code: str
+    task_name: str
+    status: str                 # accepted | finished | withdrawn
+    accepted_ms: int
+    finished_ms: int | None
+    reported_ms: int = 0
+    updated_ms: int = 0
+    reported_by: str = ""
+
+    def same_report(self, other: CaseRow) -> bool:
+        """The same facts (times of reporting aside)."""
+        keep = ("reported_ms", "updated_ms", "reported_by")
+        return all(getattr(self, k) == getattr(other, k) for k in self.__dataclass_fields__ if k not in keep)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -68,8 +68,18 @@ class UplinkRecord:
     invitation_staff: str | None = None
     tags: str | None = None           # evaluation tag codes, comma-separated, when known
     comment: str | None = None        # free text, when known
+    tag_version: str | None = None    # the tag set the tags belong to
+    assess_number: int = 1            # 1 the case's first rating, 2 a follow-up rating (追加评价)
     item_status: str | None = None    # its uplink state so far (None: never considered)
     default_status: str | None = None  # uplink state of "inv:<its invitation>", if that exists
+    # Other invitations and uploads of the same case (gateway/store/sql/uplink.py: one first
+    # rating per case): the record rating another invitation of the case, whether one is still
+    # pending, whether a later one (not withdrawn) exists, and the upload id already carrying
+    # the case's rating of this assess number.
+    case_rated_by: str | None = None
+    case_pending: int = 0
+    case_later: int = 0
+    case_taken_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,10 @@ class AdapterFamily:
     grade_codes: str            # key of settings.GRADE_TABLES
     time_format: str
     envelope: str
+    # Capability: the platform takes corrections of a rating it holds (an exclusion after a
+    # review, reasons given after the upload) at [uplink] corrections_path. Without it, they
+    # are listed for someone to make in the platform's own back office.
+    corrections: bool = False
 
 
 DEFAULT = AdapterFamily(
@@ -91,6 +105,7 @@ DEFAULT = AdapterFamily(
     grade_codes="provincial",
     time_format="%Y-%m-%d %H:%M:%S",
     envelope="json",
+    corrections=True,
 )
 
 # GB/T 39046-2020 codes (1 = 非常满意) and its basic time format. The field names are this
@@ -129,6 +144,7 @@ class Adapter:
         self.time_format = settings.time_format or fam.time_format
         self.envelope = settings.envelope or fam.envelope
         self.tz = settings.tz
+        self.can_correct = fam.corrections and bool(settings.corrections_path)
 
     @property
     def id_field(self) -> str:
@@ -173,14 +189,29 @@ class Adapter:
         if r.comment:
             out["writing"] = r.comment
         out["assess_time"] = self.format_time(r.pressed_at_ms or r.received_at_ms)
-        out["assess_number"] = 1          # the counter device only gives first ratings
+        # 1 the case's first rating; 2 a follow-up rating (a follow-up invitation's), never a
+        # second first rating.
+        out["assess_number"] = 2 if r.assess_number == 2 and r.kind == "rated" else 1
         out["default_flag"] = default_flag
         clerk = r.staff_account or r.invitation_staff
         if clerk:
             out["clerk"] = clerk
-        out["tag_version"] = s.tag_version
+        out["tag_version"] = (r.tag_version if r.tags and r.tag_version else s.tag_version)[:16]
         out["record_id"] = r.record_id
         return {self.names[k]: v for k, v in out.items()}
+
+    def map_correction(self, record_id: str, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """One correction as the platform's corrections interface takes it: the rating's id
+        field, "action" ("exclude" with a "reason", or "reasons" with the tag and text fields
+        under the platform's own names)."""
+        out: dict[str, Any] = {self.id_field: record_id, "action": action}
+        if action == "exclude":
+            out["reason"] = payload.get("reason", "")
+        else:
+            out[self.names["eval_detail"]] = payload.get("tags") or ""
+            out[self.names["writing"]] = payload.get("text") or ""
+            out[self.names["tag_version"]] = (payload.get("tag_version") or self.settings.tag_version)[:16]
+        return out
 
     def schema(self) -> Schema:
         s = self.settings
@@ -199,14 +230,15 @@ class Adapter:
             "area_code": spec("str", pattern=r"\d{6,12}"),
             "channel": spec("int", codes=[1, 2, 3, 4, 5, 6, 7]),
             "grade": spec("int", codes=sorted(self.grade_table.values())),
-            "eval_detail": spec("str", False, pattern=r"[0-9A-Za-z_-]+(,[0-9A-Za-z_-]+)*", max_len=200),
-            "writing": spec("str", False, max_len=500),
+            "eval_detail": spec("str", False, pattern=r"[0-9A-Za-z_-]+(,[0-9A-Za-z_-]+)*", max_len=200,
+                                correctable=True),
+            "writing": spec("str", False, max_len=500, correctable=True),
             "assess_time": spec("str", pattern=time_pattern(self.time_format), time_format=self.time_format),
             "assess_number": spec("int", codes=[1, 2]),
             "user_prop": spec("int", case_required, codes=[1, 2]),
             "default_flag": spec("int", codes=[0, 1]),
             "clerk": spec("str", False, max_len=64),
-            "tag_version": spec("str", max_len=16),
+            "tag_version": spec("str", max_len=16, correctable=True),
             # A record id, or the id of an invitation's default rating ("inv:<invitation id>").
             "record_id": spec("str", pattern=r"[a-z0-9-]{1,32}:[1-9]\d*:[1-9]\d*|inv:[A-Za-z0-9_-]{1,32}"),
         }
@@ -220,3 +252,11 @@ class Adapter:
 
 def make_adapter(settings: UplinkSettings) -> Adapter:
     return Adapter(settings)
+
+
+def corrections_mode(settings: UplinkSettings | None) -> str | None:
+    """How the platform learns of corrections: "send" (the adapter can), "manual" (listed for
+    the platform's back office), None (no uplink: nothing went up, nothing to correct)."""
+    if settings is None or not settings.enabled:
+        return None
+    return "send" if make_adapter(settings).can_correct else "manual"

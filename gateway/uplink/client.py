@@ -115,10 +115,17 @@ class PlatformClient:
 
     async def send_batch(self, batch_id: str, body: bytes) -> list[RecordResult]:
         """One POST of an encoded batch; the per-record results when the platform answered."""
-        status, answer, retry = await self._request("POST", self.s.batch_path, data=body)
+        return await self._post_batch(self.s.batch_path, batch_id, body)
+
+    async def send_corrections(self, batch_id: str, body: bytes) -> list[RecordResult]:
+        """One POST of a batch of corrections (same envelope, results keyed by correctionId)."""
+        return await self._post_batch(self.s.corrections_path, batch_id, body)
+
+    async def _post_batch(self, path: str, batch_id: str, body: bytes) -> list[RecordResult]:
+        status, answer, retry = await self._request("POST", path, data=body)
         if status == 401:   # token expired or revoked early: renew once, then give up
             self._token = None
-            status, answer, retry = await self._request("POST", self.s.batch_path, data=body)
+            status, answer, retry = await self._request("POST", path, data=body)
             if status == 401:
                 raise PlatformRefused("auth", "platform refused a fresh token")
         if status >= 500 or status == 429:

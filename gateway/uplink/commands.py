@@ -2,7 +2,8 @@
 
 Register all of them on the gateway CLI with one line: `register(cli)` (or
 `cli.add_command(...)` for push, reconcile and uplink). Exit codes: 0 done, 1 the platform
-was unavailable / refused or reconcile found mismatches, 2 bad config or arguments.
+was unavailable / refused, a record could not be mapped or was rejected, or reconcile found
+mismatches, 2 bad config or arguments.
 """
 
 from __future__ import annotations
@@ -84,13 +85,18 @@ def push(ctx: click.Context, date: str | None, config: str | None) -> None:
     report = _run(ctx, config, lambda db, s: push_once(db, s, day, "manual"))
     click.echo("push%s: %s; %d batches, %d accepted, %d duplicates (already held), %d rejected by the"
                " platform, %d not mappable; %d default ratings for invitations closed without a device"
-               " record%s" % (
+               " record%s%s" % (
                    " " + day if day else "", report.outcome, report.batches, report.accepted,
                    report.duplicates, report.rejected, report.local_rejected, report.invitation_defaults,
+                   "; %d corrections applied, %d refused" % (report.corrections_applied,
+                                                             report.corrections_rejected)
+                   if report.corrections_applied or report.corrections_rejected else "",
                    ("; " + report.error) if report.error else ""))
     if report.rejected or report.local_rejected:
         click.echo("see `hcp-gateway uplink rejections` for the reasons")
-    sys.exit(0 if report.ok else 1)
+    # 1 when anything could not be delivered: the platform was away or refused, or records
+    # could not be mapped or were refused (they wait in `uplink rejections` for an admin).
+    sys.exit(0 if report.ok and not report.rejected and not report.local_rejected else 1)
 
 
 def _print_reconcile(res: ReconcileResult) -> None:

@@ -108,8 +108,10 @@ async def reconcile(store: Store, settings: UplinkSettings, date: str,
         per_window = res.store.setdefault(dev, {}).setdefault(r["window_id"], {})
         per_window[kind] = per_window.get(kind, 0) + 1
         ours.add(r["record_id"])
-        if kind not in uploadable:
-            counts["held"] += 1   # by policy (extras never): not for the platform
+        if kind not in uploadable or r["not_a_rating"]:
+            # By policy (extras never), or not a rating at all (a late or extra press, an
+            # unrated follow-up): kept and counted apart, not for the platform.
+            counts["held"] += 1
             continue
         if r["status"] == "covered":
             counts["covered"] += 1   # its invitation's default rating went up as "inv:<id>"
@@ -119,8 +121,8 @@ async def reconcile(store: Store, settings: UplinkSettings, date: str,
     # Invitations closed that day without any device record: their default ratings.
     due_before = now - settings.default_after_s * 1000
     for r in inv_rows:
-        if r["status"] is None and r["has_record"]:
-            continue   # the device's own rated/unrated record stands for the case
+        if r["status"] is None and (r["has_record"] or r["case_elsewhere"]):
+            continue   # the device's own record, or another invitation of the case, stands for it
         if r["status"] is None and not settings.invitation_defaults:
             counts["held_invitations"] += 1
             continue

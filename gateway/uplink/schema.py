@@ -20,6 +20,7 @@ class FieldSpec(TypedDict, total=False):
     pattern: str         # regex the whole string must match
     time_format: str     # strftime format the string must parse with
     max_len: int
+    correctable: bool    # a correction may replace it after the upload (the 差评's reasons)
 
 
 Schema = dict[str, Any]   # {"adapter": name, "id_field": name, "envelope": ..., "fields": {name: FieldSpec}}

@@ -33,6 +33,9 @@ class UplinkSettings:
     batch_path: str = "/api/v1/ratings/batch"
     token_path: str = "/api/v1/auth/token"
     query_path: str = "/api/v1/ratings/query"   # optional: list what the platform holds (reconcile)
+    # Where the platform takes corrections of ratings it holds (exclusions, late 差评 reasons),
+    # for adapters that have the capability; "" = the province offers none (listed for manual action).
+    corrections_path: str = "/api/v1/ratings/corrections"
     app_key: str = "hall-1"
     app_secret: str = "change-me"
     adapter: str = "default"

@@ -9,17 +9,22 @@ the gateway's Store and runs one unit of work.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.store import Store
+from gateway.store.api import Tx
+from gateway.store.rows import Correction
 from gateway.uplink.adapters import INVITATION_ID_PREFIX, UplinkRecord
 from gateway.uplink.wire import RecordResult
 
 # Invitation statuses that close a case without a rating (a 'cancelled' invitation was
 # withdrawn by the window system or by unpairing: the case gets no default rating).
 UNRATED_STATUSES = ("unrated", "expired", "superseded")
+# Every delivery state an uplink item can be in (migrations 0100, 0101).
+ITEM_STATUSES = ("pending", "sent", "acked", "rejected", "covered")
 # Uplink states of an "inv:" item that mean the case's default rating is (being) uploaded.
 DEFAULT_TAKEN = ("pending", "sent", "acked")
 
@@ -58,12 +63,30 @@ class SendItem:
     upload_id: str
     default_flag: int
     invitation_id: str | None = None   # set for "inv:" items only
+    case_no: str | None = None         # the case whose rating it carries (None: no case)
+    assess_number: int = 1
+    # A 差评's reasons as mapped into this batch (tags, text); None: not a 差评 with a complaint.
+    reasons: tuple[str, str] | None = None
 
 
-async def mark_sent(store: Store, batch_id: str, checksum: str, items: list[SendItem], now_ms: int) -> None:
-    """Record the batch and put its items in state 'sent'."""
-    rows = [(i.upload_id, i.default_flag, i.invitation_id) for i in items]
-    await store.write(lambda tx: tx.uplink.mark_sent(batch_id, checksum, rows, now_ms))
+async def mark_sent(store: Store, batch_id: str, checksum: str, items: list[SendItem], now_ms: int,
+                    correction_status: str = "manual") -> None:
+    """Record the batch and put its items in state 'sent'. In the same unit: a 差评 whose reasons
+    changed since the batch was mapped (the liaison attached them meanwhile) gets a 'reasons'
+    correction (correction_status: pending where the adapter can send it, else manual), so
+    reasons given at any moment reach the platform."""
+    rows = [(i.upload_id, i.default_flag, i.invitation_id, i.case_no, i.assess_number) for i in items]
+
+    def unit(tx: Tx) -> None:
+        tx.uplink.mark_sent(batch_id, checksum, rows, now_ms)
+        for i in items:
+            if i.reasons is None:
+                continue
+            c = tx.complaints.by_record(i.upload_id)
+            if c is not None and (c.tags, c.comment) != i.reasons:
+                now = {"tags": c.tags, "text": c.comment, "tag_version": c.tag_version}
+                tx.complaints.add_correction(i.upload_id, c.id, "reasons", now, correction_status, now_ms)
+    await store.write(unit)
 
 
 async def mark_covered(store: Store, items: list[tuple[str, str]]) -> None:
@@ -123,6 +146,23 @@ async def reject(store: Store, items: list[tuple[str, str, str]], origin: str, n
     await store.write(lambda tx: tx.uplink.reject(items, origin, now_ms))
 
 
+async def corrections_ready(store: Store, limit: int) -> list[Correction]:
+    """Corrections (exclusions, late reasons) whose rating the platform holds, to send now."""
+    return await store.read(lambda tx: tx.complaints.corrections_ready(limit))
+
+
+async def corrections_sent(store: Store, ids: list[int], now_ms: int) -> None:
+    await store.write(lambda tx: tx.complaints.set_correction(ids, "sent", now_ms))
+
+
+async def corrections_done(store: Store, done: list[tuple[int, str, str | None]], now_ms: int) -> None:
+    """(correction id, acked | rejected, error) as the platform answered."""
+    def unit(tx: Tx) -> None:
+        for cid, status, error in done:
+            tx.complaints.set_correction([cid], status, now_ms, error)
+    await store.write(unit)
+
+
 async def list_rejections(store: Store, limit: int = 1000) -> list[dict[str, Any]]:
     return (await list_rejections_counted(store, limit))[0]
 
@@ -132,13 +172,27 @@ async def list_rejections_counted(store: Store, limit: int = 1000) -> tuple[list
     return await store.read(lambda tx: tx.uplink.rejections(limit))
 
 
-async def requeue(store: Store, record_ids: list[str] | None = None, code: str | None = None) -> int:
-    """Admin: put rejected records back in the queue (all, by id, or by reject code)."""
-    return await store.write(lambda tx: tx.uplink.requeue(record_ids, code))
+async def requeue(store: Store, record_ids: list[str] | None = None, code: str | None = None,
+                  actor: str | None = None, at_ms: int | None = None) -> int:
+    """Admin: put rejected records back in the queue (all, by id, or by reject code); audited
+    under actor when one is given (the console's and the CLI's person)."""
+    def unit(tx: Tx) -> int:
+        n = tx.uplink.requeue(record_ids, code)
+        if actor is not None:
+            tx.audit.add(at_ms if at_ms is not None else int(time.time() * 1000), actor, "uplink.requeue",
+                         {"records": (record_ids or [])[:50], "selected": len(record_ids or []),
+                          "code": code, "requeued": n})
+        return n
+    return await store.write(unit)
 
 
 async def status_counts(store: Store) -> dict[str, int]:
     return await store.read(lambda tx: tx.uplink.status_counts())
+
+
+async def status_counts_upto(store: Store, cap: int) -> dict[str, int]:
+    """Items per delivery state, each counted up to cap (a bounded read for the console)."""
+    return await store.read(lambda tx: tx.uplink.status_counts_upto(cap, ITEM_STATUSES))
 
 
 async def start_run(store: Store, trigger: str, date: str | None, now_ms: int) -> int:

@@ -132,7 +132,7 @@ async def open_store(tmp: Path, store_url: str | None = None, **sections: Any) -
     await db.write(lambda tx: [add_device(tx, d, secrets.token_hex(32), "test-1", "test", t)
                                for d in DEVICES])
     for w, name in WINDOWS:
-        await bindings.add_window(db, w, "11370300MB0000000X", name, "test")
+        await bindings.add_window(db, w, "11370300MB0000000H", name, "test")
     for a, name in STAFF:
         await bindings.add_staff(db, a, name, "test")
     return Store(db, cfg, url=cfg.store.url)

@@ -57,7 +57,7 @@ def cfg_path(tmp_path: Path) -> Path:
     for args, stdin in (
         (["devices", "add", "dev-1"], SECRET + "\np1\n"),        # secrets on stdin, never argv
         (["devices", "add", "dev-2"], SECRET + "\np2\n"),
-        (["windows", "add", "A01", "--name", "综合窗口", "--dept", "11370303004253591J"], None),
+        (["windows", "add", "A01", "--name", "综合窗口", "--dept", "11370303004253591T"], None),
         (["windows", "add", "A02", "--name", "社保窗口"], None),
         (["staff", "add", "zhang", "--name", "张三"], None),
         (["staff", "add", "li", "--name", "李四"], None),

@@ -87,7 +87,7 @@ def test_push_rejections_requeue_reconcile(tmp_path: Path, standin: str) -> None
     assert r.returncode == 1 and "not_delivered=41" in r.stdout
 
     r = hcp(cfg, "push", "--date", "2025-03-03")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr      # a record was refused: not everything delivered (issue 16)
     assert "40 accepted" in r.stdout and "1 rejected by the platform" in r.stdout
     assert admin(standin, "/admin/stats")["accepted"] == 40
 
@@ -124,7 +124,8 @@ def test_push_during_outage_exits_1_and_keeps_state(tmp_path: Path, standin: str
     assert r.returncode == 1 and "unavailable" in r.stdout
     admin(standin, "/admin/faults", {"outage": False})
     r = hcp(cfg, "push")
-    assert r.returncode == 0 and "40 accepted" in r.stdout
+    # Delivered, but one seeded record has a bad dept code: the platform refuses it, exit 1.
+    assert r.returncode == 1 and "40 accepted" in r.stdout and "1 rejected by the platform" in r.stdout
 
 
 def test_bad_input_is_a_message_not_a_traceback(tmp_path: Path) -> None:

@@ -6,12 +6,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
+from gateway.store.sql.accounts import SqlConsoleAccounts, SqlConsoleSessions
+from gateway.store.sql.cases import SqlCases
+from gateway.store.sql.complaints import SqlComplaints
 from gateway.store.sql.conn import Conn
 from gateway.store.sql.devices import SqlDevices
+from gateway.store.sql.figures import SqlFigures
 from gateway.store.sql.invitations import SqlInvitations
 from gateway.store.sql.misc import SqlAudit, SqlChanges, SqlLeases, SqlSchema
 from gateway.store.sql.ops import SqlAlerts, SqlOps
 from gateway.store.sql.org import SqlBindings, SqlOrg
+from gateway.store.sql.presence import SqlPresence
 from gateway.store.sql.records import SqlAnchors, SqlRecords, SqlRejections
 from gateway.store.sql.uplink import SqlUplink
 
@@ -41,6 +46,18 @@ class SqlTx:
         return SqlOrg(self.raw)
 
     @cached_property
+    def cases(self) -> SqlCases:
+        return SqlCases(self.raw)
+
+    @cached_property
+    def figures(self) -> SqlFigures:
+        return SqlFigures(self.raw)
+
+    @cached_property
+    def presence(self) -> SqlPresence:
+        return SqlPresence(self.raw)
+
+    @cached_property
     def bindings(self) -> SqlBindings:
         return SqlBindings(self.raw)
 
@@ -51,6 +68,10 @@ class SqlTx:
     @cached_property
     def uplink(self) -> SqlUplink:
         return SqlUplink(self.raw)
+
+    @cached_property
+    def complaints(self) -> SqlComplaints:
+        return SqlComplaints(self.raw)
 
     @cached_property
     def audit(self) -> SqlAudit:
@@ -75,6 +96,14 @@ class SqlTx:
     @cached_property
     def ops(self) -> SqlOps:
         return SqlOps(self.raw)
+
+    @cached_property
+    def accounts(self) -> SqlConsoleAccounts:
+        return SqlConsoleAccounts(self.raw)
+
+    @cached_property
+    def sessions(self) -> SqlConsoleSessions:
+        return SqlConsoleSessions(self.raw)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -1,0 +1,7 @@
+-- Bulletins over a year of a district in well under a second (issue 17, bench/bulletin.py):
+-- covering indexes for the period scans of cases and invitations. The records' part needs the
+-- uplink's tables, so it is migration 0190 (after 0100/0101).
+
+CREATE INDEX cases_figures ON cases(accepted_ms, status, hall_id, dept_code, window_id, staff_account, case_no);
+CREATE INDEX invitations_figures ON invitations(created_ms, status, hall_id, dept_code, window_id, staff_account,
+                                                case_no);
