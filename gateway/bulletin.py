@@ -80,7 +80,7 @@ class Counts:
     """What one row (or the totals) counts."""
 
     cases: int = 0           # 办件量
-    offered: int = 0         # 邀评量: distinct cases invited to a rating
+    offered: int = 0         # 邀评量: the cases (办件量's) offered a rating
     ratings: int = 0         # 评价量
     grades: dict[str, int] = field(default_factory=lambda: {g: 0 for g in GRADES})
     valid_bad: int = 0       # 有效差评
@@ -404,19 +404,20 @@ def collect(tx: Tx, scope: Scope, period: Period, settings: BulletinSettings, by
         for row in tx.figures.unrated_invitations(seg, d, extra):
             acc.get(row[:-1]).defaults += int(row[-1])
     for row in tx.figures.cases(seg, d, extra):
-        acc.get(row[:-1]).cases += int(row[-1])
-    offered_sum = unreported_sum = 0
-    for row in tx.figures.invited(seg, d, extra):
         c = acc.get(row[:-2])
-        c.offered += int(row[-2])
-        c.cases += int(row[-1])        # invited, never reported by the feed: still a case
-        offered_sum += int(row[-2])
+        c.cases += int(row[-2])
+        c.offered += int(row[-1] or 0)
+    unreported_sum = 0
+    for row in tx.figures.unreported(seg, d, extra):
+        c = acc.get(row[:-1])
+        c.cases += int(row[-1])        # invited, never reported by the feed: still a case, offered
+        c.offered += int(row[-1])
         unreported_sum += int(row[-1])
     lo = min(s[1] for s in seg)
     hi = max(s[2] for s in seg)
     _apply_outcomes(tx, scope, acc, settings, extra, complaints.outcomes(tx, lo, hi), trend, edges_by_tz)
-    offered, unreported = tx.figures.invited_totals(seg, d)
-    return acc, unreported - unreported_sum, offered - offered_sum, trend
+    more = tx.figures.unreported_total(seg, d) - unreported_sum
+    return acc, more, more, trend
 
 
 def _trend_chart(trend: Trend, period: Period) -> ChartSpec:

@@ -34,6 +34,7 @@ import datetime as dt
 import heapq
 import itertools
 import json
+import os
 import random
 import secrets
 import shutil
@@ -508,7 +509,11 @@ class History:
         store_line = ('url = "%s"' % o.store_url) if o.store_url else 'path = "gateway.db"'
         http_port = free_port()
         cfg_path = self.workdir / "gateway.toml"
-        cfg_path.write_text(self._gateway_toml(self.platform.url, http_port, store_line))
+        # It holds the API tokens and the platform secret: 0600 from the start, never world-readable.
+        fd = os.open(cfg_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o600)     # an existing file keeps its mode through O_CREAT
+            f.write(self._gateway_toml(self.platform.url, http_port, store_line))
         cfg = self.cfg = load_config(cfg_path)
         store = self.store = await open_store(cfg.store.url)
         centre = sum(not w.town for w in self.windows)

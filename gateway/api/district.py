@@ -9,6 +9,7 @@ app and to the document by gateway/api/app.py and gateway/api/openapi.py, one li
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -84,8 +85,10 @@ async def get_bulletin(request: web.Request) -> web.StreamResponse:
     s = cfg.sections.get("export")
     settings = s if isinstance(s, ExportSettings) else ExportSettings()
     name = "%s-%s.%s" % (period.text, by, fmt)
-    data, ctype = ((csv_bytes(b.table(), settings), "text/csv; charset=utf-8") if fmt == "csv"
-                   else (xlsx_bytes(b.table(), settings), XLSX))
+    # Rendering a workbook (charts and all) takes a while for a district: off the event loop.
+    render = csv_bytes if fmt == "csv" else xlsx_bytes
+    data = await asyncio.to_thread(render, b.table(), settings)
+    ctype = "text/csv; charset=utf-8" if fmt == "csv" else XLSX
     return web.Response(body=data, headers={
         "Content-Type": ctype,
         "Content-Disposition": "attachment; filename=\"%s\"; filename*=UTF-8''%s"

@@ -107,3 +107,42 @@ async def test_the_service_presence_job(tmp_path: Path, store_url: str) -> None:
                                                                                  "dev-2": {51 * HOUR}}
     finally:
         await s.db.close()
+
+
+async def test_invitations_know_whether_their_case_was_reported(tmp_path: Path, store_url: str) -> None:
+    """Migration 0021's triggers: reported before or after the invitation, the invitation's
+    case_reported and the case's invited say so (a cancelled invitation is no offer); 0190's: an
+    "inv:" default item's state is on its invitation."""
+    from gateway import bindings, casefeed, invitations
+    s = await open_store(tmp_path, store_url)
+    try:
+        await bindings.pair(s.db, "dev-1", "A01", "zhang", "t")
+        await casefeed.report_cases(s.db, s.cfg.hall, [casefeed.CaseReport("EARLY", 1_780_000_000_000)], "t")
+        rules = invitations.InvitationRules()
+        for case in ("EARLY", "LATE", "NEVER"):
+            req = invitations.InvitationRequest(case_no=case, window_id="A01")
+            await invitations.create(s.db, req, "t", rules)
+        await casefeed.report_cases(s.db, s.cfg.hall, [casefeed.CaseReport("LATE", 1_780_000_000_000)], "t")
+        got = dict(await s.fetchall("SELECT case_no, case_reported FROM invitations"))
+        assert got == {"EARLY": 1, "LATE": 1, "NEVER": 0}
+        inv = (await s.fetchone("SELECT id FROM invitations WHERE case_no = 'NEVER'"))[0]
+        item = "inv:" + inv
+
+        def ack(tx: Tx) -> None:
+            tx.uplink.mark_sent("b", "x", [(item, 1, inv)], 5)
+            tx.uplink.apply_results("b", [(6, "accepted", item)], [], (1, 0, 0), 6, None)
+        await s.db.write(ack)
+        rows = await s.fetchall("SELECT case_no, default_status FROM invitations"
+                                " WHERE default_status IS NOT NULL")
+        assert rows == [("NEVER", "acked")]
+        # The case side: offered a rating, whichever came first; a cancelled invitation is no offer.
+        await casefeed.report_cases(s.db, s.cfg.hall, [casefeed.CaseReport("SOLO", 1_780_000_000_000)], "t")
+        invited = dict(await s.fetchall("SELECT case_no, invited FROM cases"))
+        assert invited == {"EARLY": 1, "LATE": 1, "SOLO": 0}
+        solo = invitations.InvitationRequest(case_no="SOLO", window_id="A01")
+        out = await invitations.create(s.db, solo, "t", rules)
+        assert (await s.fetchone("SELECT invited FROM cases WHERE case_no = 'SOLO'")) == (1,)
+        await invitations.cancel(s.db, out.invitation.id, "t")
+        assert (await s.fetchone("SELECT invited FROM cases WHERE case_no = 'SOLO'")) == (0,)
+    finally:
+        await s.db.close()

@@ -40,6 +40,8 @@ async def test_a_small_quarter_matches_its_bulletin(tmp_path: Path) -> None:
     assert sum(r.counts.ratings for r in towns) / sum(r.counts.cases for r in towns) < 0.7
     # Supervision saw the planted burst and the unplugged evaluator.
     assert res.supervision["burst"] >= 1 and res.supervision["silent_device"] >= 1
+    # The work directory's gateway.toml holds the tokens and the platform secret: owner only.
+    assert (tmp_path / "w" / "gateway.toml").stat().st_mode & 0o777 == 0o600
     ws = load_workbook(tmp_path / "w" / "bulletin-town.xlsx")["通报表"]
     assert ws["A1"].value == res.town.title
     lines: list[str] = []

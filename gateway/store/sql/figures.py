@@ -84,12 +84,12 @@ class SqlFigures:
     def invitation_defaults(self, scope: Sequence[Segment], default_hall: str,
                             extra: str | None = None) -> list[tuple[Any, ...]]:
         """(hall, dept, *extra, uplink status, n) of the "inv:" default ratings (invitations
-        closed without any device record) whose invitation closed in scope."""
+        closed without any device record) whose invitation closed in scope: the invitation's
+        copy of its item's state (migration 0190), through the partial index invitations_defaults."""
         where, params = scope_sql(scope, "i.closed_ms", "i.hall_id", default_hall)
         x, group = _extra(extra, "i", 1)
-        sql = ("SELECT i.hall_id, i.dept_code%s, u.status, count(*)"
-               " FROM uplink_items u JOIN invitations i ON i.id = u.invitation_id"
-               " WHERE u.invitation_id IS NOT NULL AND %s GROUP BY %s" % (x, where, group))
+        sql = ("SELECT i.hall_id, i.dept_code%s, i.default_status, count(*) FROM invitations i"
+               " WHERE i.default_status IS NOT NULL AND %s GROUP BY %s" % (x, where, group))
         return self._rows(sql, params)
 
     def unrated_invitations(self, scope: Sequence[Segment], default_hall: str,
@@ -105,33 +105,33 @@ class SqlFigures:
 
     def cases(self, scope: Sequence[Segment], default_hall: str,
               extra: str | None = None) -> list[tuple[Any, ...]]:
-        """(hall, dept, *extra, n): feed cases accepted in scope, withdrawn ones left out."""
+        """(hall, dept, *extra, n, invited): feed cases accepted in scope (withdrawn ones left
+        out), and how many of them were offered a rating (cases.invited, kept by migration 0021's
+        triggers)."""
         where, params = scope_sql(scope, "c.accepted_ms", "c.hall_id", default_hall)
         x, group = _extra(extra, "c", 0)
-        sql = ("SELECT c.hall_id, c.dept_code%s, count(*) FROM cases c"
+        sql = ("SELECT c.hall_id, c.dept_code%s, count(*), sum(c.invited) FROM cases c"
                " WHERE c.status <> 'withdrawn' AND %s GROUP BY %s" % (x, where, group))
         return self._rows(sql, params)
 
-    def invited(self, scope: Sequence[Segment], default_hall: str,
-                extra: str | None = None) -> list[tuple[Any, ...]]:
-        """(hall, dept, *extra, offered, unreported): distinct cases invited in scope (not
-        cancelled), and of them those the feed never reported."""
+    def unreported(self, scope: Sequence[Segment], default_hall: str,
+                   extra: str | None = None) -> list[tuple[Any, ...]]:
+        """(hall, dept, *extra, n): distinct cases invited in scope (not cancelled) that the feed
+        never reported (invitations.case_reported, migration 0021), through the partial index
+        invitations_unreported (small once the feed is complete)."""
         where, params = scope_sql(scope, "i.created_ms", "i.hall_id", default_hall)
         x, group = _extra(extra, "i", 0)
-        sql = ("SELECT i.hall_id, i.dept_code%s, count(DISTINCT i.case_no),"
-               " count(DISTINCT CASE WHEN c.case_no IS NULL THEN i.case_no END)"
-               " FROM invitations i LEFT JOIN cases c ON c.case_no = i.case_no"
-               " WHERE i.status <> 'cancelled' AND %s GROUP BY %s" % (x, where, group))
+        sql = ("SELECT i.hall_id, i.dept_code%s, count(DISTINCT i.case_no) FROM invitations i"
+               " WHERE i.case_reported = 0 AND i.status <> 'cancelled' AND %s GROUP BY %s"
+               % (x, where, group))
         return self._rows(sql, params)
 
-    def invited_totals(self, scope: Sequence[Segment], default_hall: str) -> tuple[int, int]:
-        """(offered, unreported) over the whole scope: a case invited at two windows once."""
+    def unreported_total(self, scope: Sequence[Segment], default_hall: str) -> int:
+        """unreported over the whole scope: a case invited at two windows once."""
         where, params = scope_sql(scope, "i.created_ms", "i.hall_id", default_hall)
-        r = self.c.one("SELECT count(DISTINCT i.case_no),"
-                       " count(DISTINCT CASE WHEN c.case_no IS NULL THEN i.case_no END)"
-                       " FROM invitations i LEFT JOIN cases c ON c.case_no = i.case_no"
-                       " WHERE i.status <> 'cancelled' AND %s" % where, params)
-        return (int(r[0]), int(r[1])) if r is not None else (0, 0)
+        return int(self.c.scalar("SELECT count(DISTINCT i.case_no) FROM invitations i"
+                                 " WHERE i.case_reported = 0 AND i.status <> 'cancelled' AND %s" % where,
+                                 params) or 0)
 
     def records_by_id(self, ids: Sequence[str], default_hall: str) -> list[tuple[Any, ...]]:
         """(record_id, hall, dept, window, clerk, task_code, task_name, kind, grade, flags, upload
@@ -158,10 +158,9 @@ class SqlFigures:
         them were offered a rating (an invitation not cancelled), and the name the feed gave."""
         where, params = scope_sql(scope, "c.accepted_ms", "c.hall_id", default_hall)
         return self._rows(
-            "SELECT COALESCE(c.staff_account, ''), COALESCE(c.hall_id, ?), count(DISTINCT c.case_no),"
-            " count(DISTINCT CASE WHEN i.id IS NOT NULL THEN c.case_no END), max(c.staff_name)"
-            " FROM cases c LEFT JOIN invitations i ON i.case_no = c.case_no AND i.status <> 'cancelled'"
-            " WHERE c.status <> 'withdrawn' AND %s GROUP BY 1, 2" % where, [default_hall, *params])
+            "SELECT COALESCE(c.staff_account, ''), COALESCE(c.hall_id, ?), count(*), sum(c.invited),"
+            " max(c.staff_name) FROM cases c WHERE c.status <> 'withdrawn' AND %s GROUP BY 1, 2" % where,
+            [default_hall, *params])
 
     def uninvited_cases(self, scope: Sequence[Segment], default_hall: str, clerk: str,
                         limit: int) -> list[dict[str, Any]]:
@@ -169,8 +168,7 @@ class SqlFigures:
         where, params = scope_sql(scope, "c.accepted_ms", "c.hall_id", default_hall)
         return self.c.dicts(
             "SELECT c.case_no, c.accepted_ms, c.finished_ms, c.window_id, c.task_name FROM cases c"
-            " WHERE COALESCE(c.staff_account, '') = ? AND c.status <> 'withdrawn' AND %s AND NOT EXISTS"
-            " (SELECT 1 FROM invitations i WHERE i.case_no = c.case_no AND i.status <> 'cancelled')"
+            " WHERE COALESCE(c.staff_account, '') = ? AND c.status <> 'withdrawn' AND %s AND c.invited = 0"
             " ORDER BY c.accepted_ms, c.case_no LIMIT ?" % where, [clerk, *params, limit])
 
     def flagged(self, scope: Sequence[Segment], default_hall: str, flag: str) -> list[dict[str, Any]]:

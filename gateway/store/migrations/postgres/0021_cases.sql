@@ -22,3 +22,43 @@ CREATE INDEX cases_by_accepted ON cases(accepted_ms);
 -- Invitations by case: a feed case's invitations (invite rate, late entry) and the cases
 -- invited but never reported.
 CREATE INDEX invitations_by_case ON invitations(case_no);
+
+-- Whether an invitation's case is in the feed (see sqlite/0021_cases.sql).
+ALTER TABLE invitations ADD COLUMN case_reported INTEGER NOT NULL DEFAULT 0;
+CREATE FUNCTION invitations_case_reported() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.case_reported := CASE WHEN EXISTS (SELECT 1 FROM cases c WHERE c.case_no = NEW.case_no) THEN 1 ELSE 0 END;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER invitations_case_reported BEFORE INSERT ON invitations
+    FOR EACH ROW EXECUTE FUNCTION invitations_case_reported();
+CREATE FUNCTION cases_reported() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE invitations SET case_reported = 1 WHERE case_no = NEW.case_no AND case_reported = 0;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER cases_reported AFTER INSERT ON cases FOR EACH ROW EXECUTE FUNCTION cases_reported();
+
+-- Whether a case was offered a rating (see sqlite/0021_cases.sql).
+ALTER TABLE cases ADD COLUMN invited INTEGER NOT NULL DEFAULT 0;
+CREATE FUNCTION cases_invited_on_report() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.invited := CASE WHEN EXISTS (SELECT 1 FROM invitations i WHERE i.case_no = NEW.case_no
+                                     AND i.status <> 'cancelled') THEN 1 ELSE 0 END;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER cases_invited_on_report BEFORE INSERT ON cases
+    FOR EACH ROW EXECUTE FUNCTION cases_invited_on_report();
+CREATE FUNCTION cases_invited_on_invitation() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND NEW.status <> 'cancelled' THEN
+        UPDATE cases SET invited = 1 WHERE case_no = NEW.case_no AND invited = 0;
+    ELSIF TG_OP = 'UPDATE' AND NEW.status = 'cancelled' AND OLD.status <> 'cancelled' THEN
+        UPDATE cases SET invited = CASE WHEN EXISTS (SELECT 1 FROM invitations i WHERE i.case_no = NEW.case_no
+                                                     AND i.status <> 'cancelled') THEN 1 ELSE 0 END
+        WHERE case_no = NEW.case_no;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER cases_invited_on_invitation AFTER INSERT OR UPDATE OF status ON invitations
+    FOR EACH ROW EXECUTE FUNCTION cases_invited_on_invitation();

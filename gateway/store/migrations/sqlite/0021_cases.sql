@@ -22,3 +22,39 @@ CREATE INDEX cases_by_accepted ON cases(accepted_ms);
 -- Invitations by case: a feed case's invitations (invite rate, late entry) and the cases
 -- invited but never reported.
 CREATE INDEX invitations_by_case ON invitations(case_no);
+
+-- Whether an invitation's case is in the feed (a bulletin counts an invited case the feed never
+-- reported as a case too), kept by the triggers below whichever comes first, so bulletins read
+-- it from the invitation without a join.
+ALTER TABLE invitations ADD COLUMN case_reported INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER invitations_case_reported AFTER INSERT ON invitations
+WHEN EXISTS (SELECT 1 FROM cases c WHERE c.case_no = NEW.case_no)
+BEGIN
+    UPDATE invitations SET case_reported = 1 WHERE id = NEW.id;
+END;
+CREATE TRIGGER cases_reported AFTER INSERT ON cases
+BEGIN
+    UPDATE invitations SET case_reported = 1 WHERE case_no = NEW.case_no AND case_reported = 0;
+END;
+
+-- Whether a case was offered a rating (an invitation that was not cancelled), whichever of
+-- the case and its invitations came first: bulletins count 邀评量 and supervision the invite
+-- rate from the case itself.
+ALTER TABLE cases ADD COLUMN invited INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER cases_invited_on_report AFTER INSERT ON cases
+WHEN EXISTS (SELECT 1 FROM invitations i WHERE i.case_no = NEW.case_no AND i.status <> 'cancelled')
+BEGIN
+    UPDATE cases SET invited = 1 WHERE case_no = NEW.case_no;
+END;
+CREATE TRIGGER cases_invited_on_invitation AFTER INSERT ON invitations
+WHEN NEW.status <> 'cancelled'
+BEGIN
+    UPDATE cases SET invited = 1 WHERE case_no = NEW.case_no AND invited = 0;
+END;
+CREATE TRIGGER cases_invited_on_cancel AFTER UPDATE OF status ON invitations
+WHEN NEW.status = 'cancelled' AND OLD.status <> 'cancelled'
+BEGIN
+    UPDATE cases SET invited = CASE WHEN EXISTS (SELECT 1 FROM invitations i WHERE i.case_no = NEW.case_no
+                                                 AND i.status <> 'cancelled') THEN 1 ELSE 0 END
+    WHERE case_no = NEW.case_no;
+END;
