@@ -560,10 +560,11 @@ def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
         rep.date, rep.timezone, "/".join("%g" % rep.weights[g] for g in ("vs", "s", "bs", "d", "vd"))))
     rows = rep.rows + [rep.total]
     click.echo(table(
-        ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "有效差评",
+        ["window", "staff", "name", "cases", "rated", "by qr", "rate", "vs", "s", "bs", "d", "vd", "差评",
+         "有效差评",
          "satisf.", "score", "unrated", "cancel", "supers.", "excluded", "follow-up", "extra", "walkup",
          "late", "after_h", "burst"],
-        [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, _pct(r.rating_rate),
+        [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, r.ratings_qr, _pct(r.rating_rate),
           r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad, r.valid_bad,
           _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.excluded,
           r.follow_ups, r.extras, r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
@@ -583,6 +584,8 @@ _register_uplink()
 if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
     from gateway.cli_complaints import complaints as _complaints  # noqa: E402 - needs the helpers above
     cli.add_command(_complaints)
+    from gateway.cli_qr import qr as _qr  # noqa: E402 - needs the helpers above
+    cli.add_command(_qr)
 
 
 def _fail(message: str, code: int) -> NoReturn:

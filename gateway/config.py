@@ -71,7 +71,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ("batch_size", "int"), ("max_batches_per_second", "number"), ("request_timeout_s", "number"),
         ("backoff_base_s", "number"), ("backoff_max_s", "number"), ("max_attempts", "int"),
         ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"),
-        ("corrections_path", "str"))}
+        ("corrections_path", "str"), ("qr_pf", "int"))}
     | {"app_secret": Key("str", secret=True)},
     # Sections whose nested tables their owners check (gateway/workdays.py, gateway/notify.py,
     # gateway/complaints.py): the top-level keys are declared here, so an unknown one is refused
@@ -85,6 +85,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                    "appeal_days": Key("int", 1, 60), "review_days": Key("int", 1, 60),
                    "follow_up_days": Key("int", 1, 60), "due_soon_h": Key("int", 0, 720),
                    "check_every_s": Key("number", 0.05, 3600)},
+    # The QR channel (gateway/qr/settings.py; [qr.plate] is checked by gateway/qr/plate.py).
+    "qr": {"public_url": Key("str"), "key_file": Key("path"), "hall_name": Key("str"),
+           "receipt_valid_min": Key("int", 5, 43200), "form_valid_min": Key("int", 1, 1440),
+           "views_per_min": Key("int", 1, 100000), "ratings_per_min": Key("int", 1, 100000),
+           "token_ratings_per_min": Key("int", 1, 100000), "trusted_proxies": Key("list[str]"),
+           "plate": Key("table")},
 }
 
 
@@ -287,6 +293,7 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         ("calendar", lambda c: WorkdaySettings.from_mapping(c.raw.get("calendar"), base_dir=base)),
         ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
         ("complaints", ComplaintSettings.from_config),
+        ("qr", lambda c: _qr_settings(c, base)),
     ]
     errors: list[str] = []
     for name, build in builders:
@@ -295,6 +302,14 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         except (ConfigError, SettingsError) as e:
             errors.append(str(e))
     return errors
+
+
+def _qr_settings(cfg: Config, base: Path) -> Any:
+    """[qr], or None; the QR modules are imported only when the section is there."""
+    if "qr" not in cfg.raw:
+        return None
+    from gateway.qr.settings import QrSettings
+    return QrSettings.from_config(cfg, base)
 
 
 def _parse_core(raw: dict[str, Any], base_dir: Path, path: Path | None) -> Config:

@@ -33,6 +33,8 @@ class RegistrationError(BadInput):
 def validate_registration(device_id: Any, secret_hex: Any, broker_password: Any) -> None:
     if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
         raise RegistrationError("device id must match [a-z0-9-]{1,32}")
+    if device_id.startswith("qr-"):
+        raise RegistrationError("device ids qr-* are reserved for QR codes; choose another id")
     try:
         parse_secret(secret_hex)
     except MalformedMessage:

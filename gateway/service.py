@@ -193,6 +193,15 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             task.add_done_callback(restoring.discard)
 
         ingest.hello_hooks.append(on_hello)
+        # The QR channel ([qr]): plates, receipt links and the public page, over the same
+        # complaint service and command sender as the devices.
+        qr = None
+        if config.sections.get("qr") is not None:
+            from gateway.qr.limits import refusals_job
+            from gateway.qr.service import QrService
+            qr = QrService.from_config(store, config, complaints, send)
+            assert qr is not None
+            tasks.append(asyncio.create_task(refusals_job(qr.refusals, store), name="qr-refusals"))
         jobs: list[tuple[str, Job]] = [
             ("invitation-expiry", invitations.expiry_job(store, now_ms, EXPIRE_EVERY_S)),
             ("complaints", complaints_job(complaints, notifier))]
@@ -212,7 +221,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             name="health"))
         tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected, stopping),
                                          name="mqtt"))
-        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints))
+        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints,
+                                        qr=qr))
         running.append(leader.start())
         for start_extra in extra:
             running.append(await start_extra())

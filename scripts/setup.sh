@@ -15,11 +15,23 @@ command -v socat >/dev/null 2>&1 || need_apt+=(socat)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_apt+=(fonts-wqy-microhei)  # QR plates
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)  # plate tests rasterise PDFs
 /sbin/ldconfig -p 2>/dev/null | grep 'libcairo\.so\.2' >/dev/null || need_apt+=(libcairo2)  # cairosvg
-if [ ${#need_apt[@]} -gt 0 ]; then
-    echo "setup: installing system packages: ${need_apt[*]}"
+# The web console's browser tests: Debian's Chromium and its driver (Selenium is given the
+# driver's path and never downloads one); Chinese in screenshots uses fonts-wqy-microhei above.
+need_browser=()
+[ -x /usr/bin/chromium ] || need_browser+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_browser+=(chromium-driver)
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_browser[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${need_apt[*]}"
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ ${#need_browser[@]} -gt 0 ]; then
+    echo "setup: installing the headless browser: ${need_browser[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${need_browser[@]}" >/dev/null
 fi
 
 PY=${PYTHON:-python3}

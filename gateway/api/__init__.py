@@ -11,6 +11,7 @@ from gateway.bindings import SendCommand
 from gateway.complaints import ComplaintService
 from gateway.config import Config
 from gateway.devices import DeviceService
+from gateway.qr.service import QrService
 from gateway.store import Store
 
 __all__ = ["make_app", "start_http", "ApiRunning"]
@@ -27,11 +28,12 @@ class ApiRunning:
 
 
 async def start_http(store: Store, cfg: Config, send_command: SendCommand, devices: DeviceService,
-                     http: HttpSettings, complaints: ComplaintService | None = None) -> ApiRunning:
-    if not http.enabled:
-        # No token configured: nobody could use the API, so do not listen at all.
+                     http: HttpSettings, complaints: ComplaintService | None = None,
+                     qr: QrService | None = None) -> ApiRunning:
+    if not http.enabled and qr is None:
+        # No token configured and no QR page: nobody could use it, so do not listen at all.
         return ApiRunning("http=off", None)
-    app = make_app(store, cfg, send_command, devices=devices, http=http, complaints=complaints)
+    app = make_app(store, cfg, send_command, devices=devices, http=http, complaints=complaints, qr=qr)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, http.host, http.port)

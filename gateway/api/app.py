@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway import bindings, invitations
 from gateway.api import complaints as complaints_api
+from gateway.api import qr as qr_api
 from gateway.api.openapi import openapi_spec
 from gateway.api.settings import HttpSettings
 from gateway.bindings import Command, SendCommand
@@ -29,6 +30,7 @@ from gateway.complaints import ComplaintService
 from gateway.config import Config
 from gateway.devices import DeviceService
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
+from gateway.qr.service import QrService
 from gateway.store import Store
 from gateway.workdays import WorkCalendar
 
@@ -152,6 +154,10 @@ async def post_invitation(request: web.Request) -> web.Response:
     }
     if not sent:
         body["note"] = "device not reachable now: it receives the invitation when it reconnects"
+    qr = request.app[qr_api.SERVICE_KEY]
+    if qr is not None:
+        body["qr"] = qr_api.receipt_qr(qr, out.invitation)
+        body["receipt"] = out.invitation.receipt
     return web.json_response(body, status=201 if out.created else 200)
 
 
@@ -281,7 +287,8 @@ ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] 
 
 def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
              clock: Callable[[], int] = now_ms, devices: DeviceService | None = None,
-             http: HttpSettings | None = None, complaints: ComplaintService | None = None) -> web.Application:
+             http: HttpSettings | None = None, complaints: ComplaintService | None = None,
+             qr: QrService | None = None) -> web.Application:
     """The API app over the services it is handed (gateway.service wires them; a test may
     let it build the device service from the config)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
@@ -296,4 +303,5 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     complaints_api.add_routes(app, complaints or ComplaintService.from_config(store, cfg, clock))
+    qr_api.add_routes(app, qr)
     return app

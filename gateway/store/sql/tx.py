@@ -12,6 +12,7 @@ from gateway.store.sql.devices import SqlDevices
 from gateway.store.sql.invitations import SqlInvitations
 from gateway.store.sql.misc import SqlAudit, SqlChanges, SqlLeases, SqlSchema
 from gateway.store.sql.org import SqlBindings, SqlOrg
+from gateway.store.sql.qr import SqlQr
 from gateway.store.sql.records import SqlAnchors, SqlRecords, SqlRejections
 from gateway.store.sql.uplink import SqlUplink
 
@@ -55,6 +56,10 @@ class SqlTx:
     @cached_property
     def complaints(self) -> SqlComplaints:
         return SqlComplaints(self.raw)
+
+    @cached_property
+    def qr(self) -> SqlQr:
+        return SqlQr(self.raw)
 
     @cached_property
     def audit(self) -> SqlAudit:
