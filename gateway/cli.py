@@ -560,14 +560,13 @@ def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
         rep.date, rep.timezone, "/".join("%g" % rep.weights[g] for g in ("vs", "s", "bs", "d", "vd"))))
     rows = rep.rows + [rep.total]
     click.echo(table(
-        ["window", "staff", "name", "cases", "rated", "by qr", "rate", "vs", "s", "bs", "d", "vd", "差评",
-         "有效差评",
+        ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "有效差评",
          "satisf.", "score", "unrated", "cancel", "supers.", "excluded", "follow-up", "extra", "walkup",
-         "late", "after_h", "burst"],
-        [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, r.ratings_qr, _pct(r.rating_rate),
+         "late", "after_h", "burst", "qr"],
+        [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, _pct(r.rating_rate),
           r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad, r.valid_bad,
           _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.excluded,
-          r.follow_ups, r.extras, r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
+          r.follow_ups, r.extras, r.walkups, r.late, r.after_hours, r.burst, r.ratings_qr) for r in rows]))
 
 
 # ---- uplink commands and the entry point ----------------------------------------------------

@@ -3,6 +3,8 @@ gateway.service hands it (the store, the device service, the command sender)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from gateway.api.app import make_app
@@ -11,8 +13,10 @@ from gateway.bindings import SendCommand
 from gateway.complaints import ComplaintService
 from gateway.config import Config
 from gateway.devices import DeviceService
-from gateway.qr.service import QrService
 from gateway.store import Store
+
+if TYPE_CHECKING:
+    from gateway.qr.service import QrService
 
 __all__ = ["make_app", "start_http", "ApiRunning"]
 

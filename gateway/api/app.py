@@ -14,7 +14,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -30,9 +30,11 @@ from gateway.complaints import ComplaintService
 from gateway.config import Config
 from gateway.devices import DeviceService
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
-from gateway.qr.service import QrService
 from gateway.store import Store
 from gateway.workdays import WorkCalendar
+
+if TYPE_CHECKING:
+    from gateway.qr.service import QrService
 
 log = logging.getLogger("gateway.api")
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import io
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway.bindings import check_text
 from gateway.errors import BadInput, NotFound
-from gateway.qr.service import QrService
+
+if TYPE_CHECKING:   # the QR modules load only with [qr] (nothing more on a plain gateway's start)
+    from gateway.qr.service import QrService
 
 SERVICE_KEY: web.AppKey[QrService | None] = web.AppKey("qr")
 PAGE_KEY: web.AppKey[Any] = web.AppKey("qr_page")
