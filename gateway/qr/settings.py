@@ -76,7 +76,7 @@ class QrSettings:
             try:
                 plate = PlateSettings.from_mapping(sec.raw("plate"), base_dir=base_dir)
             except SettingsError as e:
-                sec.problems.extend("plate." + p for p in e.problems)
+                sec.problems.extend("[qr.plate] " + p for p in e.problems)
         s = cls(
             public_url=url,
             key_file=key_file,

@@ -63,11 +63,20 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64 = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _unb64(text: str) -> bytes:
+    # Strict: the decoder alone skips characters outside the alphabet.
+    if not _B64.fullmatch(text) or len(text) % 4 == 1:
+        raise BadToken("malformed")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise BadToken("malformed") from None
+    if _b64(raw) != text:   # the last character's spare bits set: one token, one spelling
+        raise BadToken("malformed")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,8 @@ def verify(ring: KeyRing, kind: str, token: str) -> str:
     if not dot or len(sig) != _SIG_LEN or not SUBJECT.fullmatch(subject):
         raise BadToken("malformed")
     raw = _unb64(sig)
+    if len(raw) != 1 + TAG_BYTES:
+        raise BadToken("malformed")
     key = ring.get(raw[0])
     if key is None:
         raise BadToken("unknown_key")
@@ -279,6 +290,8 @@ def check_form(ring: KeyRing, kind: str, subject: str, token: str, now_s: int, v
     if not isinstance(token, str) or len(token) != _FORM_LEN:
         raise BadToken("malformed")
     raw = _unb64(token)
+    if len(raw) != NONCE_BYTES + 4 + 1 + TAG_BYTES:
+        raise BadToken("malformed")
     nonce, issued, kid, mac = raw[:12], raw[12:16], raw[16], raw[17:]
     key = ring.get(kid)
     if key is None:
