@@ -83,12 +83,13 @@ def _refuse(code: str) -> QrRefusal:
     return QrRefusal(code, status, zh, en)
 
 
+_UNRECOGNISED = "无法识别此评价码，请重新扫描窗口或回执上的二维码。"
 REFUSALS: dict[str, tuple[int, str, str]] = {
-    "malformed": (404, "无法识别此评价码，请重新扫描窗口或回执上的二维码。", "not a QR token"),
-    "forged": (404, "无法识别此评价码，请重新扫描窗口或回执上的二维码。", "forged QR token"),
+    "malformed": (404, _UNRECOGNISED, "not a QR token"),
+    "forged": (404, _UNRECOGNISED, "forged QR token"),
     # A retired key's tokens cannot be told from forged ones (retire only after reprinting).
-    "unknown_key": (404, "无法识别此评价码，请重新扫描窗口或回执上的二维码。", "token of an unknown or retired key"),
-    "unknown": (404, "无法识别此评价码，请重新扫描窗口或回执上的二维码。", "no such plate or case"),
+    "unknown_key": (404, _UNRECOGNISED, "token of an unknown or retired key"),
+    "unknown": (404, _UNRECOGNISED, "no such plate or case"),
     "revoked": (410, "此评价码已停用，请扫描窗口现有的评价码或向工作人员咨询。", "plate revoked"),
     "inactive": (410, "此评价码对应的工作人员已不在本窗口，评价码已停用。请扫描窗口现有的评价码。",
                  "the plate's clerk is no longer bound at its window"),

@@ -15,8 +15,12 @@ from gateway.config import ConfigError, parse_config
 from gateway.qr import tokens
 from gateway.qr.tokens import BadToken, KeyFileError, KeyRing
 
-TAGS = {"tag_version": "v1", "tag_sets": {"v1": {"source": "test", "d": [{"code": "D1", "name": "慢"}],
-                                                  "vd": [{"code": "V1", "name": "差"}]}}}
+TAGS = {
+    "tag_version": "v1",
+    "tag_sets": {
+        "v1": {"source": "test", "d": [{"code": "D1", "name": "慢"}], "vd": [{"code": "V1", "name": "差"}]}
+    },
+}
 
 
 B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -60,16 +64,21 @@ def test_tokens_verify_and_forgeries_do_not(tmp_path: Path) -> None:
     assert tokens.verify(r, "p", t) == "plate123abc"
     subject, sig = t.split(".")
     assert len(t) <= 32 and len(sig) == 18
-    for bad, code in [(subject + "." + flip(sig), "forged"),
-                      (subject + "." + sig[:-1] + spare(sig[-1]), "malformed"),   # the same bits, respelt
-                      ("plate123abd." + sig, "forged"),          # another subject, the same signature
-                      (subject, "malformed"), (subject + ".", "malformed"), ("a b." + sig, "malformed"),
-                      ("x" * 40 + "." + sig, "malformed"), (subject + "." + "!" * 18, "malformed")]:
+    for bad, code in [
+        (subject + "." + flip(sig), "forged"),
+        (subject + "." + sig[:-1] + spare(sig[-1]), "malformed"),  # the same bits, respelt
+        ("plate123abd." + sig, "forged"),  # another subject, the same signature
+        (subject, "malformed"),
+        (subject + ".", "malformed"),
+        ("a b." + sig, "malformed"),
+        ("x" * 40 + "." + sig, "malformed"),
+        (subject + "." + "!" * 18, "malformed"),
+    ]:
         with pytest.raises(BadToken) as e:
             tokens.verify(r, "p", bad)
         assert e.value.code == code, bad
     with pytest.raises(BadToken, match="forged"):
-        tokens.verify(r, "c", t)                                 # a plate's token is no case link
+        tokens.verify(r, "c", t)  # a plate's token is no case link
     with pytest.raises(BadToken, match="forged"):
         tokens.verify(r, "p", tokens.sign(ring(tmp_path, "other.key"), "p", subject))
     with pytest.raises(ValueError):
@@ -105,9 +114,13 @@ def test_form_tokens(tmp_path: Path) -> None:
     f = tokens.form_token(r, "c", "inv1", 1_000_000)
     got = tokens.check_form(r, "c", "inv1", f, 1_000_100, 1800)
     assert len(got.nonce) == 24 and got.issued_s == 1_000_000
-    assert tokens.form_token(r, "c", "inv1", 1_000_000) != f              # a new one-time id each time
-    for kind, subject, now, code in [("c", "inv2", 1_000_100, "forged"), ("p", "inv1", 1_000_100, "forged"),
-                                     ("c", "inv1", 1_001_801, "expired"), ("c", "inv1", 999_000, "expired")]:
+    assert tokens.form_token(r, "c", "inv1", 1_000_000) != f  # a new one-time id each time
+    for kind, subject, now, code in [
+        ("c", "inv2", 1_000_100, "forged"),
+        ("p", "inv1", 1_000_100, "forged"),
+        ("c", "inv1", 1_001_801, "expired"),
+        ("c", "inv1", 999_000, "expired"),
+    ]:
         with pytest.raises(BadToken) as e:
             tokens.check_form(r, kind, subject, f, now, 1800)
         assert e.value.code == code
@@ -129,14 +142,27 @@ def test_qr_config_is_checked_whole(tmp_path: Path) -> None:
     assert s.base == "https://pj.example.gov.cn" and s.key_file == tmp_path / "k" / "qr.key"
     assert s.receipt_valid_min == 1440 and s.plate is None
     with pytest.raises(ConfigError) as e:
-        _cfg(tmp_path, {"public_url": "ftp://x", "receipt_valid_min": 1, "trusted_proxies": ["a.b"],
-                        "plate": {"titel": "x"}, "publik_url": 1}, TAGS)
+        _cfg(
+            tmp_path,
+            {
+                "public_url": "ftp://x",
+                "receipt_valid_min": 1,
+                "trusted_proxies": ["a.b"],
+                "plate": {"titel": "x"},
+                "publik_url": 1,
+            },
+            TAGS,
+        )
     text = str(e.value)
     assert "publik_url" in text and "did you mean public_url" in text and "receipt_valid_min" in text
     with pytest.raises(ConfigError) as e:
         _cfg(tmp_path, {"public_url": "ftp://x", "trusted_proxies": ["a.b"], "plate": {"titel": "x"}}, TAGS)
     text = str(e.value)
-    assert "public_url" in text and "'a.b' is not an IP address" in text and "[qr.plate] unknown key 'titel'" in text
+    assert (
+        "public_url" in text
+        and "'a.b' is not an IP address" in text
+        and "[qr.plate] unknown key 'titel'" in text
+    )
     with pytest.raises(ConfigError, match="差评 reason tags"):
         _cfg(tmp_path, {"public_url": "https://x.example"})
     with pytest.raises(ConfigError, match="public_url is required"):
@@ -147,10 +173,15 @@ def test_qr_config_is_checked_whole(tmp_path: Path) -> None:
 def test_a_plain_gateway_loads_no_qr_module() -> None:
     """Without [qr] the service imports nothing of the QR channel but its tiny points module, and
     the CLI nothing heavy (Jinja2, plate rendering): they load when used."""
+
     def loaded(mod: str) -> str:
-        code = ("import sys, %s; print(sorted(m for m in sys.modules if m.startswith("
-                "('gateway.qr', 'jinja2', 'segno', 'reportlab', 'PIL'))))" % mod)
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                              check=True).stdout.strip()
+        code = (
+            "import sys, %s; print(sorted(m for m in sys.modules if m.startswith("
+            "('gateway.qr', 'jinja2', 'segno', 'reportlab', 'PIL'))))" % mod
+        )
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        ).stdout.strip()
+
     assert loaded("gateway.__main__") == "['gateway.qr', 'gateway.qr.points']"
     assert not any(m in loaded("gateway.cli") for m in ("jinja2", "segno", "reportlab", "PIL"))

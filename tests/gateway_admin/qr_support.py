@@ -17,7 +17,7 @@ from gateway.qr.service import Page, QrService, Submitted
 
 PUBLIC = "https://pj.example.gov.cn"
 QR: dict[str, Any] = {"public_url": PUBLIC, "key_file": "qr.key", "hall_name": "测试区政务服务中心"}
-T0 = local(2026, 9, 21, 10)          # a Monday, 10:00 +08:00
+T0 = local(2026, 9, 21, 10)  # a Monday, 10:00 +08:00
 S = 1000
 
 
@@ -38,15 +38,32 @@ class QrHall:
     def db(self) -> Any:
         return self.store.db
 
-    async def invite(self, window: str = "A01", receipt: bool = False, case_no: str | None = None,
-                     follow_up: bool = False, countdown_s: int = 60) -> invitations.Outcome:
+    async def invite(
+        self,
+        window: str = "A01",
+        receipt: bool = False,
+        case_no: str | None = None,
+        follow_up: bool = False,
+        countdown_s: int = 60,
+    ) -> invitations.Outcome:
         self.n += 1
         return await invitations.create(
-            self.db, InvitationRequest(case_no=case_no or "370303-2026-%06d" % self.n, window_id=window,
-                                       task_code="T%03d" % self.n, task_name="城乡居民养老保险参保登记",
-                                       applicant_type=1, receipt=receipt, follow_up=follow_up,
-                                       countdown_s=countdown_s),
-            "api:window", InvitationRules.from_config(self.cfg), at_ms=self.clock.t, calendar=self.svc.calendar)
+            self.db,
+            InvitationRequest(
+                case_no=case_no or "370303-2026-%06d" % self.n,
+                window_id=window,
+                task_code="T%03d" % self.n,
+                task_name="城乡居民养老保险参保登记",
+                applicant_type=1,
+                receipt=receipt,
+                follow_up=follow_up,
+                countdown_s=countdown_s,
+            ),
+            "api:window",
+            InvitationRules.from_config(self.cfg),
+            at_ms=self.clock.t,
+            calendar=self.svc.calendar,
+        )
 
     async def plate_token(self, window: str = "A01") -> str:
         plate, _ = await self.svc.issue_plate(window, "test")
@@ -55,19 +72,33 @@ class QrHall:
     def case_token(self, inv_id: str) -> str:
         return token_of(self.svc.case_url(inv_id))
 
-    async def rate_plate(self, token: str, grade: str, tags: list[str] | None = None, text: str = "",
-                         form: str | None = None) -> Submitted:
+    async def rate_plate(
+        self, token: str, grade: str, tags: list[str] | None = None, text: str = "", form: str | None = None
+    ) -> Submitted:
         if form is None:
             form = (await self.svc.view_plate(token)).form
         return await self.svc.submit_plate(token, form, grade, tags or [], text)
 
-    async def rate_case(self, token: str, grade: str, tags: list[str] | None = None, text: str = "",
-                        form: str | None = None, purpose: str | None = None) -> Submitted:
+    async def rate_case(
+        self,
+        token: str,
+        grade: str,
+        tags: list[str] | None = None,
+        text: str = "",
+        form: str | None = None,
+        purpose: str | None = None,
+    ) -> Submitted:
         page: Page | None = None
         if form is None or purpose is None:
             page = await self.svc.view_case(token)
-        return await self.svc.submit_case(token, form or (page.form if page else ""),
-                                          purpose or (page.purpose if page else "first"), grade, tags or [], text)
+        return await self.svc.submit_case(
+            token,
+            form or (page.form if page else ""),
+            purpose or (page.purpose if page else "first"),
+            grade,
+            tags or [],
+            text,
+        )
 
     async def record(self, rid: str) -> dict[str, Any]:
         return await self.store.record(rid)

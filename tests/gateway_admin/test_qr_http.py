@@ -32,8 +32,9 @@ class Site:
         async with self.http.get(self.base + path, **kw) as r:
             return r.status, await r.text(), r.headers
 
-    async def post_form(self, path: str, data: Any, origin: str | None = "own",
-                        headers: dict[str, str] | None = None) -> tuple[int, str, Any]:
+    async def post_form(
+        self, path: str, data: Any, origin: str | None = "own", headers: dict[str, str] | None = None
+    ) -> tuple[int, str, Any]:
         hdr = dict(headers or {})
         if origin == "own":
             hdr["Origin"] = self.base
@@ -42,9 +43,12 @@ class Site:
         async with self.http.post(self.base + path, data=data, headers=hdr) as r:
             return r.status, await r.text(), r.headers
 
-    async def api(self, method: str, path: str, body: Any = None, token: str = WINDOW_TOKEN) -> tuple[int, Any]:
-        async with self.http.request(method, self.base + path, json=body,
-                                     headers={"Authorization": "Bearer " + token}) as r:
+    async def api(
+        self, method: str, path: str, body: Any = None, token: str = WINDOW_TOKEN
+    ) -> tuple[int, Any]:
+        async with self.http.request(
+            method, self.base + path, json=body, headers={"Authorization": "Bearer " + token}
+        ) as r:
             if r.content_type == "application/json":
                 return r.status, await r.json()
             return r.status, await r.read()
@@ -59,9 +63,14 @@ def form_of(page: str) -> str:
 @asynccontextmanager
 async def serving(h: QrHall | None, store: Store) -> AsyncIterator[Site]:
     cfg = h.cfg if h is not None else store.cfg
-    app = make_app(store.db, cfg, h.send if h is not None else Recorder(),
-                   clock=(h.clock if h is not None else (lambda: 0)), qr=h.svc if h is not None else None,
-                   complaints=h.svc.complaints if h is not None else None)
+    app = make_app(
+        store.db,
+        cfg,
+        h.send if h is not None else Recorder(),
+        clock=(h.clock if h is not None else (lambda: 0)),
+        qr=h.svc if h is not None else None,
+        complaints=h.svc.complaints if h is not None else None,
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
@@ -90,17 +99,20 @@ async def test_the_page_rates_without_script_and_says_so(site: Site) -> None:
     st, page, hdr = await site.get(path)
     assert st == 200 and hdr["Content-Type"] == "text/html; charset=utf-8"
     assert "李四" in page and "非常满意" in page and "A02号窗口" in page and "<script" not in page
-    assert "default-src 'none'" in hdr["Content-Security-Policy"] and "form-action 'self'" in hdr[
-        "Content-Security-Policy"]
+    assert (
+        "default-src 'none'" in hdr["Content-Security-Policy"]
+        and "form-action 'self'" in hdr["Content-Security-Policy"]
+    )
     assert hdr["Referrer-Policy"] == "same-origin" and hdr["Cache-Control"] == "no-store"
-    assert not re.search(r'(src|href)="(https?:)?//', page)          # nothing from anywhere
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from anywhere
     # A 差评 without a reason: the same form again, with what was chosen and what is missing.
     form = form_of(page)
     st, again, _ = await site.post_form(path, {"form": form, "grade": "vd", "text": "窗口推诿"})
     assert st == 400 and "请至少选择一项原因" in again and form_of(again) == form
     assert 'id="g-vd" checked' in again and "窗口推诿" in again
-    st, done, _ = await site.post_form(path, [("form", form), ("grade", "vd"), ("tag_vd", "V01"),
-                                              ("tag_d", "D01"), ("text", "窗口推诿")])
+    st, done, _ = await site.post_form(
+        path, [("form", form), ("grade", "vd"), ("tag_vd", "V01"), ("tag_d", "D01"), ("text", "窗口推诿")]
+    )
     assert st == 200 and "感谢您的评价" in done and "非常不满意" in done and "推诿扯皮" in done
     # Sent twice (a double tap): the same confirmation, one record.
     st, twice, _ = await site.post_form(path, [("form", form), ("grade", "vd"), ("tag_vd", "V01")])
@@ -108,7 +120,7 @@ async def test_the_page_rates_without_script_and_says_so(site: Site) -> None:
     rows = await h.store.fetchall("SELECT kind, grade, channel FROM records")
     assert rows == [("walkup", "vd", "qr")]
     sub = await h.store.fetchall("SELECT tags, comment FROM qr_submissions")
-    assert sub == [("V01", "窗口推诿")]          # the other grade's tag is not taken
+    assert sub == [("V01", "窗口推诿")]  # the other grade's tag is not taken
 
 
 async def test_csrf_bad_forms_and_forged_codes_are_refused_with_a_page(site: Site) -> None:
@@ -120,21 +132,26 @@ async def test_csrf_bad_forms_and_forged_codes_are_refused_with_a_page(site: Sit
     assert st == 403 and "请在评价页面上直接提交评价" in page
     st, page, _ = await site.post_form(path, {"form": "x" * 39, "grade": "vs"})
     assert st == 400 and "页面已过期" in page and 'href="%s"' % path in page
-    st, page, _ = await site.post_form(path, {"form": form, "grade": "vs"}, origin=None)   # no Origin: OK
+    st, page, _ = await site.post_form(path, {"form": form, "grade": "vs"}, origin=None)  # no Origin: OK
     assert st == 200
-    async with site.http.post(site.base + path, json={"form": form, "grade": "vs"},
-                              headers={"Origin": site.base}) as r:
+    async with site.http.post(
+        site.base + path, json={"form": form, "grade": "vs"}, headers={"Origin": site.base}
+    ) as r:
         assert r.status == 400 and "无法识别提交的内容" in await r.text()
-    async with site.http.post(site.base + path, data=b"form=%ff%fe&grade=vs",
-                              headers={"Origin": site.base,
-                                       "Content-Type": "application/x-www-form-urlencoded"}) as r:
+    async with site.http.post(
+        site.base + path,
+        data=b"form=%ff%fe&grade=vs",
+        headers={"Origin": site.base, "Content-Type": "application/x-www-form-urlencoded"},
+    ) as r:
         assert r.status == 400
-    async with site.http.post(site.base + path, data=b"text=" + b"x" * 20000,
-                              headers={"Origin": site.base,
-                                       "Content-Type": "application/x-www-form-urlencoded"}) as r:
+    async with site.http.post(
+        site.base + path,
+        data=b"text=" + b"x" * 20000,
+        headers={"Origin": site.base, "Content-Type": "application/x-www-form-urlencoded"},
+    ) as r:
         assert r.status == 413
     subject, sig = token_of(path).split(".")
-    flipped = sig[:8] + ("A" if sig[8] != "A" else "B") + sig[9:]     # a bit of the MAC
+    flipped = sig[:8] + ("A" if sig[8] != "A" else "B") + sig[9:]  # a bit of the MAC
     for bad in (subject + "." + flipped, subject + "." + sig[::-1], "nothing", subject + ".%ff"):
         st, page, _ = await site.get("/q/p/" + bad)
         assert st == 404 and "无法识别此评价码" in page and "Traceback" not in page
@@ -145,8 +162,14 @@ async def test_csrf_bad_forms_and_forged_codes_are_refused_with_a_page(site: Sit
 
 
 async def test_rate_limits_per_address_and_per_code(store: Store, tmp_path: Path) -> None:
-    h = await qr_hall(store, tmp_path, views_per_min=4, ratings_per_min=3, token_ratings_per_min=2,
-                      trusted_proxies=["127.0.0.1"])
+    h = await qr_hall(
+        store,
+        tmp_path,
+        views_per_min=4,
+        ratings_per_min=3,
+        token_ratings_per_min=2,
+        trusted_proxies=["127.0.0.1"],
+    )
     await bind_qr_only(h, "A02", "li")
     await bind_qr_only(h, "A03", "wang")
     a2 = "/q/p/" + await h.plate_token("A02")
@@ -157,7 +180,7 @@ async def test_rate_limits_per_address_and_per_code(store: Store, tmp_path: Path
         forms = [form_of((await site.get(a2, headers=phone))[1]) for _ in range(4)]
         st, page, hdr = await site.get(a2, headers=phone)
         assert st == 429 and hdr["Retry-After"] == "60" and "操作过于频繁" in page
-        assert (await site.get(a2, headers=other))[0] == 200          # another phone is not limited
+        assert (await site.get(a2, headers=other))[0] == 200  # another phone is not limited
         # Per code: the third rating through one plate within a minute is refused.
         for f in forms[:2]:
             assert (await site.post_form(a2, {"form": f, "grade": "s"}, headers=other))[0] == 200
@@ -168,8 +191,9 @@ async def test_rate_limits_per_address_and_per_code(store: Store, tmp_path: Path
         st, _, _ = await site.post_form(a3, {"form": f3, "grade": "s"}, headers=other)
         assert st == 429
         # A forged code costs nothing of a real plate's budget and is refused as forged.
-        assert (await site.get("/q/p/abcdefgh.AAAAAAAAAAAAAAAAAA", headers={"X-Forwarded-For": "198.51.100.1"}
-                                ))[0] == 404
+        assert (
+            await site.get("/q/p/abcdefgh.AAAAAAAAAAAAAAAAAA", headers={"X-Forwarded-For": "198.51.100.1"})
+        )[0] == 404
     assert await store.fetchone("SELECT count(*) FROM records") == (2,)
 
 
@@ -179,30 +203,43 @@ async def test_the_invitation_answer_carries_the_receipt_link(site: Site) -> Non
 
     h = site.h
     await pair_device(h, "dev-1", "A01", "zhang")
-    body = {"window": "A01", "case_no": "370303-2026-000777", "task_name": "不动产登记", "applicant_type": 1,
-            "receipt": True}
+    body = {
+        "window": "A01",
+        "case_no": "370303-2026-000777",
+        "task_name": "不动产登记",
+        "applicant_type": 1,
+        "receipt": True,
+    }
     st, out = await site.api("POST", "/api/v1/invitations", body)
     assert st == 201 and out["receipt"] is True and out["sent"] is True and out["device_id"].startswith("qr-")
     link = out["qr"]
     assert link["url"].startswith("https://pj.example.gov.cn/q/c/" + out["invitation_id"] + ".")
     assert link["valid_until"].endswith("+08:00") and link["png"].startswith("data:image/png;base64,")
-    assert h.send.sent == []                        # the evaluator is not asked for a receipt case
+    assert h.send.sent == []  # the evaluator is not asked for a receipt case
     st, again = await site.api("GET", "/api/v1/invitations/%s/qr" % out["invitation_id"])
     assert st == 200 and again["url"] == link["url"]
     for fmt, kind in (("png", "image/png"), ("svg", "image/svg+xml")):
-        async with site.http.get(site.base + "/api/v1/invitations/%s/qr.%s" % (out["invitation_id"], fmt),
-                                 headers={"Authorization": "Bearer " + WINDOW_TOKEN}) as r:
+        async with site.http.get(
+            site.base + "/api/v1/invitations/%s/qr.%s" % (out["invitation_id"], fmt),
+            headers={"Authorization": "Bearer " + WINDOW_TOKEN},
+        ) as r:
             assert r.status == 200 and r.content_type == kind
             data = await r.read()
     import io
-    png = (await (await site.http.get(site.base + "/api/v1/invitations/%s/qr.png?scale=6" % out["invitation_id"],
-                                      headers={"Authorization": "Bearer " + WINDOW_TOKEN})).read())
+
+    png = await (
+        await site.http.get(
+            site.base + "/api/v1/invitations/%s/qr.png?scale=6" % out["invitation_id"],
+            headers={"Authorization": "Bearer " + WINDOW_TOKEN},
+        )
+    ).read()
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
     assert [d.text for d in decoded] == [link["url"]]
     assert b"<svg" in data
     # An evaluator's invitation gets its link too (a display device could show it).
-    st, out2 = await site.api("POST", "/api/v1/invitations", {**body, "receipt": False,
-                                                              "case_no": "370303-2026-000778"})
+    st, out2 = await site.api(
+        "POST", "/api/v1/invitations", {**body, "receipt": False, "case_no": "370303-2026-000778"}
+    )
     assert st == 201 and out2["device_id"] == "dev-1" and "/q/c/" in out2["qr"]["url"]
     assert h.send.of("dev-1")[-1][0] == "invite"
     st, err = await site.api("GET", "/api/v1/invitations/nope/qr")
@@ -211,20 +248,33 @@ async def test_the_invitation_answer_carries_the_receipt_link(site: Site) -> Non
 
 async def test_admin_routes(site: Site) -> None:
     h = site.h
-    st, out = await site.api("POST", "/api/v1/qr/bindings", {"window": "A02", "staff_account": "li",
-                                                             "actor": "王主任"}, ADMIN_TOKEN)
-    assert st == 201 and out["binding"]["staff_account"] == "li" and out["binding"]["device_id"].startswith("qr-")
-    st, out = await site.api("POST", "/api/v1/qr/bindings", {"window": "A02", "staff_account": "li"},
-                             WINDOW_TOKEN)
+    st, out = await site.api(
+        "POST",
+        "/api/v1/qr/bindings",
+        {"window": "A02", "staff_account": "li", "actor": "王主任"},
+        ADMIN_TOKEN,
+    )
+    assert (
+        st == 201
+        and out["binding"]["staff_account"] == "li"
+        and out["binding"]["device_id"].startswith("qr-")
+    )
+    st, out = await site.api(
+        "POST", "/api/v1/qr/bindings", {"window": "A02", "staff_account": "li"}, WINDOW_TOKEN
+    )
     assert st == 401
-    async with site.http.get(site.base + "/api/v1/qr/windows/A02/plate?format=pdf&size=A5",
-                             headers={"Authorization": "Bearer " + ADMIN_TOKEN}) as r:
+    async with site.http.get(
+        site.base + "/api/v1/qr/windows/A02/plate?format=pdf&size=A5",
+        headers={"Authorization": "Bearer " + ADMIN_TOKEN},
+    ) as r:
         assert r.status == 200 and r.content_type == "application/pdf"
         assert (await r.read()).startswith(b"%PDF") and "attachment" in r.headers["Content-Disposition"]
         plate_id = r.headers["X-Plate-Id"]
     st, out = await site.api("GET", "/api/v1/qr/plates", token=ADMIN_TOKEN)
     assert st == 200 and [(p["id"], p["state"]) for p in out["plates"]] == [(plate_id, "active")]
-    st, out = await site.api("POST", "/api/v1/qr/plates/%s/revoke" % plate_id, {"reason": "泄露"}, ADMIN_TOKEN)
+    st, out = await site.api(
+        "POST", "/api/v1/qr/plates/%s/revoke" % plate_id, {"reason": "泄露"}, ADMIN_TOKEN
+    )
     assert st == 200 and out["revoke_reason"] == "泄露" and out["revoked_by"] == "api:admin"
     st, out = await site.api("POST", "/api/v1/qr/plates/%s/revoke" % plate_id, {"reason": "x"}, ADMIN_TOKEN)
     assert st == 409 and out["error"] == "already_revoked"
@@ -234,7 +284,9 @@ async def test_admin_routes(site: Site) -> None:
     assert st == 409 and out["error"] == "no_clerk_bound"
     st, out = await site.api("DELETE", "/api/v1/qr/bindings/A02", token=ADMIN_TOKEN)
     assert st == 200 and out["closed"][0]["window_id"] == "A02"
-    audit = await h.store.fetchall("SELECT actor, action FROM audit_log WHERE action LIKE 'binding.%' ORDER BY id")
+    audit = await h.store.fetchall(
+        "SELECT actor, action FROM audit_log WHERE action LIKE 'binding.%' ORDER BY id"
+    )
     assert audit == [("api:admin (王主任)", "binding.open"), ("api:admin", "binding.close")]
 
 

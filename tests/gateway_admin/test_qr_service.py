@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from adm_support import Store, flags, make_config
 from cmp_support import COMPLAINTS, service
-from qr_support import S, T0, QrHall, bind_qr_only, pair_device, qr_hall, token_of
+from qr_support import T0, QrHall, S, bind_qr_only, pair_device, qr_hall, token_of
 
 from gateway import bindings
 from gateway.qr.service import QrRefusal, QrService
@@ -30,6 +30,7 @@ async def refused(code: str, coro: object) -> QrRefusal:
 
 # ---- a QR-only window: plates alone ------------------------------------------------------------
 
+
 async def test_a_plate_at_a_qr_only_window_rates_the_case_waiting_there(h: QrHall) -> None:
     await bind_qr_only(h, "A02", "li")
     token = await h.plate_token("A02")
@@ -39,7 +40,12 @@ async def test_a_plate_at_a_qr_only_window_rates_the_case_waiting_there(h: QrHal
     # Nothing waiting: a walk-up, stored and flagged, credited to the bound clerk.
     walk = await h.rate_plate(token, "s")
     rec = await h.record(walk.submission.record_id)
-    assert (rec["kind"], rec["channel"], rec["staff_account"], rec["window_id"]) == ("walkup", "qr", "li", "A02")
+    assert (rec["kind"], rec["channel"], rec["staff_account"], rec["window_id"]) == (
+        "walkup",
+        "qr",
+        "li",
+        "A02",
+    )
     assert flags(rec) == {"no_invitation"}
 
     # The window system invites the case; no device is told (the window has none).
@@ -50,7 +56,12 @@ async def test_a_plate_at_a_qr_only_window_rates_the_case_waiting_there(h: QrHal
     h.clock.t += 5 * S
     done = await h.rate_plate(token, "vs")
     rec = await h.record(done.submission.record_id)
-    assert (rec["kind"], rec["invitation_id"], rec["grade"], rec["flags"]) == ("rated", out.invitation.id, "vs", "")
+    assert (rec["kind"], rec["invitation_id"], rec["grade"], rec["flags"]) == (
+        "rated",
+        out.invitation.id,
+        "vs",
+        "",
+    )
     assert await h.store.invitation_status(out.invitation.id) == ("rated", rec["record_id"], "vs")
     assert done.submission.outcome == "rated" and h.send.sent == []
     # A second scan for the same case is kept, flagged, never a second rating.
@@ -87,13 +98,14 @@ async def test_a_plate_credits_only_while_its_clerk_is_bound_there(h: QrHall) ->
 async def _form_of_live(h: QrHall, token: str) -> str:
     """A form made while the plate was live (the refusal must come from the binding, not the form)."""
     from gateway.qr import tokens
+
     return tokens.form_token(h.svc.ring, "p", h.svc.check_subject("p", token), h.clock.t // 1000)
 
 
 async def test_a_revoked_plate_is_refused_and_a_reprint_is_the_same_code(h: QrHall) -> None:
     await bind_qr_only(h, "A02", "li")
     token = await h.plate_token("A02")
-    assert await h.plate_token("A02") == token          # a reprint: the same code
+    assert await h.plate_token("A02") == token  # a reprint: the same code
     form = (await h.svc.view_plate(token)).form
     plate_id = h.svc.check_subject("p", token)
     await h.svc.revoke(plate_id, "cli:admin", "photographed and posted online")
@@ -127,11 +139,12 @@ async def test_no_plate_without_a_clerk_at_the_window(h: QrHall) -> None:
 
 # ---- forged tokens -------------------------------------------------------------------------------
 
+
 async def test_forged_and_foreign_tokens_are_refused_before_the_store(h: QrHall) -> None:
     await bind_qr_only(h, "A02", "li")
     token = await h.plate_token("A02")
     subject, sig = token.split(".")
-    flipped = sig[:8] + ("A" if sig[8] != "A" else "B") + sig[9:]     # a bit of the MAC
+    flipped = sig[:8] + ("A" if sig[8] != "A" else "B") + sig[9:]  # a bit of the MAC
     await refused("forged", h.svc.view_plate(subject + "." + flipped))
     await refused("malformed", h.svc.view_plate(subject))
     await refused("malformed", h.svc.view_plate("../../etc/passwd"))
@@ -143,6 +156,7 @@ async def test_forged_and_foreign_tokens_are_refused_before_the_store(h: QrHall)
     await refused("forged", h.svc.view_plate(ctoken))
     # Another gateway's key signs nothing here.
     from gateway.qr import tokens
+
     other = tokens.KeyRing.open(h.cfg.sections["qr"].key_file.with_name("other.key"))
     with pytest.raises(BadToken):
         verify(h.svc.ring, "p", tokens.sign(other, "p", subject))
@@ -153,6 +167,7 @@ async def test_forged_and_foreign_tokens_are_refused_before_the_store(h: QrHall)
 
 
 # ---- receipts: the dynamic link per case ---------------------------------------------------------
+
 
 async def test_a_receipt_link_rates_once_then_offers_the_follow_up(h: QrHall) -> None:
     await pair_device(h, "dev-1", "A01", "zhang")
@@ -166,18 +181,31 @@ async def test_a_receipt_link_rates_once_then_offers_the_follow_up(h: QrHall) ->
     token = h.case_token(inv.id)
     page = await h.svc.view_case(token)
     assert (page.state, page.purpose, page.case.task_name if page.case else "") == (
-        "rate", "first", "城乡居民养老保险参保登记")
-    h.clock.t += 3600 * S           # an hour later, at home
+        "rate",
+        "first",
+        "城乡居民养老保险参保登记",
+    )
+    h.clock.t += 3600 * S  # an hour later, at home
     form = (await h.svc.view_case(token)).form
     first = await h.svc.submit_case(token, form, "first", "d", ["D02"], "等了两个小时")
     rec = await h.record(first.submission.record_id)
     assert (rec["kind"], rec["channel"], rec["staff_account"], rec["pressed_at_ms"]) == (
-        "rated", "qr", "zhang", h.clock.t)
+        "rated",
+        "qr",
+        "zhang",
+        h.clock.t,
+    )
     assert await h.store.invitation_status(inv.id) == ("rated", rec["record_id"], "d")
     # The complaint opened with the citizen's reasons, in the same unit of work.
     c = await h.db.read(lambda tx: tx.complaints.by_record(rec["record_id"]))
     assert (c.channel, c.grade, c.tags, c.comment, c.reasons_source, c.tag_version) == (
-        "qr", "d", "D02", "等了两个小时", "qr", "2026.1")
+        "qr",
+        "d",
+        "D02",
+        "等了两个小时",
+        "qr",
+        "2026.1",
+    )
     # The same form again (a double tap, a retry): the same answer, nothing new.
     again = await h.svc.submit_case(token, form, "first", "d", ["D02"], "等了两个小时")
     assert again.repeat and again.submission.record_id == rec["record_id"]
@@ -193,7 +221,12 @@ async def test_a_receipt_link_rates_once_then_offers_the_follow_up(h: QrHall) ->
     frec = await h.record(fu.submission.record_id)
     finv = await h.db.read(lambda tx: tx.invitations.get(frec["invitation_id"]))
     assert (finv.assess_number, finv.status, finv.case_no, finv.staff_account, finv.receipt) == (
-        2, "rated", inv.case_no, "zhang", True)
+        2,
+        "rated",
+        inv.case_no,
+        "zhang",
+        True,
+    )
     await refused("followed_up", h.svc.view_case(token))
     page_form = await _fresh_form(h, "c", inv.id)
     await refused("followed_up", h.svc.submit_case(token, page_form, "follow_up", "vs"))
@@ -202,6 +235,7 @@ async def test_a_receipt_link_rates_once_then_offers_the_follow_up(h: QrHall) ->
 
 async def _fresh_form(h: QrHall, kind: str, subject: str) -> str:
     from gateway.qr import tokens
+
     return tokens.form_token(h.svc.ring, kind, subject, h.clock.t // 1000)
 
 
@@ -211,7 +245,7 @@ async def test_the_follow_up_period_is_five_working_days(h: QrHall) -> None:
     token = h.case_token(inv.id)
     await h.rate_case(token, "vs")
     assert (await h.svc.view_case(token)).follow_up_due == "2026-09-29 24:00+08:00"
-    h.clock.t = T0 + 9 * 86400 * S    # Wednesday next week: 5 working days (中秋 25 Sep off) are over
+    h.clock.t = T0 + 9 * 86400 * S  # Wednesday next week: 5 working days (中秋 25 Sep off) are over
     await refused("follow_up_closed", h.svc.view_case(token))
     form = await _fresh_form(h, "c", inv.id)
     await refused("follow_up_closed", h.svc.submit_case(token, form, "follow_up", "vs"))
@@ -240,16 +274,17 @@ async def test_an_expired_receipt_link_takes_nothing(h: QrHall) -> None:
 
 # ---- one rating per case across channels -----------------------------------------------------------
 
+
 async def test_the_phone_first_stops_the_evaluator_and_its_press_is_an_extra(h: QrHall) -> None:
     await pair_device(h, "dev-1", "A01", "zhang")
     out = await h.invite("A01", countdown_s=120)
     inv = out.invitation
     assert inv.device_id == "dev-1" and not inv.receipt
-    token = h.case_token(inv.id)                     # a display device could show this link
+    token = h.case_token(inv.id)  # a display device could show this link
     h.clock.t += 10 * S
     sub = await h.rate_case(token, "vs")
     assert sub.submission.outcome == "rated"
-    assert h.send.of("dev-1") == [("cancel", {"i": inv.id})]    # the evaluator stops asking
+    assert h.send.of("dev-1") == [("cancel", {"i": inv.id})]  # the evaluator stops asking
     press = await h.store.rec("dev-1", "rated", h.clock.t + 2 * S, "s", inv.id)
     assert "extra" in flags(press)
     assert (await h.store.invitation_status(inv.id))[1] == sub.submission.record_id
@@ -259,7 +294,7 @@ async def test_the_evaluator_first_then_the_phone_is_a_flagged_extra(h: QrHall) 
     await pair_device(h, "dev-1", "A01", "zhang")
     inv = (await h.invite("A01", countdown_s=120)).invitation
     token = h.case_token(inv.id)
-    page = await h.svc.view_case(token)              # opened while the case was open
+    page = await h.svc.view_case(token)  # opened while the case was open
     press = await h.store.rec("dev-1", "rated", h.clock.t + 3 * S, "s", inv.id)
     h.clock.t += 5 * S
     sub = await h.svc.submit_case(token, page.form, "first", "vd", ["V01"])
@@ -268,7 +303,7 @@ async def test_the_evaluator_first_then_the_phone_is_a_flagged_extra(h: QrHall) 
     assert (await h.store.invitation_status(inv.id))[1] == press["record_id"]
     # An extra opens no complaint, and is no rating at the platform.
     assert await h.store.fetchone("SELECT count(*) FROM complaints") == (0,)
-    assert sub.submission.tags == "V01"        # the reasons given are kept with the submission
+    assert sub.submission.tags == "V01"  # the reasons given are kept with the submission
 
 
 async def test_a_plate_rates_the_evaluators_waiting_case(h: QrHall) -> None:
@@ -287,11 +322,12 @@ async def test_a_plate_rates_the_evaluators_waiting_case(h: QrHall) -> None:
 
 # ---- answers ------------------------------------------------------------------------------------------
 
+
 async def test_a_chaping_needs_a_reason_of_its_grade(h: QrHall) -> None:
     await bind_qr_only(h, "A02", "li")
     token = await h.plate_token("A02")
     await refused("need_tags", h.rate_plate(token, "d"))
-    await refused("bad_tag", h.rate_plate(token, "d", ["V01"]))     # a 非常不满意 tag on 不满意
+    await refused("bad_tag", h.rate_plate(token, "d", ["V01"]))  # a 非常不满意 tag on 不满意
     await refused("bad_tag", h.rate_plate(token, "vd", ["NOPE"]))
     await refused("bad_grade", h.rate_plate(token, "excellent"))
     await refused("bad_text", h.rate_plate(token, "d", ["D01"], "x" * 501))
@@ -306,17 +342,22 @@ async def test_bursts_and_after_hours_are_flagged(store: Store, tmp_path: Path) 
     await bind_qr_only(h, "A02", "li")
     token = await h.plate_token("A02")
     rids = []
-    for _ in range(6):                         # [attribution] burst_presses = 5 within 10 s
+    for _ in range(6):  # [attribution] burst_presses = 5 within 10 s
         h.clock.t += 1 * S
         rids.append((await h.rate_plate(token, "vs")).submission.record_id)
     got = [flags(await h.record(r)) for r in rids]
     assert all("burst" in f for f in got), got
     # After hours (a hall open 08:30-17:30 on weekdays).
-    cfg = make_config(tmp_path, store.url, qr={"public_url": "https://x.example", "key_file": "qr.key"},
-                      complaints=COMPLAINTS, hall={"timezone": "Asia/Shanghai", "opening_hours": ["08:30-17:30"]})
+    cfg = make_config(
+        tmp_path,
+        store.url,
+        qr={"public_url": "https://x.example", "key_file": "qr.key"},
+        complaints=COMPLAINTS,
+        hall={"timezone": "Asia/Shanghai", "opening_hours": ["08:30-17:30"]},
+    )
     svc = QrService.from_config(store.db, cfg, complaints=service(store, h.clock), clock=h.clock)
     assert svc is not None
-    h.clock.t = T0 + 12 * 3600 * S             # 22:00
+    h.clock.t = T0 + 12 * 3600 * S  # 22:00
     form = (await svc.view_plate(token)).form
     late = await svc.submit_plate(token, form, "s")
     assert "after_hours" in flags(await h.record(late.submission.record_id))
@@ -324,6 +365,7 @@ async def test_bursts_and_after_hours_are_flagged(store: Store, tmp_path: Path) 
 
 async def test_the_report_splits_ratings_by_channel(h: QrHall) -> None:
     from gateway import reports
+
     await pair_device(h, "dev-1", "A01", "zhang")
     a = (await h.invite("A01", countdown_s=120)).invitation
     await h.store.rec("dev-1", "rated", h.clock.t + 2 * S, "vs", a.id)
