@@ -201,7 +201,9 @@ def _write(path: Path, keys: list[Key]) -> None:
 
 
 def write_new_key_file(path: Path) -> None:
-    """A key file with one fresh key (kid 1); refuses to overwrite an existing file."""
+    """A key file with one fresh key (kid 1); refuses to overwrite an existing file. A missing
+    directory is made 0700."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)   # FileExistsError if there
     os.close(fd)
     _write(path, [Key(1, secrets.token_bytes(32))])
