@@ -20,11 +20,22 @@ ME = "cli:" + getpass.getuser()
 
 def write_config(tmp: Path, store_url: str, qr: bool = True) -> Path:
     store = ('url = "%s"' % store_url) if store_url.startswith("postgresql") else 'path = "%s"' % store_url
-    lines = ["[store]", store, "[hall]", 'opening_hours = ["00:00-24:00"]', "opening_days = [1, 2, 3, 4, 5, 6, 7]",
-             "[complaints]", 'tag_version = "2026.1"']
+    lines = [
+        "[store]",
+        store,
+        "[hall]",
+        'opening_hours = ["00:00-24:00"]',
+        "opening_days = [1, 2, 3, 4, 5, 6, 7]",
+        "[complaints]",
+        'tag_version = "2026.1"',
+    ]
     if qr:
-        lines += ["[qr]", 'public_url = "https://pj.example.gov.cn"', 'key_file = "secrets/qr.key"',
-                  'hall_name = "淄博市张店区政务服务中心"']
+        lines += [
+            "[qr]",
+            'public_url = "https://pj.example.gov.cn"',
+            'key_file = "secrets/qr.key"',
+            'hall_name = "淄博市张店区政务服务中心"',
+        ]
     p = tmp / "gateway.toml"
     p.write_text("\n".join(lines) + "\n" + _tag_toml(), encoding="utf-8")
     return p
@@ -40,11 +51,26 @@ def decode_png(data: bytes) -> list[str]:
 def test_plates_by_the_cli(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     c = str(write_config(tmp_path, store_url))
     assert run(capsys, "--config", c, "init")[0] == 0
-    assert run(capsys, "--config", c, "windows", "add", "12", "--dept", "11370303004253591J",
-               "--name", "综合受理")[0] == 0
+    assert (
+        run(
+            capsys,
+            "--config",
+            c,
+            "windows",
+            "add",
+            "12",
+            "--dept",
+            "11370303004253591J",
+            "--name",
+            "综合受理",
+        )[0]
+        == 0
+    )
     assert run(capsys, "--config", c, "staff", "add", "1024", "--name", "张三")[0] == 0
     # No clerk at the window yet: refused with one line, exit 1.
-    code, out, err = run(capsys, "--config", c, "qr", "plate", "--window", "12", "--out", str(tmp_path / "p.pdf"))
+    code, out, err = run(
+        capsys, "--config", c, "qr", "plate", "--window", "12", "--out", str(tmp_path / "p.pdf")
+    )
     assert code == 1 and "no clerk is bound at window 12" in err and err.count("\n") == 1
     code, out, _ = run(capsys, "--config", c, "qr", "bind", "--window", "12", "--staff", "1024")
     assert code == 0 and "QR code bound to 1024" in out
@@ -55,18 +81,31 @@ def test_plates_by_the_cli(tmp_path: Path, store_url: str, capsys: pytest.Captur
     urls = []
     for fmt in ("png", "svg", "pdf"):
         out_file = tmp_path / ("plate." + fmt)
-        code, out, err = run(capsys, "--json", "--config", c, "qr", "plate", "--window", "12", "--size", "A5",
-                             "--out", str(out_file))
+        code, out, err = run(
+            capsys,
+            "--json",
+            "--config",
+            c,
+            "qr",
+            "plate",
+            "--window",
+            "12",
+            "--size",
+            "A5",
+            "--out",
+            str(out_file),
+        )
         assert code == 0, err
         info = json.loads(out)
         assert info["format"] == fmt and info["bytes"] == out_file.stat().st_size > 1000
         urls.append(info["plate"])
         assert secret not in out + err
-    assert len(set(urls)) == 1                     # a reprint is the same plate
+    assert len(set(urls)) == 1  # a reprint is the same plate
     found = decode_png((tmp_path / "plate.png").read_bytes())
     assert len(found) == 1 and found[0].startswith("https://pj.example.gov.cn/q/p/" + urls[0] + ".")
-    assert "张三" in (tmp_path / "plate.svg").read_text(encoding="utf-8")   # its aria-label / title
+    assert "张三" in (tmp_path / "plate.svg").read_text(encoding="utf-8")  # its aria-label / title
     from pypdf import PdfReader
+
     text = PdfReader(str(tmp_path / "plate.pdf")).pages[0].extract_text()
     assert "张三" in text and "淄博市张店区政务服务中心" in text and "12号窗口" in text
     # list, revoke, list --all
@@ -79,7 +118,9 @@ def test_plates_by_the_cli(tmp_path: Path, store_url: str, capsys: pytest.Captur
     code, out, _ = run(capsys, "--json", "--config", c, "qr", "list", "--all")
     rows = json.loads(out)
     assert [(r["id"], r["state"], r["revoked_by"]) for r in rows] == [(urls[0], "revoked", ME)]
-    code, out, _ = run(capsys, "--config", c, "qr", "plate", "--window", "12", "--out", str(tmp_path / "n.png"))
+    code, out, _ = run(
+        capsys, "--config", c, "qr", "plate", "--window", "12", "--out", str(tmp_path / "n.png")
+    )
     assert code == 0 and urls[0] not in out
     code, out, _ = run(capsys, "--config", c, "qr", "points")
     assert code == 0 and "qr-" in out
@@ -91,10 +132,12 @@ def test_plates_by_the_cli(tmp_path: Path, store_url: str, capsys: pytest.Captur
     assert code == 1 and "plate id" in err
 
 
-def test_keys_and_links_by_the_cli(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keys_and_links_by_the_cli(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = str(write_config(tmp_path, store_url))
     assert run(capsys, "--config", c, "init")[0] == 0
-    code, _, err = run(capsys, "--config", c, "qr", "key", "list")   # made on first use, not yet
+    code, _, err = run(capsys, "--config", c, "qr", "key", "list")  # made on first use, not yet
     assert code == 1 and "QR key file" in err
     run(capsys, "--config", c, "windows", "add", "5", "--dept", "11370303004253591J", "--name", "社保")
     run(capsys, "--config", c, "staff", "add", "li", "--name", "李四")
@@ -116,8 +159,12 @@ def test_keys_and_links_by_the_cli(tmp_path: Path, store_url: str, capsys: pytes
         cfg = load_config(c)
         store = await open_store(cfg.store.url)
         try:
-            out = await invitations.create(store, InvitationRequest(case_no="C-1", window_id="5", receipt=True),
-                                           "test", InvitationRules.from_config(cfg))
+            out = await invitations.create(
+                store,
+                InvitationRequest(case_no="C-1", window_id="5", receipt=True),
+                "test",
+                InvitationRules.from_config(cfg),
+            )
             return out.invitation.id
         finally:
             await store.close()
@@ -129,8 +176,9 @@ def test_keys_and_links_by_the_cli(tmp_path: Path, store_url: str, capsys: pytes
     assert code == 1 and "unknown invitation" in err
 
 
-def test_without_qr_the_commands_say_how_to_turn_it_on(tmp_path: Path, store_url: str,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_qr_the_commands_say_how_to_turn_it_on(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     c = str(write_config(tmp_path, store_url, qr=False))
     code, _, err = run(capsys, "--config", c, "qr", "list")
     assert code == 2 and "add a [qr] section" in err

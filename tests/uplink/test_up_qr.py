@@ -22,42 +22,88 @@ from simulator.platform import PlatformStandIn
 
 DAY = "2025-03-03"  # a Monday
 T0 = local_ms(DAY, 10)
-TAGS = {"tag_version": "2025.1", "tag_sets": {"2025.1": {
-    "source": "test tags", "d": [{"code": "D01", "name": "态度不好"}, {"code": "D02", "name": "效率低"}],
-    "vd": [{"code": "V01", "name": "推诿"}]}}}
+TAGS = {
+    "tag_version": "2025.1",
+    "tag_sets": {
+        "2025.1": {
+            "source": "test tags",
+            "d": [{"code": "D01", "name": "态度不好"}, {"code": "D02", "name": "效率低"}],
+            "vd": [{"code": "V01", "name": "推诿"}],
+        }
+    },
+}
 RULES = InvitationRules(default_countdown_s=60, grace_s=30, qr=True, receipt_valid_s=3600)
 ALWAYS = HallConfig(opening_hours=(OpeningRange(0, 24 * 60),), opening_days=(1, 2, 3, 4, 5, 6, 7))
 
 
 def qr_service(db: Database, tmp: Path, clock: list[int]) -> QrService:
     settings = QrSettings(public_url="https://pj.example.gov.cn", key_file=tmp / "qr.key")
-    comp = ComplaintService(db.store, ComplaintSettings.from_mapping(TAGS), WorkCalendar(), ALWAYS,
-                            corrections="send", clock=lambda: clock[0])
-    return QrService(db.store, settings, tokens.KeyRing.open(settings.key_file), comp, RULES, AttributionRules(),
-                     WorkCalendar(), ALWAYS, None, lambda: clock[0])
+    comp = ComplaintService(
+        db.store,
+        ComplaintSettings.from_mapping(TAGS),
+        WorkCalendar(),
+        ALWAYS,
+        corrections="send",
+        clock=lambda: clock[0],
+    )
+    return QrService(
+        db.store,
+        settings,
+        tokens.KeyRing.open(settings.key_file),
+        comp,
+        RULES,
+        AttributionRules(),
+        WorkCalendar(),
+        ALWAYS,
+        None,
+        lambda: clock[0],
+    )
 
 
 def tok(url: str) -> str:
     return url.rsplit("/", 1)[1]
 
 
-async def test_qr_ratings_reach_the_platform_as_channel_3(gwdb: Database, seeder: Seeder,
-                                                          platform: PlatformStandIn, tmp_path: Path) -> None:
+async def test_qr_ratings_reach_the_platform_as_channel_3(
+    gwdb: Database, seeder: Seeder, platform: PlatformStandIn, tmp_path: Path
+) -> None:
     clock = [T0]
     svc = qr_service(gwdb, tmp_path, clock)
     # A receipt (the Lhasa way): the citizen rates at home, a 差评 with reasons.
-    inv = (await create(gwdb, InvitationRequest(case_no="R-1", window_id="W01", task_code="T9",
-                                                task_name="不动产登记", applicant_type=1, receipt=True),
-                        "test", RULES, T0)).invitation
+    inv = (
+        await create(
+            gwdb,
+            InvitationRequest(
+                case_no="R-1",
+                window_id="W01",
+                task_code="T9",
+                task_name="不动产登记",
+                applicant_type=1,
+                receipt=True,
+            ),
+            "test",
+            RULES,
+            T0,
+        )
+    ).invitation
     link = tok(svc.case_url(inv.id))
     clock[0] = T0 + 1800_000
     page = await svc.view_case(link)
     first = await svc.submit_case(link, page.form, "first", "d", ["D02", "D01"], "材料退回三次")
     # The evaluator's own case at the window: a press, channel 5.
-    dev = (await create(gwdb, InvitationRequest(case_no="D-1", window_id="W01", task_code="T1",
-                                                task_name="居民身份证换领", applicant_type=1),
-                        "test", RULES, T0 + 1900_000)).invitation
+    dev = (
+        await create(
+            gwdb,
+            InvitationRequest(
+                case_no="D-1", window_id="W01", task_code="T1", task_name="居民身份证换领", applicant_type=1
+            ),
+            "test",
+            RULES,
+            T0 + 1900_000,
+        )
+    ).invitation
     from up_support import CaseFlow
+
     press = await CaseFlow(gwdb, seeder).device_record("hcp-dev1", "rated", dev.id, T0 + 1905_000, grade="vs")
     # A plate with nothing waiting at the window: a walk-up, no rating at the platform.
     plate, _ = await svc.issue_plate("W01", "test")
@@ -70,8 +116,18 @@ async def test_qr_ratings_reach_the_platform_as_channel_3(gwdb: Database, seeder
     assert set(by_id) == {first.submission.record_id, press}
     q = by_id[first.submission.record_id]
     assert (q["pf"], q["satisfaction"], q["evalDetail"], q["writingEvaluation"], q["tagVersion"]) == (
-        3, 2, "D02,D01", "材料退回三次", "2025.1")
-    assert (q["projectNo"], q["assessNumber"], q["defaultFlag"], q["clerkAccount"]) == ("R-1", 1, 0, "clerk01")
+        3,
+        2,
+        "D02,D01",
+        "材料退回三次",
+        "2025.1",
+    )
+    assert (q["projectNo"], q["assessNumber"], q["defaultFlag"], q["clerkAccount"]) == (
+        "R-1",
+        1,
+        0,
+        "clerk01",
+    )
     assert q["assessTime"] == "2025-03-03 10:30:00"
     assert by_id[press]["pf"] == 5
     assert walk.submission.record_id not in by_id
