@@ -98,6 +98,8 @@ REFUSALS: dict[str, tuple[int, str, str]] = {
     "followed_up": (409, "本办件已追加评价，感谢您的参与。", "the case has its follow-up rating"),
     "follow_up_closed": (410, "本办件的追加评价期限已过。", "the follow-up period is over"),
     "no_follow_up": (409, "本办件暂不能追加评价。", "the case has no rating to follow up"),
+    "calendar": (503, "暂时无法计算追加评价的期限，请稍后再试或向窗口工作人员反映。",
+                 "the working-day calendar does not know the year of the follow-up period"),
     "bad_grade": (400, "请选择一个评价等级。", "grade must be one of vs s bs d vd"),
     "need_tags": (400, "选择“不满意”或“非常不满意”时，请至少选择一项原因。",
                   "a 差评 needs at least one reason tag"),
@@ -444,6 +446,8 @@ class QrService:
         except Conflict as e:
             if e.code == "case_already_followed_up":
                 raise _refuse("followed_up") from None
+            if e.code == "calendar_unknown_year":
+                raise _refuse("calendar") from None
             if inv.status == "rated":
                 raise _refuse("used") from None
             raise _refuse("expired") from None
@@ -547,7 +551,8 @@ class QrService:
         try:
             first, due = follow_up_period(tx, inv.case_no, self.rules, self.calendar)
         except Conflict as e:
-            raise _refuse("followed_up" if e.code == "case_already_followed_up" else "no_follow_up") from None
+            why = {"case_already_followed_up": "followed_up", "calendar_unknown_year": "calendar"}
+            raise _refuse(why.get(e.code, "no_follow_up")) from None
         if t >= due:
             raise _refuse("follow_up_closed")
         # The follow-up's own invitation: a receipt invitation at the case's window, for the clerk

@@ -105,6 +105,14 @@ async def test_the_page_rates_without_script_and_says_so(site: Site) -> None:
     )
     assert hdr["Referrer-Policy"] == "same-origin" and hdr["Cache-Control"] == "no-store"
     assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from anywhere
+    # The inline style is allowed by its hash, and only it (a change of the CSS keeps the two equal).
+    import base64
+    import hashlib
+
+    style = re.search(r"<style>(.*?)</style>", page, re.S)
+    assert style is not None
+    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
+    assert "style-src 'sha256-%s'" % digest in hdr["Content-Security-Policy"]
     # A 差评 without a reason: the same form again, with what was chosen and what is missing.
     form = form_of(page)
     st, again, _ = await site.post_form(path, {"form": form, "grade": "vd", "text": "窗口推诿"})

@@ -377,3 +377,19 @@ async def test_the_report_splits_ratings_by_channel(h: QrHall) -> None:
     row = next(r for r in rep.rows if r.window_id == "A01")
     assert (row.cases, row.ratings, row.ratings_qr) == (2, 2, 1)
     assert rep.total.ratings_qr == 1
+
+
+async def test_a_year_the_calendar_does_not_know_is_said_not_guessed(h: QrHall) -> None:
+    from cmp_support import local
+
+    await bind_qr_only(h, "A02", "li")
+    h.clock.t = local(2099, 6, 1, 10)  # the calendar library knows no such year
+    inv = (await h.invite("A02", receipt=True)).invitation
+    token = h.case_token(inv.id)
+    done = await h.rate_case(token, "vs")  # the rating itself needs no calendar
+    assert done.submission.outcome == "rated"
+    assert (await h.svc.done_page(done)).follow_up_due is None
+    e = await refused("calendar", h.svc.view_case(token))
+    assert e.status == 503 and "稍后再试" in e.zh
+    form = await _fresh_form(h, "c", inv.id)
+    await refused("calendar", h.svc.submit_case(token, form, "follow_up", "s"))
