@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveQrHall, full_page_png, screenshot_dir
 from harness.browser import click_through, console_errors, wait_until
+from qrb_support import LiveQrHall, full_page_png, screenshot_dir
 
 pytestmark = pytest.mark.slow
 
