@@ -10,6 +10,7 @@
     hcp-gateway invitations [--status S --date D]
     hcp-gateway health | report --date D | init | serve
     hcp-gateway complaints [list|show|verify|contact|rectify|callback|appeal|review|exclude ...]
+    hcp-gateway qr [plate|list|revoke|bind|unbind|link|points|key ...]
 Tables by default, `--json` (before or after the command) for scripts. Every error is one
 line on stderr and a non-zero exit: 1 refused / failed, 2 bad arguments or config.
 The CLI reads and writes the SQLite store directly (WAL: it runs beside the service).
