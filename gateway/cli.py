@@ -586,6 +586,8 @@ if __name__ != "__main__":   # under `python -m gateway.cli` the real module reg
     cli.add_command(_complaints)
     from gateway.cli_qr import qr as _qr  # noqa: E402 - needs the helpers above
     cli.add_command(_qr)
+    from gateway.cli_users import register as _register_users  # noqa: E402 - needs the helpers above
+    _register_users(cli)
 
 
 def _fail(message: str, code: int) -> NoReturn:

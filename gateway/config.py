@@ -91,6 +91,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
            "views_per_min": Key("int", 1, 100000), "ratings_per_min": Key("int", 1, 100000),
            "token_ratings_per_min": Key("int", 1, 100000), "trusted_proxies": Key("list[str]"),
            "plate": Key("table")},
+    "console": {"enabled": Key("bool"), "title": Key("str"), "idle_s": Key("int", 2, 86400),
+                "max_age_s": Key("int", 60, 30 * 86400), "max_failures": Key("int", 1, 100),
+                "lockout_s": Key("int", 1, 86400), "address_failures": Key("int", 1, 10000),
+                "refresh_ms": Key("int", 200, 60000), "page_size": Key("int", 10, 500)},
 }
 
 
@@ -277,6 +281,7 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
     from gateway.api.settings import HttpSettings
     from gateway.attribution import AttributionRules
     from gateway.complaints import ComplaintSettings
+    from gateway.console.settings import ConsoleSettings
     from gateway.invitations import InvitationRules
     from gateway.notify import NotifySettings
     from gateway.reports import ReportSettings
@@ -294,6 +299,7 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
         ("complaints", ComplaintSettings.from_config),
         ("qr", lambda c: _qr_settings(c, base)),
+        ("console", ConsoleSettings.from_config),
     ]
     errors: list[str] = []
     for name, build in builders:

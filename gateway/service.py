@@ -210,6 +210,10 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             jobs.append(("uplink", _uplink_job(store, config)))
             uplink_label = "uplink=%s@%s" % (uplink_settings.adapter, uplink_settings.url)
         leader = Leader(store, instance_id(), jobs)
+        # The HTTP port first: a port already taken ends the start before any MQTT connection
+        # exists (a paho client left half-connected at exit printed a traceback).
+        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints,
+                                        qr=qr))
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
         tasks.append(asyncio.create_task(_flush_loop(store, registry, anchors, ingest), name="flush"))
@@ -221,8 +225,6 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             name="health"))
         tasks.append(asyncio.create_task(_mqtt_loop(config, ingest, downlink, connected, stopping),
                                          name="mqtt"))
-        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints,
-                                        qr=qr))
         running.append(leader.start())
         for start_extra in extra:
             running.append(await start_extra())

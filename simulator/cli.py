@@ -70,9 +70,28 @@ def _pct(values: list[float], q: float) -> str:
 def run_hall(opts: HallOptions, quiet: bool = False) -> int:
     console = Console(quiet=quiet)
     hall = Hall(opts, console)
+
+    results: list[RunResult] = []
+
+    async def run_then_console() -> RunResult:
+        res = await hall.run(close=False)
+        results.append(res)
+        try:
+            print_result(console, res)
+            await hall.offer_console()     # until Ctrl-C
+        finally:
+            await hall.close()
+        return res
+
     try:
+        if opts.console:
+            asyncio.run(run_then_console())
+            return 0
         res = asyncio.run(hall.run())
     except KeyboardInterrupt:
+        if opts.console and results:
+            console.phase("stopped: the console, the gateway, the devices and the broker are down")
+            return 0 if results[0].ok else 1
         console.error("interrupted; everything the run started has been stopped")
         return 130
     except HallError as e:
@@ -90,7 +109,7 @@ def run_hall(opts: HallOptions, quiet: bool = False) -> int:
 def _options(devices: int, departments: int, minutes: float, speed: float, seed: int, fault: tuple[str, ...],
              scenario: str | None, random_faults_n: int, grades_text: str | None, p_no_press: float,
              p_double: float, p_walkup: float, service_s: float, countdown: int, workdir: str | None,
-             keep: bool, no_push: bool, fsync: bool) -> HallOptions:
+             keep: bool, no_push: bool, fsync: bool, console: bool = False) -> HallOptions:
     if devices < 1:
         raise click.BadParameter("must be >= 1", param_hint="--devices")
     if speed <= 0 or minutes <= 0:
@@ -105,7 +124,7 @@ def _options(devices: int, departments: int, minutes: float, speed: float, seed:
         raise click.UsageError(str(e)) from None
     return HallOptions(devices=devices, departments=departments, minutes=minutes, speed=speed, seed=seed,
                        profile=profile, faults=faults, workdir=Path(workdir) if workdir else None,
-                       keep=keep, countdown_s=countdown, push=not no_push, durable=fsync)
+                       keep=keep, countdown_s=countdown, push=not no_push, durable=fsync, console=console)
 
 
 _common: list[Any] = [
@@ -132,6 +151,9 @@ _common: list[Any] = [
     click.option("--no-push", is_flag=True, help="Skip the daily push and the platform check."),
     click.option("--fsync", is_flag=True, help="fsync every journal write (slow)."),
     click.option("--quiet", is_flag=True, help="Phases and results only, no progress lines."),
+    click.option("--console", is_flag=True,
+                 help="Serve the web console and keep the hall running after the run, with a printed "
+                      "address and one-time login, until Ctrl-C."),
 ]
 
 

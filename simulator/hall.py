@@ -82,6 +82,8 @@ class HallOptions:
     boot_spread_s: float = 2.0      # devices power on spread over this many real seconds
     gateway_log_level: str = "INFO"
     complaints: bool = False        # show the 差评 work orders the day opened (the demo)
+    extra_config: str = ""          # more TOML for the gateway (e.g. a [console] section)
+    console: bool = False           # serve the web console, and keep it open after the run
 
 
 @dataclass
@@ -227,7 +229,8 @@ class Hall:
             "request_timeout_s = 5.0", "backoff_base_s = 0.2", "backoff_max_s = 1.0", "max_attempts = 3",
             'daily_at = "03:30"', "realtime_minutes = 0", "retry_minutes = 1",
             "",
-        ])
+        ]) + (("\n" + o.extra_config + "\n") if o.extra_config else "") + (
+            '\n[console]\ntitle = "模拟政务服务中心"\n' if o.console else "")
 
     async def _provision_store(self) -> None:
         """Devices, windows, clerks and bindings, through the gateway's own store functions.
@@ -664,9 +667,35 @@ class Hall:
         finally:
             await db.close()
 
+    # -- the web console after the run -----------------------------------------------------------
+    async def offer_console(self) -> None:
+        """Keep broker, gateway and devices running and print the console's address with a
+        one-time login (a new admin account whose first login must set its own password);
+        wait until cancelled (Ctrl-C). The caller closes the hall afterwards."""
+        for d in self.devices:
+            if not d.powered:
+                await d.power_on()
+        password = secrets.token_urlsafe(9)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.cli", "--config", str(self.config_path), "users", "add",
+            "demo-admin", "--role", "admin", "--name", "演示管理员", "--must-change",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=str(self.workdir), env={**os.environ, "PYTHONPATH": str(REPO)})
+        out, _ = await proc.communicate((password + "\n").encode())
+        if proc.returncode != 0:
+            raise HallError("console account not created: " + out.decode(errors="replace").strip())
+        self.c.phase("The web console is open: http://127.0.0.1:%d/" % self.http_port)
+        self.c.phase("  one-time login: account demo-admin, password %s (the first login sets your own)"
+                     % password)
+        self.c.phase("  the hall keeps running (devices online, the gateway serving); Ctrl-C stops it")
+        await asyncio.Event().wait()
+
     # -- whole run ------------------------------------------------------------------------------
-    async def run(self) -> RunResult:
+    async def run(self, close: bool = True) -> RunResult:
+        """The whole run; close=False leaves everything running after a successful run (the
+        caller then calls close())."""
         t0 = time.monotonic()
+        completed = False   # not "ok": the push step below has its own
         try:
             await self.setup()
             await self.boot_devices()
@@ -682,10 +711,12 @@ class Hall:
             rows = await self.day_report_rows()
             self.c.phase("Checking end to end: citizens' truth vs the gateway's store vs the platform")
             rec = await self.check()
+            completed = True
             return RunResult(rec, self.ledger, self.latencies, dict(self.counters), rows, self.workdir,
                              time.monotonic() - t0)
         finally:
-            await self.close()
+            if close or not completed:
+                await self.close()
 
     async def close(self) -> None:
         self._stopping = True

@@ -12,6 +12,7 @@ from gateway.api.settings import HttpSettings
 from gateway.bindings import SendCommand
 from gateway.complaints import ComplaintService
 from gateway.config import Config
+from gateway.console.settings import ConsoleSettings
 from gateway.devices import DeviceService
 from gateway.store import Store
 
@@ -34,8 +35,9 @@ class ApiRunning:
 async def start_http(store: Store, cfg: Config, send_command: SendCommand, devices: DeviceService,
                      http: HttpSettings, complaints: ComplaintService | None = None,
                      qr: QrService | None = None) -> ApiRunning:
-    if not http.enabled and qr is None:
-        # No token configured and no QR page: nobody could use it, so do not listen at all.
+    console = ConsoleSettings.from_config(cfg).enabled
+    if not http.enabled and not console and qr is None:
+        # No token configured, no console, no QR page: nobody could use it, so do not listen at all.
         return ApiRunning("http=off", None)
     app = make_app(store, cfg, send_command, devices=devices, http=http, complaints=complaints, qr=qr)
     runner = web.AppRunner(app, access_log=None)
@@ -51,4 +53,4 @@ async def start_http(store: Store, cfg: Config, send_command: SendCommand, devic
     for addr in runner.addresses:  # the real port when [http] port = 0
         if isinstance(addr, tuple) and len(addr) >= 2:
             port = int(addr[1])
-    return ApiRunning("http=%s:%d" % (http.host, port), runner)
+    return ApiRunning("http=%s:%d%s" % (http.host, port, " console=/" if console else ""), runner)

@@ -28,6 +28,7 @@ from gateway.broker_accounts import broker_accounts
 from gateway.clock import now_ms
 from gateway.complaints import ComplaintService
 from gateway.config import Config
+from gateway.console.settings import ConsoleSettings
 from gateway.devices import DeviceService
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
 from gateway.store import Store
@@ -290,9 +291,10 @@ ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] 
 def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
              clock: Callable[[], int] = now_ms, devices: DeviceService | None = None,
              http: HttpSettings | None = None, complaints: ComplaintService | None = None,
-             qr: QrService | None = None) -> web.Application:
+             qr: QrService | None = None, console: bool | None = None) -> web.Application:
     """The API app over the services it is handed (gateway.service wires them; a test may
-    let it build the device service from the config)."""
+    let it build the device service from the config). The web console joins it at `/` when
+    [console] is enabled (console=None: as configured)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=MAX_BODY)
     app[CFG_KEY] = cfg
     app[HTTP_KEY] = http or HttpSettings.from_raw(cfg.raw)
@@ -306,4 +308,9 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
         app.router.add_route(method, path, handler)
     complaints_api.add_routes(app, complaints or ComplaintService.from_config(store, cfg, clock))
     qr_api.add_routes(app, qr)
+    console_settings = ConsoleSettings.from_config(cfg)
+    if console if console is not None else console_settings.enabled:
+        from gateway.console.setup import ConsoleDeps, setup_console  # only a console loads Jinja2
+        setup_console(app, ConsoleDeps(store, cfg, console_settings, send_command, app[DEVICES_KEY], clock,
+                                       cfg.sections.get("uplink")))
     return app

@@ -297,3 +297,43 @@ class QrSubmission:
     tags: str
     comment: str
     created_ms: int
+
+
+@dataclass(frozen=True)
+class ConsoleAccount:
+    """A web console account (migration 0300). halls / depts: its scope, () = all."""
+
+    name: str
+    display_name: str
+    role: str
+    halls: tuple[str, ...]
+    depts: tuple[str, ...]
+    password_hash: str
+    must_change: bool
+    disabled: bool
+    failed_logins: int
+    locked_until_ms: int | None
+    created_ms: int
+    password_ms: int
+    last_login_ms: int | None
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the password hash (for the CLI and the console)."""
+        d = asdict(self)
+        d.pop("password_hash")
+        d["halls"] = list(self.halls)
+        d["depts"] = list(self.depts)
+        return d
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    """A logged-in browser: the SHA-256 of its cookie token, never the token itself."""
+
+    token_hash: str
+    account: str
+    csrf: str
+    created_ms: int
+    last_seen_ms: int
+    expires_ms: int
+    remote: str

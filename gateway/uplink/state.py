@@ -9,6 +9,7 @@ the gateway's Store and runs one unit of work.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +23,8 @@ from gateway.uplink.wire import RecordResult
 # Invitation statuses that close a case without a rating (a 'cancelled' invitation was
 # withdrawn by the window system or by unpairing: the case gets no default rating).
 UNRATED_STATUSES = ("unrated", "expired", "superseded")
+# Every delivery state an uplink item can be in (migrations 0100, 0101).
+ITEM_STATUSES = ("pending", "sent", "acked", "rejected", "covered")
 # Uplink states of an "inv:" item that mean the case's default rating is (being) uploaded.
 DEFAULT_TAKEN = ("pending", "sent", "acked")
 
@@ -169,13 +172,27 @@ async def list_rejections_counted(store: Store, limit: int = 1000) -> tuple[list
     return await store.read(lambda tx: tx.uplink.rejections(limit))
 
 
-async def requeue(store: Store, record_ids: list[str] | None = None, code: str | None = None) -> int:
-    """Admin: put rejected records back in the queue (all, by id, or by reject code)."""
-    return await store.write(lambda tx: tx.uplink.requeue(record_ids, code))
+async def requeue(store: Store, record_ids: list[str] | None = None, code: str | None = None,
+                  actor: str | None = None, at_ms: int | None = None) -> int:
+    """Admin: put rejected records back in the queue (all, by id, or by reject code); audited
+    under actor when one is given (the console's and the CLI's person)."""
+    def unit(tx: Tx) -> int:
+        n = tx.uplink.requeue(record_ids, code)
+        if actor is not None:
+            tx.audit.add(at_ms if at_ms is not None else int(time.time() * 1000), actor, "uplink.requeue",
+                         {"records": (record_ids or [])[:50], "selected": len(record_ids or []),
+                          "code": code, "requeued": n})
+        return n
+    return await store.write(unit)
 
 
 async def status_counts(store: Store) -> dict[str, int]:
     return await store.read(lambda tx: tx.uplink.status_counts())
+
+
+async def status_counts_upto(store: Store, cap: int) -> dict[str, int]:
+    """Items per delivery state, each counted up to cap (a bounded read for the console)."""
+    return await store.read(lambda tx: tx.uplink.status_counts_upto(cap, ITEM_STATUSES))
 
 
 async def start_run(store: Store, trigger: str, date: str | None, now_ms: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.store.rows import Invitation, NewInvitation
@@ -38,6 +39,39 @@ class SqlInvitations:
             [*args, max(1, limit)])]
         rows.reverse()
         return rows, total
+
+    @staticmethod
+    def _filter(status: str | None, since_ms: int | None, until_ms: int | None,
+                windows: Sequence[str] | None) -> tuple[str, list[Any]]:
+        where: list[str] = ["1=1"]
+        args: list[Any] = []
+        for cond, val in (("status = ?", status), ("created_ms >= ?", since_ms),
+                          ("created_ms < ?", until_ms)):
+            if val is not None:
+                where.append(cond)
+                args.append(val)
+        if windows is not None:
+            where.append("window_id IN (%s)" % ",".join("?" * len(windows)) if windows else "1=0")
+            args.extend(windows)
+        return " AND ".join(where), args
+
+    def page(self, status: str | None = None, since_ms: int | None = None, until_ms: int | None = None,
+             windows: Sequence[str] | None = None, before: tuple[int, str] | None = None,
+             limit: int = 50) -> list[Invitation]:
+        """Newest first, strictly before `before` (created_ms, id): a keyset page."""
+        w, args = self._filter(status, since_ms, until_ms, windows)
+        if before is not None:
+            w += " AND created_ms <= ? AND (created_ms < ? OR id < ?)"   # a seekable range first
+            args += [before[0], before[0], before[1]]
+        return [Invitation(*r) for r in self.c.rows(
+            "SELECT %s FROM invitations WHERE %s ORDER BY created_ms DESC, id DESC LIMIT ?" % (_COLUMNS, w),
+            [*args, limit])]
+
+    def count_upto(self, cap: int, status: str | None = None, since_ms: int | None = None,
+                   until_ms: int | None = None, windows: Sequence[str] | None = None) -> int:
+        w, args = self._filter(status, since_ms, until_ms, windows)
+        return int(self.c.scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM invitations WHERE " + w + " LIMIT ?) AS m", [*args, cap]))
 
     def count(self, status: str) -> int:
         return int(self.c.scalar("SELECT count(*) FROM invitations WHERE status = ?", (status,)))

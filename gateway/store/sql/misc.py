@@ -24,6 +24,17 @@ class SqlAudit:
         rows.reverse()
         return rows
 
+    def page(self, before_id: int | None = None, limit: int = 50, actor: str | None = None,
+             action: str | None = None) -> list[dict[str, Any]]:
+        """Newest first, ids below before_id; exact actor / action filters (indexed, 0300)."""
+        where, args = ["1=1"], []  # type: tuple[list[str], list[Any]]
+        for cond, val in (("id < ?", before_id), ("actor = ?", actor), ("action = ?", action)):
+            if val is not None:
+                where.append(cond)
+                args.append(val)
+        return self.c.dicts("SELECT id, at_ms, actor, action, detail_json FROM audit_log WHERE "
+                            + " AND ".join(where) + " ORDER BY id DESC LIMIT ?", [*args, limit])
+
 
 class SqlChanges:
     """A feed of changes that running gateways must see at once (a re-keyed device), written in

@@ -80,6 +80,62 @@ class SqlRecords:
             r["counted"] = bool(r["counted"])
         return rows, total
 
+    @staticmethod
+    def _filter(lo: int | None, hi: int | None, windows: Sequence[str] | None, staff_account: str | None,
+                kind: str | None, grade: str | None, flag: str | None,
+                device_id: str | None) -> tuple[str, list[Any]]:
+        where, args = ["1=1"], []  # type: tuple[list[str], list[Any]]
+        for cond, val in (("r.pressed_at_ms >= ?", lo), ("r.pressed_at_ms < ?", hi),
+                          ("r.device_id = ?", device_id),
+                          ("r.staff_account = ?", staff_account), ("r.kind = ?", kind),
+                          ("r.grade = ?", grade)):
+            if val is not None:
+                where.append(cond)
+                args.append(val)
+        if windows is not None:
+            if not windows:
+                where.append("1=0")
+            else:
+                where.append("r.window_id IN (%s)" % ",".join("?" * len(windows)))
+                args.extend(windows)
+        if flag is not None:
+            # flags <> '' lets the planner read the partial index of flagged records (0301).
+            where.append("r.flags <> '' AND (',' || r.flags || ',') LIKE ?")
+            args.append("%," + flag + ",%")
+        return " AND ".join(where), args
+
+    def page(self, lo: int | None = None, hi: int | None = None, windows: Sequence[str] | None = None,
+             staff_account: str | None = None, kind: str | None = None, grade: str | None = None,
+             flag: str | None = None, before: tuple[int, str] | None = None, limit: int = 50,
+             device_id: str | None = None) -> list[dict[str, Any]]:
+        """Newest first (by press time, then record id), strictly before `before` when given:
+        a keyset page (no OFFSET), walking the records_pressed index backwards. windows=None:
+        any window (and none); a list: only those windows."""
+        w, args = self._filter(lo, hi, windows, staff_account, kind, grade, flag, device_id)
+        if before is not None:
+            # "<= ?" first: a range the press-time index can seek to on both backends (an OR of
+            # two ranges alone makes PostgreSQL scan).
+            w += " AND r.pressed_at_ms <= ? AND (r.pressed_at_ms < ? OR r.record_id < ?)"
+            args += [before[0], before[0], before[1]]
+        rows = self.c.dicts(
+            "SELECT r.record_id, r.device_id, r.pressed_at_ms, r.time_source, r.received_at_ms, r.kind,"
+            " r.grade, r.window_id, r.staff_account, r.invitation_id, i.case_no,"
+            " CASE WHEN i.record_id = r.record_id THEN 1 ELSE 0 END AS counted, r.flags"
+            " FROM records r LEFT JOIN invitations i ON i.id = r.invitation_id WHERE " + w
+            + " ORDER BY r.pressed_at_ms DESC, r.record_id DESC LIMIT ?", [*args, limit])
+        for r in rows:
+            r["counted"] = bool(r["counted"])
+        return rows
+
+    def count_upto(self, cap: int, lo: int | None = None, hi: int | None = None,
+                   windows: Sequence[str] | None = None, staff_account: str | None = None,
+                   kind: str | None = None, grade: str | None = None, flag: str | None = None,
+                   device_id: str | None = None) -> int:
+        """How many records match, counting no further than cap (a list says "cap+" then)."""
+        w, args = self._filter(lo, hi, windows, staff_account, kind, grade, flag, device_id)
+        return int(self.c.scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM records r WHERE " + w + " LIMIT ?) AS m", [*args, cap]))
+
     def day_presses(self, lo: int, hi: int) -> list[tuple[str | None, str | None, str, str]]:
         """(window, staff, kind, flags) of the day's records other than `unrated`."""
         return [(r[0], r[1], r[2], r[3] or "") for r in self.c.rows(

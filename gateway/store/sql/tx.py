@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
 
+from gateway.store.sql.accounts import SqlConsoleAccounts, SqlConsoleSessions
 from gateway.store.sql.complaints import SqlComplaints
 from gateway.store.sql.conn import Conn
 from gateway.store.sql.devices import SqlDevices
@@ -76,6 +77,14 @@ class SqlTx:
     @cached_property
     def schema(self) -> SqlSchema:
         return SqlSchema(self.raw)
+
+    @cached_property
+    def accounts(self) -> SqlConsoleAccounts:
+        return SqlConsoleAccounts(self.raw)
+
+    @cached_property
+    def sessions(self) -> SqlConsoleSessions:
+        return SqlConsoleSessions(self.raw)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
