@@ -10,6 +10,7 @@
     hcp-gateway invitations [--status S --date D]
     hcp-gateway health | report --date D | init | serve
     hcp-gateway complaints [list|show|verify|contact|rectify|callback|appeal|review|exclude ...]
+    hcp-gateway qr [plate|list|revoke|bind|unbind|link|points|key ...]
 Tables by default, `--json` (before or after the command) for scripts. Every error is one
 line on stderr and a non-zero exit: 1 refused / failed, 2 bad arguments or config.
 The CLI reads and writes the SQLite store directly (WAL: it runs beside the service).
@@ -608,11 +609,11 @@ def report(ctx: click.Context, date: str | None, as_json: bool) -> None:
     click.echo(table(
         ["window", "staff", "name", "cases", "rated", "rate", "vs", "s", "bs", "d", "vd", "差评", "有效差评",
          "satisf.", "score", "unrated", "cancel", "supers.", "excluded", "follow-up", "extra", "walkup",
-         "late", "after_h", "burst"],
+         "late", "after_h", "burst", "qr"],
         [(r.window_id, r.staff_account, r.display_name, r.cases, r.ratings, _pct(r.rating_rate),
           r.grades["vs"], r.grades["s"], r.grades["bs"], r.grades["d"], r.grades["vd"], r.bad, r.valid_bad,
           _pct(r.satisfaction), r.score, r.unrated + r.expired, r.cancelled, r.superseded, r.excluded,
-          r.follow_ups, r.extras, r.walkups, r.late, r.after_hours, r.burst) for r in rows]))
+          r.follow_ups, r.extras, r.walkups, r.late, r.after_hours, r.burst, r.ratings_qr) for r in rows]))
 
 
 # ---- uplink commands and the entry point ----------------------------------------------------
@@ -629,6 +630,8 @@ _register_uplink()
 if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
     from gateway.cli_complaints import complaints as _complaints  # noqa: E402 - needs the helpers above
     cli.add_command(_complaints)
+    from gateway.cli_qr import qr as _qr  # noqa: E402 - needs the helpers above
+    cli.add_command(_qr)
     from gateway.cli_users import register as _register_users  # noqa: E402 - needs the helpers above
     _register_users(cli)
     from gateway.cli_district import register as _register_district  # noqa: E402

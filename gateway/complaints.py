@@ -630,30 +630,41 @@ class ComplaintService:
     ) -> Complaint:
         actor = _check_actor(actor)
         t = self.clock() if at_ms is None else at_ms
+        return await self.store.write(
+            lambda tx: self._act_in_tx(tx, complaint_id, action, actor, note, change, t, detail)
+        )
 
-        def unit(tx: Tx) -> Complaint:
-            c = self._get(tx, complaint_id)
-            changes = change(tx, c, t)
-            if not tx.complaints.update(c.id, c.version, changes, t):
-                raise Conflict(
-                    "complaint %d was changed by someone else meanwhile; look again and retry" % c.id,
-                    "changed_meanwhile",
-                )
-            to = changes.get("state", c.state)
-            extra = {k: v for k, v in changes.items() if not k.endswith("_ms") and k != "state"}
-            full = {**extra, **(detail or {})}
-            tx.complaints.add_event(c.id, t, actor, action, c.state, to, note, full)
-            tx.audit.add(
-                t,
-                actor,
-                "complaint." + action,
-                {"subject": str(c.id), "from": c.state, "to": to, "note": note, **full},
+    def _act_in_tx(
+        self,
+        tx: Tx,
+        complaint_id: int,
+        action: str,
+        actor: str,
+        note: str,
+        change: Callable[[Tx, Complaint, int], Change],
+        t: int,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Complaint:
+        c = self._get(tx, complaint_id)
+        changes = change(tx, c, t)
+        if not tx.complaints.update(c.id, c.version, changes, t):
+            raise Conflict(
+                "complaint %d was changed by someone else meanwhile; look again and retry" % c.id,
+                "changed_meanwhile",
             )
-            out = tx.complaints.get(c.id)
-            assert out is not None
-            return out
-
-        return await self.store.write(unit)
+        to = changes.get("state", c.state)
+        extra = {k: v for k, v in changes.items() if not k.endswith("_ms") and k != "state"}
+        full = {**extra, **(detail or {})}
+        tx.complaints.add_event(c.id, t, actor, action, c.state, to, note, full)
+        tx.audit.add(
+            t,
+            actor,
+            "complaint." + action,
+            {"subject": str(c.id), "from": c.state, "to": to, "note": note, **full},
+        )
+        out = tx.complaints.get(c.id)
+        assert out is not None
+        return out
 
     def contact(
         self, complaint_id: int, actor: str, note: str, at_ms: int | None = None
@@ -890,6 +901,31 @@ class ComplaintService:
             return self._reasons_changes(tx, c, tags, text, source, t)
 
         return self._act(complaint_id, "reasons", actor, "", change, at_ms)
+
+    def reasons_in_tx(
+        self,
+        tx: Tx,
+        complaint_id: int,
+        actor: str,
+        tags: Sequence[str] = (),
+        text: str = "",
+        source: str = "qr",
+        at_ms: int | None = None,
+    ) -> Complaint:
+        """attach_reasons inside the caller's unit of work (the QR page stores the rating, opens
+        its complaint and gives its reasons in one transaction)."""
+        if source not in REASON_SOURCES:
+            raise BadInput("source must be one of %s" % ", ".join(REASON_SOURCES), "bad_source")
+        tag_list = list(tags)
+        clean = _text(text)
+        if not tag_list and not clean:
+            raise BadInput("give at least one tag or some text", "missing_field")
+        t = self.clock() if at_ms is None else at_ms
+
+        def change(tx: Tx, c: Complaint, t: int) -> Change:
+            return self._reasons_changes(tx, c, tag_list, clean, source, t)
+
+        return self._act_in_tx(tx, complaint_id, "reasons", _check_actor(actor), "", change, t)
 
     async def reasons_for_record(
         self,

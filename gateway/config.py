@@ -96,7 +96,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         ("batch_size", "int"), ("max_batches_per_second", "number"), ("request_timeout_s", "number"),
         ("backoff_base_s", "number"), ("backoff_max_s", "number"), ("max_attempts", "int"),
         ("daily_at", "str"), ("realtime_minutes", "int"), ("retry_minutes", "int"),
-        ("corrections_path", "str"))}
+        ("corrections_path", "str"), ("qr_pf", "int"))}
     | {"app_secret": Key("str", secret=True)},
     # Sections whose nested tables their owners check (gateway/workdays.py, gateway/notify.py,
     # gateway/complaints.py): the top-level keys are declared here, so an unknown one is refused
@@ -110,6 +110,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
                    "appeal_days": Key("int", 1, 60), "review_days": Key("int", 1, 60),
                    "follow_up_days": Key("int", 1, 60), "due_soon_h": Key("int", 0, 720),
                    "check_every_s": Key("number", 0.05, 3600)},
+    # The QR channel (gateway/qr/settings.py; [qr.plate] is checked by gateway/qr/plate.py).
+    "qr": {"public_url": Key("str"), "key_file": Key("path"), "hall_name": Key("str"),
+           "receipt_valid_min": Key("int", 5, 43200), "form_valid_min": Key("int", 1, 1440),
+           "views_per_min": Key("int", 1, 100000), "ratings_per_min": Key("int", 1, 100000),
+           "token_ratings_per_min": Key("int", 1, 100000), "trusted_proxies": Key("list[str]"),
+           "plate": Key("table")},
     "console": {"enabled": Key("bool"), "title": Key("str"), "idle_s": Key("int", 2, 86400),
                 "max_age_s": Key("int", 60, 30 * 86400), "max_failures": Key("int", 1, 100),
                 "lockout_s": Key("int", 1, 86400), "address_failures": Key("int", 1, 10000),
@@ -400,6 +406,7 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         ("calendar", lambda c: WorkdaySettings.from_mapping(c.raw.get("calendar"), base_dir=base)),
         ("notify", lambda c: NotifySettings.from_mapping(c.raw.get("notify"), base_dir=base)),
         ("complaints", ComplaintSettings.from_config),
+        ("qr", lambda c: _qr_settings(c, base)),
         ("console", ConsoleSettings.from_config),
         ("district", DistrictSettings.from_config),
         ("bulletin", BulletinSettings.from_config),
@@ -415,6 +422,14 @@ def _build_sections(cfg: Config, base: Path) -> list[str]:
         except (ConfigError, SettingsError) as e:
             errors.append(str(e))
     return errors
+
+
+def _qr_settings(cfg: Config, base: Path) -> Any:
+    """[qr], or None; the QR modules are imported only when the section is there."""
+    if "qr" not in cfg.raw:
+        return None
+    from gateway.qr.settings import QrSettings
+    return QrSettings.from_config(cfg, base)
 
 
 def _parse_core(raw: dict[str, Any], base_dir: Path, path: Path | None) -> Config:

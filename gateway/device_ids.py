@@ -21,12 +21,16 @@ DEVICE_ID = re.compile(r"[a-z0-9-]{1,32}")
 # live there (the configured ones are refused too, whatever their names).
 RESERVED_PREFIXES = ("hcp-gateway", "gateway", "admin", "hcp-admin", "hcp-ctl", "mosquitto", "broker",
                      "hcp-doctor")   # hcp-doctor-probe-*: `hcp-gateway doctor`'s throw-away account
+# The QR channel's points are records' device ids "qr-<12 hex>" (gateway/qr/points.py).
+QR_PREFIX = "qr-"
 
 
 def problem(device_id: object, reserved: Iterable[str] = ()) -> str | None:
     """Why device_id cannot be a device's id, or None when it can."""
     if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
         return "device id must match [a-z0-9-]{1,32}"
+    if device_id.startswith(QR_PREFIX):
+        return "device ids %s* are reserved for QR codes; choose another id" % QR_PREFIX
     for prefix in RESERVED_PREFIXES:
         if device_id.startswith(prefix):
             return "device id %s is reserved (ids starting with %s are the gateway's or admins')" % (

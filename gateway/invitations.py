@@ -9,7 +9,12 @@ Lifecycle: pending -> rated | unrated (closed by the device's record, see attrib
 A case (办件 number) is rated at most once: inviting a case that already has its rating, or
 whose default rating already went to the platform, is a Conflict. A follow-up rating (追加评价,
 assess_number 2) is invited with follow_up = true, within [complaints] follow_up_days working
-days (5) after the first rating, once per case. When the provincial platform needs case fields
+days (5) after the first rating, once per case. A receipt invitation (receipt = true, the QR
+channel: docs/qr.md) is printed on the 办件 receipt as a QR link instead of being shown on the
+evaluator: it belongs to the window's QR point, stays open [qr] receipt_valid_min, supersedes
+nothing and is superseded by nothing. At a window bound only to its QR point (no evaluator), an
+invitation without receipt waits for the window's plate to be scanned, like an evaluator's
+countdown. When the provincial platform needs case fields
 (an [uplink] with require_project_no), an invitation without them is refused naming the field,
 unless [invitations] gives defaults. The functions here change the store; the caller sends the
 returned commands after the commit (a command must never announce something that was rolled
@@ -45,6 +50,7 @@ from gateway.bindings import (
     now_ms,
 )
 from gateway.config import Config, ConfigError
+from gateway.qr import points as qr_points
 from gateway.store import Store
 from gateway.store.api import Tx
 from gateway.store.errors import IntegrityError
@@ -76,6 +82,8 @@ class InvitationRules:
     dept_code_pattern: str = "[0-9A-Z]{18}"
     follow_up_days: int = 5
     timezone: str = "Asia/Shanghai"
+    qr: bool = False                   # the QR channel is on ([qr]): receipt invitations possible
+    receipt_valid_s: int = 86400       # [qr] receipt_valid_min
 
     @classmethod
     def from_config(cls, cfg: Config) -> InvitationRules:
@@ -100,6 +108,8 @@ class InvitationRules:
                 required, pattern = PROVINCE_FIELDS, up.dept_code_pattern
         comp = cfg.raw.get("complaints", {})
         follow = comp.get("follow_up_days", 5) if isinstance(comp, dict) else 5
+        qr = cfg.raw.get("qr")
+        receipt_min = qr.get("receipt_valid_min", 1440) if isinstance(qr, dict) else 1440
         for key, limit in (("default_task_code", 64), ("default_task_name", 200)):
             v = sec.get(key, "")
             if not isinstance(v, str) or len(v) > limit:
@@ -109,7 +119,8 @@ class InvitationRules:
                    default_task_code=sec.get("default_task_code", ""),
                    default_task_name=sec.get("default_task_name", ""), required=required,
                    dept_code_pattern=pattern, follow_up_days=follow if type(follow) is int else 5,
-                   timezone=cfg.hall.timezone)
+                   timezone=cfg.hall.timezone, qr=isinstance(qr, dict),
+                   receipt_valid_s=60 * (receipt_min if type(receipt_min) is int else 1440))
 
     def fill(self, req: InvitationRequest) -> InvitationRequest:
         """The request with the configured defaults for what it leaves out, checked for what the
@@ -152,6 +163,7 @@ class InvitationRequest:
     countdown_s: int | None = None
     invitation_id: str | None = None   # optional, client-chosen: makes a retried POST idempotent
     follow_up: bool = False            # a follow-up rating (追加评价, assessNumber 2) of a rated case
+    receipt: bool = False              # printed on the receipt as a QR link, not shown on the device
 
     @classmethod
     def from_json(cls, body: Any) -> InvitationRequest:
@@ -159,7 +171,7 @@ class InvitationRequest:
         if not isinstance(body, dict):
             raise BadInput("body must be a JSON object")
         known = {"window", "staff_account", "case_no", "task_code", "task_name", "dept_code",
-                 "applicant_type", "countdown_s", "invitation_id", "follow_up"}
+                 "applicant_type", "countdown_s", "invitation_id", "follow_up", "receipt"}
         unknown = sorted(set(body) - known)
         if unknown:
             raise BadInput("unknown field %s" % unknown[0], "unknown_field")
@@ -189,9 +201,12 @@ class InvitationRequest:
         follow = body.get("follow_up", False)
         if type(follow) is not bool:
             raise BadInput("follow_up must be true or false")
+        receipt = body.get("receipt", False)
+        if type(receipt) is not bool:
+            raise BadInput("receipt must be true or false")
         return cls(case_no=case_no, window_id=window, staff_account=staff, task_code=task_code,
                    task_name=task_name, dept_code=dept_code, applicant_type=applicant,
-                   countdown_s=cd, invitation_id=inv_id, follow_up=follow)
+                   countdown_s=cd, invitation_id=inv_id, follow_up=follow, receipt=receipt)
 
 
 @dataclass
@@ -241,6 +256,8 @@ async def create(store: Store, req: InvitationRequest, actor: str, rules: Invita
     cd = req.countdown_s if req.countdown_s is not None else rules.default_countdown_s
     if not req.follow_up:
         req = rules.fill(req)
+    if req.receipt and not rules.qr:
+        raise BadInput("receipt invitations need the QR channel: add [qr] to the gateway's config", "qr_off")
 
     def unit(tx: Tx) -> Outcome:
         nonlocal req
@@ -263,7 +280,7 @@ async def create(store: Store, req: InvitationRequest, actor: str, rules: Invita
                                "no_device_bound")
         assess = 1
         if req.follow_up:
-            req = _follow_up(tx, req, rules, calendar or WorkCalendar(), t)
+            req = follow_up_request(tx, req, rules, calendar or WorkCalendar(), t)
             assess = 2
         else:
             rated = tx.invitations.rated_for_case(req.case_no)
@@ -278,49 +295,68 @@ async def create(store: Store, req: InvitationRequest, actor: str, rules: Invita
                                "case_has_default")
             w = tx.org.get_window(b.window_id)
             rules.check_dept(req.dept_code or (w.dept_code if w is not None else ""), b.window_id)
-        superseded = close_pending_invitations(tx, b.device_id, "superseded",
-                                               "superseded by a new invitation", t, actor,
-                                               "invitation.supersede", {"device": b.device_id})
-        commands: list[tuple[str, Command]] = [(b.device_id, ("cancel", {"i": i})) for i in superseded]
+        # Where the invitation waits: the evaluator (shown, with its countdown), the window's QR
+        # point in a QR-only window (its plate), or the receipt (a link, many open at once).
+        on_point = tx.qr.is_point(b.device_id)
+        target = qr_points.ensure_point(tx, b.window_id, t) if req.receipt else b.device_id
+        superseded: list[str] = []
+        if not req.receipt:
+            superseded = close_pending_invitations(tx, target, "superseded",
+                                                   "superseded by a new invitation", t, actor,
+                                                   "invitation.supersede", {"device": target})
+        shown = not req.receipt and not on_point   # a QR point has no display to tell
+        commands: list[tuple[str, Command]] = (
+            [(target, ("cancel", {"i": i})) for i in superseded] if shown else [])
         inv_id = req.invitation_id or new_invitation_id()
-        expires = t + (cd + rules.grace_s) * 1000
+        expires = t + (rules.receipt_valid_s if req.receipt else cd + rules.grace_s) * 1000
         # The case belongs to the window's hall and (unless the window system names one) its
         # department, as they are now: bulletins group invitations by these.
         hall_id, window_dept = org.place_at(tx, b.window_id, t)
         try:
             tx.invitations.insert(NewInvitation(
-                inv_id, b.device_id, b.window_id, b.staff_account, b.id, req.case_no, req.task_code,
+                inv_id, target, b.window_id, b.staff_account, b.id, req.case_no, req.task_code,
                 req.task_name, req.dept_code or window_dept, req.applicant_type, cd, t, expires, actor,
-                assess, hall_id))
+                assess, hall_id, req.receipt))
         except IntegrityError as e:
             raise Conflict("invitation could not be stored: %s" % e, "conflict") from None
         audit(tx, actor, "invitation.create", inv_id,
-              {"device": b.device_id, "window": b.window_id, "staff": b.staff_account,
-               "case_no": req.case_no, "countdown_s": cd, "assess_number": assess}, t)
-        commands.append((b.device_id, ("invite", invite_fields(inv_id, req.case_no, req.task_name, cd))))
+              {"device": target, "window": b.window_id, "staff": b.staff_account,
+               "case_no": req.case_no, "countdown_s": cd, "assess_number": assess, "receipt": req.receipt}, t)
+        if shown:
+            commands.append((target, ("invite", invite_fields(inv_id, req.case_no, req.task_name, cd))))
         return Outcome(_get(tx, inv_id), commands, created=True, superseded=superseded)
     return await store.write(unit)
 
 
-def _follow_up(tx: Tx, req: InvitationRequest, rules: InvitationRules, calendar: WorkCalendar,
-               t: int) -> InvitationRequest:
-    """Check a follow-up invitation (追加评价) and fill its case fields from the first rating's."""
-    first = tx.invitations.first_rating(req.case_no)
+def follow_up_period(tx: Tx, case_no: str, rules: InvitationRules,
+                     calendar: WorkCalendar) -> tuple[Invitation, int]:
+    """The invitation a follow-up of the case follows (its first rating, or the one whose default
+    rating went to the platform) and the end of the follow-up period (epoch ms); Conflict when
+    the case has none to follow, or has its follow-up already."""
+    first = tx.invitations.first_rating(case_no)
     if first is None:
-        uploaded = tx.uplink.first_upload_of_case(req.case_no)
-        latest = tx.invitations.latest_of_case(req.case_no) if uploaded is not None else None
+        uploaded = tx.uplink.first_upload_of_case(case_no)
+        latest = tx.invitations.latest_of_case(case_no) if uploaded is not None else None
         if latest is None or latest.closed_ms is None:
-            raise Conflict("case %s has no first rating to follow up" % req.case_no, "no_first_rating")
+            raise Conflict("case %s has no first rating to follow up" % case_no, "no_first_rating")
         first = latest   # its default rating went to the platform: the follow-up is the citizen's word
-    if tx.invitations.rated_for_case(req.case_no, 2) is not None:
-        raise Conflict("case %s already has its follow-up rating" % req.case_no, "case_already_followed_up")
+    if tx.invitations.rated_for_case(case_no, 2) is not None:
+        raise Conflict("case %s already has its follow-up rating" % case_no, "case_already_followed_up")
     assert first.closed_ms is not None
     tz = zoneinfo.ZoneInfo(rules.timezone)
     try:
         due = calendar.add_working_days_ms(first.closed_ms, rules.follow_up_days, tz)
     except UnknownYearError as e:
         raise Conflict(str(e), "calendar_unknown_year") from None
+    return first, due
+
+
+def follow_up_request(tx: Tx, req: InvitationRequest, rules: InvitationRules, calendar: WorkCalendar,
+                      t: int) -> InvitationRequest:
+    """Check a follow-up invitation (追加评价) and fill its case fields from the first rating's."""
+    first, due = follow_up_period(tx, req.case_no, rules, calendar)
     if t >= due:
+        tz = zoneinfo.ZoneInfo(rules.timezone)
         end = dt.datetime.fromtimestamp((due - 1) / 1000, tz)
         raise Conflict("case %s: the follow-up period ended %s 24:00 (%d working days after the first rating)"
                        % (req.case_no, end.date().isoformat(), rules.follow_up_days), "follow_up_too_late")
@@ -340,6 +376,8 @@ async def cancel(store: Store, inv_id: str, actor: str, at_ms: int | None = None
         tx.invitations.close(inv_id, "cancelled", t, "cancelled by the window system")
         audit(tx, actor, "invitation.cancel", inv_id, {"device": inv.device_id}, t)
         inv = _get(tx, inv_id)
+        if tx.qr.is_point(inv.device_id):   # a receipt or plate invitation: no device to tell
+            return Outcome(inv, [], created=False)
         return Outcome(inv, [(inv.device_id, ("cancel", {"i": inv_id}))], created=False)
     return await store.write(unit)
 

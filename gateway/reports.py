@@ -10,6 +10,8 @@ For one local date (hall time zone), per (window, clerk):
   valid_bad    差评 verified valid (有效差评); rectified: 差评 whose rectification is reported
   excluded     ratings found mistaken or malicious on review: kept, counted apart only
   follow_ups   follow-up ratings (追加评价, assessNumber 2): never a case's rating, counted apart
+  ratings_qr   of the ratings, those given on the QR page (plate or receipt link) rather than on
+               an evaluator (records.channel); follow_ups_qr likewise
   satisfaction (vs + s + bs) / ratings
   score        sum(weight[g] * count[g]) / ratings, weights from [report] (default 100/75/50/25/0)
   unrated, expired, cancelled, superseded: invitations without a rating, by reason
@@ -74,6 +76,8 @@ class Row:
     rectified: int = 0
     excluded: int = 0
     follow_ups: int = 0
+    ratings_qr: int = 0
+    follow_ups_qr: int = 0
     rating_rate: float | None = None
     bad: int = 0
     satisfaction: float | None = None
@@ -92,7 +96,7 @@ class Row:
     def add(self, other: Row) -> None:
         for name in ("cases", "ratings", "unrated", "expired", "cancelled", "superseded", "pending",
                      "extras", "walkups", "late", "unbound", "after_hours", "burst", "valid_bad", "rectified",
-                     "excluded", "follow_ups"):
+                     "excluded", "follow_ups", "ratings_qr", "follow_ups_qr"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for g in GRADES:
             self.grades[g] += other.grades[g]
@@ -137,8 +141,9 @@ async def day_report(store: Store, cfg: Config, date: str,
     def read(tx: Tx) -> tuple[Any, ...]:
         return (tx.invitations.cases_by_window_staff(lo, hi), tx.invitations.outcomes_by_window_staff(lo, hi),
                 tx.records.day_presses(lo, hi), tx.org.list_staff(), tx.invitations.distinct_cases(lo, hi),
-                tx.invitations.outcomes_by_window_staff(lo, hi, 2), tx.complaints.day_figures(lo, hi))
-    cases, outcomes, presses, staff, distinct, follow_ups, figures = await store.read(read)
+                tx.invitations.outcomes_by_window_staff(lo, hi, 2), tx.complaints.day_figures(lo, hi),
+                tx.qr.ratings_by_channel(lo, hi))
+    cases, outcomes, presses, staff, distinct, follow_ups, figures, channels = await store.read(read)
     for win, staff_account, n in cases:
         row(win, staff_account).cases = n
     for win, staff_account, status, grade, n in outcomes:
@@ -151,6 +156,12 @@ async def day_report(store: Store, cfg: Config, date: str,
     for win, staff_account, status, _grade, n in follow_ups:
         if status == "rated":
             row(win, staff_account).follow_ups += n
+    for win, staff_account, channel, assess, n in channels:
+        if channel == "qr":
+            if assess == 1:
+                row(win, staff_account).ratings_qr += n
+            else:
+                row(win, staff_account).follow_ups_qr += n
     for f in figures:
         r = row(f["window_id"], f["staff_account"])
         r.valid_bad += int(f["valid_bad"] or 0)

@@ -318,6 +318,15 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
             task.add_done_callback(restoring.discard)
 
         ingest.hello_hooks.append(on_hello)
+        # The QR channel ([qr]): plates, receipt links and the public page, over the same
+        # complaint service and command sender as the devices.
+        qr = None
+        if config.sections.get("qr") is not None:
+            from gateway.qr.limits import refusals_job
+            from gateway.qr.service import QrService
+            qr = QrService.from_config(store, config, complaints, send)
+            assert qr is not None
+            tasks.append(asyncio.create_task(refusals_job(qr.refusals, store), name="qr-refusals"))
         quencher = Quencher(store, devices.accounts, config.ingest.quench_s, config.ingest.quench_drops_per_s,
                             now_ms)
         jobs: list[tuple[str, Job]] = [
@@ -342,7 +351,8 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         beat = Beat(store, config.mqtt.client_id, instance=instance_id(), mqtt=mqtt_state)
         # The HTTP port first: a port already taken ends the start before any MQTT connection
         # exists (a paho client left half-connected at exit printed a traceback).
-        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints))
+        running.append(await start_http(store, config, send, devices, http_settings, complaints=complaints,
+                                        qr=qr))
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
         tasks.append(asyncio.create_task(_flush_loop(store, registry, anchors, ingest), name="flush"))

@@ -3,6 +3,8 @@ gateway.service hands it (the store, the device service, the command sender)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from gateway import tls
@@ -15,6 +17,9 @@ from gateway.config import Config
 from gateway.console.settings import ConsoleSettings
 from gateway.devices import DeviceService
 from gateway.store import Store
+
+if TYPE_CHECKING:
+    from gateway.qr.service import QrService
 
 __all__ = ["make_app", "start_http", "ApiRunning"]
 
@@ -30,13 +35,14 @@ class ApiRunning:
 
 
 async def start_http(store: Store, cfg: Config, send_command: SendCommand, devices: DeviceService,
-                     http: HttpSettings, complaints: ComplaintService | None = None) -> ApiRunning:
+                     http: HttpSettings, complaints: ComplaintService | None = None,
+                     qr: QrService | None = None) -> ApiRunning:
     console = ConsoleSettings.from_config(cfg).enabled
-    if not http.enabled and not console:
-        # No token configured and no console: nobody could use it, so do not listen at all.
+    if not http.enabled and not console and qr is None:
+        # No token configured, no console, no QR page: nobody could use it, so do not listen at all.
         return ApiRunning("http=off", None)
     ssl_context = tls.server_context(http.tls_cert, http.tls_key) if http.https else None
-    app = make_app(store, cfg, send_command, devices=devices, http=http, complaints=complaints)
+    app = make_app(store, cfg, send_command, devices=devices, http=http, complaints=complaints, qr=qr)
     # logger: aiohttp logs every request its parser refuses with a traceback; the guard's
     # logger counts them and logs one line per interval instead.
     server_log, _ = guard.server_logger()

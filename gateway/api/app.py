@@ -13,13 +13,14 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from gateway import bindings, invitations
 from gateway.api import complaints as complaints_api
 from gateway.api import guard
+from gateway.api import qr as qr_api
 from gateway.api.openapi import openapi_spec
 from gateway.api.settings import HttpSettings
 from gateway.bindings import Command, SendCommand
@@ -31,6 +32,9 @@ from gateway.devices import DeviceService, device_service
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
 from gateway.store import Store
 from gateway.workdays import WorkCalendar
+
+if TYPE_CHECKING:
+    from gateway.qr.service import QrService
 
 log = logging.getLogger("gateway.api")
 
@@ -149,6 +153,10 @@ async def post_invitation(request: web.Request) -> web.Response:
     }
     if not sent:
         body["note"] = "device not reachable now: it receives the invitation when it reconnects"
+    qr = request.app[qr_api.SERVICE_KEY]
+    if qr is not None:
+        body["qr"] = qr_api.receipt_qr(qr, out.invitation)
+        body["receipt"] = out.invitation.receipt
     return web.json_response(body, status=201 if out.created else 200)
 
 
@@ -279,7 +287,7 @@ ROUTES: list[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]]] 
 def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
              clock: Callable[[], int] = now_ms, devices: DeviceService | None = None,
              http: HttpSettings | None = None, complaints: ComplaintService | None = None,
-             console: bool | None = None) -> web.Application:
+             qr: QrService | None = None, console: bool | None = None) -> web.Application:
     """The API app over the services it is handed (gateway.service wires them; a test may
     let it build the device service from the config). The web console joins it at `/` when
     [console] is enabled (console=None: as configured)."""
@@ -298,6 +306,7 @@ def make_app(store: Store, cfg: Config, send_command: SendCommand, *,
     for method, path, handler in ROUTES + org_api.ROUTES + district_api.ROUTES:
         app.router.add_route(method, path, handler)
     complaints_api.add_routes(app, complaints or ComplaintService.from_config(store, cfg, clock))
+    qr_api.add_routes(app, qr)
     console_settings = ConsoleSettings.from_config(cfg)
     if console if console is not None else console_settings.enabled:
         from gateway.console.setup import ConsoleDeps, setup_console  # only a console loads Jinja2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.api import complaints
+from gateway.api import complaints, qr
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 
@@ -228,4 +228,5 @@ def openapi_spec() -> dict[str, Any]:
         },
     }
     complaints.openapi(spec)
+    qr.openapi(spec)
     return spec

@@ -15,6 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from gateway import accounts, bindings, invitations, reports
+from gateway.api.qr import CONTENT_TYPES as QR_CONTENT_TYPES
+from gateway.api.qr import SERVICE_KEY as QR_SERVICE_KEY
 from gateway.console import labels
 from gateway.console.web import (
     Forbidden,
@@ -257,7 +259,27 @@ async def org_page(request: web.Request) -> web.Response:
     staff = await bindings.list_staff(d.store)
     staff_bound = {b.staff_account: b for b in active.values()}
     return render(request, "org.html", {"windows": windows, "active": active, "staff": staff,
-                                        "staff_bound": staff_bound, "depts": list(v.scope.depts)})
+                                        "staff_bound": staff_bound, "depts": list(v.scope.depts),
+                                        "qr_on": request.app.get(QR_SERVICE_KEY) is not None})
+
+
+async def org_window_plate(request: web.Request) -> web.StreamResponse:
+    """The printable QR plate of a window's current clerk (docs/qr.md), issued on first download
+    (audited under the account); the same code on every later download."""
+    v = viewer(request)
+    v.require("devices.manage")
+    svc = request.app.get(QR_SERVICE_KEY)
+    if svc is None:
+        raise NotFound("未启用评价二维码（配置中没有 [qr]）", "qr_off")
+    window = request.match_info["window_id"]
+    wins = await visible_windows(request)
+    if wins is not None and window not in wins:
+        raise Forbidden("窗口 %s 不在您的管理范围内" % window)
+    fmt = request.query.get("format", "pdf")
+    plate, data = await svc.render_plate(window, fmt, request.query.get("size", "A4"), v.actor)
+    name = "plate-%s.%s" % (plate.id, fmt)
+    return web.Response(body=data, content_type=QR_CONTENT_TYPES[fmt],
+                        headers={"Content-Disposition": 'attachment; filename="%s"' % name})
 
 
 async def org_add_window(request: web.Request) -> web.Response:
@@ -588,6 +610,7 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/org", org_page),
     ("POST", "/org/windows", org_add_window),
     ("POST", "/org/staff", org_add_staff),
+    ("GET", "/org/windows/{window_id}/plate", org_window_plate),
     ("GET", "/pairing", pairing_page),
     ("POST", "/pairing", pairing_post),
     ("GET", "/pairing/history", pairing_history),

@@ -334,7 +334,7 @@ def error_page(request: web.Request, status: int, heading: str, text: str) -> we
 
 @web.middleware
 async def console_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith("/api/"):
+    if request.path.startswith(("/api/", "/q/")):   # the API; the public QR page (gateway/qr/page.py)
         return await handler(request)
     page = not request.path.startswith(PUBLIC_PREFIXES)
     try:

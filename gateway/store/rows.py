@@ -165,6 +165,10 @@ class Invitation:
     grade: str | None
     assess_number: int = 1   # 1 the case's first rating, 2 a follow-up rating (追加评价)
     hall_id: str | None = None      # the window's hall when it was issued (None: the default hall)
+    receipt: bool = False    # printed on the 办件 receipt as a QR link, never shown on an evaluator
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "receipt", bool(self.receipt))   # 0/1 from the database
 
     def public(self) -> dict[str, Any]:
         """The API's view (no internal ids beyond what the window system needs)."""
@@ -194,6 +198,7 @@ class NewInvitation:
     created_by: str
     assess_number: int = 1
     hall_id: str | None = None
+    receipt: bool = False
 
 
 @dataclass(frozen=True)
@@ -349,6 +354,44 @@ class InstanceBeat:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class QrPlate:
+    """A printed static plate (qr_plates, migration 0400): a window and its clerk, as issued."""
+
+    id: str
+    kid: int
+    window_id: str
+    staff_account: str
+    binding_id: int
+    issued_ms: int
+    issued_by: str
+    revoked_ms: int | None
+    revoked_by: str | None
+    revoke_reason: str | None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_ms is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QrSubmission:
+    """One rating given on the QR page (qr_submissions), keyed by its form's one-time id."""
+
+    nonce: str
+    via: str           # plate | case
+    subject: str       # the plate id, or the invitation id of the link
+    record_id: str
+    outcome: str       # rated | follow_up | extra | walkup
+    grade: str
+    tags: str
+    comment: str
+    created_ms: int
 
 
 @dataclass(frozen=True)

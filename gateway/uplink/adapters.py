@@ -80,6 +80,7 @@ class UplinkRecord:
     case_pending: int = 0
     case_later: int = 0
     case_taken_by: str | None = None
+    channel: str = "device"           # how the rating was given: device (an evaluator) | qr (the page)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,8 @@ class Adapter:
                                    % (r.applicant_type,))
             out["user_prop"] = prop
         out["area_code"] = s.area_code
-        out["channel"] = s.pf
+        # 评价渠道: the QR page's ratings as [uplink] qr_pf (3 二维码), the evaluators' as pf.
+        out["channel"] = s.qr_pf if r.channel == "qr" else s.pf
         out["grade"] = self.grade_table[grade]
         if r.tags:
             out["eval_detail"] = r.tags

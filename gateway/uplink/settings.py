@@ -42,6 +42,7 @@ class UplinkSettings:
     timezone: str = "Asia/Shanghai"             # hall local time: assessTime and --date
     area_code: str = "000000"
     pf: int = 5                                 # 评价渠道: 5 = other hall terminal (inferred)
+    qr_pf: int = 3                              # 评价渠道 of ratings given on the QR page: 3 = QR code
     tag_version: str = "1"
     # Per-adapter overrides; None = the adapter's own default.
     fields: dict[str, str] = field(default_factory=dict)
@@ -157,6 +158,8 @@ def validate(s: UplinkSettings) -> None:
         raise UplinkConfigError("uplink.daily_at = %r: expected HH:MM" % s.daily_at)
     if not 1 <= s.pf <= 7:
         raise UplinkConfigError("uplink.pf = %d: channel codes are 1..7" % s.pf)
+    if not 1 <= s.qr_pf <= 7:
+        raise UplinkConfigError("uplink.qr_pf = %d: channel codes are 1..7" % s.qr_pf)
     if not 1 <= s.batch_size <= 10000:
         raise UplinkConfigError("uplink.batch_size must be 1..10000")
     if s.max_batches_per_second <= 0:

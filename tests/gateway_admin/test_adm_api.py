@@ -253,8 +253,9 @@ async def test_openapi_describes_every_route(api: Api) -> None:
         for r in app.router.routes()
         if r.method != "HEAD" and r.resource is not None
     }
-    # + the complaints' routes (gateway/api/complaints.py), the organisation's and the district's
-    assert len(app_routes) == 9 + 14 + len(org_api.ROUTES) + len(district_api.ROUTES)
+    # + the complaints' routes (gateway/api/complaints.py), the QR channel's (gateway/api/qr.py),
+    # the organisation's and the district's
+    assert len(app_routes) == 9 + 14 + 11 + len(org_api.ROUTES) + len(district_api.ROUTES)
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert app_routes == documented
     # Every $ref resolves.

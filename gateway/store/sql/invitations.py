@@ -11,7 +11,7 @@ from gateway.store.sql.uplink import CASE_ELSEWHERE
 
 _COLUMNS = ("id, device_id, window_id, staff_account, binding_id, case_no, task_code, task_name, dept_code,"
             " applicant_type, countdown_s, status, created_ms, expires_ms, closed_ms, close_reason,"
-            " record_id, grade, assess_number, hall_id")
+            " record_id, grade, assess_number, hall_id, receipt")
 
 
 class SqlInvitations:
@@ -81,12 +81,15 @@ class SqlInvitations:
     def count(self, status: str) -> int:
         return int(self.c.scalar("SELECT count(*) FROM invitations WHERE status = ?", (status,)))
 
+    # A receipt invitation (rated through its printed QR link only) is never shown on the
+    # device, so neither of these sees it: it is not superseded by the next case at the window.
     def pending_ids(self, device_id: str) -> list[str]:
         return [r[0] for r in self.c.rows(
-            "SELECT id FROM invitations WHERE device_id = ? AND status = 'pending'", (device_id,))]
+            "SELECT id FROM invitations WHERE device_id = ? AND status = 'pending' AND receipt = 0",
+            (device_id,))]
 
     def latest_pending(self, device_id: str) -> Invitation | None:
-        r = self.c.one("SELECT %s FROM invitations WHERE device_id = ? AND status = 'pending'"
+        r = self.c.one("SELECT %s FROM invitations WHERE device_id = ? AND status = 'pending' AND receipt = 0"
                        " ORDER BY created_ms DESC LIMIT 1" % _COLUMNS, (device_id,))
         return None if r is None else Invitation(*r)
 
@@ -109,11 +112,11 @@ class SqlInvitations:
         self.c.execute(
             "INSERT INTO invitations (id, device_id, window_id, staff_account, binding_id, case_no,"
             " task_code, task_name, dept_code, applicant_type, countdown_s, status, created_ms,"
-            " expires_ms, created_by, assess_number, hall_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+            " expires_ms, created_by, assess_number, hall_id, receipt)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
             (n.id, n.device_id, n.window_id, n.staff_account, n.binding_id, n.case_no, n.task_code,
              n.task_name, n.dept_code, n.applicant_type, n.countdown_s, n.created_ms, n.expires_ms,
-             n.created_by, n.assess_number, n.hall_id))
+             n.created_by, n.assess_number, n.hall_id, int(n.receipt)))
 
     def due(self, at_ms: int) -> list[str]:
         return [r[0] for r in self.c.rows(

@@ -17,6 +17,7 @@ from gateway.store.sql.misc import SqlAudit, SqlChanges, SqlLeases, SqlSchema
 from gateway.store.sql.ops import SqlAlerts, SqlOps
 from gateway.store.sql.org import SqlBindings, SqlOrg
 from gateway.store.sql.presence import SqlPresence
+from gateway.store.sql.qr import SqlQr
 from gateway.store.sql.records import SqlAnchors, SqlRecords, SqlRejections
 from gateway.store.sql.uplink import SqlUplink
 
@@ -72,6 +73,10 @@ class SqlTx:
     @cached_property
     def complaints(self) -> SqlComplaints:
         return SqlComplaints(self.raw)
+
+    @cached_property
+    def qr(self) -> SqlQr:
+        return SqlQr(self.raw)
 
     @cached_property
     def audit(self) -> SqlAudit:

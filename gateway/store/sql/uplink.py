@@ -29,7 +29,7 @@ CASE_ELSEWHERE = (
 
 _ELIGIBLE = """
 SELECT r.record_id, r.device_id, r.kind, r.grade, r.invitation_id, r.pressed_at_ms,
-       r.received_at_ms, r.staff_account,
+       r.received_at_ms, r.staff_account, r.channel,
        i.case_no, i.task_code, i.task_name,
        COALESCE(NULLIF(i.dept_code, ''), w.dept_code) AS dept_code,
        i.applicant_type, i.staff_account AS invitation_staff,
