@@ -28,8 +28,9 @@ receipt_valid_min; an evaluator's invitation during its countdown, for a display
 it), then offers the case's follow-up rating (追加评价, assessNumber 2) within [complaints]
 follow_up_days working days, once.
 
-The hall a window belongs to is taken by `hall_of_window` -- the one function to switch to the
-district's organisation (branch `district`) when it lands.
+The hall a window belongs to is taken by `hall_of_window`, from the district's organisation
+(gateway/org.py); a QR record carries the window's hall and department at its time like a
+device's record (gateway/attribution.py).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from gateway import bindings
+from gateway import bindings, org
 from gateway.attribution import AttributionRules
 from gateway.bindings import BindingChange, SendCommand
 from gateway.clock import now_ms
@@ -113,20 +114,26 @@ REFUSALS: dict[str, tuple[int, str, str]] = {
 class HallView:
     id: str
     name: str
-    config: HallConfig
+    config: org.Hall       # its zone, opening hours and days (China's working-day calendar)
 
     @property
     def tz(self) -> ZoneInfo:
         return self.config.tz
 
 
-def hall_of_window(tx: Tx, window_id: str, hall: HallConfig, settings: QrSettings) -> HallView:
-    """The hall a window is in (its name, zone and opening hours).
-
-    SWITCH POINT: the `district` branch brings halls with their own names, zones and hours and
-    the place of each window over time; the lead replaces this body with a lookup there. Until
-    then: the one hall of [hall], named by [qr] hall_name."""
-    return HallView(hall.id, settings.hall_name or hall.id, hall)
+def hall_of_window(tx: Tx, window_id: str, hall: HallConfig, settings: QrSettings,
+                   at_ms: int | None = None) -> HallView:
+    """The hall a window is in, in the district's organisation (gateway/org.py): its place at
+    at_ms (a rating's time), else now; a window with no hall is the default hall's ([hall]),
+    whose name on the page is [qr] hall_name when set."""
+    if at_ms is not None:
+        hall_id, _ = org.place_at(tx, window_id, at_ms)
+    else:
+        w = tx.org.get_window(window_id)
+        hall_id = w.hall_id if w is not None else None
+    h = org.find_hall(tx, hall, hall_id) or org.default_hall(hall)
+    name = (settings.hall_name or h.name) if h.hall_id == hall.id else h.name
+    return HallView(h.hall_id, name, h)
 
 
 @dataclass(frozen=True)
@@ -597,7 +604,8 @@ class QrService:
         else:
             kind, outcome = "rated", "extra"   # rated meanwhile (the evaluator was quicker)
             flags = add_flag(flags, "extra")
-        hall = hall_of_window(tx, window_id, self.hall, self.settings)
+        hall_id, dept_code = org.place_at(tx, window_id, t)     # as ingest's attribution does
+        hall = hall_of_window(tx, window_id, self.hall, self.settings, at_ms=t)
         if not hall.config.is_open(t):
             flags = add_flag(flags, "after_hours")
         if self._burst(tx, point, t):
@@ -607,7 +615,7 @@ class QrService:
             "invitation_id": inv.id if inv is not None else None, "device_wall_s": t // 1000, "uptime_ms": 0,
             "pressed_at_ms": t, "time_source": "arrival", "received_at_ms": t, "msg_boot": 1,
             "binding_id": binding_id, "window_id": window_id, "staff_account": staff, "flags": flags,
-            "channel": "qr"})
+            "channel": "qr", "hall_id": hall_id, "dept_code": dept_code})
         sub = QrSubmission(nonce, via, subject, rid, outcome, grade, ",".join(tags), text, t)
         tx.qr.add_submission(sub)
         if grade in BAD and outcome in ("rated", "follow_up"):

@@ -393,3 +393,44 @@ async def test_a_year_the_calendar_does_not_know_is_said_not_guessed(h: QrHall) 
     assert e.status == 503 and "稍后再试" in e.zh
     form = await _fresh_form(h, "c", inv.id)
     await refused("calendar", h.svc.submit_case(token, form, "follow_up", "s"))
+
+
+# ---- the district's organisation: the window's hall and department --------------------------
+
+
+async def test_a_qr_rating_is_the_halls_its_window_is_in_at_the_time(h: QrHall) -> None:
+    """Like a device's record (gateway/attribution.py), a QR record carries its window's hall and
+    department at its time (gateway/org.py); the page names that hall, and that hall's opening
+    hours decide after_hours. Earlier ratings stay where they were given."""
+    from gateway import org
+
+    town_dept = "11370303MB0000009Q"  # a valid GB 32100 code
+    default, db = h.cfg.hall, h.db
+    await bind_qr_only(h, "A02", "li")
+    token = await h.plate_token("A02")
+    before = await h.rate_plate(token, "s")
+    page = await h.svc.view_plate(token)
+    assert page.hall_name == "测试区政务服务中心"  # the default hall: [qr] hall_name
+
+    await org.add_hall(db, default, "town-1", org.HallSpec(name="某某镇便民服务中心", kind="town",
+                                                           opening_hours=("08:00-09:00",)), "cli:admin",
+                       at_ms=h.clock.t)
+    await org.add_department(db, default, town_dept, "某某镇社会事务办", "town-1", "cli:admin",
+                             at_ms=h.clock.t)
+    h.clock.t += 60 * S
+    await org.move_window(db, default, "A02", "cli:admin", hall_id="town-1", dept_code=town_dept,
+                          at_ms=h.clock.t)
+    h.clock.t += 60 * S
+    page = await h.svc.view_plate(token)
+    assert page.hall_name == "某某镇便民服务中心"
+    after = await h.rate_plate(token, "vs")   # 10:02 on a Monday: the town hall closed at 09:00
+
+    old = await h.record(before.submission.record_id)
+    new = await h.record(after.submission.record_id)
+    assert (new["hall_id"], new["dept_code"]) == ("town-1", town_dept)
+    assert "after_hours" in flags(new) and "after_hours" not in flags(old)
+    assert old["hall_id"] in (None, default.id)
+    # The same attribution the bulletins, the console and the complaints use.
+    for rec in (old, new):
+        p = await db.read(lambda tx, rid=rec["record_id"]: org.org_at_press_time(tx, rid, default))
+        assert (p.hall_id, p.dept_code) == (rec["hall_id"] or default.id, rec["dept_code"] or "")
