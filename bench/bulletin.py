@@ -145,7 +145,8 @@ async def build(store: Store, cfg: Config, n_ratings: int, seed: int) -> dict[st
         inv = "bi%08d" % case_no
         pending["invitations"].append(NewInvitation(inv, dev, wid, clerk, bid, cno, "T%d" % (case_no % 40),
                                                     "事项",
-                                                    dept, 1, 60, created, created + 90_000, "bench", hall))
+                                                    dept, 1, 60, created, created + 90_000, "bench",
+                                                    hall_id=hall))
         if r < 0.09:                                 # never rated: expired, its default uploaded
             pending["outcomes"].append((inv, "expired", 0, "", None))
             pending["uplink"].append(("inv:" + inv, 1, inv, created + 100_000))

@@ -31,14 +31,12 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from openpyxl import Workbook
-from openpyxl.chart import BarChart, LineChart, Reference
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
-from openpyxl.utils import get_column_letter
-from openpyxl.worksheet.properties import PageSetupProperties
-from openpyxl.worksheet.worksheet import Worksheet
+if TYPE_CHECKING:
+    from openpyxl.worksheet.worksheet import Worksheet
+# openpyxl (and the Pillow it pulls in) is imported where an XLSX is written, not with this
+# module: the service and the CLI import the bulletin's tables without ever writing one.
 
 from gateway.sectioncheck import SettingsError
 
@@ -273,10 +271,6 @@ def csv_bytes(table: Table, settings: ExportSettings | None = None) -> bytes:
 
 # --- XLSX ----------------------------------------------------------------------------------
 
-_THIN = Side(style="thin", color="000000")
-_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
-_HEADER_FILL = PatternFill("solid", fgColor="D9E1F2")
-_TOTALS_FILL = PatternFill("solid", fgColor="F2F2F2")
 TITLE_ROW, PERIOD_ROW, HEADER_ROW, FIRST_DATA_ROW = 1, 2, 3, 4
 
 
@@ -290,6 +284,7 @@ def display_width(text: str) -> float:
 
 
 def xlsx_bytes(table: Table, settings: ExportSettings | None = None) -> bytes:
+    from openpyxl import Workbook
     s = settings or ExportSettings()
     wb = Workbook()
     ws = wb.active
@@ -316,6 +311,13 @@ def _set(ws: Worksheet, row: int, col: int, v: Cell, column: Column | None = Non
 
 
 def _write_table(ws: Worksheet, t: Table, s: ExportSettings) -> None:
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.properties import PageSetupProperties
+    thin = Side(style="thin", color="000000")
+    border = Border(left=thin, right=thin, top=thin, bottom=thin)
+    header_fill = PatternFill("solid", fgColor="D9E1F2")
+    totals_fill = PatternFill("solid", fgColor="F2F2F2")
     ncol = len(t.columns)
     last = get_column_letter(ncol)
     body = Font(name=s.font, size=11)
@@ -338,8 +340,8 @@ def _write_table(ws: Worksheet, t: Table, s: ExportSettings) -> None:
     for j, c in enumerate(t.columns, start=1):
         cell = _set(ws, HEADER_ROW, j, c.header)
         cell.font = bold
-        cell.fill = _HEADER_FILL
-        cell.border = _BORDER
+        cell.fill = header_fill
+        cell.border = border
         cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
     lines = max(c.header.count("\n") + 1 for c in t.columns)
     ws.row_dimensions[HEADER_ROW].height = max(30, 16 * lines + 8)
@@ -352,9 +354,9 @@ def _write_table(ws: Worksheet, t: Table, s: ExportSettings) -> None:
         for j, (c, v) in enumerate(zip(t.columns, cells, strict=True), start=1):
             cell = _set(ws, rownum, j, v, c)
             cell.font = bold if is_total else body
-            cell.border = _BORDER
+            cell.border = border
             if is_total:
-                cell.fill = _TOTALS_FILL
+                cell.fill = totals_fill
             centred = c.kind is not ColumnKind.TEXT or j > 1 or is_total
             cell.alignment = Alignment(horizontal="center" if centred else "left",
                                        vertical="center", wrap_text=c.kind is ColumnKind.TEXT)
@@ -389,6 +391,10 @@ def _write_table(ws: Worksheet, t: Table, s: ExportSettings) -> None:
 
 def _write_charts(ws: Worksheet, t: Table, s: ExportSettings) -> None:
     """Each chart's data as a small table in columns A.., the native chart to its right."""
+    from openpyxl.chart import BarChart, LineChart, Reference
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.properties import PageSetupProperties
     body = Font(name=s.font, size=11)
     bold = Font(name=s.font, size=11, bold=True)
     row = 1

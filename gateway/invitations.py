@@ -316,7 +316,7 @@ async def create(store: Store, req: InvitationRequest, actor: str, rules: Invita
             tx.invitations.insert(NewInvitation(
                 inv_id, target, b.window_id, b.staff_account, b.id, req.case_no, req.task_code,
                 req.task_name, req.dept_code or window_dept, req.applicant_type, cd, t, expires, actor,
-                assess, hall_id, req.receipt))
+                assess, hall_id=hall_id, receipt=req.receipt))
         except IntegrityError as e:
             raise Conflict("invitation could not be stored: %s" % e, "conflict") from None
         audit(tx, actor, "invitation.create", inv_id,

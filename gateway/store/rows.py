@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import KW_ONLY, asdict, dataclass
 from typing import Any
 
 
@@ -197,8 +197,10 @@ class NewInvitation:
     expires_ms: int
     created_by: str
     assess_number: int = 1
-    hall_id: str | None = None
-    receipt: bool = False
+    # By name only: two optional fields of the same kind, added by different features.
+    _: KW_ONLY
+    hall_id: str | None = None      # the window's hall at issue (None: the default hall)
+    receipt: bool = False           # a receipt (QR link) invitation, never shown on an evaluator
 
 
 @dataclass(frozen=True)

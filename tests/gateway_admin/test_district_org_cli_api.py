@@ -36,6 +36,9 @@ def write_config(tmp: Path, store_url: str) -> Path:
 
 def test_cli_organisation(tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_config(tmp_path, store_url)
+    # Secrets never on the command line (issue 14): the device's key and broker password in files.
+    (tmp_path / "key").write_text(SECRET + "\n")
+    (tmp_path / "pw").write_text("p\n")
     ok = [
         ("halls", "add", "mashang", "--name", "马尚街道便民服务中心", "--kind", "town", "--hours",
          "08:30-12:00,13:30-17:30", "--days", "1-5", "--area-code", "370303004"),
@@ -47,7 +50,8 @@ def test_cli_organisation(tmp_path: Path, store_url: str, capsys: pytest.Capture
         ("departments", "add", D1.lower(), "--name", "区行政审批局"),
         ("departments", "add", D2, "--name", "区人社局", "--hall", "mashang"),
         ("departments", "rename", D2, "区人力资源和社会保障局"),
-        ("devices", "add", "dev-1", "--secret", SECRET, "--broker-password", "p"),
+        ("devices", "add", "dev-1", "--secret-file", str(tmp_path / "key"), "--broker-password-file",
+         str(tmp_path / "pw")),
         ("windows", "add", "A01", "--name", "综合窗口", "--dept", D1),
         ("windows", "add", "M01", "--name", "社保窗口", "--dept", D2, "--hall", "mashang"),
         ("windows", "rename", "A01", "综合受理窗口"),

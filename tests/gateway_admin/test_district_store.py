@@ -129,7 +129,7 @@ async def test_invitations_know_whether_their_case_was_reported(tmp_path: Path, 
         item = "inv:" + inv
 
         def ack(tx: Tx) -> None:
-            tx.uplink.mark_sent("b", "x", [(item, 1, inv)], 5)
+            tx.uplink.mark_sent("b", "x", [(item, 1, inv, "NEVER", 1)], 5)
             tx.uplink.apply_results("b", [(6, "accepted", item)], [], (1, 0, 0), 6, None)
         await s.db.write(ack)
         rows = await s.fetchall("SELECT case_no, default_status FROM invitations"

@@ -60,7 +60,7 @@ def test_plates_by_the_cli(tmp_path: Path, store_url: str, capsys: pytest.Captur
             "add",
             "12",
             "--dept",
-            "11370303004253591J",
+            "11370303004253591T",
             "--name",
             "综合受理",
         )[0]
@@ -139,7 +139,7 @@ def test_keys_and_links_by_the_cli(
     assert run(capsys, "--config", c, "init")[0] == 0
     code, _, err = run(capsys, "--config", c, "qr", "key", "list")  # made on first use, not yet
     assert code == 1 and "QR key file" in err
-    run(capsys, "--config", c, "windows", "add", "5", "--dept", "11370303004253591J", "--name", "社保")
+    run(capsys, "--config", c, "windows", "add", "5", "--dept", "11370303004253591T", "--name", "社保")
     run(capsys, "--config", c, "staff", "add", "li", "--name", "李四")
     assert run(capsys, "--config", c, "qr", "bind", "--window", "5", "--staff", "li")[0] == 0
     code, out, _ = run(capsys, "--json", "--config", c, "qr", "key", "list")

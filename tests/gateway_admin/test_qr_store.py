@@ -42,7 +42,7 @@ async def test_records_invitations_and_the_receipt_rule(store: Store) -> None:
 
     def inv(i: str, receipt: bool, device: str = pid) -> NewInvitation:
         return NewInvitation(
-            i, device, "A01", "zhang", b, "case-" + i, "", "", "", 1, 60, 2000, 9000, "t", 1, receipt
+            i, device, "A01", "zhang", b, "case-" + i, "", "", "", 1, 60, 2000, 9000, "t", 1, receipt=receipt
         )
 
     # Receipts: many open at one point; shown invitations: one per device, as before.

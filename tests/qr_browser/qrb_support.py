@@ -31,7 +31,7 @@ HCP_GATEWAY = Path(sys.executable).parent / "hcp-gateway"
 PHONE = (390, 844)
 WINDOW_TOKEN = "window-token-" + "w" * 16
 ADMIN_TOKEN = "admin-token-" + "a" * 16
-DEPT = "11370303004253591J"
+DEPT = "11370303004253591T"
 TAGS = """
 [complaints]
 tag_version = "2026.1"
