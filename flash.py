@@ -15,7 +15,15 @@ from collections.abc import Callable, Iterator
 # flash.py runs from a checkout too, not only from an installed package.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import click  # noqa: E402
+try:
+    import click
+except ImportError:  # run with the system python3, outside the project's venv
+    _venv = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".venv", "bin", "python")
+    sys.stderr.write(
+        "error: flash.py needs the project's Python packages: run it as %s flash.py ... "
+        "(after `bash scripts/setup.sh`)\n" % os.path.relpath(_venv)
+    )
+    sys.exit(1)
 
 from flashtool.errors import FlashError  # noqa: E402
 
