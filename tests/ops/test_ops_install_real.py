@@ -63,7 +63,7 @@ step admin
 # the secrets on standard input: the tool runs as haochaping, which cannot read root's files
 { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; echo; echo "dev-pw-$RANDOM$RANDOM"; } \
     | hcp-gateway devices add hcp-0a1b2c3d4e5f || exit 1
-hcp-gateway windows add A07 --dept 11540100MB0000000X --name "市场监管 A07" || exit 1
+hcp-gateway windows add A07 --dept 11540100MB00000008 --name "市场监管 A07" || exit 1
 hcp-gateway staff add zhangsan --name "张三" || exit 1
 hcp-gateway pair hcp-0a1b2c3d4e5f --window A07 --staff zhangsan || exit 1
 for i in $(seq 1 200); do grep -q "admin: binding.open" "$ov/gw.log" && break; sleep 0.1; done
