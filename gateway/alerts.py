@@ -22,9 +22,11 @@ Built-in sources (settings in `[alerts]`):
   disk              a watched file system (`disk_paths`, default the SQLite store's
                     directory) has less than `disk_min_free_pct` free, or fewer than
                     `disk_min_days` days left at the rate the store grew over the last 7 days
-Further sources plug in with `Source` (a name, a key prefix, `conditions(now_ms)`): the 差评
-work orders (issue 16) add theirs for overdue complaints in gateway/service.py, where the
-engine is built; their new-complaint notices already go through gateway/notify.py.
+Further sources plug in with `Source` (a name, a key prefix, `conditions(now_ms)`), appended
+to the engine's sources in gateway/service.py where the engine is built. The 差评 work orders
+(issue 16, gateway/complaints.py) need none: their leader job announces a new 差评, a deadline
+due soon and a deadline missed through the same Notifier (kinds `complaint.*`), each once,
+recorded in the store like these alerts.
 """
 
 from __future__ import annotations

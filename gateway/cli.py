@@ -81,7 +81,9 @@ class CliState:
 
 def actor() -> str:
     try:
-        return "cli:" + getpass.getuser()
+        # HCP_CLI_USER: the person behind /usr/local/bin/hcp-gateway, which runs the tool as the
+        # service's user (no more trust than $USER, which getuser() reads too).
+        return "cli:" + (os.environ.get("HCP_CLI_USER") or getpass.getuser())
     except (KeyError, OSError):
         return "cli:uid%d" % os.getuid()
 

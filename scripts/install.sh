@@ -14,7 +14,11 @@
 # it writes lies inside DIR, so they can be used there as they are). Every option:
 # docs/operations.md, or `bash scripts/install.sh --help`.
 set -euo pipefail
+# sudo and su keep a user's PATH on some set-ups: the system tools it runs are in the sbin dirs.
+export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 repo="$(cd "$(dirname "$0")/.." && pwd)"
+# Options checked first (a typo costs nothing); only the standard library is needed for it.
+python3 "$repo/gateway/deploy/install.py" --parse-only "$@" >/dev/null || exit 2
 
 root=""
 postgres=0
@@ -41,6 +45,7 @@ if [ -z "$root" ]; then
     python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
     command -v logrotate >/dev/null 2>&1 || need+=(logrotate)
     command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+    command -v useradd >/dev/null 2>&1 || need+=(passwd)
     if [ "$postgres" -eq 1 ]; then
         command -v pg_dump >/dev/null 2>&1 || need+=(postgresql)
         [ -d /etc/postgresql ] || need+=(postgresql)

@@ -211,8 +211,10 @@ def step_users(plan: Plan) -> None:
         plan.notes.append("dry run: no system users created (files belong to %s)" % getpass.getuser())
         return
     if not _ids_exist(plan.user):
-        run(["adduser", "--system", "--group", "--home", str(plan.p("/var/lib/haochaping")),
-             "--no-create-home", "--gecos", "haochaping gateway", plan.user], "creating user %s" % plan.user)
+        # useradd (package passwd, always there), not adduser (missing on minimal images).
+        run(["useradd", "--system", "--user-group", "--home-dir", str(plan.p("/var/lib/haochaping")),
+             "--no-create-home", "--shell", "/usr/sbin/nologin", "--comment", "haochaping gateway",
+             plan.user], "creating user %s" % plan.user)
     if not _ids_exist(plan.broker_user):
         raise InstallError("the broker's user %s does not exist (apt-get install mosquitto creates it)"
                            % plan.broker_user)
@@ -430,7 +432,13 @@ def _default_hosts() -> list[str]:
     return names
 
 
-def main(argv: list[str] | None = None) -> int:
+def _hhmm(text: str) -> str:
+    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+        raise argparse.ArgumentTypeError("%r is not HH:MM" % text)
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="scripts/install.sh", description="Set up a haochaping hall or "
                                  "district server (docs/operations.md).")
     ap.add_argument("--root", default=None, help="install into this directory instead of / (a dry run)")
@@ -447,10 +455,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--webhook", default=None, help="where alerts are POSTed (kept in a 0600 file)")
     ap.add_argument("--user", default=None, help="the gateway's system user (default haochaping)")
     ap.add_argument("--broker-user", default=None, help="the broker's user (default mosquitto)")
-    ap.add_argument("--backup-at", default="02:30", help="daily backup time, HH:MM hall time")
+    ap.add_argument("--backup-at", type=_hhmm, default="02:30", help="daily backup time, HH:MM hall time")
     ap.add_argument("--keep", type=int, default=14, help="backups kept")
     ap.add_argument("--no-systemd", action="store_true", help="write the units, start nothing")
-    a = ap.parse_args(argv)
+    # install.sh checks its options with this first, before any package or copy.
+    ap.add_argument("--parse-only", action="store_true", help=argparse.SUPPRESS)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    if a.parse_only:
+        return 0
     dry = a.root is not None
     me = getpass.getuser()
     if not dry and os.geteuid() != 0:

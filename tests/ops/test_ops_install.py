@@ -170,7 +170,7 @@ async def test_install_into_a_root_and_run_the_hall(tmp_path: Path, store_url: s
         (tmp_path / "pw").write_text(pw + "\n")
         for step in (["devices", "add", "hcp-0a1b2c3d4e5f", "--secret-file", str(tmp_path / "secret"),
                       "--broker-password-file", str(tmp_path / "pw")],
-                     ["windows", "add", "A07", "--dept", "11540100MB0000000X", "--name", "市场监管 A07"],
+                     ["windows", "add", "A07", "--dept", "11540100MB00000008", "--name", "市场监管 A07"],
                      ["staff", "add", "zhangsan", "--name", "张三"],
                      ["pair", "hcp-0a1b2c3d4e5f", "--window", "A07", "--staff", "zhangsan"]):
             rc, out, err = await run(hcp, *step, env=env)

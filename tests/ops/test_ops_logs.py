@@ -25,7 +25,7 @@ async def _admin_actions(config: Path, tmp: Path) -> tuple[str, str]:
     secret, pw = secrets.token_hex(32), "broker-pw-" + secrets.token_hex(8)
     (tmp / "s").write_text(secret + "\n")
     (tmp / "p").write_text(pw + "\n")
-    for args in (["windows", "add", "A07", "--dept", "11540100MB0000000X", "--name", "市场监管 A07"],
+    for args in (["windows", "add", "A07", "--dept", "11540100MB00000008", "--name", "市场监管 A07"],
                  ["staff", "add", "zhangsan", "--name", "张三"],
                  ["devices", "add", "dev-new", "--secret-file", str(tmp / "s"), "--broker-password-file",
                   str(tmp / "p")],
