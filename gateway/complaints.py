@@ -543,9 +543,12 @@ class ComplaintService:
         since_ms: int | None = None,
         until_ms: int | None = None,
         limit: int = 1000,
+        halls: Sequence[str] | None = None,
+        depts: Sequence[str] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Complaints (newest first) as views, and how many matched; due = "soon" | "overdue"
-        keeps those with a deadline in that state (every live one is considered)."""
+        keeps those with a deadline in that state (every live one is considered); halls /
+        depts keep those of these halls / departments (the console's scopes and filters)."""
         for s in states or ():
             if s not in STATES:
                 raise BadInput("state must be one of %s" % ", ".join(STATES), "bad_state")
@@ -555,7 +558,7 @@ class ComplaintService:
             raise BadInput("limit must be in 1..100000", "bad_limit")
         if due is None:
             rows, total = await self.store.read(
-                lambda tx: tx.complaints.find(states, open_only, since_ms, until_ms, limit)
+                lambda tx: tx.complaints.find(states, open_only, since_ms, until_ms, limit, halls, depts)
             )
             return [self.view(c) for c in rows], total
         want = "due_soon" if due == "soon" else "overdue"
@@ -565,6 +568,8 @@ class ComplaintService:
             c
             for c in live
             if (not states or c.state in states)
+            and (halls is None or c.hall_id in halls)
+            and (depts is None or c.dept_code in depts)
             and any(d.status == want for d in deadline_statuses(c, now, self.due_soon_ms))
         ]
         hits.sort(key=lambda c: c.id, reverse=True)

@@ -101,12 +101,22 @@ class SqlComplaints:
         since_ms: int | None = None,
         until_ms: int | None = None,
         limit: int = 1000,
+        halls: Sequence[str] | None = None,
+        depts: Sequence[str] | None = None,
     ) -> tuple[list[Complaint], int]:
-        """Newest first, at most limit, and how many matched in all."""
+        """Newest first, at most limit, and how many matched in all; halls / depts: only
+        complaints of these halls / departments (at press time), when given (empty: none)."""
         where, args = ["1=1"], []  # type: tuple[list[str], list[Any]]
         if states:
             where.append("state IN (%s)" % self.c.placeholders(len(states)))
             args += list(states)
+        for col, values in (("hall_id", halls), ("dept_code", depts)):
+            if values is not None:
+                if not values:
+                    where.append("1=0")
+                else:
+                    where.append("%s IN (%s)" % (col, self.c.placeholders(len(values))))
+                    args += list(values)
         if open_only:
             where.append("state != 'closed'")
         for cond, val in (("opened_ms >= ?", since_ms), ("opened_ms < ?", until_ms)):
