@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
@@ -96,7 +95,7 @@ async def _bulletin(request: web.Request) -> tuple[Bulletin, dict[str, Any]]:
     if hall is not None and hall not in {h.hall_id for h in halls}:
         raise BadInput("没有这个大厅：%s" % hall[:32], "unknown_hall")
     b = await make_bulletin(d.store, d.cfg, _period(text), by, hall, complaint_figures(d.cfg))
-    return b, {"picked": picked, "by": by, "hall": hall or "", "halls": halls}
+    return b, {"picked": picked, "by": by, "hall_f": hall or "", "halls": halls}
 
 
 def echarts_option(c: ChartSpec) -> dict[str, Any]:
@@ -144,11 +143,12 @@ async def bulletin_download(request: web.Request) -> web.StreamResponse:
     settings = s if isinstance(s, ExportSettings) else ExportSettings()
     data, ctype = ((csv_bytes(b.table(), settings), "text/csv; charset=utf-8") if fmt == "csv"
                    else (xlsx_bytes(b.table(), settings), XLSX))
-    name = "%s-%s.%s" % (b.period.text.replace("..", "_"), b.by, fmt)
+    name = "bulletin-%s-%s.%s" % (b.period.text.replace("..", "_"), b.by, fmt)
     return web.Response(body=data, headers={
         "Content-Type": ctype, "Cache-Control": "no-store",
-        "Content-Disposition": "attachment; filename=\"%s\"; filename*=UTF-8''%s"
-                               % (name, quote(b.title + "." + fmt))})
+        # An ASCII name only: Debian's Chromium saved a file offered with a UTF-8 name
+        # (filename*=UTF-8''...) as "download" (tests/console_browser); the title is inside.
+        "Content-Disposition": "attachment; filename=\"%s\"" % name})
 
 
 async def supervision_page(request: web.Request) -> web.Response:
@@ -170,7 +170,7 @@ async def supervision_page(request: web.Request) -> web.Response:
     found = [f for f in sv.findings if not kind or f.kind == kind]
     return render(request, "supervision.html", {
         "sv": sv, "findings": found, "counts": sv.counts(), "kind_zh": KIND_ZH, "finding": kind,
-        "picked": picked, "hall": hall or "", "halls": halls, "kinds": PERIOD_KINDS,
+        "picked": picked, "hall_f": hall or "", "halls": halls, "kinds": PERIOD_KINDS,
         "subject_zh": SUBJECT_ZH, "period": period,
         "evidence_keys": _evidence_keys,
     })
