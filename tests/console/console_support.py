@@ -46,6 +46,8 @@ def make_config(tmp: Path, store_url: str, **console: Any) -> Config:
                  "opening_days": [1, 2, 3, 4, 5, 6, 7]},
         "console": {"title": "测试大厅", "page_size": 50, **console},
         "complaints": {"tag_version": "2026.1", "tag_sets": TAG_SETS},
+        # The ratings in the store count (these tests have no platform to acknowledge them).
+        "bulletin": {"ratings": "stored", "issuer": "测试区政务服务管理办公室"},
     }
     return parse_config(raw, tmp)
 
@@ -124,6 +126,8 @@ async def bad_rating(store: Store, cfg: Config, device: str = "dev-1", grade: st
     def unit(tx: Tx) -> None:
         tx.records.insert_many([attribution.attribute_sync(tx, row, rules)])
     await store.write(unit)
+    if grade not in ("d", "vd"):
+        return 0     # a rating, not a 差评: no complaint
     got = await ComplaintService.from_config(store, cfg).open_for_record(str(row["record_id"]), at_ms=t)
     assert got is not None and got.created
     return got.complaint.id
