@@ -545,10 +545,12 @@ class ComplaintService:
         limit: int = 1000,
         halls: Sequence[str] | None = None,
         depts: Sequence[str] | None = None,
+        before: tuple[int, int] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Complaints (newest first) as views, and how many matched; due = "soon" | "overdue"
         keeps those with a deadline in that state (every live one is considered); halls /
-        depts keep those of these halls / departments (the console's scopes and filters)."""
+        depts keep those of these halls / departments (the console's scopes and filters);
+        before = (opened_ms, id) of the last one shown: the next (older) page."""
         for s in states or ():
             if s not in STATES:
                 raise BadInput("state must be one of %s" % ", ".join(STATES), "bad_state")
@@ -558,7 +560,9 @@ class ComplaintService:
             raise BadInput("limit must be in 1..100000", "bad_limit")
         if due is None:
             rows, total = await self.store.read(
-                lambda tx: tx.complaints.find(states, open_only, since_ms, until_ms, limit, halls, depts)
+                lambda tx: tx.complaints.find(
+                    states, open_only, since_ms, until_ms, limit, halls, depts, before
+                )
             )
             return [self.view(c) for c in rows], total
         want = "due_soon" if due == "soon" else "overdue"
@@ -572,8 +576,9 @@ class ComplaintService:
             and (depts is None or c.dept_code in depts)
             and any(d.status == want for d in deadline_statuses(c, now, self.due_soon_ms))
         ]
-        hits.sort(key=lambda c: c.id, reverse=True)
-        return [self.view(c, now) for c in hits[:limit]], len(hits)
+        hits.sort(key=lambda c: (c.opened_ms, c.id), reverse=True)
+        shown = [c for c in hits if before is None or (c.opened_ms, c.id) < before]
+        return [self.view(c, now) for c in shown[:limit]], len(hits)
 
     def view(self, c: Complaint, now: int | None = None) -> dict[str, Any]:
         """A complaint for people and programs: every field, times with their zone, deadlines."""

@@ -27,6 +27,7 @@ from gateway.complaints import (
     STATES,
     ComplaintService,
 )
+from gateway.console.pages import parse_cursor, query_with
 from gateway.console.web import Forbidden, Viewer, deps, redirect, render, viewer
 from gateway.errors import BadInput
 from gateway.org import list_halls
@@ -100,10 +101,20 @@ async def complaints_page(request: web.Request) -> web.Response:
     depts = _scope_filter(v, dept, v.scope.depts)
     size = deps(request).settings.page_size
     states = [state] if state in STATES else None
-    rows, total = await svc.search(states, state == "open", due, limit=size, halls=halls, depts=depts)
+    cursor = parse_cursor(request.query.get("before"))
+    before = (cursor[0], int(cursor[1])) if cursor is not None and cursor[1].isdigit() else None
+    if cursor is not None and before is None:
+        raise BadInput("翻页参数不正确", "bad_cursor")
+    rows, total = await svc.search(states, state == "open", due, limit=size + 1, halls=halls, depts=depts,
+                                   before=before)
+    more = len(rows) > size
+    rows = rows[:size]
+    nxt = "%d~%d" % (rows[-1]["opened_ms"], rows[-1]["id"]) if more else None
     all_halls, all_depts = await org_names(request)
     return render(request, "complaints.html", {
-        "rows": rows, "total": total, "shown": len(rows), "state": state or "", "due": due or "",
+        "older_url": query_with(request, before=nxt) if nxt else None,
+        "newest_url": query_with(request, before=None) if before else None,
+        "rows": rows, "total": total, "state": state or "", "due": due or "",
         "hall_f": hall or "", "dept_f": dept or "", "halls": all_halls, "depts": all_depts,
         "states": STATE_FILTERS, "dues": DUE_FILTERS, "verdicts": VERDICT_ZH, "appeals": APPEAL_ZH,
         "dstatus": DEADLINE_STATUS_ZH,

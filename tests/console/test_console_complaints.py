@@ -6,8 +6,10 @@ forged or missing CSRF token, bad input (a clear Chinese error, nothing changed)
 from __future__ import annotations
 
 import re
+from html import unescape
+from pathlib import Path
 
-from console_support import DEPT_B, App, bad_rating
+from console_support import DEPT_B, App, bad_rating, running_console
 
 from gateway.complaints import ComplaintService
 
@@ -56,6 +58,25 @@ async def test_list_filters_and_scope(app: App) -> None:
     for q in ("state=nope", "due=later", "dept=" + "x" * 80, "hall=a%01b"):
         status, text, _ = await admin.get("/complaints?" + q)
         assert status == 400 and "不正确" in text, q
+
+
+async def test_list_pages_newest_first(tmp_path: Path, store_url: str) -> None:
+    async with running_console(tmp_path, store_url, page_size=10) as app:
+        ids = [await bad_rating(app.store, app.cfg, "dev-1", "vd") for _ in range(12)]
+        c = await app.client("admin")
+        seen: list[int] = []
+        pages = 0
+        path: str | None = "/complaints?state=open"
+        while path:
+            status, text, _ = await c.get(path)
+            assert status == 200 and "共 12 件" in text
+            seen += _ids(text)
+            pages += 1
+            m = re.search(r'href="([^"]+)" id="older"', text)
+            path = unescape(m.group(1)) if m else None
+        assert seen == sorted(ids, reverse=True) and pages == 2
+        for bad in ("x", "1~x", "1~", "99999999999999999999~1"):
+            assert (await c.get("/complaints?before=" + bad))[0] == 400, bad
 
 
 async def test_overdue_deadline_is_red(app: App) -> None:
