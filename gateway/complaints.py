@@ -543,9 +543,14 @@ class ComplaintService:
         since_ms: int | None = None,
         until_ms: int | None = None,
         limit: int = 1000,
+        halls: Sequence[str] | None = None,
+        depts: Sequence[str] | None = None,
+        before: tuple[int, int] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """Complaints (newest first) as views, and how many matched; due = "soon" | "overdue"
-        keeps those with a deadline in that state (every live one is considered)."""
+        keeps those with a deadline in that state (every live one is considered); halls /
+        depts keep those of these halls / departments (the console's scopes and filters);
+        before = (opened_ms, id) of the last one shown: the next (older) page."""
         for s in states or ():
             if s not in STATES:
                 raise BadInput("state must be one of %s" % ", ".join(STATES), "bad_state")
@@ -555,7 +560,9 @@ class ComplaintService:
             raise BadInput("limit must be in 1..100000", "bad_limit")
         if due is None:
             rows, total = await self.store.read(
-                lambda tx: tx.complaints.find(states, open_only, since_ms, until_ms, limit)
+                lambda tx: tx.complaints.find(
+                    states, open_only, since_ms, until_ms, limit, halls, depts, before
+                )
             )
             return [self.view(c) for c in rows], total
         want = "due_soon" if due == "soon" else "overdue"
@@ -565,10 +572,13 @@ class ComplaintService:
             c
             for c in live
             if (not states or c.state in states)
+            and (halls is None or c.hall_id in halls)
+            and (depts is None or c.dept_code in depts)
             and any(d.status == want for d in deadline_statuses(c, now, self.due_soon_ms))
         ]
-        hits.sort(key=lambda c: c.id, reverse=True)
-        return [self.view(c, now) for c in hits[:limit]], len(hits)
+        hits.sort(key=lambda c: (c.opened_ms, c.id), reverse=True)
+        shown = [c for c in hits if before is None or (c.opened_ms, c.id) < before]
+        return [self.view(c, now) for c in shown[:limit]], len(hits)
 
     def view(self, c: Complaint, now: int | None = None) -> dict[str, Any]:
         """A complaint for people and programs: every field, times with their zone, deadlines."""

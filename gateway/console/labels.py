@@ -4,6 +4,7 @@ statuses, audit actions, domain error codes). Codes stay English in the store, l
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from gateway.errors import BadInput, Conflict, DomainError, NotFound, Unavailable
@@ -70,6 +71,30 @@ ACTIONS: dict[str, str] = {
     "console.logout": "退出登录",
     "console.login_failed": "登录失败",
     "console.lockout": "账号锁定",
+    "complaint.open": "生成差评工单",
+    "complaint.contact": "差评：联系群众",
+    "complaint.verify": "差评：核实",
+    "complaint.rectify": "差评：整改反馈",
+    "complaint.callback": "差评：回访",
+    "complaint.close": "差评：办结",
+    "complaint.appeal": "差评：申诉",
+    "complaint.review_start": "差评：开始复核",
+    "complaint.review": "差评：复核决定",
+    "complaint.exclude": "差评：剔除评价",
+    "complaint.reasons": "差评：原因",
+    "complaint.correction_done": "差评：已在平台更正",
+    "hall.add": "新增大厅",
+    "hall.update": "修改大厅",
+    "hall.retire": "撤销大厅",
+    "department.add": "新增部门",
+    "department.update": "修改部门",
+    "department.retire": "撤销部门",
+    "window.rename": "窗口改名",
+    "window.move": "调整窗口",
+    "window.retire": "撤销窗口",
+    "staff.update": "修改工作人员",
+    "staff.retire": "工作人员停用",
+    "device.move": "设备调整大厅",
 }
 
 # Domain error codes -> what a hall admin reads; anything else shows the service's own line.
@@ -86,6 +111,45 @@ ERRORS: dict[str, str] = {
     "weak_password": "密码太简单：至少 10 个字符，且不能与账号相同",
     "bad_password": "密码格式不正确",
     "csrf": "页面已过期或请求来源不明（防伪校验失败），请刷新页面后重试",
+    "bad_transition": "工单当前状态不允许此操作",
+    "appeal_too_late": "已超过申诉期限",
+    "missing_note": "请填写说明（做了什么，或为什么）",
+    "bad_note": "说明过长或含有控制字符（最多 1000 字）",
+    "bad_text": "文字过长或含有控制字符（最多 500 字）",
+    "bad_reason": "请选择正确的原因",
+    "bad_grade": "请选择评价等级",
+    "unknown_tag": "差评标签不在当前标签集中",
+    "no_tag_set": "尚未配置差评标签集",
+    "already_excluded": "该评价已被剔除",
+    "changed_meanwhile": "工单刚被他人修改，请刷新后重试",
+    "unknown_complaint": "没有这个差评工单",
+    "calendar_unknown_year": "工作日历缺少该年份，无法计算期限",
+    "no_first_rating": "该办件还没有首次评价，不能追加评价",
+    "case_already_followed_up": "该办件已有追加评价",
+    "follow_up_too_late": "已超过追加评价期限",
+    "no_device_bound": "该窗口当前没有绑定评价器",
+    "bad_transition_correction": "该更正不需要人工处理",
+    "hall_exists": "大厅编号已存在",
+    "department_exists": "部门已存在",
+    "bad_dept_code": "统一社会信用代码不正确",
+    "unknown_hall": "没有这个大厅",
+    "unknown_department": "没有这个部门",
+    "already_retired": "已经撤销",
+    "hall_in_use": "大厅仍有部门、窗口或设备，请先调整或撤销",
+    "department_in_use": "部门仍有窗口，请先调整或撤销",
+    "window_in_use": "窗口仍绑定着评价器，请先解除绑定",
+    "staff_in_use": "工作人员仍绑定着评价器，请先解除绑定",
+    "window_retired": "窗口已撤销",
+    "hall_retired": "大厅已撤销",
+    "department_retired": "部门已撤销",
+    "default_hall": "默认大厅（配置文件中的 [hall]）不能撤销",
+    "nothing_to_change": "没有需要修改的内容",
+    "bad_hall_id": "大厅编号只能包含字母、数字、_ . -（最多 32 个）",
+    "bad_hall_kind": "请选择大厅类型",
+    "hall_cycle": "大厅不能隶属于自己的下级",
+    "bad_timezone": "时区不正确（如 Asia/Shanghai）",
+    "bad_opening_hours": "办公时间格式不正确（如 09:00-12:00）",
+    "bad_area_code": "行政区划代码应为 6 至 12 位数字",
 }
 
 
@@ -93,8 +157,8 @@ def error_text(e: DomainError) -> str:
     """A refusal in Chinese: the service's own line when it is already Chinese, else the
     headline for its code with the service's specifics (which device, since when) after it."""
     text = str(e)
-    if not text.isascii():
-        return text
+    if not text.isascii() and (e.code not in ERRORS or not re.search(r"[A-Za-z]{3,} [a-z]{2,}", text)):
+        return text   # the console's own Chinese line (an English sentence gets its headline)
     known = ERRORS.get(e.code) or next((zh for cls, zh in KINDS if isinstance(e, cls)), "无法完成")
     return "%s（%s）" % (known, text)
 

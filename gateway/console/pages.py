@@ -15,8 +15,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway import accounts, bindings, invitations, reports
-from gateway.api.qr import CONTENT_TYPES as QR_CONTENT_TYPES
-from gateway.api.qr import SERVICE_KEY as QR_SERVICE_KEY
 from gateway.console import labels
 from gateway.console.web import (
     Forbidden,
@@ -176,12 +174,39 @@ async def dashboard_ctx(request: web.Request) -> dict[str, Any]:
     lo, hi = day_range(d.cfg, day, day)
     recent = await d.store.read(lambda tx: tx.records.page(lo, hi, wins, limit=8))
     return {
-        "day": day.isoformat(), "total": total, "rows": rows,
+        "open_complaints": await open_complaints(request), "day": day.isoformat(), "total": total,
+        "rows": rows,
         "grades": [(labels.GRADE[g], total.grades[g]) for g in GRADES],
         "devices_total": len(devs), "online": sum(1 for x in devs if x["online"]),
         "silent": [x for x in devs if x["silent"]], "unbound": sum(1 for x in devs if x["binding"] is None),
         "recent": recent, "bad_grades": BAD, "updated": fmt_time(d.cfg, d.clock()),
     }
+
+
+DASHBOARD_COMPLAINTS = 8     # open 差评 shown on the dashboard, the nearest deadline first
+_URGENCY = {"overdue": 0, "due_soon": 1, "unknown": 2, "open": 3}
+
+
+async def open_complaints(request: web.Request) -> dict[str, Any]:
+    """The viewer's open 差评, the most urgent first (overdue, due soon, then by the next
+    deadline): the dashboard's to-do list. From the complaints service, like the 差评 page."""
+    v = viewer(request)
+    if not v.can("complaints.view"):
+        return {"rows": [], "total": 0, "overdue": 0}
+    from gateway.console.complaints import service
+    rows, total = await service(request).search(
+        None, True, limit=500, halls=list(v.scope.halls) or None, depts=list(v.scope.depts) or None)
+
+    def urgency(c: dict[str, Any]) -> tuple[int, int]:
+        live = [x for x in c["deadlines"].values() if x["status"] in _URGENCY and x["label"] != "申诉"]
+        if not live:
+            return (9, 0)
+        first = min(live, key=lambda x: (_URGENCY[x["status"]], x["due_ms"] or 0))
+        c["next_deadline"] = first
+        return (_URGENCY[first["status"]], first["due_ms"] or 0)
+    rows.sort(key=urgency)
+    overdue = sum(1 for c in rows if c.get("next_deadline", {}).get("status") == "overdue")
+    return {"rows": rows[:DASHBOARD_COMPLAINTS], "total": total, "overdue": overdue}
 
 
 async def dashboard(request: web.Request) -> web.Response:
@@ -245,63 +270,6 @@ async def device_page(request: web.Request) -> web.Response:
         "dev": dev, "history": history, "active": active, "recent": recent,
         "form": await pair_form_ctx(request, device=device_id),
     })
-
-
-# ---- windows and clerks ------------------------------------------------------------------------
-
-async def org_page(request: web.Request) -> web.Response:
-    v = viewer(request)
-    v.require("devices.view")
-    d = deps(request)
-    wins = await visible_windows(request)
-    windows = [w for w in await bindings.list_windows(d.store) if wins is None or w.window_id in wins]
-    active = {b.window_id: b for b in await bindings.list_bindings(d.store)}
-    staff = await bindings.list_staff(d.store)
-    staff_bound = {b.staff_account: b for b in active.values()}
-    return render(request, "org.html", {"windows": windows, "active": active, "staff": staff,
-                                        "staff_bound": staff_bound, "depts": list(v.scope.depts),
-                                        "qr_on": request.app.get(QR_SERVICE_KEY) is not None})
-
-
-async def org_window_plate(request: web.Request) -> web.StreamResponse:
-    """The printable QR plate of a window's current clerk (docs/qr.md), issued on first download
-    (audited under the account); the same code on every later download."""
-    v = viewer(request)
-    v.require("devices.manage")
-    svc = request.app.get(QR_SERVICE_KEY)
-    if svc is None:
-        raise NotFound("未启用评价二维码（配置中没有 [qr]）", "qr_off")
-    window = request.match_info["window_id"]
-    wins = await visible_windows(request)
-    if wins is not None and window not in wins:
-        raise Forbidden("窗口 %s 不在您的管理范围内" % window)
-    fmt = request.query.get("format", "pdf")
-    plate, data = await svc.render_plate(window, fmt, request.query.get("size", "A4"), v.actor)
-    name = "plate-%s.%s" % (plate.id, fmt)
-    return web.Response(body=data, content_type=QR_CONTENT_TYPES[fmt],
-                        headers={"Content-Disposition": 'attachment; filename="%s"' % name})
-
-
-async def org_add_window(request: web.Request) -> web.Response:
-    v = viewer(request)
-    v.require("devices.manage")
-    form = await request.post()
-    window_id = str(form.get("window_id", "")).strip()
-    dept = str(form.get("dept_code", "")).strip()
-    name = str(form.get("name", "")).strip()
-    if not v.scope.allows(hall_of(request, None), dept):
-        raise Forbidden("部门 %s 不在您的管理范围内" % (dept or "（空）"))
-    w = await bindings.add_window(deps(request).store, window_id, dept, name, v.actor)
-    return redirect(request, "/org", ("ok", "已新增窗口 %s" % w.window_id))
-
-
-async def org_add_staff(request: web.Request) -> web.Response:
-    v = viewer(request)
-    v.require("devices.manage")
-    form = await request.post()
-    s = await bindings.add_staff(deps(request).store, str(form.get("account", "")),
-                                 str(form.get("display_name", "")), v.actor)
-    return redirect(request, "/org", ("ok", "已新增工作人员 %s（%s）" % (s.display_name, s.account)))
 
 
 # ---- pairing (一码一账号) ---------------------------------------------------------------------
@@ -607,10 +575,6 @@ ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/dashboard/live", dashboard_live),
     ("GET", "/devices", devices_page),
     ("GET", "/devices/{device_id}", device_page),
-    ("GET", "/org", org_page),
-    ("POST", "/org/windows", org_add_window),
-    ("POST", "/org/staff", org_add_staff),
-    ("GET", "/org/windows/{window_id}/plate", org_window_plate),
     ("GET", "/pairing", pairing_page),
     ("POST", "/pairing", pairing_post),
     ("GET", "/pairing/history", pairing_history),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.console import complaints, district, orgpages
 from gateway.console.pages import ROUTES
 from gateway.console.settings import ConsoleSettings
 from gateway.console.web import (
@@ -32,5 +33,5 @@ def setup_console(app: web.Application, deps: ConsoleDeps) -> None:
     app.router.add_route("POST", "/login", login_post)
     app.router.add_route("POST", "/logout", logout)
     app.router.add_route("GET", "/healthz", healthz)
-    for method, path, handler in ROUTES:
+    for method, path, handler in ROUTES + complaints.ROUTES + district.ROUTES + orgpages.ROUTES:
         app.router.add_route(method, path, handler)

@@ -273,6 +273,9 @@ NAV: tuple[tuple[str, str, str], ...] = (
     ("/pairing", "一码一账号", "devices.view"),
     ("/invitations", "评价邀请", "invitations.view"),
     ("/ratings", "评价记录", "ratings.view"),
+    ("/complaints", "差评工单", "complaints.view"),
+    ("/bulletins", "通报", "bulletins.view"),
+    ("/supervision", "监督发现", "findings.view"),
     ("/uplink", "数据上报", "uplink.view"),
     ("/audit", "操作日志", "audit.view"),
 )

@@ -33,12 +33,21 @@ STAFF = (("zhang", "张三"), ("li", "李四"), ("wang", "王五"))
 DEVICES = ("dev-1", "dev-2", "dev-3", "dev-4")
 
 
+# An example 差评 tag set (our codes, for tests; the shape of a province's evalDetail set).
+TAG_SETS = {"2026.1": {"source": "测试用标签", "d": [{"code": "D01", "name": "服务态度不好"},
+                                                    {"code": "D02", "name": "办事效率低"}],
+                       "vd": [{"code": "V01", "name": "推诿扯皮"}, {"code": "V02", "name": "服务态度恶劣"}]}}
+
+
 def make_config(tmp: Path, store_url: str, **console: Any) -> Config:
     raw: dict[str, Any] = {
         "store": {"url": store_url} if store_url.startswith("postgresql://") else {"path": store_url},
         "hall": {"id": "hall-1", "timezone": "Asia/Shanghai", "opening_hours": ["00:00-24:00"],
                  "opening_days": [1, 2, 3, 4, 5, 6, 7]},
         "console": {"title": "测试大厅", "page_size": 50, **console},
+        "complaints": {"tag_version": "2026.1", "tag_sets": TAG_SETS},
+        # The ratings in the store count (these tests have no platform to acknowledge them).
+        "bulletin": {"ratings": "stored", "issuer": "测试区政务服务管理办公室"},
     }
     return parse_config(raw, tmp)
 
@@ -83,6 +92,45 @@ async def add_record(store: Store, cfg: Config, device: str, pressed_at_ms: int,
         tx.records.insert_many([attribution.attribute_sync(tx, row, rules)])
     await store.write(unit)
     return str(row["record_id"])
+
+
+_cases = [0]
+
+
+async def bad_rating(store: Store, cfg: Config, device: str = "dev-1", grade: str = "vd",
+                     at_ms: int | None = None) -> int:
+    """A 差评 the way a hall makes one: the window system's invitation at the device's window,
+    the device's rated record through attribution, and its complaint opened by the complaints
+    service (as ingest's hook does). Returns the complaint's id."""
+    from gateway import invitations
+    from gateway.complaints import ComplaintService
+
+    t = now_ms() if at_ms is None else at_ms
+    b = await bindings.active_binding(store, device)
+    assert b is not None
+    _cases[0] += 1
+    out = await invitations.create(store, invitations.InvitationRequest(
+        case_no="370303-C-%06d" % _cases[0], window_id=b.window_id, task_code="T%03d" % _cases[0],
+        task_name="城乡居民养老保险参保登记", applicant_type=1), "test",
+        invitations.InvitationRules.from_config(cfg), at_ms=t - 20_000)
+    _seq[device] = _seq.get(device, 0) + 1
+    rs = _seq[device]
+    row: dict[str, Any] = {
+        "record_id": record_id(device, 1, rs), "device_id": device, "rb": 1, "rs": rs, "kind": "rated",
+        "grade": grade, "invitation_id": out.invitation.id, "device_wall_s": t // 1000, "uptime_ms": rs,
+        "pressed_at_ms": t, "time_source": "device", "received_at_ms": t, "msg_boot": 1,
+        "binding_id": None, "window_id": None, "staff_account": None, "flags": "",
+    }
+    rules = attribution.AttributionRules.from_config(cfg)
+
+    def unit(tx: Tx) -> None:
+        tx.records.insert_many([attribution.attribute_sync(tx, row, rules)])
+    await store.write(unit)
+    if grade not in ("d", "vd"):
+        return 0     # a rating, not a 差评: no complaint
+    got = await ComplaintService.from_config(store, cfg).open_for_record(str(row["record_id"]), at_ms=t)
+    assert got is not None and got.created
+    return got.complaint.id
 
 
 @dataclass

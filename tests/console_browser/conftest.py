@@ -51,11 +51,11 @@ page_size = 20
 class LiveHall:
     """simulator.hall.Hall run on its own event loop in a thread, driven from the test thread."""
 
-    def __init__(self, workdir: Path, devices: int = 4) -> None:
+    def __init__(self, workdir: Path, devices: int = 4, extra_config: str = "") -> None:
         self.workdir = workdir
         self.opts = HallOptions(devices=devices, departments=2, workdir=workdir / "hall", keep=True,
                                 countdown_s=120, cooldown_s=2, boot_spread_s=0.2, push=False,
-                                extra_config=CONSOLE_TOML, keepalive_s=10)
+                                extra_config=CONSOLE_TOML + extra_config, keepalive_s=10)
         self.hall = Hall(self.opts, Console(out=open(workdir / "hall.log", "w"), quiet=True))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="hall-loop", daemon=True)

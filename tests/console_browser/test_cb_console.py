@@ -324,7 +324,8 @@ def test_layout_and_screenshots(live_hall: LiveHall, browser: Any, tmp_path: Pat
     shots = [("dashboard", "/"), ("devices", "/devices"), ("device", "/devices/" + h.device(0).device_id),
              ("pairing", "/pairing"), ("ratings", "/ratings?from=2000-01-01"),
              ("invitations", "/invitations"),
-             ("uplink", "/uplink"), ("audit", "/audit"), ("org", "/org")]
+             ("uplink", "/uplink"), ("audit", "/audit"), ("org", "/org"), ("complaints-all", "/complaints"),
+             ("bulletins", "/bulletins"), ("supervision", "/supervision")]
     try:
         for size, suffix in ((DESKTOP, ""), (TABLET, "-tablet")):
             browser.set_window_size(*size)

@@ -101,12 +101,24 @@ class SqlComplaints:
         since_ms: int | None = None,
         until_ms: int | None = None,
         limit: int = 1000,
+        halls: Sequence[str] | None = None,
+        depts: Sequence[str] | None = None,
+        before: tuple[int, int] | None = None,
     ) -> tuple[list[Complaint], int]:
-        """Newest first, at most limit, and how many matched in all."""
+        """Newest first, at most limit, and how many matched in all; halls / depts: only
+        complaints of these halls / departments (at press time), when given (empty: none);
+        before (opened_ms, id): a keyset page, strictly older (the count ignores it)."""
         where, args = ["1=1"], []  # type: tuple[list[str], list[Any]]
         if states:
             where.append("state IN (%s)" % self.c.placeholders(len(states)))
             args += list(states)
+        for col, values in (("hall_id", halls), ("dept_code", depts)):
+            if values is not None:
+                if not values:
+                    where.append("1=0")
+                else:
+                    where.append("%s IN (%s)" % (col, self.c.placeholders(len(values))))
+                    args += list(values)
         if open_only:
             where.append("state != 'closed'")
         for cond, val in (("opened_ms >= ?", since_ms), ("opened_ms < ?", until_ms)):
@@ -115,9 +127,13 @@ class SqlComplaints:
                 args.append(val)
         w = " AND ".join(where)
         total = int(self.c.scalar("SELECT count(*) FROM complaints WHERE " + w, args))
+        page, page_args = w, list(args)
+        if before is not None:
+            page += " AND (opened_ms < ? OR (opened_ms = ? AND id < ?))"
+            page_args += [before[0], before[0], before[1]]
         rows = self.c.rows(
-            "SELECT %s FROM complaints WHERE %s ORDER BY opened_ms DESC, id DESC LIMIT ?" % (_COLS, w),
-            [*args, max(1, limit)],
+            "SELECT %s FROM complaints WHERE %s ORDER BY opened_ms DESC, id DESC LIMIT ?" % (_COLS, page),
+            [*page_args, max(1, limit)],
         )
         return [_complaint(r) for r in rows], total
 
