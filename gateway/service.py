@@ -209,12 +209,16 @@ async def _flush(store: Store, registry: DeviceRegistry, anchors: timesync.Ancho
     await ingest.rejections.save(store)
 
 
-async def _changes_loop(registry: DeviceRegistry) -> None:
-    """Re-keys by the API, the CLI or another instance are in force here within CHANGES_EVERY_S."""
+async def _changes_loop(registry: DeviceRegistry, on_notes: Callable[[list[tuple[str, str]]], Awaitable[None]]
+                        ) -> None:
+    """Re-keys by the API, the CLI or another instance are in force here within CHANGES_EVERY_S;
+    the other notes (binding changes made by the CLI) go to on_notes."""
     while True:
         await asyncio.sleep(CHANGES_EVERY_S)
         try:
-            await registry.poll_changes()
+            notes = await registry.poll_changes()
+            if notes:
+                await on_notes(notes)
         except Exception as e:  # noqa: BLE001 - the store may be away for a moment
             log.warning("change feed not read: %s", e)
 
@@ -282,7 +286,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
         tasks.append(asyncio.create_task(_flush_loop(store, registry, anchors, ingest), name="flush"))
-        tasks.append(asyncio.create_task(_changes_loop(registry), name="changes"))
+        async def tell_devices(notes: list[tuple[str, str]]) -> None:
+            # One instance tells the devices of a binding change the CLI made: the leader.
+            if leader.is_leader:
+                await bindings.deliver_noted(store, send, notes)
+
+        tasks.append(asyncio.create_task(_changes_loop(registry, tell_devices), name="changes"))
         dev_cfg = config.devices
         tasks.append(asyncio.create_task(
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),
