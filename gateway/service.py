@@ -25,7 +25,7 @@ from gateway.api import start_http
 from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
 from gateway.clock import now_ms
-from gateway.config import Config, MqttConfig
+from gateway.config import Config, MqttConfig, check_private
 from gateway.devices import device_service
 from gateway.incoming import Gate, GateLimits
 from gateway.ingest import RATE_LIMITED, Ingest
@@ -34,6 +34,7 @@ from gateway.mqtt import Connection, Downlink, MqttError
 from gateway.quench import Quencher
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, claim_single_instance, open_store
+from gateway.store import check_private as check_store_private
 from gateway.uplink.scheduler import run_scheduler
 from gateway.uplink.settings import load_settings
 from protocol import topics
@@ -235,10 +236,17 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     http_settings = HttpSettings.from_config(config)
     uplink_settings = load_settings(config) if "uplink" in config.raw else None
     rules = AttributionRules.from_config(config)
+    check_private(config)               # secrets never in a file everyone may read
     instance = claim_single_instance(config.store.url)
     try:
         store = await open_store(config.store.url, create=False)
     except BaseException:
+        instance.release()
+        raise
+    try:
+        check_store_private(config.store.url)   # after open_store: a damaged file says so first
+    except BaseException:
+        await store.close()
         instance.release()
         raise
     tasks: list[asyncio.Task[None]] = []
