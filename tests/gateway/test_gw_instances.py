@@ -36,7 +36,7 @@ def _acl() -> str:
     return users + "pattern write hcp/1/up/%u/#\npattern read hcp/1/down/%u/#\n"
 
 
-def _config(path: Path, account: str, broker: Mosquitto, url: str, platform_url: str) -> Path:
+def _config(path: Path, account: str, broker: Mosquitto, url: str, platform_url: str | None) -> Path:
     client_id, password = GW_ACCOUNTS[account]
     path.write_text("\n".join([
         "[mqtt]", 'host = "127.0.0.1"', "port = %d" % broker.port, 'username = "%s"' % account,
@@ -44,13 +44,14 @@ def _config(path: Path, account: str, broker: Mosquitto, url: str, platform_url:
         'shared_group = "%s"' % GROUP, "session_expiry_s = 3600", "",
         "[store]", 'url = "%s"' % url, "",
         "[ingest]", "batch_ms = 5", "batch_max = 500", "device_rate = 2000", "device_burst = 2000", "",
+    ] + ([] if platform_url is None else [
         "[uplink]", "enabled = true", 'url = "%s"' % platform_url, 'app_key = "hall-1"',
         'app_secret = "pf-secret"', 'adapter = "default"', 'walkup = "upload"', "require_project_no = false",
         'area_code = "540102"', "batch_size = 500", "max_batches_per_second = 100",
         # Daily only at 01:30, plus every minute: the first leader pushes at its start (no
         # run yet), whoever leads a minute later pushes the rest.
         "realtime_minutes = 1", "request_timeout_s = 10", "backoff_base_s = 0.2", "backoff_max_s = 1", "",
-    ]) + "\n")
+    ])) + "\n")
     path.chmod(0o600)
     return path
 
@@ -213,3 +214,32 @@ def test_a_second_instance_on_one_sqlite_store_is_refused(gw_env_factory: Any, t
                      "instance needs a PostgreSQL store" % (env.gateway.pid, env.db_path)], r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert env.gateway.running
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="needs PostgreSQL: runs in the HCP_STORE=postgresql pass")
+async def test_two_instances_with_one_client_id_are_named_in_the_log(tmp_path: Path, pg_server: Any) -> None:
+    """A misconfiguration: both instances use one client id; the broker drops the older
+    connection at each CONNECT, in a loop. Each instance says what it most likely is."""
+    url = pg_server.fresh_database()
+    await _provision(url, {})
+    account = "gw-1"
+    broker = Mosquitto(tmp_path / "mosquitto", users={a: pw for a, (_, pw) in GW_ACCOUNTS.items()},
+                       acl=_acl())
+    gws: list[GatewayProcess] = []
+    try:
+        await asyncio.to_thread(broker.start)
+        for i in (1, 2):
+            d = tmp_path / ("gw%d" % i)
+            d.mkdir()
+            gws.append(GatewayProcess(_config(d / "gateway.toml", account, broker, url, None)))
+        for g in gws:
+            await asyncio.to_thread(g.start, 30.0)
+        said = "most likely another client uses our client id 'hcp-gw-1'"
+        await wait_for(lambda: all(said in g.log_text() for g in gws), 40,
+                       "both instances naming the client id clash")
+    finally:
+        for g in gws:
+            g.terminate()
+        broker.stop()
+    for g in gws:
+        assert "Traceback" not in g.log_text()

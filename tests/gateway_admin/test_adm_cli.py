@@ -182,6 +182,13 @@ def test_ratings_invitations_report_tables(cfg_path: Path, capsys: pytest.Captur
     ]
     code, out, _ = run(capsys, "--config", c, "ratings", "--kind", "walkup")
     assert code == 0 and "dev-1:1:3" in out and "dev-1:1:1" not in out
+    assert "+08:00" in out                     # every time shown with its zone
+    # A listing cut by --limit says how many rows it hid (on stderr with --json).
+    code, out, err = run(capsys, "--config", c, "ratings", "--limit", "1")
+    assert code == 0 and "dev-1:1:1" in out and "dev-1:1:2" not in out
+    assert out.splitlines()[-1] == "(2 more not shown; raise --limit)"
+    code, out, err = run(capsys, "--config", c, "--json", "ratings", "--limit", "2")
+    assert len(json.loads(out)) == 2 and err == "(1 more not shown; raise --limit)\n"
     code, out, _ = run(capsys, "--config", c, "invitations", "--status", "rated")
     assert code == 0 and inv in out and "CASE-1" in out
     code, out, _ = run(capsys, "--config", c, "--json", "report", "--date", day.isoformat())
