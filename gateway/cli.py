@@ -22,6 +22,7 @@ says how many rows it hid.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -201,15 +202,19 @@ def serve(ctx: click.Context, log_level: str) -> None:
 
 
 @cli.command()
+@json_option
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, as_json: bool) -> None:
     """Create the store (if missing) and apply every migration."""
-    state: CliState = ctx.find_root().obj
+    state = _state(ctx, as_json)
 
     async def body(store: Store) -> int:
         return await store.read(lambda tx: tx.schema.version())
 
     v = run_db(state, body, create=True)
+    if state.json:
+        click.echo(json.dumps({"store": str(state.cfg.store.path or "postgresql"), "schema_version": v}))
+        return
     click.echo("store %s ready (schema version %d)" % (state.cfg.store.path or "postgresql", v))
 
 
@@ -268,12 +273,13 @@ def _read_secret(path: str | None, what: str, stdin_lines: list[str]) -> str:
 @click.option("--broker-password-file", default=None, metavar="FILE",
               help="file whose first line is the device's broker password; default: stdin")
 @click.option("--fw", default=None, help="firmware version")
+@json_option
 @click.pass_context
 def devices_add(ctx: click.Context, device_id: str, secret_file: str | None,
-                broker_password_file: str | None, fw: str | None) -> None:
+                broker_password_file: str | None, fw: str | None, as_json: bool) -> None:
     """Register (or re-key) a device: store its key, set its broker account. The secrets come
     from files or standard input (secret, then broker password, one line each), never argv."""
-    state = _state(ctx, False)
+    state = _state(ctx, as_json)
     lines: list[str] = []
     secret = _read_secret(secret_file, "device secret", lines)
     broker_password = _read_secret(broker_password_file, "broker password", lines)
@@ -283,7 +289,7 @@ def devices_add(ctx: click.Context, device_id: str, secret_file: str | None,
             device_id, secret, broker_password, fw, actor())
 
     run_db(state, body, create=True)
-    click.echo("device %s registered" % device_id)
+    click.echo(json.dumps({"registered": device_id}) if state.json else "device %s registered" % device_id)
 
 
 # ---- windows and staff -----------------------------------------------------------------------
@@ -311,11 +317,13 @@ def windows_list(ctx: click.Context, as_json: bool) -> None:
 @click.argument("window")
 @click.option("--dept", "dept_code", default="", help="department code (unified social credit code)")
 @click.option("--name", default="", help="readable name of the window")
+@json_option
 @click.pass_context
-def windows_add(ctx: click.Context, window: str, dept_code: str, name: str) -> None:
-    state = _state(ctx, False)
+def windows_add(ctx: click.Context, window: str, dept_code: str, name: str, as_json: bool) -> None:
+    state = _state(ctx, as_json)
     w = run_db(state, lambda db: bindings.add_window(db, window, dept_code, name, actor()))
-    click.echo("window %s added" % w.window_id)
+    click.echo(json.dumps(dataclasses.asdict(w), ensure_ascii=False) if state.json
+               else "window %s added" % w.window_id)
 
 
 @cli.group(invoke_without_command=True)
@@ -340,11 +348,13 @@ def staff_list(ctx: click.Context, as_json: bool) -> None:
 @staff.command("add")
 @click.argument("account")
 @click.option("--name", "display_name", required=True, help="display name (shown on the device)")
+@json_option
 @click.pass_context
-def staff_add(ctx: click.Context, account: str, display_name: str) -> None:
-    state = _state(ctx, False)
+def staff_add(ctx: click.Context, account: str, display_name: str, as_json: bool) -> None:
+    state = _state(ctx, as_json)
     s = run_db(state, lambda db: bindings.add_staff(db, account, display_name, actor()))
-    click.echo("staff %s (%s) added" % (s.account, s.display_name))
+    click.echo(json.dumps(dataclasses.asdict(s), ensure_ascii=False) if state.json
+               else "staff %s (%s) added" % (s.account, s.display_name))
 
 
 # ---- bindings --------------------------------------------------------------------------------

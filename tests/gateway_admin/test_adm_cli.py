@@ -269,3 +269,13 @@ def test_devices_add_reads_secrets_from_files(cfg_path: Path, tmp_path: Path,
     code, _, err = run(capsys, "--config", str(cfg_path), "devices", "add", "BAD", "--secret-file", str(sf),
                        "--broker-password-file", str(pf))
     assert code == 1 and "device id must match" in err
+
+
+def test_every_command_speaks_json(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c = str(cfg_path)
+    code, out, _ = run(capsys, "--config", c, "--json", "init")
+    assert code == 0 and json.loads(out)["schema_version"] > 0
+    code, out, _ = run(capsys, "--config", c, "windows", "add", "A09", "--name", "九号", "--json")
+    assert code == 0 and json.loads(out) == {"window_id": "A09", "dept_code": "", "name": "九号"}
+    code, out, _ = run(capsys, "--config", c, "--json", "staff", "add", "wang", "--name", "王五")
+    assert code == 0 and json.loads(out) == {"account": "wang", "display_name": "王五"}
