@@ -72,9 +72,6 @@ class CliState:
                 raise CliError("config: %s" % e, 2) from None
         return self._cfg
 
-    def get(self, key: str, default: Any = None) -> Any:  # uplink's commands read obj["config"]
-        return self.config_path if key == "config" else default
-
 
 def actor() -> str:
     try:
