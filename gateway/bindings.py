@@ -162,13 +162,28 @@ def close_pending_invitations(tx: Tx, device_id: str, status: str, reason: str, 
     return pending
 
 
+# Change-feed kinds for a binding change made where no device can be told (the CLI, another
+# process): the leader among the running gateways tells the devices (deliver_noted).
+NOTE_DEVICE = "device.binding"
+NOTE_CANCEL = "invitation.cancel"
+
+
+def _note(tx: Tx, change: BindingChange, at_ms: int) -> None:
+    for inv_id, _ in change.cancelled_invitations:
+        tx.changes.note(NOTE_CANCEL, inv_id, at_ms)
+    for dev in change.devices:
+        tx.changes.note(NOTE_DEVICE, dev, at_ms)
+
+
 async def pair(store: Store, device_id: str, window_id: str, staff_account: str, actor: str, *,
-               force: bool = False, at_ms: int | None = None) -> BindingChange:
+               force: bool = False, at_ms: int | None = None, tell_later: bool = False) -> BindingChange:
     """Bind device_id to (window, clerk) from now on.
 
     Without force, any other active binding of the device, the clerk or the window is a
     Conflict; with force those bindings are closed at the same instant (audited).
     Re-pairing the exact same (device, window, clerk) is a no-op, not a new history row.
+    tell_later: the caller cannot send device commands (the CLI): the change is noted in the
+    change feed, in the same unit of work, and the running gateway's leader tells the devices.
     """
     t = now_ms() if at_ms is None else at_ms
 
@@ -209,11 +224,15 @@ async def pair(store: Store, device_id: str, window_id: str, staff_account: str,
                "forced": bool(clashes)}, t)
         change.created = Binding(bid, device_id, window.window_id, staff.account, staff.display_name,
                                  t, None, actor, None)
+        if tell_later:
+            _note(tx, change, t)
         return change
     return await store.write(unit)
 
 
-async def unpair(store: Store, device_id: str, actor: str, *, at_ms: int | None = None) -> BindingChange:
+async def unpair(store: Store, device_id: str, actor: str, *, at_ms: int | None = None,
+                 tell_later: bool = False) -> BindingChange:
+    """Close device_id's active binding (tell_later: as for pair)."""
     t = now_ms() if at_ms is None else at_ms
 
     def unit(tx: Tx) -> BindingChange:
@@ -222,6 +241,8 @@ async def unpair(store: Store, device_id: str, actor: str, *, at_ms: int | None 
         if b is None:
             raise NotFound("device %s has no active binding" % device_id, "not_bound")
         _close(tx, b, t, actor, "unpair", change)
+        if tell_later:
+            _note(tx, change, t)
         return change
     return await store.write(unit)
 
@@ -269,6 +290,33 @@ async def on_binding_change(store: Store, send_command: SendCommand, change: Bin
         cmd = paired_command(b) if b else ("unpaired", {})
         try:
             await send_command(dev, cmd[0], cmd[1])
+        except Exception:  # noqa: BLE001
+            if dev not in failed:
+                failed.append(dev)
+    return failed
+
+
+async def deliver_noted(store: Store, send_command: SendCommand, notes: list[tuple[str, str]]) -> list[str]:
+    """Tell devices of the binding changes noted in the change feed (kind, subject): `cancel`
+    for each cancelled invitation, then each device's state as it is now (paired/unpaired and
+    a pending invitation, as after a hello). Returns the devices that could not be reached
+    (they learn their state at their next hello)."""
+    cancels = [s for k, s in notes if k == NOTE_CANCEL]
+    devices = list(dict.fromkeys(s for k, s in notes if k == NOTE_DEVICE))
+    failed: list[str] = []
+    if cancels:
+        invs = await store.read(lambda tx: [tx.invitations.get(i) for i in cancels])
+        for inv in invs:
+            if inv is None:
+                continue
+            try:
+                await send_command(inv.device_id, "cancel", {"i": inv.id})
+            except Exception:  # noqa: BLE001 - one unreachable device must not stop the others
+                failed.append(inv.device_id)
+    for dev in devices:
+        try:
+            for t, fields in await state_for_device(store, dev):
+                await send_command(dev, t, fields)
         except Exception:  # noqa: BLE001
             if dev not in failed:
                 failed.append(dev)

@@ -13,34 +13,34 @@
     hcp-gateway qr [plate|list|revoke|bind|unbind|link|points|key ...]
 Tables by default, `--json` (before or after the command) for scripts. Every error is one
 line on stderr and a non-zero exit: 1 refused / failed, 2 bad arguments or config.
-The CLI reads and writes the SQLite store directly (WAL: it runs beside the service).
-Binding changes go through the running service's admin API when it answers (so the device
-gets `paired` / `unpaired` at once); otherwise they are written to the store directly and
-the device learns its state at its next hello.
+A thin layer: every command calls the same domain services as the HTTP API, on the store
+(SQLite beside the running service, or the district's PostgreSQL); no SQL, no HTTP client.
+A binding change is noted in the store's change feed in the same unit of work: the leader
+among the running gateways tells the device within a second (or the device learns its state
+at its next hello). Times are shown in the hall's zone, with it; a listing cut by --limit
+says how many rows it hid.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import getpass
 import json
 import os
 import sys
 import unicodedata
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 import click
 
-from gateway import bindings, invitations, reports, tls
+from gateway import bindings, invitations, reports
 from gateway import health as health_mod
-from gateway.api.settings import HttpSettings
 from gateway.bindings import AdminError
+from gateway.clock import fmt_ms
 from gateway.config import Config, ConfigError, load_config
 from gateway.devices import device_service
 from gateway.store import Store, open_store
@@ -49,7 +49,6 @@ from gateway.store.errors import StoreError
 
 T = TypeVar("T")
 DEFAULT_CONFIG = "gateway.toml"
-SERVICE_TIMEOUT_S = 5.0
 
 
 class CliError(Exception):
@@ -74,9 +73,6 @@ class CliState:
             except ConfigError as e:
                 raise CliError("config: %s" % e, 2) from None
         return self._cfg
-
-    def get(self, key: str, default: Any = None) -> Any:  # uplink's commands read obj["config"]
-        return self.config_path if key == "config" else default
 
 
 def actor() -> str:
@@ -138,20 +134,25 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def emit(state: CliState, data: Any, headers: Sequence[str], rows: Sequence[Sequence[Any]],
-         empty: str = "(none)") -> None:
+         empty: str = "(none)", hidden: int = 0) -> None:
+    """A table (or JSON); hidden: rows a --limit left out, said below the table (on stderr
+    with --json, so stdout stays the document scripts read)."""
     if state.json:
         click.echo(json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True))
     elif not rows:
         click.echo(empty)
     else:
         click.echo(table(headers, rows))
+    if hidden > 0:
+        click.echo("(%d more not shown; raise --limit)" % hidden, err=state.json)
 
 
 def local_time(cfg: Config, ms: int | None) -> str:
+    """A stored time in the hall's zone, with the zone: "2026-12-06 09:32:50+08:00"."""
     if ms is None:
         return "-"
     try:
-        return dt.datetime.fromtimestamp(ms / 1000, tz=cfg.hall.tz).strftime("%Y-%m-%d %H:%M:%S")
+        return fmt_ms(ms, cfg.hall.tz)
     except (OverflowError, ValueError, OSError):
         # Outside datetime's years 1..9999 (a value stored before device times were checked):
         # shown raw, so one bad row never stops a listing.
@@ -205,15 +206,19 @@ def serve(ctx: click.Context, log_level: str | None, log_format: str | None) -> 
 
 
 @cli.command()
+@json_option
 @click.pass_context
-def init(ctx: click.Context) -> None:
+def init(ctx: click.Context, as_json: bool) -> None:
     """Create the store (if missing) and apply every migration."""
-    state: CliState = ctx.find_root().obj
+    state = _state(ctx, as_json)
 
     async def body(store: Store) -> int:
         return await store.read(lambda tx: tx.schema.version())
 
     v = run_db(state, body, create=True)
+    if state.json:
+        click.echo(json.dumps({"store": str(state.cfg.store.path or "postgresql"), "schema_version": v}))
+        return
     click.echo("store %s ready (schema version %d)" % (state.cfg.store.path or "postgresql", v))
 
 
@@ -272,12 +277,13 @@ def _read_secret(path: str | None, what: str, stdin_lines: list[str]) -> str:
 @click.option("--broker-password-file", default=None, metavar="FILE",
               help="file whose first line is the device's broker password; default: stdin")
 @click.option("--fw", default=None, help="firmware version")
+@json_option
 @click.pass_context
 def devices_add(ctx: click.Context, device_id: str, secret_file: str | None,
-                broker_password_file: str | None, fw: str | None) -> None:
+                broker_password_file: str | None, fw: str | None, as_json: bool) -> None:
     """Register (or re-key) a device: store its key, set its broker account. The secrets come
     from files or standard input (secret, then broker password, one line each), never argv."""
-    state = _state(ctx, False)
+    state = _state(ctx, as_json)
     lines: list[str] = []
     secret = _read_secret(secret_file, "device secret", lines)
     broker_password = _read_secret(broker_password_file, "broker password", lines)
@@ -287,7 +293,7 @@ def devices_add(ctx: click.Context, device_id: str, secret_file: str | None,
             device_id, secret, broker_password, fw, actor())
 
     run_db(state, body, create=True)
-    click.echo("device %s registered" % device_id)
+    click.echo(json.dumps({"registered": device_id}) if state.json else "device %s registered" % device_id)
 
 
 # ---- windows and staff -----------------------------------------------------------------------
@@ -317,11 +323,14 @@ def windows_list(ctx: click.Context, as_json: bool) -> None:
 @click.option("--dept", "dept_code", default="", help="department code (unified social credit code)")
 @click.option("--name", default="", help="readable name of the window")
 @click.option("--hall", "hall_id", default=None, help="hall it is in (default: the default hall)")
+@json_option
 @click.pass_context
-def windows_add(ctx: click.Context, window: str, dept_code: str, name: str, hall_id: str | None) -> None:
-    state = _state(ctx, False)
+def windows_add(ctx: click.Context, window: str, dept_code: str, name: str, hall_id: str | None,
+                as_json: bool) -> None:
+    state = _state(ctx, as_json)
     w = run_db(state, lambda db: bindings.add_window(db, window, dept_code, name, actor(), hall_id))
-    click.echo("window %s added" % w.window_id)
+    click.echo(json.dumps(dataclasses.asdict(w), ensure_ascii=False) if state.json
+               else "window %s added" % w.window_id)
 
 
 @cli.group(invoke_without_command=True)
@@ -348,43 +357,16 @@ def staff_list(ctx: click.Context, as_json: bool) -> None:
 @click.argument("account")
 @click.option("--name", "display_name", required=True, help="display name (shown on the device)")
 @click.option("--dept", "dept_code", default="", help="the clerk's department (unified social credit code)")
+@json_option
 @click.pass_context
-def staff_add(ctx: click.Context, account: str, display_name: str, dept_code: str) -> None:
-    state = _state(ctx, False)
+def staff_add(ctx: click.Context, account: str, display_name: str, dept_code: str, as_json: bool) -> None:
+    state = _state(ctx, as_json)
     s = run_db(state, lambda db: bindings.add_staff(db, account, display_name, actor(), dept_code))
-    click.echo("staff %s (%s) added" % (s.account, s.display_name))
+    click.echo(json.dumps(dataclasses.asdict(s), ensure_ascii=False) if state.json
+               else "staff %s (%s) added" % (s.account, s.display_name))
 
 
 # ---- bindings --------------------------------------------------------------------------------
-
-def _service_call(state: CliState, method: str, path: str,
-                  body: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Call the running service's admin API; None when no service answers (or no admin token).
-    An answer with an error status raises CliError with the service's message."""
-    http = HttpSettings.from_config(state.cfg)
-    if not http.enabled or not http.admin_token:
-        return None
-    host = "127.0.0.1" if http.host in ("0.0.0.0", "::") else http.host
-    # HTTPS: trust exactly the certificate the service is configured to present.
-    ssl_ctx = tls.client_context(http.tls_cert, trust_leaf=True) if http.tls_cert is not None else None
-    req = urllib.request.Request(
-        "%s://%s:%d%s" % ("https" if ssl_ctx else "http", host, http.port, path), method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": "Bearer " + http.admin_token, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=SERVICE_TIMEOUT_S, context=ssl_ctx) as resp:
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
-    except urllib.error.HTTPError as e:
-        try:
-            err = json.loads(e.read())
-            msg = err.get("message") or err.get("error") or e.reason
-        except ValueError:
-            msg = "service answered HTTP %d" % e.code
-        raise CliError(str(msg)) from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
-
 
 def _binding_rows(state: CliState, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
     cfg = state.cfg
@@ -402,86 +384,52 @@ BINDING_HEADERS = ["device", "window", "staff", "name", "from", "to", "by"]
 @click.option("--window", "window", required=True, help="window number")
 @click.option("--staff", "staff_account", required=True, help="clerk account")
 @click.option("--force", is_flag=True, help="close the device's, window's and clerk's active bindings first")
-@click.option("--via", type=click.Choice(["auto", "service", "db"]), default="auto", show_default=True,
-              help="service: through the running service (device notified now); db: store only")
 @json_option
 @click.pass_context
-def pair(ctx: click.Context, device: str, window: str, staff_account: str, force: bool, via: str,
+def pair(ctx: click.Context, device: str, window: str, staff_account: str, force: bool,
          as_json: bool) -> None:
-    """Bind DEVICE to a window and a clerk (一码一账号)."""
+    """Bind DEVICE to a window and a clerk (一码一账号); the running gateway tells the device."""
     state = _state(ctx, as_json)
-    result = None
-    if via != "db":
-        result = _service_call(state, "POST", "/api/v1/bindings",
-                               {"device": device, "window": window, "staff_account": staff_account,
-                                "force": force, "actor": actor()})
-        if result is None and via == "service":
-            raise CliError("the gateway service does not answer on its admin API ([http] in %s)"
-                           % state.config_path)
-    if result is None:
-        change = run_db(state, lambda db: bindings.pair(db, device, window, staff_account, actor(),
-                                                         force=force))
-        assert change.created is not None
-        result = {"binding": change.created.as_dict(), "closed": [b.as_dict() for b in change.closed],
-                  "unchanged": change.unchanged, "notified": [], "unreachable": change.devices,
-                  "cancelled_invitations": [i for i, _ in change.cancelled_invitations], "via": "db"}
-    else:
-        result["via"] = "service"
+    change = run_db(state, lambda db: bindings.pair(db, device, window, staff_account, actor(), force=force,
+                                                    tell_later=True))
+    assert change.created is not None
+    b = change.created.as_dict()
     if state.json:
-        click.echo(json.dumps(result, ensure_ascii=False, indent=1, sort_keys=True))
+        click.echo(json.dumps({"binding": b, "closed": [c.as_dict() for c in change.closed],
+                               "unchanged": change.unchanged, "devices": change.devices,
+                               "cancelled_invitations": [i for i, _ in change.cancelled_invitations]},
+                              ensure_ascii=False, indent=1, sort_keys=True))
         return
-    b = result["binding"]
-    if result.get("unchanged"):
+    if change.unchanged:
         click.echo("%s is already bound to window %s, staff %s"
                    % (device, b["window_id"], b["staff_account"]))
         return
-    for old in result["closed"]:
-        click.echo("closed: %s at window %s, staff %s"
-                   % (old["device_id"], old["window_id"], old["staff_account"]))
+    for old in change.closed:
+        click.echo("closed: %s at window %s, staff %s" % (old.device_id, old.window_id, old.staff_account))
+    for inv, _ in change.cancelled_invitations:
+        click.echo("cancelled pending invitation %s" % inv)
     click.echo("paired: %s -> window %s, staff %s (%s)" % (device, b["window_id"], b["staff_account"],
                                                           b["display_name"]))
-    _note_unreachable(result)
-
-
-def _note_unreachable(result: dict[str, Any]) -> None:
-    if result["via"] == "db" and result["unreachable"]:
-        click.echo("note: service not reachable; device(s) %s learn their binding at their next hello"
-                   % ", ".join(result["unreachable"]), err=True)
-    elif result["unreachable"]:
-        click.echo("note: not delivered now to %s (offline?); sent again at their next hello"
-                   % ", ".join(result["unreachable"]), err=True)
 
 
 @cli.command()
 @click.argument("device")
-@click.option("--via", type=click.Choice(["auto", "service", "db"]), default="auto", show_default=True)
 @json_option
 @click.pass_context
-def unpair(ctx: click.Context, device: str, via: str, as_json: bool) -> None:
-    """Close DEVICE's active binding (its history stays)."""
+def unpair(ctx: click.Context, device: str, as_json: bool) -> None:
+    """Close DEVICE's active binding (its history stays); the running gateway tells the device."""
     state = _state(ctx, as_json)
-    result = None
-    if via != "db":
-        result = _service_call(state, "DELETE", "/api/v1/bindings/%s?actor=%s"
-                               % (urllib.parse.quote(device, safe=""), urllib.parse.quote(actor())), None)
-        if result is None and via == "service":
-            raise CliError("the gateway service does not answer on its admin API")
-    if result is None:
-        change = run_db(state, lambda db: bindings.unpair(db, device, actor()))
-        result = {"closed": [b.as_dict() for b in change.closed], "notified": [],
-                  "unreachable": change.devices, "via": "db",
-                  "cancelled_invitations": [i for i, _ in change.cancelled_invitations]}
-    else:
-        result["via"] = "service"
+    change = run_db(state, lambda db: bindings.unpair(db, device, actor(), tell_later=True))
     if state.json:
-        click.echo(json.dumps(result, ensure_ascii=False, indent=1, sort_keys=True))
+        click.echo(json.dumps({"closed": [c.as_dict() for c in change.closed], "devices": change.devices,
+                               "cancelled_invitations": [i for i, _ in change.cancelled_invitations]},
+                              ensure_ascii=False, indent=1, sort_keys=True))
         return
-    for old in result["closed"]:
-        click.echo("unpaired: %s (was window %s, staff %s)" % (old["device_id"], old["window_id"],
-                                                              old["staff_account"]))
-    for inv in result["cancelled_invitations"]:
+    for old in change.closed:
+        click.echo("unpaired: %s (was window %s, staff %s)"
+                   % (old.device_id, old.window_id, old.staff_account))
+    for inv, _ in change.cancelled_invitations:
         click.echo("cancelled pending invitation %s" % inv)
-    _note_unreachable(result)
 
 
 @cli.command("bindings")
@@ -515,13 +463,13 @@ def ratings(ctx: click.Context, date: str | None, window: str | None, staff_acco
     lo = hi = None
     if date is not None:
         lo, hi = reports.day_bounds(check_date(date), state.cfg)
-    rows, _total = run_db(state, lambda store: store.read(
+    rows, total = run_db(state, lambda store: store.read(
         lambda tx: tx.records.search(lo, hi, window, staff_account, kind, limit)))
     cfg = state.cfg
     emit(state, rows, ["record", "pressed", "kind", "grade", "window", "staff", "case", "counted", "flags"],
          [(r["record_id"], local_time(cfg, r["pressed_at_ms"]), r["kind"], r["grade"], r["window_id"],
            r["staff_account"], r["case_no"], "yes" if r["counted"] else "", r["flags"]) for r in rows],
-         "(no records)")
+         "(no records)", hidden=total - len(rows))
 
 
 @cli.command("invitations")

@@ -343,6 +343,29 @@ class Config:
     sections: dict[str, Any] = field(default_factory=dict)
 
 
+def secret_keys(raw: dict[str, Any]) -> list[str]:
+    """The secret keys (SCHEMA's secret=True) the file sets, as "section.key"."""
+    return ["%s.%s" % (sec, k) for sec, keys in SCHEMA.items() if isinstance(raw.get(sec), dict)
+            for k, key in keys.items() if key.secret and k in raw[sec]]
+
+
+def check_private(cfg: Config) -> None:
+    """Refuse (ConfigError, one line) a config file everyone may read that holds a secret:
+    the service does not start on it (`serve`). Group-readable stays allowed (a root:hcp 0640
+    file read by the service's group)."""
+    import stat
+    if cfg.path is None:
+        return
+    keys = secret_keys(cfg.raw)
+    try:
+        mode = cfg.path.stat().st_mode
+    except OSError:
+        return
+    if keys and mode & stat.S_IROTH:
+        raise ConfigError(f"config file {cfg.path} holds secrets ({', '.join(keys)}) and is readable by "
+                          f"everyone (mode {stat.S_IMODE(mode):04o}); run: chmod 600 {cfg.path}")
+
+
 def load_config(path: str | Path) -> Config:
     p = Path(path)
     try:

@@ -135,22 +135,23 @@ class DeviceRegistry:
         st.key = Key(secret)
         return True
 
-    async def poll_changes(self) -> int:
+    async def poll_changes(self) -> list[tuple[str, str]]:
         """Apply the store's change feed since the last look (re-keys by any process or
-        instance: the old secret is refused from now on); how many changes were seen."""
+        instance: the old secret is refused from now on); return the other changes seen,
+        (kind, subject), for the service to act on (binding changes made by the CLI)."""
         after = self._change_id
 
-        def read(tx: Tx) -> tuple[list[tuple[int, str]], dict[str, str | None]]:
+        def read(tx: Tx) -> tuple[list[tuple[int, str, str]], dict[str, str | None]]:
             changes = tx.changes.since(after)
             keyed = {c.subject for c in changes if c.kind == "device.key"}
-            return [(c.id, c.subject) for c in changes], {d: tx.devices.secret(d) for d in keyed}
+            return [(c.id, c.kind, c.subject) for c in changes], {d: tx.devices.secret(d) for d in keyed}
         changes, secrets = await self.store.read(read)
         for device_id, secret in secrets.items():
             if secret is not None:
                 self.rekey(device_id, secret)
         if changes:
             self._change_id = changes[-1][0]
-        return len(changes)
+        return [(k, s) for _, k, s in changes if k != "device.key"]
 
     def forget(self, device_id: str) -> None:
         self._states.pop(device_id, None)

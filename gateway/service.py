@@ -26,7 +26,7 @@ from gateway.api.settings import HttpSettings
 from gateway.attribution import Attribution, AttributionRules
 from gateway.clock import now_ms
 from gateway.complaints import ComplaintHook, ComplaintService, ComplaintSettings, complaints_job
-from gateway.config import Config, MqttConfig
+from gateway.config import Config, MqttConfig, check_private
 from gateway.devices import device_service
 from gateway.incoming import Gate, GateLimits
 from gateway.ingest import RATE_LIMITED, Ingest
@@ -37,6 +37,7 @@ from gateway.notify import Notifier, NotifySettings
 from gateway.quench import Quencher
 from gateway.registry import DeviceRegistry
 from gateway.store import Store, claim_single_instance, open_store
+from gateway.store import check_private as check_store_private
 from gateway.uplink.adapters import corrections_mode
 from gateway.uplink.scheduler import run_scheduler
 from gateway.uplink.settings import load_settings
@@ -228,12 +229,16 @@ async def _flush(store: Store, registry: DeviceRegistry, anchors: timesync.Ancho
     await ingest.rejections.save(store)
 
 
-async def _changes_loop(registry: DeviceRegistry) -> None:
-    """Re-keys by the API, the CLI or another instance are in force here within CHANGES_EVERY_S."""
+async def _changes_loop(registry: DeviceRegistry, on_notes: Callable[[list[tuple[str, str]]], Awaitable[None]]
+                        ) -> None:
+    """Re-keys by the API, the CLI or another instance are in force here within CHANGES_EVERY_S;
+    the other notes (binding changes made by the CLI) go to on_notes."""
     while True:
         await asyncio.sleep(CHANGES_EVERY_S)
         try:
-            await registry.poll_changes()
+            notes = await registry.poll_changes()
+            if notes:
+                await on_notes(notes)
         except Exception as e:  # noqa: BLE001 - the store may be away for a moment
             log.warning("change feed not read: %s", e)
 
@@ -267,6 +272,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
     http_settings = HttpSettings.from_config(config)
     uplink_settings = load_settings(config) if "uplink" in config.raw else None
     rules = AttributionRules.from_config(config)
+    check_private(config)               # secrets never in a file everyone may read
     instance = claim_single_instance(config.store.url)
     try:
         store = await open_store(config.store.url, create=False)
@@ -274,6 +280,7 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         instance.release()
         raise
     try:
+        check_store_private(config.store.url)   # after open_store: a damaged file says so first
         await refuse_a_twin(store, config.mqtt.client_id, instance_id())
     except BaseException:
         await store.close()
@@ -356,7 +363,12 @@ async def serve(config: Config, ready: asyncio.Event | None = None, *,
         connected = asyncio.Event()
         tasks.append(asyncio.create_task(ingest.run_committer(), name="committer"))
         tasks.append(asyncio.create_task(_flush_loop(store, registry, anchors, ingest), name="flush"))
-        tasks.append(asyncio.create_task(_changes_loop(registry), name="changes"))
+        async def tell_devices(notes: list[tuple[str, str]]) -> None:
+            # One instance tells the devices of a binding change the CLI made: the leader.
+            if leader.is_leader:
+                await bindings.deliver_noted(store, send, notes)
+
+        tasks.append(asyncio.create_task(_changes_loop(registry, tell_devices), name="changes"))
         dev_cfg = config.devices
         tasks.append(asyncio.create_task(
             health.health_task(registry, dev_cfg.silent_after_s, dev_cfg.health_check_s, now_ms),

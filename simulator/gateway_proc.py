@@ -173,12 +173,15 @@ def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Pat
                  mqtt_host: str = "127.0.0.1", client_id: str = "hcp-gateway",
                  batch_ms: int = 5, batch_max: int = 500, extra: str = "",
                  password_file: Path | None = None, pid_file: Path | None = None,
-                 broker_toml: str | None = None) -> Path:
-    """A minimal gateway.toml for tests and the simulator (extra: more TOML appended).
+                 broker_toml: str | None = None, mqtt_username: str = "gateway",
+                 mqtt_extra: tuple[str, ...] = ()) -> Path:
+    """A minimal gateway.toml for tests and the simulator (extra: more TOML appended;
+    mqtt_extra: more lines of [mqtt], e.g. 'shared_group = "hall"'). Written 0600: it holds
+    secrets, and `serve` refuses a config others can read.
     broker_toml: a whole [broker] section (Mosquitto.gateway_broker_toml(): dynsec control)."""
     lines = [
-        "[mqtt]", f'host = "{mqtt_host}"', f"port = {mqtt_port}", 'username = "gateway"',
-        f'password = "{mqtt_password}"', f'client_id = "{client_id}"', "",
+        "[mqtt]", f'host = "{mqtt_host}"', f"port = {mqtt_port}", f'username = "{mqtt_username}"',
+        f'password = "{mqtt_password}"', f'client_id = "{client_id}"', *mqtt_extra, "",
         "[store]",
         f'url = "{db_path}"' if str(db_path).startswith("postgresql://") else f'path = "{db_path}"', "",
         "[ingest]", f"batch_ms = {batch_ms}", f"batch_max = {batch_max}", "rejection_log_s = 1", "",
@@ -193,4 +196,5 @@ def write_config(path: Path, *, mqtt_port: int, mqtt_password: str, db_path: Pat
     elif broker_toml:
         lines.append(broker_toml)
     path.write_text("\n".join(lines) + extra)
+    path.chmod(0o600)
     return path

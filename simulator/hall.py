@@ -304,6 +304,7 @@ class Hall:
 
         self.http_port = free_port()
         self.config_path.write_text(self._gateway_toml(self.broker.port))
+        self.config_path.chmod(0o600)   # secrets: serve refuses a config everyone may read
         self.c.phase("Registering %d devices, %d windows and clerks (一码一账号 bindings) in the store"
                      % (len(self.devices), len(self.windows)))
         await self._provision_store()

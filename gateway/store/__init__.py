@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.store.api import Store
 
-__all__ = ["Store", "open_store", "is_postgres_url", "sqlite_path", "claim_single_instance"]
+__all__ = ["Store", "open_store", "is_postgres_url", "sqlite_path", "claim_single_instance", "check_private"]
 
 
 def is_postgres_url(url: str) -> bool:
@@ -73,3 +73,23 @@ def claim_single_instance(url: str | Path) -> InstanceLock:
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return InstanceLock(fd)
+
+
+def check_private(url: str | Path) -> None:
+    """Refuse (StoreUnusable, one line) a SQLite store file everyone may read: it holds the
+    devices' secrets. (A PostgreSQL store's access is the server's.)"""
+    import stat
+
+    from gateway.store.errors import StoreUnusable
+    u = str(url)
+    if is_postgres_url(u):
+        return
+    db = sqlite_path(u)
+    for f in (db, Path(str(db) + "-wal"), Path(str(db) + "-shm")):
+        try:
+            mode = f.stat().st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IROTH:
+            raise StoreUnusable(f"store file {f} holds the devices' secrets and is readable by everyone "
+                                f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {f}")

@@ -129,3 +129,42 @@ async def test_postgres_store_not_ours_is_refused(request: pytest.FixtureRequest
     execute(missing, "DROP TABLE leases")
     with pytest.raises(StoreUnusable, match="table leases is missing"):
         await open_store(missing, create=False)
+
+
+def _serve(cfg: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(cfg)],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+
+
+def test_serve_refuses_a_config_with_secrets_everyone_may_read(tmp_path: Path) -> None:
+    db = tmp_path / "gw" / "gateway.db"
+    asyncio.run(_good_store(db))
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[store]\npath = "%s"\n[mqtt]\nport = 1\npassword = "s3cret-pw"\n'
+                   '[http]\nadmin_token = "tok-0123456789abcdef"\n' % db)
+    cfg.chmod(0o644)
+    proc = _serve(cfg)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("gateway: ")]
+    assert lines == ["gateway: config error: config file %s holds secrets (mqtt.password, http.admin_token)"
+                     " and is readable by everyone (mode 0644); run: chmod 600 %s" % (cfg, cfg)], proc.stderr
+    assert "s3cret" not in proc.stderr and "Traceback" not in proc.stderr
+    # Readable by its group only (root:hcp 0640): allowed; so is 0644 without secrets.
+    from gateway.config import check_private, load_config
+    cfg.chmod(0o640)
+    check_private(load_config(cfg))
+    cfg.write_text('[store]\npath = "%s"\n[mqtt]\nport = 1\n' % db)
+    cfg.chmod(0o644)
+    check_private(load_config(cfg))
+
+
+def test_serve_refuses_a_store_file_everyone_may_read(tmp_path: Path) -> None:
+    db = tmp_path / "gw" / "gateway.db"
+    asyncio.run(_good_store(db))
+    db.chmod(0o644)
+    proc = _serve(_config(tmp_path, db))
+    assert proc.returncode == 1, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("gateway: ")]
+    assert lines == ["gateway: store error: store file %s holds the devices' secrets and is readable by"
+                     " everyone (mode 0644); run: chmod 600 %s" % (db, db)], proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -9,7 +9,6 @@ plain text to the TLS port and a key readable by others all fail, with one line.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import ssl
 import stat
@@ -168,7 +167,7 @@ def _https_config(tmp: Path, pki: Path, key: Path, mqtt_port: int, http_port: in
     return p
 
 
-async def test_api_serves_https_and_the_cli_talks_to_it(pki: Path, tmp_path: Path) -> None:
+async def test_api_serves_https(pki: Path, tmp_path: Path) -> None:
     key = tmp_path / "server.key"
     key.write_bytes((pki / tls.SERVER_KEY).read_bytes())
     key.chmod(0o600)
@@ -195,12 +194,6 @@ async def test_api_serves_https_and_the_cli_talks_to_it(pki: Path, tmp_path: Pat
                 with pytest.raises(aiohttp.ClientConnectorCertificateError):
                     async with http.get("https://127.0.0.1:%d/api/v1/bindings" % port) as r:
                         await r.read()
-            # the CLI's service calls use HTTPS and trust exactly the configured certificate: the
-            # service's own answer comes back (not "does not answer")
-            r = await asyncio.to_thread(
-                subprocess.run, [*HCP_GATEWAY, "--config", str(cfg), "unpair", "dev-x", "--via", "service"],
-                capture_output=True, text=True, timeout=60)
-            assert r.returncode == 1 and "no active binding" in r.stderr, r.stderr
         finally:
             gw.terminate()
 

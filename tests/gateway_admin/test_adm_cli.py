@@ -8,14 +8,11 @@ import datetime as dt
 import json
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from adm_support import ADMIN_TOKEN, Recorder
-from aiohttp import web
 from click.testing import CliRunner
 
 from gateway.bindings import now_ms
@@ -70,8 +67,7 @@ def cfg_path(tmp_path: Path) -> Path:
 def test_pair_force_unpair_and_history(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     c = str(cfg_path)
     code, out, err = run(capsys, "--config", c, "pair", "dev-1", "--window", "A01", "--staff", "zhang")
-    assert code == 0 and out.strip() == "paired: dev-1 -> window A01, staff zhang (张三)"
-    assert "learn their binding at their next hello" in err  # no service running: store only
+    assert code == 0 and out.strip() == "paired: dev-1 -> window A01, staff zhang (张三)" and err == ""
     # A second active binding for the clerk: one line, exit 1, nothing changed.
     code, out, err = run(capsys, "--config", c, "pair", "dev-2", "--window", "A02", "--staff", "zhang")
     assert code == 1 and out == ""
@@ -186,6 +182,13 @@ def test_ratings_invitations_report_tables(cfg_path: Path, capsys: pytest.Captur
     ]
     code, out, _ = run(capsys, "--config", c, "ratings", "--kind", "walkup")
     assert code == 0 and "dev-1:1:3" in out and "dev-1:1:1" not in out
+    assert "+08:00" in out                     # every time shown with its zone
+    # A listing cut by --limit says how many rows it hid (on stderr with --json).
+    code, out, err = run(capsys, "--config", c, "ratings", "--limit", "1")
+    assert code == 0 and "dev-1:1:1" in out and "dev-1:1:2" not in out
+    assert out.splitlines()[-1] == "(2 more not shown; raise --limit)"
+    code, out, err = run(capsys, "--config", c, "--json", "ratings", "--limit", "2")
+    assert len(json.loads(out)) == 2 and err == "(1 more not shown; raise --limit)\n"
     code, out, _ = run(capsys, "--config", c, "invitations", "--status", "rated")
     assert code == 0 and inv in out and "CASE-1" in out
     code, out, _ = run(capsys, "--config", c, "--json", "report", "--date", day.isoformat())
@@ -199,66 +202,40 @@ def test_ratings_invitations_report_tables(cfg_path: Path, capsys: pytest.Captur
     assert code == 0 and out.splitlines()[-1].split()[:5] == ["*", "*", "0", "0", "-"]
 
 
-class ServiceApi:
-    """The real admin API app, served in a thread with its own loop (the CLI is synchronous)."""
-
-    def __init__(self, cfg_path: Path) -> None:
-        self.cfg = load_config(cfg_path)
-        self.send = Recorder()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.runner: web.AppRunner | None = None
-
-    def start(self, port: int) -> None:
-        self.thread.start()
-
-        async def up() -> None:
-            from gateway.api import make_app
-            from gateway.store import open_store
-            self.gw_store = await open_store(self.cfg.store.url)
-            self.runner = web.AppRunner(make_app(self.gw_store, self.cfg, self.send))
-            await self.runner.setup()
-            await web.TCPSite(self.runner, "127.0.0.1", port).start()
-
-        asyncio.run_coroutine_threadsafe(up(), self.loop).result(10)
-
-    def stop(self) -> None:
-        if self.runner is not None:
-            asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
-            asyncio.run_coroutine_threadsafe(self.gw_store.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
-@pytest.fixture
-def service(cfg_path: Path) -> Iterator[tuple[Path, ServiceApi]]:
-    port = free_port()
-    p = write_config(cfg_path.parent, port)
-    svc = ServiceApi(p)
-    svc.start(port)
-    try:
-        yield p, svc
-    finally:
-        svc.stop()
-
-
-def test_pair_goes_through_the_running_service(
-    service: tuple[Path, ServiceApi], capsys: pytest.CaptureFixture[str]
+def test_pair_and_unpair_are_noted_for_the_running_gateway(
+    cfg_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    p, svc = service
-    code, out, err = run(capsys, "--config", str(p), "pair", "dev-1", "--window", "A01", "--staff", "zhang")
-    assert code == 0 and err == "" and "paired: dev-1" in out
-    assert svc.send.sent == [("dev-1", "paired", {"win": "A01", "clerk": "张三"})]
-    code, out, err = run(capsys, "--config", str(p), "pair", "dev-2", "--window", "A02", "--staff", "zhang")
-    assert code == 1 and "already bound" in err and err.count("\n") == 1
-    code, out, _ = run(capsys, "--config", str(p), "--json", "unpair", "dev-1")
-    assert code == 0 and json.loads(out)["via"] == "service"
-    assert svc.send.sent[-1] == ("dev-1", "unpaired", {})
-    code, _, err = run(
-        capsys, "--config", str(p), "pair", "dev-1", "--window", "A01", "--staff", "li", "--via", "db"
-    )
-    assert code == 0 and "next hello" in err and len(svc.send.sent) == 2
+    """The CLI has no device connection: it notes the change in the store's change feed, in
+    the same unit of work, and the running gateway's leader delivers it (deliver_noted, as the
+    service does; the end-to-end test sees the device get it from a real gateway)."""
+    from gateway.bindings import deliver_noted
+
+    c = str(cfg_path)
+
+    async def delivered(after: int) -> tuple[int, list[tuple[str, str, dict[str, Any]]]]:
+        store = await open_store(load_config(c).store.url)
+        try:
+            notes = await store.read(lambda tx: tx.changes.since(after))
+            send = Recorder()
+            await deliver_noted(store, send, [(n.kind, n.subject) for n in notes])
+            return (notes[-1].id if notes else after), send.sent
+        finally:
+            await store.close()
+
+    last, _ = asyncio.run(delivered(0))
+    code, out, err = run(capsys, "--config", c, "--json", "pair", "dev-1", "--window", "A01",
+                         "--staff", "zhang")
+    assert code == 0 and err == "" and json.loads(out)["devices"] == ["dev-1"]
+    last, sent = asyncio.run(delivered(last))
+    assert sent == [("dev-1", "paired", {"win": "A01", "clerk": "张三"})]
+    code, out, _ = run(capsys, "--config", c, "pair", "dev-1", "--window", "A01", "--staff", "zhang")
+    assert code == 0 and "already bound" in out
+    last, sent = asyncio.run(delivered(last))
+    assert sent == []                     # nothing changed, nothing to tell
+    code, out, _ = run(capsys, "--config", c, "--json", "unpair", "dev-1")
+    assert code == 0 and json.loads(out)["devices"] == ["dev-1"]
+    last, sent = asyncio.run(delivered(last))
+    assert sent == [("dev-1", "unpaired", {})]
 
 
 def test_the_real_console_script(cfg_path: Path, tmp_path: Path) -> None:
@@ -292,3 +269,13 @@ def test_devices_add_reads_secrets_from_files(cfg_path: Path, tmp_path: Path,
     code, _, err = run(capsys, "--config", str(cfg_path), "devices", "add", "BAD", "--secret-file", str(sf),
                        "--broker-password-file", str(pf))
     assert code == 1 and "device id must match" in err
+
+
+def test_every_command_speaks_json(cfg_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    c = str(cfg_path)
+    code, out, _ = run(capsys, "--config", c, "--json", "init")
+    assert code == 0 and json.loads(out)["schema_version"] > 0
+    code, out, _ = run(capsys, "--config", c, "windows", "add", "A09", "--name", "九号", "--json")
+    assert code == 0 and json.loads(out) == {"window_id": "A09", "dept_code": "", "name": "九号"}
+    code, out, _ = run(capsys, "--config", c, "--json", "staff", "add", "wang", "--name", "王五")
+    assert code == 0 and json.loads(out) == {"account": "wang", "display_name": "王五"}

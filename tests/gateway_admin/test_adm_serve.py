@@ -30,6 +30,7 @@ def config(tmp: Path, mqtt_port: int, http_port: int, client_id: str, db: str = 
         '[http]\nhost = "127.0.0.1"\nport = %d\nwindow_token = "%s"\nadmin_token = "%s"\n'
         % (mqtt_port, client_id, tmp / db, http_port, WINDOW_TOKEN, ADMIN_TOKEN)
     )
+    p.chmod(0o600)   # it holds secrets: serve refuses a config everyone may read
     # serve refuses a store that does not exist: `init` creates it, as the runbook says.
     subprocess.run([sys.executable, "-m", "gateway.cli", "--config", str(p), "init"], check=True,
                    capture_output=True, timeout=60, cwd=Path(__file__).resolve().parents[2])

@@ -114,6 +114,14 @@ def test_push_rejections_requeue_reconcile(tmp_path: Path, standin: str) -> None
     assert "OK: no mismatch" in r.stdout and "holds 41 records" in r.stdout
     r = hcp(cfg, "uplink", "status")
     assert r.returncode == 0 and "acked=41" in r.stdout
+    assert "+08:00" in r.stdout                # run times in the hall's zone, with it
+    # The main CLI: `hcp-gateway --config X --json uplink ...`, the same exit-code rules.
+    r = subprocess.run([PY, "-m", "gateway.cli", "--config", str(cfg), "--json", "uplink", "status"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["records"]["acked"] == 41, r.stderr
+    r = subprocess.run([PY, "-m", "gateway.cli", "--config", str(cfg), "uplink", "requeue"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "name record ids" in r.stderr
 
 
 def test_push_during_outage_exits_1_and_keeps_state(tmp_path: Path, standin: str) -> None:
