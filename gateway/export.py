@@ -456,8 +456,10 @@ def _write_charts(ws: Worksheet, t: Table, s: ExportSettings) -> None:
         row = max(last_row + 2, row + 18)  # the chart is ~17 rows tall: never overlap the next
     ws.page_setup.orientation = "landscape"
     ws.page_setup.paperSize = ws.PAPERSIZE_A4 if s.paper == "A4" else ws.PAPERSIZE_A3
+    # The charts on one page: fit to width alone let the last chart's foot spill onto a second
+    # page (LibreOffice Calc, the seed run's three charts).
     ws.page_setup.fitToWidth = 1
-    ws.page_setup.fitToHeight = 0
+    ws.page_setup.fitToHeight = 1
     ws.sheet_properties.pageSetUpPr = PageSetupProperties(fitToPage=True)
 
 

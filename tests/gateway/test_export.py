@@ -152,6 +152,10 @@ def test_native_charts_with_their_data() -> None:
     t = bulletin()
     data = xlsx_bytes(t)
     ws = load_workbook(io.BytesIO(data))["图表"]
+    # Printed on one landscape page (fit to width and height): no chart's foot on a page of its own.
+    assert ws.page_setup.orientation == "landscape"
+    assert (ws.page_setup.fitToWidth, ws.page_setup.fitToHeight) == (1, 1)
+    assert ws.sheet_properties.pageSetUpPr.fitToPage
     # Each chart's data block: title, header, one row per category.
     col_a = [c.value for c in ws["A"]]
     for spec in t.charts:

@@ -5,9 +5,11 @@ bulletin then agrees with what the generator did, and both attachment tables are
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from openpyxl import load_workbook
 
@@ -49,6 +51,21 @@ async def test_a_small_quarter_matches_its_bulletin(tmp_path: Path) -> None:
     text = "\n".join(lines)
     assert "各部门“好差评”评估通报表" in text and "马尚街道便民服务中心" in text and "合计" in text
     assert any("platform stand-in" in line for line in summary_lines(res))
+
+
+async def test_a_small_quarter_on_postgresql(tmp_path: Path, pg_server: Any) -> None:
+    """The same generator on the PostgreSQL store (the district's store with several gateway
+    instances): the bulletin still agrees with the ledger and the platform."""
+    url = await asyncio.to_thread(pg_server.fresh_database)
+    opts = HistoryOptions(quarter="2026-Q2", scale=0.002, seed=5, push_minutes=240, store_url=url,
+                          workdir=tmp_path / "w")
+    res = await History(opts, say=lambda _t: None).run()
+    assert res.ok, res.problems
+    led = res.ledger
+    real = sum(led.ratings.values())
+    assert real > 100 and res.platform["accepted"] == real + led.defaults
+    assert res.town.totals.counts.ratings == real and res.town.totals.counts.bad == led.bad
+    assert res.town.totals.counts.defaults == led.defaults
 
 
 def test_cli_refuses_a_quarter_not_over() -> None:
