@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from gateway import accounts  # noqa: E402
+from gateway import accounts, uscc  # noqa: E402
 from gateway.store import Store, open_store  # noqa: E402
 from gateway.store.api import Tx  # noqa: E402
 from simulator.broker import Mosquitto, standard_acl  # noqa: E402
@@ -57,7 +57,8 @@ async def fill(store: Store, n: int, days: int, now_ms: int) -> None:
                                              start - 1000) for w in range(WINDOWS)])
     for w in range(WINDOWS):
         win, clerk = "W%03d" % w, "clerk%02d" % w
-        await bindings.add_window(store, win, "11370303MB00000%02dX" % (w % 4), "窗口 %d" % w, "bench")
+        dept = uscc.complete("11370303MB00000%02d" % (w % 4))
+        await bindings.add_window(store, win, dept, "窗口 %d" % w, "bench")
         await bindings.add_staff(store, clerk, "工作人员%02d" % w, "bench")
         await bindings.pair(store, "hcp-bench-%02d" % w, win, clerk, "bench", at_ms=start - 500)
     ids = {w: (await store.read(lambda tx, w=w: tx.bindings.active_for_device("hcp-bench-%02d" % w))) for w in
@@ -89,7 +90,7 @@ async def fill(store: Store, n: int, days: int, now_ms: int) -> None:
                              "pressed_at_ms": t, "time_source": "device", "received_at_ms": t + 30,
                              "msg_boot": 1, "binding_id": b.id, "window_id": b.window_id,
                              "staff_account": b.staff_account, "flags": flags})
-                sent.append((rid, 0, None))
+                sent.append((rid, 0, inv, "CASE%08d" % i, 1))
             # Invitations and audit rows in bulk (the repositories write them one by one, which
             # on PostgreSQL is a round trip each: an hour for a million); the same columns.
             tx.raw.executemany(  # type: ignore[attr-defined]
@@ -129,6 +130,11 @@ def pages(now_ms: int, days: int) -> list[tuple[str, str]]:
         ("uplink", "/uplink"), ("audit log", "/audit"),
         ("audit log, one action", "/audit?action=binding.open"),
         ("audit log, page 2", "@older:/audit"), ("account", "/account"),
+        ("差评 work orders", "/complaints"), ("差评, overdue", "/complaints?due=overdue"),
+        ("organisation: a window", "/org/windows/W003"),
+        ("bulletin, this month by department", "/bulletins?kind=month&by=department"),
+        ("bulletin, this quarter by window", "/bulletins?kind=quarter&by=window"),
+        ("supervision findings, this month", "/supervision?kind=month"),
     ]
 
 

@@ -151,6 +151,11 @@ def _field(form: Any, key: str) -> str:
     return v if isinstance(v, str) else ""
 
 
+def _tags(form: Any) -> list[str]:
+    """The ticked 差评 tags (the service checks each against the set in force)."""
+    return [str(x) for x in form.getall("tags", []) if str(x)][:32]
+
+
 async def complaint_action(request: web.Request) -> web.Response:
     """POST /complaints/{id}/{action}: one of the service's actions, by the logged-in person."""
     v = viewer(request)
@@ -178,8 +183,7 @@ async def complaint_action(request: web.Request) -> web.Response:
         await svc.verify(cid, v.actor, valid, reason, note, _field(form, "complex") == "1" and valid)
         done = "已核实为有效差评" if valid else "已核实为无效差评，工单办结"
     elif action == "reasons":
-        tags = [str(x) for x in form.getall("tags", []) if str(x)][:32]
-        await svc.attach_reasons(cid, v.actor, tags, _field(form, "text"), "liaison")
+        await svc.attach_reasons(cid, v.actor, _tags(form), _field(form, "text"), "liaison")
         done = "已保存差评原因"
     elif action == "rectify":
         await svc.rectify(cid, v.actor, note)
@@ -188,8 +192,7 @@ async def complaint_action(request: web.Request) -> web.Response:
         grade = _field(form, "grade")
         if grade not in GRADES:
             raise BadInput("请选择群众对整改的评价", "bad_grade")
-        tags = [str(x) for x in form.getall("tags", []) if str(x)][:32]
-        await svc.callback(cid, v.actor, grade, note, tags, _field(form, "text"))
+        await svc.callback(cid, v.actor, grade, note, _tags(form), _field(form, "text"))
         done = "已记录回访"
     elif action == "close":
         await svc.close(cid, v.actor, note)

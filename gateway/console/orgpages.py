@@ -29,6 +29,12 @@ KIND_ZH = org_service.HALL_KIND_ZH
 WEEKDAYS_ZH = {1: "一", 2: "二", 3: "三", 4: "四", 5: "五", 6: "六", 7: "日"}
 
 
+def _confirmed(form: Any, verb: str) -> None:
+    """Retiring is done only when the form's confirmation box was ticked."""
+    if form.get("confirm") != "1":
+        raise BadInput("请勾选“确认%s”" % verb, "missing_field")
+
+
 def _field(form: Any, key: str, limit: int = 128) -> str:
     v = form.get(key, "")
     if not isinstance(v, str) or len(v) > limit:
@@ -167,8 +173,7 @@ async def window_action(request: web.Request) -> web.Response:
                                             dept_code=dept)
         text = "窗口 %s 已调整：之后的评价计入新的大厅和部门，之前的评价仍计入原处" % out.window_id
     elif action == "retire":
-        if form.get("confirm") != "1":
-            raise BadInput("请勾选“确认撤销”", "missing_field")
+        _confirmed(form, "撤销")
         await org_service.retire_window(d.store, w.window_id, v.actor)
         return redirect(request, "/org", ("ok", "窗口 %s 已撤销（历史记录保留）" % w.window_id))
     else:
@@ -228,8 +233,7 @@ async def staff_action(request: web.Request) -> web.Response:
             dept_code=dept if dept != s.dept_code else None)
         text = "工作人员 %s 已修改" % out.account
     elif action == "retire":
-        if form.get("confirm") != "1":
-            raise BadInput("请勾选“确认停用”", "missing_field")
+        _confirmed(form, "停用")
         await org_service.retire_staff(d.store, s.account, v.actor)
         return redirect(request, "/org", ("ok", "工作人员 %s 已停用（历史记录保留）" % s.account))
     else:
@@ -295,8 +299,7 @@ async def department_action(request: web.Request) -> web.Response:
             hall_id=(hall or d.cfg.hall.id) if (hall or None) != x.hall_id else None)
         text = "部门 %s 已修改" % out.name
     elif action == "retire":
-        if form.get("confirm") != "1":
-            raise BadInput("请勾选“确认撤销”", "missing_field")
+        _confirmed(form, "撤销")
         await org_service.retire_department(d.store, x.dept_code, v.actor)
         return redirect(request, "/org", ("ok", "部门 %s 已撤销（历史记录保留）" % x.name))
     else:
@@ -379,8 +382,7 @@ async def hall_action(request: web.Request) -> web.Response:
         out = await org_service.update_hall(d.store, d.cfg.hall, h.hall_id, spec, v.actor)
         text = "大厅 %s 已修改" % out.name
     elif action == "retire":
-        if form.get("confirm") != "1":
-            raise BadInput("请勾选“确认撤销”", "missing_field")
+        _confirmed(form, "撤销")
         await org_service.retire_hall(d.store, d.cfg.hall, h.hall_id, v.actor)
         return redirect(request, "/org", ("ok", "大厅 %s 已撤销（历史记录保留）" % h.name))
     else:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from console_support import DEPT_B, App, bad_rating, running_console
 
+from gateway.clock import now_ms
 from gateway.complaints import ComplaintService
+from gateway.store.api import Tx
 
 
 async def _state(app: App, cid: int) -> dict[str, object]:
@@ -81,7 +83,6 @@ async def test_list_pages_newest_first(tmp_path: Path, store_url: str) -> None:
 
 async def test_overdue_deadline_is_red(app: App) -> None:
     # A 差评 rated ten days ago: its contact deadline (1 working day) has passed.
-    from gateway.clock import now_ms
     cid = await bad_rating(app.store, app.cfg, "dev-1", "vd", at_ms=now_ms() - 10 * 86_400_000)
     admin = await app.client("admin")
     _, text, _ = await admin.get("/complaints?due=overdue")
@@ -236,3 +237,34 @@ async def test_dashboard_shows_open_complaints_by_deadline(app: App) -> None:
     _, text, _ = await liaison.get("/dashboard/live")
     assert 'id="open-complaints"' in text and "/complaints/%d" % cid in text
     assert "/complaints/%d" % other not in text   # another department's
+
+
+async def test_manual_correction_marked_done(app: App) -> None:
+    """Where the platform's interface cannot take a correction, it is listed for someone to make
+    in the platform's back office; the page records that it was made (audited)."""
+    cid = await bad_rating(app.store, app.cfg, "dev-1", "vd")
+    other = await bad_rating(app.store, app.cfg, "dev-1", "vd")
+    c = await _state(app, cid)
+    t = now_ms()
+
+    def add(tx: Tx) -> None:   # what ComplaintService._correct lists in "manual" mode
+        tx.complaints.add_correction(str(c["record_id"]), cid, "exclude", {"reason": "malicious"},
+                                     "manual", t)
+    await app.store.write(add)
+    k = (await _state(app, cid))["corrections"][0]  # type: ignore[index]
+    liaison = await app.client("liaison")
+    _, text, _ = await liaison.get("/complaints/%d" % cid)
+    assert "需在省平台后台处理" in text
+    status, text, _ = await liaison.post("/complaints/%d/correction" % other, {"correction": str(k["id"])})
+    assert status == 400 and "不属于此工单" in text
+    assert (await (await app.client("viewer")).post("/complaints/%d/correction" % cid,
+                                                    {"correction": str(k["id"])}))[0] == 403
+    form = {"correction": str(k["id"]), "note": "已处理"}
+    status, _, _ = await liaison.post("/complaints/%d/correction" % cid, form)
+    assert status == 303
+    assert (await _state(app, cid))["corrections"][0]["status"] == "manual_done"  # type: ignore[index]
+    status, text, _ = await liaison.post("/complaints/%d/correction" % cid, {"correction": str(k["id"])})
+    assert status == 409      # done already
+    rows = await app.store.read(
+        lambda tx: tx.audit.page(None, 50, "console:liaison", "complaint.correction_done"))
+    assert len(rows) == 1

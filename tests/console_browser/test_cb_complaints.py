@@ -90,6 +90,9 @@ def test_a_complaint_from_opened_to_closed(live_hall: LiveHall, browser: Any, tm
     click_through(browser, browser.find_element(By.ID, "c-link-%d" % cid))
     wait_until("the detail page", lambda: browser.find_elements(By.ID, "form-contact"))
     browser.save_screenshot(str(out / "console-complaint.png"))
+    browser.set_window_size(*TABLET)
+    no_sideways_scroll(browser, "/complaints/%d at the tablet's width" % cid)
+    browser.set_window_size(*DESKTOP)
 
     browser.find_element(By.ID, "contact-note").send_keys("电话联系群众，反映窗口等候时间长")
     submit(browser, "contact-submit")
@@ -141,7 +144,11 @@ def test_bulletin_drawn_and_its_xlsx_downloaded(live_hall: LiveHall, browser: An
     cases = rows(h, "SELECT count(DISTINCT case_no) FROM invitations")[0][0]
     login(browser, h.base, "super")
     browser.get(h.base + "/bulletins")
+    assert browser.find_element(By.ID, "p-quarter").is_displayed()      # the default: a quarter
+    assert not browser.find_element(By.ID, "p-month").is_displayed()
     Select(browser.find_element(By.ID, "p-kind")).select_by_value("month")
+    assert browser.find_element(By.ID, "p-month").is_displayed()
+    assert not browser.find_element(By.ID, "p-quarter").is_displayed()
     Select(browser.find_element(By.ID, "p-by")).select_by_value("window")
     click_through(browser, browser.find_element(By.ID, "p-submit"))
     wait_until("the bulletin by window", lambda: "各窗口" in text_of(browser, "b-title"))

@@ -44,6 +44,20 @@
     });
   }
 
+  // The period picker shows only the field of the chosen kind (without script: all of them).
+  function periodPicker() {
+    var kind = document.getElementById("p-kind");
+    if (!kind) { return; }
+    function show() {
+      document.querySelectorAll("[data-period]").forEach(function (el) {
+        el.hidden = el.getAttribute("data-period") !== kind.value;
+      });
+    }
+    kind.addEventListener("change", show);
+    show();
+  }
+
+  document.addEventListener("DOMContentLoaded", periodPicker);
   document.addEventListener("DOMContentLoaded", draw);
   document.addEventListener("htmx:afterSwap", draw);
   window.addEventListener("resize", function () {
