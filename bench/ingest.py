@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 
@@ -238,7 +239,18 @@ SHARED_GROUP = "bench"
 
 async def run(args: argparse.Namespace, work: Path, store: str = "sqlite",
               instances: int = 1) -> tuple[int, float]:
-    """One measurement; returns (exit code, median ratio)."""
+    """One measurement; returns (exit code, median ratio). Stops the PostgreSQL server it
+    started whatever happens (a failed phase left one running)."""
+    started: list[Any] = []
+    try:
+        return await _run(args, work, store, instances, started)
+    finally:
+        for pg in started:
+            pg.stop()
+
+
+async def _run(args: argparse.Namespace, work: Path, store: str, instances: int,
+               started: list[Any]) -> tuple[int, float]:
     ids = [f"bench-{i:03d}" for i in range(args.devices)]
     creds = {d: (secrets.token_hex(32), "pw-" + d) for d in ids}
     # One broker account per instance, each tied to its own client id (as in a district).
@@ -253,6 +265,7 @@ async def run(args: argparse.Namespace, work: Path, store: str = "sqlite",
     if store == "postgresql":
         from harness.postgres import PostgresServer
         pg = PostgresServer(fsync=True).start()   # durable like the SQLite run: fsync on
+        started.append(pg)
         db_path: Path | str = pg.create_database("bench")
     else:
         (work / "gw").mkdir(parents=True, exist_ok=True)

@@ -126,6 +126,12 @@ def _print_reconcile(res: ReconcileResult) -> None:
     click.echo("MISMATCHES: " + ", ".join("%s=%d" % kv for kv in sorted(res.mismatch_counts.items())))
     for m in res.mismatches:
         click.echo("  %-16s %-32s %s" % (m.kind, m.record_id or m.device_id, m.detail))
+    listed: dict[str, int] = {}
+    for m in res.mismatches:
+        listed[m.kind] = listed.get(m.kind, 0) + 1
+    for kind, n in sorted(res.mismatch_counts.items()):
+        if n > listed.get(kind, 0):
+            click.echo("  (%d more %s not listed)" % (n - listed.get(kind, 0), kind))
 
 
 @uplink.command("reconcile")

@@ -168,3 +168,19 @@ async def test_reconcile_finds_gaps_backlog_and_platform_differences(tmp_path: P
     assert by_kind["seq_gap"] == ids[2] and by_kind["not_delivered"] == ids[4]
     assert by_kind["platform_missing"] == ids[1] and by_kind["platform_extra"] == "hcp-zzz:1:1"
     assert res.to_dict()["devices"][0]["missing_seq"] == 1
+
+
+def test_reconcile_says_how_many_mismatches_it_did_not_list(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.uplink.commands import _print_reconcile
+    from gateway.uplink.reconcile import MAX_LISTED, Mismatch, ReconcileResult
+
+    res = ReconcileResult(date="2025-03-03", uplink={k: 0 for k in (
+        "records", "uploadable", "acked", "rejected", "sent", "unsent", "held", "invitation_defaults",
+        "covered", "held_invitations")})
+    for i in range(MAX_LISTED + 7):
+        res.add(Mismatch("seq_gap", "hcp-dev1", "hcp-dev1:1:%d" % i, "never reached the store"))
+    res.add(Mismatch("rejected", "hcp-dev1", "hcp-dev1:2:1", "bad_format"))
+    _print_reconcile(res)
+    out = capsys.readouterr().out.splitlines()
+    assert "MISMATCHES: rejected=1, seq_gap=%d" % (MAX_LISTED + 7) in out
+    assert out[-1] == "  (7 more seq_gap not listed)"
