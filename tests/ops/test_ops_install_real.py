@@ -88,6 +88,9 @@ runuser -u "$(sed -n 's/^User=//p' /etc/systemd/system/hcp-backup.service)" -- \
     $(unit_exec hcp-backup.service); echo "backup rc=$?"
 step second serve
 timeout 60 hcp-gateway serve; echo "second serve rc=$?"
+step other user
+runuser -u nobody -- hcp-gateway doctor; echo "nobody doctor rc=$?"
+runuser -u nobody -- hcp-gateway --help >/dev/null; echo "nobody help rc=$?"
 step flash.py
 flash.py --help >/dev/null; echo "flash.py rc=$?"
 step stat
@@ -164,6 +167,9 @@ async def test_real_install_as_root_in_a_private_namespace(tmp_path: Path, store
         assert "backup rc=0" in out, text
         assert "second serve rc=1" in out and "already serving" in text, text
         assert "flash.py rc=0" in out, text
+        # another user gets the way to run it, not a permission error
+        assert "nobody doctor rc=2" in out and "run sudo hcp-gateway" in err, text
+        assert "nobody help rc=0" in out, text
         stats = {}
         for ln in out.splitlines():
             if ln.startswith("STAT "):
