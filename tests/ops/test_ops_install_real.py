@@ -126,6 +126,11 @@ def _cannot_run(tmp: Path, local_pg: bool) -> str | None:
         return "mosquitto is not installed"
     if local_pg and not (Path("/etc/postgresql/15/main").is_dir() and Path("/run/postgresql").is_dir()):
         return "Debian's PostgreSQL 15 cluster (main) is not installed"
+    if local_pg:
+        out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, timeout=30, check=False)
+        if any(ln.split()[:2] == ["15", "main"] and "online" in ln for ln in out.stdout.splitlines()):
+            # its data directory is live: an overlay of it is no consistent copy to start
+            return "Debian's cluster 15/main runs on this machine"
     return None
 
 
