@@ -314,6 +314,19 @@ format = "text"                    # or "json": one object per line, for a log s
 {notify}"""
 
 
+def _same_mqtt_port(plan: Plan, cfg: Path) -> None:
+    """The broker's config is rewritten from the options, the gateway's is kept: the one port
+    both name must agree, or the upgraded gateway could not reach its broker."""
+    import tomllib
+    try:
+        port = tomllib.loads(cfg.read_text(encoding="utf-8")).get("mqtt", {}).get("port", 1883)
+    except (OSError, ValueError) as e:
+        raise InstallError("the kept config %s cannot be read: %s" % (cfg, e)) from None
+    if port != plan.mqtt_port:
+        raise InstallError("the kept config %s has [mqtt] port %s but --mqtt-port is %d: give the same "
+                           "port, or change both" % (cfg, port, plan.mqtt_port))
+
+
 def step_config(plan: Plan) -> Path:
     cfg = plan.p("/etc/haochaping/gateway.toml")
     store_url = plan.store_url
@@ -322,6 +335,7 @@ def step_config(plan: Plan) -> Path:
     if plan.webhook:
         write_file(plan, plan.p("/etc/haochaping/secrets/webhook.url"), plan.webhook + "\n", 0o600, plan.user)
     if cfg.exists():
+        _same_mqtt_port(plan, cfg)
         plan.notes.append("kept %s (its passwords and tokens are in use)" % cfg)
     else:
         write_file(plan, cfg, gateway_toml(plan, store_url), 0o640, "root", group_of=plan.user)

@@ -68,8 +68,9 @@ def claim_single_instance(url: str | Path) -> InstanceLock:
     except BlockingIOError:
         other = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
-        raise StoreUnusable(f"another gateway (pid {other}) is already serving store {sqlite_path(u)}; "
-                            "a second instance needs a PostgreSQL store") from None
+        raise StoreUnusable(f"another gateway (pid {other}) is already serving store {sqlite_path(u)}: "
+                            "stop it first (systemctl stop hcp-gateway); several instances need a "
+                            "PostgreSQL store") from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return InstanceLock(fd)

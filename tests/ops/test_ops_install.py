@@ -212,6 +212,13 @@ async def test_install_into_a_root_and_run_the_hall(tmp_path: Path, store_url: s
         rc, out, err = await run(*args, env=env, cwd=REPO, limit_s=INSTALL_TIMEOUT_S)
         assert rc == 0, out + err
         assert cfg_path.read_text() == before and "kept %s" % cfg_path in out
+        # ... and refuses a broker port the kept config does not use (the gateway would not reach it)
+        venv_python = str(root / "opt/haochaping/venv/bin/python")
+        other = [a if a != str(ports["--mqtt-port"]) else str(quiet_port()) for a in args[2:]]
+        rc, out, err = await run(venv_python, "-m", "gateway.deploy.install", *other, env=env)
+        assert rc == 1 and "Traceback" not in err, out + err
+        assert "has [mqtt] port %d but --mqtt-port is" % ports["--mqtt-port"] in err, err
+        assert cfg_path.read_text() == before
     finally:
         if dev is not None:
             await dev.stop()

@@ -33,10 +33,21 @@ for d in etc var opt usr; do
     mount -t overlay overlay -o "lowerdir=/$d,upperdir=$ov/$d.up,workdir=$ov/$d.work" "/$d" || exit 90
 done
 pids=()
+pg=0
 stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; sleep 1;
-         for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; }
+         for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null;
+         [ "$pg" = 1 ] && pg_ctlcluster 15 main stop -m fast; }
 trap stop EXIT
 step() { echo "== $*"; }
+
+if [ "${HCP_TEST_LOCAL_PG:-}" = 1 ]; then
+    # Debian's own cluster, started as its service would be, on its socket only (no TCP port:
+    # the machine's network is shared); the socket directory private to this namespace.
+    step postgresql
+    mount -t tmpfs -o mode=2775 tmpfs /run/postgresql && chown postgres:postgres /run/postgresql || exit 91
+    pg_ctlcluster 15 main start -o "-c listen_addresses=''" || exit 92
+    pg=1
+fi
 
 step install
 "$@" || { echo "INSTALL FAILED rc=$?"; exit 1; }
@@ -77,6 +88,9 @@ runuser -u "$(sed -n 's/^User=//p' /etc/systemd/system/hcp-backup.service)" -- \
     $(unit_exec hcp-backup.service); echo "backup rc=$?"
 step second serve
 timeout 60 hcp-gateway serve; echo "second serve rc=$?"
+step other user
+runuser -u nobody -- hcp-gateway doctor; echo "nobody doctor rc=$?"
+runuser -u nobody -- hcp-gateway --help >/dev/null; echo "nobody help rc=$?"
 step flash.py
 flash.py --help >/dev/null; echo "flash.py rc=$?"
 step stat
@@ -85,7 +99,7 @@ for p in /etc/haochaping/gateway.toml /etc/haochaping/secrets /etc/haochaping/se
          /etc/haochaping/tls/ca.pem /etc/haochaping/mosquitto /etc/haochaping/mosquitto/mosquitto.conf \
          /etc/haochaping/mosquitto/server.key /var/lib/haochaping /var/lib/haochaping/gateway.db \
          /var/lib/hcp-mosquitto /var/lib/hcp-mosquitto/dynsec.json /var/log/hcp-mosquitto \
-         /var/backups/haochaping /var/backups/haochaping/gateway-*.db /usr/local/bin/hcp-gateway \
+         /var/backups/haochaping /var/backups/haochaping/gateway-* /usr/local/bin/hcp-gateway \
          /opt/haochaping/venv; do
     stat -c "STAT %n %U:%G %a" $p
 done
@@ -105,11 +119,18 @@ def _can_overlay(tmp: Path) -> bool:
     return out.returncode == 0
 
 
-def _cannot_run(tmp: Path) -> str | None:
+def _cannot_run(tmp: Path, local_pg: bool) -> str | None:
     if not _can_overlay(tmp):
         return "needs root and overlay mounts in a private mount namespace"
     if not Path("/usr/sbin/mosquitto").exists():
         return "mosquitto is not installed"
+    if local_pg and not (Path("/etc/postgresql/15/main").is_dir() and Path("/run/postgresql").is_dir()):
+        return "Debian's PostgreSQL 15 cluster (main) is not installed"
+    if local_pg:
+        out = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, timeout=30, check=False)
+        if any(ln.split()[:2] == ["15", "main"] and "online" in ln for ln in out.stdout.splitlines()):
+            # its data directory is live: an overlay of it is no consistent copy to start
+            return "Debian's cluster 15/main runs on this machine"
     return None
 
 
@@ -118,10 +139,12 @@ def _left_outside() -> list[str]:
     return [p for p in paths if Path(p).exists()]
 
 
-async def test_real_install_as_root_in_a_private_namespace(tmp_path: Path, store_url: str) -> None:
+@pytest.mark.parametrize("local_pg", [False, True], ids=["sqlite", "postgres-local"])
+async def test_real_install_as_root_in_a_private_namespace(tmp_path: Path, store_url: str,
+                                                           local_pg: bool) -> None:
     if is_pg(store_url):
-        pytest.skip("the real install's own store is SQLite; PostgreSQL: the dry-run test")
-    why = _cannot_run(tmp_path)
+        pytest.skip("runs once, in the SQLite pass: --postgres uses Debian's own cluster, not the harness's")
+    why = _cannot_run(tmp_path, local_pg)
     if why:
         pytest.skip(why)
     ov = tmp_path / "ov"
@@ -130,10 +153,11 @@ async def test_real_install_as_root_in_a_private_namespace(tmp_path: Path, store
     try:
         args = [*readme_install_command(), "--bind", "127.0.0.1", "--webhook", hook.url,
                 "--mqtt-port", str(quiet_port()), "--mqtts-port", str(quiet_port()),
-                "--http-port", str(quiet_port())]
+                "--http-port", str(quiet_port())] + (["--postgres"] if local_pg else [])
+        env = {**_clean_env(), **({"HCP_TEST_LOCAL_PG": "1"} if local_pg else {})}
         (tmp_path / "run.sh").write_text(SCRIPT)
         rc, out, err = await run("unshare", "-m", "--propagation", "private", "bash",
-                                 str(tmp_path / "run.sh"), str(ov), *args, env=_clean_env(), cwd=REPO,
+                                 str(tmp_path / "run.sh"), str(ov), *args, env=env, cwd=REPO,
                                  limit_s=INSTALL_TIMEOUT_S)
         text = out + err
         assert rc == 0 and "== done" in out, text
@@ -148,6 +172,9 @@ async def test_real_install_as_root_in_a_private_namespace(tmp_path: Path, store
         assert "backup rc=0" in out, text
         assert "second serve rc=1" in out and "already serving" in text, text
         assert "flash.py rc=0" in out, text
+        # another user gets the way to run it, not a permission error
+        assert "nobody doctor rc=2" in out and "run sudo hcp-gateway" in err, text
+        assert "nobody help rc=0" in out, text
         stats = {}
         for ln in out.splitlines():
             if ln.startswith("STAT "):
@@ -165,7 +192,6 @@ async def test_real_install_as_root_in_a_private_namespace(tmp_path: Path, store
             "/etc/haochaping/mosquitto/mosquitto.conf": ("root:mosquitto", 0o640),
             "/etc/haochaping/mosquitto/server.key": ("mosquitto:mosquitto", 0o600),
             "/var/lib/haochaping": ("haochaping:haochaping", 0o750),
-            "/var/lib/haochaping/gateway.db": ("haochaping:haochaping", 0o600),
             "/var/lib/hcp-mosquitto": ("mosquitto:mosquitto", 0o700),
             "/var/lib/hcp-mosquitto/dynsec.json": ("mosquitto:mosquitto", 0o600),
             "/var/log/hcp-mosquitto": ("mosquitto:mosquitto", 0o750),
@@ -173,6 +199,10 @@ async def test_real_install_as_root_in_a_private_namespace(tmp_path: Path, store
             "/usr/local/bin/hcp-gateway": ("root:root", 0o755),
             "/opt/haochaping/venv": ("root:root", 0o755),
         }
+        if not local_pg:
+            want["/var/lib/haochaping/gateway.db"] = ("haochaping:haochaping", 0o600)
+        else:
+            assert any(ln.startswith("ok    store     postgresql") for ln in out.splitlines()), text
         for path, (owner, mode) in want.items():
             assert stats.get(path) == (owner, mode), (path, stats.get(path))
         backups = [(p, v) for p, v in stats.items() if p.startswith("/var/backups/haochaping/gateway-")]
