@@ -576,8 +576,11 @@ def _register_uplink() -> None:
     register(cli)
 
 
-_register_uplink()
 if __name__ != "__main__":   # under `python -m gateway.cli` the real module registers it (below)
+    # The uplink's commands import this module: registered from `python -m gateway.cli`'s
+    # __main__ copy, they would import the real module half-way through theirs, and the real
+    # module (whose main() runs) would find them half-initialised and go without them.
+    _register_uplink()
     from gateway.cli_complaints import complaints as _complaints  # noqa: E402 - needs the helpers above
     cli.add_command(_complaints)
     from gateway.cli_qr import qr as _qr  # noqa: E402 - needs the helpers above

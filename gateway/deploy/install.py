@@ -364,7 +364,10 @@ def step_broker(plan: Plan) -> None:
 def step_postgres(plan: Plan) -> None:
     if not plan.postgres:
         return
-    sql_role = "SELECT 1 FROM pg_roles WHERE rolname = '%s'" % plan.user
+    # Here, not at the top: install.sh runs this file with the system python3 (--parse-only)
+    # before the venv, and the package, exist.
+    from gateway.store.provision import database_exists_query, role_exists_query
+    sql_role = role_exists_query(plan.user)
     if plan.dry:
         plan.notes.append("dry run: PostgreSQL not touched; on a server: runuser -u postgres -- "
                           "createuser %s; runuser -u postgres -- createdb -O %s haochaping"
@@ -373,7 +376,7 @@ def step_postgres(plan: Plan) -> None:
     if run(["runuser", "-u", "postgres", "--", "psql", "-tAc", sql_role], "psql").strip() != "1":
         run(["runuser", "-u", "postgres", "--", "createuser", plan.user], "createuser %s" % plan.user)
     have = run(["runuser", "-u", "postgres", "--", "psql", "-tAc",
-                "SELECT 1 FROM pg_database WHERE datname = 'haochaping'"], "psql").strip()
+                database_exists_query("haochaping")], "psql").strip()
     if have != "1":
         run(["runuser", "-u", "postgres", "--", "createdb", "-O", plan.user, "haochaping"],
             "createdb haochaping")

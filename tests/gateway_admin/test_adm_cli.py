@@ -276,6 +276,8 @@ def test_every_command_speaks_json(cfg_path: Path, capsys: pytest.CaptureFixture
     code, out, _ = run(capsys, "--config", c, "--json", "init")
     assert code == 0 and json.loads(out)["schema_version"] > 0
     code, out, _ = run(capsys, "--config", c, "windows", "add", "A09", "--name", "九号", "--json")
-    assert code == 0 and json.loads(out) == {"window_id": "A09", "dept_code": "", "name": "九号"}
+    assert code == 0 and json.loads(out) == {"window_id": "A09", "dept_code": "", "name": "九号",
+                                             "hall_id": None, "retired_ms": None}   # the default hall
     code, out, _ = run(capsys, "--config", c, "--json", "staff", "add", "wang", "--name", "王五")
-    assert code == 0 and json.loads(out) == {"account": "wang", "display_name": "王五"}
+    assert code == 0 and json.loads(out) == {"account": "wang", "display_name": "王五", "dept_code": "",
+                                             "retired_ms": None}
