@@ -27,7 +27,7 @@ DEVICES = 40
 PRESSES = 250                      # 40 x 250 = 10,000 ratings
 KILL_AFTER = 3000                  # acked records before the leader is SIGKILLed
 GROUP = "hall"
-DEPT = "11540102MB0000001X"
+DEPT = "11540102MB00000018"   # a valid GB 32100 code (district checks the check character)
 GW_ACCOUNTS = {"gw-1": ("hcp-gw-1", secrets.token_hex(8)), "gw-2": ("hcp-gw-2", secrets.token_hex(8))}
 
 
@@ -210,18 +210,23 @@ def test_a_second_instance_on_one_sqlite_store_is_refused(gw_env_factory: Any, t
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1, r
     lines = r.stderr.strip().splitlines()
-    assert lines == ["gateway: store error: another gateway (pid %d) is already serving store %s; a second "
-                     "instance needs a PostgreSQL store" % (env.gateway.pid, env.db_path)], r.stderr
+    assert lines == ["gateway: store error: another gateway (pid %d) is already serving store %s: stop it "
+                     "first (systemctl stop hcp-gateway); several instances need a PostgreSQL store"
+                     % (env.gateway.pid, env.db_path)], r.stderr
     assert "Traceback" not in r.stderr + r.stdout
     assert env.gateway.running
 
 
 @pytest.mark.skipif(BACKEND != "postgresql", reason="needs PostgreSQL: runs in the HCP_STORE=postgresql pass")
 async def test_two_instances_with_one_client_id_are_named_in_the_log(tmp_path: Path, pg_server: Any) -> None:
-    """A misconfiguration: both instances use one client id; the broker drops the older
-    connection at each CONNECT, in a loop. Each instance says what it most likely is."""
-    url = pg_server.fresh_database()
-    await _provision(url, {})
+    """A misconfiguration: two gateways use one client id on one broker; the broker drops the
+    older connection at each CONNECT, in a loop. Each instance says what it most likely is.
+    (Two on one store are refused at start by their heartbeats, tests/ops/test_ops_twin.py;
+    gateways on different stores, e.g. two halls' gateways pointed at one district broker,
+    cannot see each other there: this is how they find out.)"""
+    urls = [pg_server.fresh_database(), pg_server.fresh_database()]
+    for url in urls:
+        await _provision(url, {})
     account = "gw-1"
     broker = Mosquitto(tmp_path / "mosquitto", users={a: pw for a, (_, pw) in GW_ACCOUNTS.items()},
                        acl=_acl())
@@ -231,7 +236,7 @@ async def test_two_instances_with_one_client_id_are_named_in_the_log(tmp_path: P
         for i in (1, 2):
             d = tmp_path / ("gw%d" % i)
             d.mkdir()
-            gws.append(GatewayProcess(_config(d / "gateway.toml", account, broker, url, None)))
+            gws.append(GatewayProcess(_config(d / "gateway.toml", account, broker, urls[i - 1], None)))
         for g in gws:
             await asyncio.to_thread(g.start, 30.0)
         said = "most likely another client uses our client id 'hcp-gw-1'"
