@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -138,6 +139,8 @@ RCVBUF = 256 * 1024
 # (a device payload is at most 1 KB; up to this size it is still counted here as too_large).
 MAX_PACKET = 16 * 1024
 MISC_EVERY_S = 1.0
+# Packets handled per readable event at most (see Connection._readable).
+READ_BURST = 64
 # A graceful close (DISCONNECT written) waits this long; then the socket is shut down.
 CLOSE_TIMEOUT_S = 2.0
 SESSION_TAKEN_OVER = 0x8E
@@ -287,7 +290,15 @@ class Connection:
             self._writing = False
 
     def _readable(self) -> None:
-        self.client.loop_read()
+        # paho's loop_read handles one packet per call when nothing is in flight, and each
+        # call costs a trip through the event loop's selector: drain what the socket already
+        # holds (bounded, so one busy link cannot starve the loop's other callbacks).
+        for _ in range(READ_BURST):
+            if self.client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            sock = self._sock
+            if sock is None or not _has_bytes(sock):
+                return
 
     def _writable(self) -> None:
         self.client.loop_write()
@@ -436,6 +447,20 @@ class Connection:
             with contextlib.suppress(Exception):
                 self.client.loop_read()
         self._end("closed")
+
+
+def _has_bytes(sock: Any) -> bool:
+    """Whether a read would return data now (public socket API: a non-blocking peek). A TLS
+    socket cannot peek: only its already decrypted bytes count; what is still encrypted in the
+    kernel wakes the (level-triggered) selector again."""
+    if isinstance(sock, ssl.SSLSocket):
+        return sock.pending() > 0
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True     # let loop_read meet the error and end the connection its own way
 
 
 def _check(rc: MQTTErrorCode, what: str) -> None:
