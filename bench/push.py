@@ -24,46 +24,54 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.store.db import Database, open_db  # noqa: E402
-
+from gateway.store import Store, open_store  # noqa: E402
+from gateway.store.api import Tx  # noqa: E402
 from gateway.uplink.push import Pusher  # noqa: E402
 from gateway.uplink.settings import UplinkSettings  # noqa: E402
 from simulator.netutil import free_port, wait_port  # noqa: E402
 
 DAY_MS = 1741_000_000_000   # 2025-03-03 around 19:06 UTC; records spread over the following days
+CHUNK = 20_000
 
 
-async def seed(db: Database, n: int, devices: int = 20) -> None:
-    async with db.transaction() as c:
-        for d in range(devices):
-            dev, win, clerk = "hcp-bench%02d" % d, "W%02d" % d, "clerk%02d" % d
-            await c.execute("INSERT INTO devices (device_id, secret_hex, created_at) VALUES (?, ?, 0)",
-                            (dev, "00" * 32))
-            await c.execute("INSERT INTO windows (window_id, dept_code, name, created_ms)"
-                            " VALUES (?, ?, ?, 0)",
-                            (win, "11540102MB0000001X", win))
-            await c.execute("INSERT INTO staff (account, display_name, created_ms) VALUES (?, ?, 0)",
-                            (clerk, clerk))
-            await c.execute("INSERT INTO bindings (id, device_id, window_id, staff_account, valid_from_ms,"
-                            " created_by) VALUES (?, ?, ?, ?, 0, 'bench')", (d + 1, dev, win, clerk))
-        invs, recs = [], []
-        for i in range(n):
-            d = i % devices
-            dev, seq = "hcp-bench%02d" % d, i // devices + 1
-            rid, inv, t = "%s:1:%d" % (dev, seq), "inv%d" % i, DAY_MS + i * 2000
-            grade = ("vs", "s", "bs", "d", "vd")[i % 5]
-            invs.append((inv, dev, "W%02d" % d, "clerk%02d" % d, d + 1, "CASE%08d" % i, "T0001", "换领", "",
-                         1 + i % 2, 60, "rated", t - 60000, t + 60000, rid, grade, "bench"))
-            recs.append((rid, dev, 1, seq, "rated", grade, inv, t // 1000, seq * 1000, t, "device", t + 40, 1,
-                         d + 1, "W%02d" % d, "clerk%02d" % d, ""))
-        await c.executemany("INSERT INTO invitations (id, device_id, window_id, staff_account, binding_id,"
-                            " case_no, task_code, task_name, dept_code, applicant_type, countdown_s, status,"
-                            " created_ms, expires_ms, record_id, grade, created_by) VALUES (%s)"
-                            % ",".join("?" * 17), invs)
-        await c.executemany("INSERT INTO records (record_id, device_id, rb, rs, kind, grade, invitation_id,"
-                            " device_wall_s, uptime_ms, pressed_at_ms, time_source, received_at_ms, msg_boot,"
-                            " binding_id, window_id, staff_account, flags) VALUES (%s)" % ",".join("?" * 17),
-                            recs)
+async def seed(store: Store, n: int, devices: int = 20) -> None:
+    """n rated records, each with its invitation, pending upload (through the store's
+    repositories; invitations in bulk through the unit's connection, as bench/console.py)."""
+    from gateway import bindings, uscc
+    from gateway.devices import add_device
+    await store.write(lambda tx: [add_device(tx, "hcp-bench%02d" % d, "00" * 32, "1.0", "bench", 0)
+                                  for d in range(devices)])
+    dept = uscc.complete("11540102MB0000001")
+    for d in range(devices):
+        await bindings.add_window(store, "W%02d" % d, dept, "W%02d" % d, "bench")
+        await bindings.add_staff(store, "clerk%02d" % d, "clerk%02d" % d, "bench")
+        await bindings.pair(store, "hcp-bench%02d" % d, "W%02d" % d, "clerk%02d" % d, "bench", at_ms=1000)
+    ids = {d: (await store.read(lambda tx, d=d: tx.bindings.active_for_device("hcp-bench%02d" % d)))
+           for d in range(devices)}
+    for lo in range(0, n, CHUNK):
+        def unit(tx: Tx, lo: int = lo, hi: int = min(n, lo + CHUNK)) -> None:
+            invs, recs = [], []
+            for i in range(lo, hi):
+                d = i % devices
+                b = ids[d]
+                assert b is not None
+                dev, seq = "hcp-bench%02d" % d, i // devices + 1
+                rid, inv, t = "%s:1:%d" % (dev, seq), "inv%d" % i, DAY_MS + i * 2000
+                grade = ("vs", "s", "bs", "d", "vd")[i % 5]
+                invs.append((inv, dev, b.window_id, b.staff_account, b.id, "CASE%08d" % i, "T0001", "换领",
+                             "", 1 + i % 2, 60, "rated", t - 60000, t + 60000, t, rid, grade, "bench"))
+                recs.append({"record_id": rid, "device_id": dev, "rb": 1, "rs": seq, "kind": "rated",
+                             "grade": grade, "invitation_id": inv, "device_wall_s": t // 1000,
+                             "uptime_ms": seq * 1000, "pressed_at_ms": t, "time_source": "device",
+                             "received_at_ms": t + 40, "msg_boot": 1, "binding_id": b.id,
+                             "window_id": b.window_id, "staff_account": b.staff_account, "flags": ""})
+            tx.raw.executemany(  # type: ignore[attr-defined]
+                "INSERT INTO invitations (id, device_id, window_id, staff_account, binding_id, case_no,"
+                " task_code, task_name, dept_code, applicant_type, countdown_s, status, created_ms,"
+                " expires_ms, closed_ms, record_id, grade, created_by) VALUES (%s)" % ",".join("?" * 18),
+                invs)
+            tx.records.insert_many(recs)
+        await store.write(unit)
 
 
 def stats(url: str) -> dict[str, object]:
@@ -73,9 +81,9 @@ def stats(url: str) -> dict[str, object]:
 
 
 async def bench(args: argparse.Namespace, work: Path) -> int:
-    db = await open_db(work / "gateway.sqlite")
+    store = await open_store(str(work / "gateway.sqlite"))
     t0 = time.monotonic()
-    await seed(db, args.records)
+    await seed(store, args.records)
     print("seeded %d records in %.1f s" % (args.records, time.monotonic() - t0), flush=True)
     port = free_port()
     # Started once, before the timed part: a blocking Popen here is harmless.
@@ -87,7 +95,7 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         url = "http://127.0.0.1:%d" % port
         settings = UplinkSettings(url=url, area_code="540102", batch_size=args.batch_size,
                                   max_batches_per_second=args.rate)
-        pusher = Pusher(db, settings)
+        pusher = Pusher(store, settings)
         t0 = time.monotonic()
         report = await pusher.run()
         elapsed = time.monotonic() - t0
@@ -96,7 +104,7 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
     finally:
         proc.terminate()
         proc.wait(10)
-        await db.close()
+        await store.close()
     rate = report.acked / elapsed if elapsed else 0.0
     print("pushed %d records in %d batches of %d (limit %.0f batches/s): %.1f s, %.0f records/s"
           % (report.acked, report.batches, args.batch_size, args.rate, elapsed, rate))
