@@ -165,8 +165,13 @@ class Connection:
     else runs on the loop thread.
     """
 
-    def __init__(self, cfg: MqttConfig, on_message: OnMessage) -> None:
+    def __init__(self, cfg: MqttConfig, on_message: OnMessage,
+                 on_connack: Callable[[Connection], None] | None = None) -> None:
+        """on_connack(conn) runs in the reader callback that parsed a successful CONNACK, before
+        any message behind it: with a kept session the broker sends what it queued for us right
+        after the CONNACK, and whatever answers those messages (acks) must find the connection."""
         self.cfg = cfg
+        self._on_connack = on_connack
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._on_message = on_message
@@ -322,6 +327,8 @@ class Connection:
         else:
             self.session_present = bool(flags.session_present)
             self._connack.set_result(None)
+            if self._on_connack is not None:
+                self._on_connack(self)
 
     def _disconnected(self, client: mqtt.Client, userdata: Any, flags: DisconnectFlags, reason: ReasonCode,
                       properties: Properties | None) -> None:
@@ -488,7 +495,7 @@ class Downlink:
 
     def __init__(self, registry: DeviceRegistry) -> None:
         self.registry = registry
-        self.client: Connection | None = None   # set by the service once subscribed
+        self.client: Connection | None = None   # set by the service once connected (CONNACK)
         self.sent = 0
         self.failed = 0
 

@@ -88,7 +88,11 @@ async def _mqtt_loop(cfg: Config, gate: Gate, downlink: Downlink, connected: asy
     subscribe, unsubscribe = subscriptions(cfg.mqtt)
     takeover = TakeoverWatch(cfg.mqtt.client_id, where)
     while not stopping.is_set():
-        conn = Connection(cfg.mqtt, gate.offer)
+        # Downlink from the CONNACK on (set in the reader callback that parsed it), not from the
+        # SUBACKs: with our kept session the broker delivers what it queued for us right behind
+        # the CONNACK, and the acks and state replies of those messages (send_nowait drops them
+        # while there is no client) must go out.
+        conn = Connection(cfg.mqtt, gate.offer, on_connack=lambda c: setattr(downlink, "client", c))
         try:
             await conn.connect()
             takeover.connected()
@@ -97,7 +101,6 @@ async def _mqtt_loop(cfg: Config, gate: Gate, downlink: Downlink, connected: asy
             for t in unsubscribe:
                 with contextlib.suppress(MqttError):
                     await conn.unsubscribe(t)
-            downlink.client = conn
             state.set(True)
             backoff = 0.2
             if not connected.is_set():

@@ -231,3 +231,34 @@ def test_gateway_code_uses_no_private_library_api() -> None:
     r = subprocess.run(["grep", "-rnP", PRIVATE.pattern, "gateway", "--include=*.py"], cwd=REPO,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stdout == "", r.stdout
+
+
+async def test_on_connack_runs_before_the_messages_queued_behind_it(broker: Mosquitto, proto: str) -> None:
+    """With a kept session the broker sends what it queued for us right behind the CONNACK,
+    often in the same read: whoever answers them (the downlink of acks) must be told of the
+    connection before the first of them is delivered (a failed fresh-clone run lost the acks of
+    queued records to that window)."""
+    first = gwire.Connection(_cfg(broker, protocol=proto), Inbox())
+    await first.connect()
+    await first.subscribe("hcp/t/#", qos=1)
+    await first.close()
+    async with _peer(broker) as pub:
+        for i in range(50):
+            await pub.publish("hcp/t/q", b"%d" % i, qos=1)
+    events: list[str] = []
+
+    def message(topic: str, payload: bytes) -> None:
+        events.append("msg")
+
+    conn = gwire.Connection(_cfg(broker, protocol=proto), message,
+                            on_connack=lambda c: events.append("connack"))
+    await conn.connect()
+    try:
+        for _ in range(3000):
+            if events.count("msg") >= 50:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+    assert conn.session_present
+    assert events[0] == "connack" and events.count("connack") == 1 and events.count("msg") == 50
