@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.cli import CliError, CliState, json_option, local_time, run_db, table
+from gateway.cli import CliError, CliState, actor, json_option, local_time, run_db, table
 from gateway.config import ConfigError
 from gateway.store import Store
 from gateway.uplink import state
@@ -223,7 +223,7 @@ def requeue_cmd(ctx: click.Context, record_ids: tuple[str, ...], all_: bool, cod
     if not record_ids and not all_ and code is None:
         raise click.UsageError("name record ids, or use --all / --code")
     ids = list(record_ids) if record_ids else None
-    n = _run(st, lambda db, s: state.requeue(db, ids, code))
+    n = _run(st, lambda db, s: state.requeue(db, ids, code, actor=actor()))
     if st.json:
         _echo_json({"requeued": n})
     else:

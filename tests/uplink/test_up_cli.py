@@ -107,6 +107,10 @@ def test_push_rejections_requeue_reconcile(tmp_path: Path, standin: str) -> None
         c.execute("UPDATE invitations SET dept_code = '' WHERE record_id = ?", (bad[0],))
     r = hcp(cfg, "uplink", "requeue", bad[0])
     assert r.returncode == 0 and "1 record(s) re-queued" in r.stdout
+    with sqlite3.connect(tmp_path / "gw.sqlite") as c:      # audited under the person, as in the console
+        rows = c.execute("SELECT actor, detail_json FROM audit_log"
+                         " WHERE action = 'uplink.requeue'").fetchall()
+    assert len(rows) == 1 and rows[0][0].startswith("cli:") and bad[0] in rows[0][1], rows
     assert hcp(cfg, "push").returncode == 0
 
     r = hcp(cfg, "reconcile", "--date", "2025-03-03")
