@@ -499,6 +499,10 @@ class Downlink:
         self.sent = 0
         self.failed = 0
 
+    def attach(self, conn: Connection) -> None:
+        """The connection to send on, from its CONNACK (Connection's on_connack)."""
+        self.client = conn
+
     async def _sign(self, st: DeviceState, t: str, fields: dict[str, Any]) -> bytes:
         b, n = await self.registry.next_command(st)
         m = dict(fields)

@@ -92,7 +92,7 @@ async def _mqtt_loop(cfg: Config, gate: Gate, downlink: Downlink, connected: asy
         # SUBACKs: with our kept session the broker delivers what it queued for us right behind
         # the CONNACK, and the acks and state replies of those messages (send_nowait drops them
         # while there is no client) must go out.
-        conn = Connection(cfg.mqtt, gate.offer, on_connack=lambda c: setattr(downlink, "client", c))
+        conn = Connection(cfg.mqtt, gate.offer, on_connack=downlink.attach)
         try:
             await conn.connect()
             takeover.connected()
